@@ -1,0 +1,54 @@
+"""``idle`` and ``cpu``: the simplest guests."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from pydantic import Field
+
+from vframework import Compute, Duration, Operation, Params, Sleep, Workload
+
+
+class IdleParams(Params):
+    tick: Duration = Field(10_000_000, description="timer period: the guest wakes this often")
+    work: Duration = Field(20_000, description="CPU time of the guest's timer handler per wake-up")
+
+
+class Idle(Workload):
+    """A guest with nothing to do: it wakes on its timer, runs its handler and sleeps again."""
+
+    name = "idle"
+    description = "sleeps; wakes every tick for a short timer handler"
+    Params = IdleParams
+
+    def run(self) -> Generator[Operation, Any, None]:
+        p: IdleParams = self.params  # type: ignore[assignment]
+        work = self.context.cycles(p.work)
+        while True:
+            yield Sleep(p.tick)
+            yield Compute(work)
+
+
+class CPUParams(Params):
+    burst: Duration = Field(10_000_000, description="CPU time per burst")
+    think: int | Duration = Field(0, description="sleep between bursts (0: never sleeps, fully CPU-bound)")
+    total: int | Duration = Field(0, description="stop after this much CPU time (0: run forever)")
+
+
+class CPUBound(Workload):
+    """Computes in bursts; with ``think`` > 0 it sleeps between them (an interactive guest)."""
+
+    name = "cpu"
+    description = "computes in bursts, optionally sleeping between them"
+    Params = CPUParams
+
+    def run(self) -> Generator[Operation, Any, None]:
+        p: CPUParams = self.params  # type: ignore[assignment]
+        burst = self.context.cycles(p.burst)
+        done = 0
+        while not p.total or done < p.total:
+            yield Compute(burst)
+            done += p.burst
+            if p.think:
+                yield Sleep(p.think)

@@ -1,0 +1,177 @@
+"""The command line: ``vframework run | plugins | validate | check``.
+
+Exit codes: 0 success; 1 a runtime failure (a plugin hook raised, the host ran out of memory,
+a conformance property failed); 2 bad input (scenario, arguments, a plugin that cannot load).
+Errors are one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .components import KINDS
+from .guest import GuestOutOfMemory
+from .hypervisor import HostOutOfMemory, NoProgress
+from .plugins import PluginError, PluginManager
+from .results import ResultsError, default_results_dir, write_results
+from .scenario import Scenario, ScenarioError, load_default_scenario, load_scenario
+from .simulation import TIMESERIES_METRICS, Simulation
+
+__all__ = ["main"]
+
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+
+def _fail(message: str, code: int) -> None:
+    _err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    sys.exit(code)
+
+
+def _plugins() -> PluginManager:
+    try:
+        return PluginManager()
+    except PluginError as exc:
+        _fail(str(exc), 2)
+        raise  # unreachable
+
+
+def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Scenario:
+    try:
+        if path is None:
+            return load_default_scenario(plugins, overrides)
+        return load_scenario(path, plugins, overrides)
+    except ScenarioError as exc:
+        n = len(exc.problems)
+        _err.print(f"[bold red]error:[/] invalid scenario ({n} problem{'s' if n != 1 else ''}):", markup=True)
+        for problem in exc.problems:
+            _err.print(f"  {problem}", markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="vframework")
+def main() -> None:
+    """vframework: a virtual machine monitor simulator, a small kernel plus plugins."""
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)")
+@click.option("--seed", type=click.IntRange(min=0), help="override the scenario's seed")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a scenario key, e.g. host.cpus=4 or vm[0].memory=2GiB (repeatable)")
+@click.option("--no-plot", is_flag=True, help="skip the PNG plot")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar or table")
+def run(scenario: str | None, out: Path | None, seed: int | None, overrides: tuple[str, ...],
+        no_plot: bool, quiet: bool) -> None:
+    """Run SCENARIO (a TOML file; the embedded default scenario when omitted)."""
+    plugins = _plugins()
+    spec = _load(scenario, plugins, list(overrides))
+    try:
+        sim = Simulation(spec, plugins, seed)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeRemainingColumn(), console=_err, disable=quiet, transient=True) as bar:
+            task = bar.add_task(f"{spec.name} (seed {sim.seed})", total=spec.config.duration)
+            summary = sim.run(progress=lambda t, total: bar.update(task, completed=t))
+    except PluginError as exc:
+        _fail(f"{exc}; the run was stopped and no results were written", 1)
+    except (HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
+        _fail(f"{exc}; the run was stopped and no results were written", 1)
+    target = out or default_results_dir(spec.name, sim.seed)
+    try:
+        path = write_results(target, summary, ("time_ns", "vm", *TIMESERIES_METRICS), sim.timeseries,
+                             plot=not no_plot)
+    except (ResultsError, OSError) as exc:
+        _fail(f"cannot write results: {exc}", 1)
+    if not quiet:
+        _out.print(_summary_table(summary))
+    _out.print(f"results: {path}")
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    secs = summary["sim_time_ns"] / 1e9
+    table = Table(title=f"{summary['scenario']} — seed {summary['seed']}, {secs:g} s simulated")
+    cols = ["VM", "mode", "workload", "run s", "ready s", "mem MiB", "guest PF", "hidden PF"]
+    for title in cols:
+        table.add_column(title, justify="left" if title in ("VM", "mode", "workload") else "right")
+    comps = summary["components"]["vms"]
+    for name, c in summary["vms"].items():
+        table.add_row(
+            name, comps[name]["mode"], comps[name]["workload"],
+            f"{c['cpu_run_ns'] / 1e9:.3f}", f"{c['cpu_ready_ns'] / 1e9:.3f}",
+            f"{c['mem_consumed'] * 4096 / 2**20:.1f}", str(c["guest_page_faults"]), str(c["hidden_page_faults"]),
+        )
+    return table
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def plugins(as_json: bool) -> None:
+    """List installed plugin distributions and the components they register."""
+    pm = _plugins()
+    infos = sorted(pm.plugins.values(), key=lambda p: p.name)
+    if as_json:
+        data = [{"name": p.name, "version": p.version,
+                 "components": {k: sorted(p.components.get(k, [])) for k in KINDS}} for p in infos]
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title="vframework plugins")
+    for col in ("distribution", "version", "kind", "components"):
+        table.add_column(col)
+    for p in infos:
+        first = True
+        for kind in KINDS:
+            names = sorted(p.components.get(kind, []))
+            if names:
+                table.add_row(p.name if first else "", p.version if first else "", kind, ", ".join(names))
+                first = False
+        if first:
+            table.add_row(p.name, p.version, "-", "(registers nothing)")
+    _out.print(table)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a key before validating")
+def validate(file: str, overrides: tuple[str, ...]) -> None:
+    """Check a scenario file and report every problem (exit 2 if any)."""
+    spec = _load(file, _plugins(), list(overrides))
+    _out.print(f"{file}: valid scenario {spec.name!r} ({len(spec.vms)} VMs)")
+
+
+@main.command()
+@click.argument("components", nargs=-1)
+@click.option("--profile", default="default", show_default=True,
+              type=click.Choice(["default", "thorough", "ci"]), help="Hypothesis profile (examples per property)")
+def check(components: tuple[str, ...], profile: str) -> None:
+    """Run the conformance kit against installed components (all when none is named)."""
+    from .testing.kit import run_checks, select_targets
+
+    pm = _plugins()
+    try:
+        targets = select_targets(pm, list(components))
+    except KeyError as exc:
+        _fail(str(exc.args[0]), 2)
+    outcomes = run_checks(targets, profile)
+    table = Table(title=f"conformance ({profile} profile)")
+    for col in ("component", "kind", "property", "examples", "result"):
+        table.add_column(col, justify="right" if col == "examples" else "left")
+    for o in outcomes:
+        table.add_row(o.component, o.kind, o.prop, str(o.examples),
+                      "[green]pass[/]" if o.passed else "[bold red]FAIL[/]")
+    _out.print(table)
+    failed = [o for o in outcomes if not o.passed]
+    for o in failed:
+        _out.print(f"\n[bold red]{o.component} / {o.prop} failed[/]; minimal failing example:", markup=True)
+        _out.print(o.report, markup=False, highlight=False)
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,189 @@
+"""The machine: physical CPUs, machine memory (a numpy frame table), devices and topology.
+
+Machine memory is a table indexed by MPN (machine page number). Each frame has a state (free,
+private to one VM, shared copy-on-write, or owned by the hypervisor), an owner VM id, a
+reference count (the number of P2M mappings to it) and a *content handle*: a 64-bit value
+that stands for the page's 4 KiB of bytes. Handle 0 is the zero page; any other handle
+materializes deterministically (:func:`page_bytes`), so hashing, comparing, copying and
+swapping see real bytes while the table costs 17 bytes per frame instead of 4 KiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from .costs import CostModel
+from .units import PAGE_SIZE
+
+__all__ = [
+    "FREE", "PRIVATE", "SHARED", "HYPERVISOR", "STATE_NAMES", "NO_OWNER", "HYPERVISOR_OWNER",
+    "OutOfMemory", "MachineMemory", "PhysicalCPU", "HostDevice", "Machine", "page_bytes",
+]
+
+FREE, PRIVATE, SHARED, HYPERVISOR = 0, 1, 2, 3
+STATE_NAMES = ("free", "private", "shared", "hypervisor")
+NO_OWNER = -1
+HYPERVISOR_OWNER = -2
+
+
+class OutOfMemory(RuntimeError):
+    """No free machine frame is left for a request."""
+
+
+def page_bytes(handle: int) -> bytes:
+    """The 4 KiB a content handle stands for: zeros for 0, else a deterministic pattern."""
+    if handle == 0:
+        return bytes(PAGE_SIZE)
+    gen = np.random.Generator(np.random.PCG64(int(handle) & 0xFFFF_FFFF_FFFF_FFFF))
+    return gen.bytes(PAGE_SIZE)
+
+
+class MachineMemory:
+    """The frame table. All per-frame state is numpy; nothing is allocated per frame."""
+
+    def __init__(self, frames: int) -> None:
+        if frames <= 0:
+            raise ValueError(f"machine memory needs at least one frame, got {frames}")
+        self.frames = frames
+        self.state = np.zeros(frames, dtype=np.uint8)
+        self.owner = np.full(frames, NO_OWNER, dtype=np.int32)
+        self.refcount = np.zeros(frames, dtype=np.int32)
+        self.content = np.zeros(frames, dtype=np.uint64)
+        # Free frames are a stack, lowest MPN on top, so allocation order is deterministic.
+        self._free_stack = np.arange(frames - 1, -1, -1, dtype=np.int64)
+        self._free_top = frames
+
+    @property
+    def free_frames(self) -> int:
+        """Frames currently free."""
+        return self._free_top
+
+    def allocate(self, count: int, owner: int) -> np.ndarray:
+        """Take ``count`` free frames for ``owner`` (a VM id, or HYPERVISOR_OWNER); zeroed."""
+        if count < 0:
+            raise ValueError(f"cannot allocate {count} frames")
+        if count > self._free_top:
+            raise OutOfMemory(f"asked for {count} frames, {self._free_top} free")
+        top = self._free_top
+        mpns = self._free_stack[top - count : top][::-1].copy()
+        self._free_top = top - count
+        hv = owner == HYPERVISOR_OWNER
+        self.state[mpns] = HYPERVISOR if hv else PRIVATE
+        self.owner[mpns] = owner
+        self.refcount[mpns] = 0 if hv else 1
+        self.content[mpns] = 0
+        return mpns
+
+    def free(self, mpns: np.ndarray) -> None:
+        """Return frames to the free pool. Freeing a free or shared frame is a bug: it raises."""
+        mpns = np.asarray(mpns, dtype=np.int64)
+        if mpns.size == 0:
+            return
+        if np.unique(mpns).size != mpns.size:
+            raise ValueError("the same frame was freed twice in one call")
+        bad = mpns[(self.state[mpns] == FREE) | (self.state[mpns] == SHARED)]
+        if bad.size:
+            raise ValueError(f"frame {int(bad[0])} is {STATE_NAMES[self.state[bad[0]]]}; cannot free it")
+        self.state[mpns] = FREE
+        self.owner[mpns] = NO_OWNER
+        self.refcount[mpns] = 0
+        self.content[mpns] = 0
+        top = self._free_top
+        self._free_stack[top : top + mpns.size] = mpns[::-1]
+        self._free_top = top + mpns.size
+
+    def counts(self) -> dict[str, int]:
+        """Frames in each state; they add up to :attr:`frames`."""
+        tally = np.bincount(self.state, minlength=len(STATE_NAMES))
+        return {name: int(tally[i]) for i, name in enumerate(STATE_NAMES)}
+
+    def owned_by(self, owner: int) -> int:
+        """Private frames owned by one VM (or the hypervisor)."""
+        return int(np.count_nonzero(self.owner == owner))
+
+    def read(self, mpn: int) -> bytes:
+        """The bytes of one frame."""
+        return page_bytes(int(self.content[mpn]))
+
+    def check(self) -> None:
+        """Raise AssertionError if the table is inconsistent (used by the conformance kit)."""
+        counts = self.counts()
+        assert sum(counts.values()) == self.frames, counts
+        assert counts["free"] == self._free_top, (counts, self._free_top)
+        free = self._free_stack[: self._free_top]
+        assert np.all(self.state[free] == FREE), "a frame on the free stack is in use"
+        assert np.all(self.owner[self.state == FREE] == NO_OWNER)
+        assert np.all(self.refcount[self.state == PRIVATE] == 1)
+        assert np.all(self.refcount[self.state == SHARED] >= 1)
+
+
+@dataclass
+class PhysicalCPU:
+    """One physical CPU (a hardware thread). Accounting fields are plain ints, in ns."""
+
+    index: int
+    socket: int = 0
+    idle_ns: int = 0
+    hypervisor_ns: int = 0
+    #: The vCPU currently dispatched here, or None.
+    current: Any = None
+
+
+@dataclass
+class HostDevice:
+    """A physical device of the host; virtual devices (plugins) sit on top of these."""
+
+    name: str
+    kind: str
+    socket: int = 0
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+class Machine:
+    """The host hardware: CPUs, memory, devices, their topology and the cost model."""
+
+    def __init__(
+        self,
+        cpus: int,
+        memory_bytes: int,
+        costs: CostModel | None = None,
+        sockets: int = 1,
+        devices: list[HostDevice] | None = None,
+    ) -> None:
+        if cpus <= 0:
+            raise ValueError(f"a machine needs at least one CPU, got {cpus}")
+        if sockets <= 0 or cpus % sockets:
+            raise ValueError(f"{cpus} CPUs cannot be split evenly over {sockets} sockets")
+        self.costs = costs or CostModel()
+        self.cpus = [PhysicalCPU(i, socket=i * sockets // cpus) for i in range(cpus)]
+        self.memory = MachineMemory(memory_bytes // PAGE_SIZE)
+        self.devices = list(devices or [])
+        self.topology = self._build_topology(sockets)
+
+    def _build_topology(self, sockets: int) -> nx.Graph:
+        graph = nx.Graph()
+        graph.add_node("host", kind="host")
+        for s in range(sockets):
+            graph.add_node(f"socket{s}", kind="socket")
+            graph.add_edge("host", f"socket{s}")
+            graph.add_node(f"mem{s}", kind="memory")
+            graph.add_edge(f"socket{s}", f"mem{s}")
+        for cpu in self.cpus:
+            graph.add_node(f"cpu{cpu.index}", kind="cpu")
+            graph.add_edge(f"socket{cpu.socket}", f"cpu{cpu.index}")
+        for dev in self.devices:
+            graph.add_node(dev.name, kind="device", device=dev.kind)
+            graph.add_edge(f"socket{dev.socket}", dev.name)
+        return graph
+
+    def add_device(self, device: HostDevice) -> None:
+        """Attach a host device (and record it in the topology)."""
+        if self.topology.has_node(device.name):
+            raise ValueError(f"the host already has a device or node called {device.name!r}")
+        self.devices.append(device)
+        self.topology.add_node(device.name, kind="device", device=device.kind)
+        self.topology.add_edge(f"socket{device.socket}", device.name)

@@ -1,0 +1,314 @@
+"""The hypervisor: VMs, the per-CPU dispatch loop, machine-frame backing and CPU accounting.
+
+Each physical CPU is always in exactly one of three states, and every nanosecond of it is
+charged to exactly one account:
+
+* ``IDLE``   -> the CPU's ``idle_ns``;
+* ``SWITCH`` -> the CPU's ``hypervisor_ns`` (switching to another vCPU);
+* ``RUN``    -> the running VM's ``cpu_run_ns``.
+
+:meth:`Hypervisor.sync` closes every open interval at the current time, so the identity
+``sum(cpu_run_ns) + hypervisor_ns + idle_ns == elapsed * cpus`` holds exactly in integer ns
+whenever it is called. The dispatch loop schedules one engine event per operation segment,
+never per instruction or per page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .components import MemoryPolicy, MemoryService, Scheduler
+from .engine import Engine, Event
+from .guest import HALT
+from .hardware import FREE, HYPERVISOR, PRIVATE, SHARED, Machine, OutOfMemory
+from .metrics import new_host_counters
+from .vm import VCPU, VM, VCPUState
+
+__all__ = ["Hypervisor", "HostOutOfMemory", "NoProgress"]
+
+IDLE, SWITCH, RUN = 0, 1, 2
+#: Zero-time operations a vCPU may run back to back before the run is declared stuck.
+_MAX_ZERO_STEPS = 100_000
+
+
+class HostOutOfMemory(RuntimeError):
+    """The host has no machine frame left to back a guest page."""
+
+
+class NoProgress(RuntimeError):
+    """A workload keeps yielding operations that take no time."""
+
+
+class Hypervisor:
+    """The virtual machine monitor of one host."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        machine: Machine,
+        scheduler: Scheduler,
+        memory_policy: MemoryPolicy,
+        memory_services: list[MemoryService] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.machine = machine
+        self.scheduler = scheduler
+        self.memory_policy = memory_policy
+        self.memory_services = list(memory_services or [])
+        self.vms: dict[int, VM] = {}
+        self.counters = new_host_counters()
+        n = len(machine.cpus)
+        self._state = [IDLE] * n
+        self._since = [0] * n
+        self._event: list[Event | None] = [None] * n
+        self.running: list[VCPU | None] = [None] * n
+        self._last: list[VCPU | None] = [None] * n
+        self._runnable: set[VCPU] = set()
+        #: Called with the VM when a VM's last vCPU halts (the simulation listens).
+        self.on_vm_halted: Callable[[VM], None] | None = None
+        self._started = False
+        #: Cycles memory services reported using (see :meth:`_service_loop`).
+        self.service_cycles = 0
+
+    # -- VMs ------------------------------------------------------------------------
+    def add_vm(self, vm: VM) -> None:
+        """Register a built VM (mode, guest and processes attached) and make it runnable."""
+        if vm.id in self.vms:
+            raise ValueError(f"VM id {vm.id} is taken")
+        self.vms[vm.id] = vm
+        if vm.mode is not None and vm.mode.preallocate:
+            self.back_pages(vm, np.arange(vm.memory_pages, dtype=np.int64))
+        for vcpu in vm.vcpus:
+            self.scheduler.attach(vcpu, vm.scheduler_params)
+        if self._started:
+            for vcpu in vm.vcpus:
+                self._wake(vcpu)
+
+    def start(self) -> None:
+        """Start dispatching: every vCPU with a process becomes runnable; periodic work begins."""
+        self._started = True
+        for vm in self.vms.values():
+            for vcpu in vm.vcpus:
+                if vcpu.process is not None:
+                    self._wake(vcpu)
+                else:
+                    self._halt(vcpu)
+        if self.scheduler.tick_ns > 0:
+            self.engine.process(self._ticker(), "scheduler-tick")
+        self._apply_targets()
+        if self.memory_policy.period_ns > 0:
+            self.engine.process(self._policy_loop(), "memory-policy")
+        for service in self.memory_services:
+            self.engine.process(self._service_loop(service), f"memory-service:{service.name}")
+
+    # -- memory ---------------------------------------------------------------------
+    def back_pages(self, vm: VM, ppns: np.ndarray) -> int:
+        """Give machine frames to guest-physical pages that have none; returns how many."""
+        ppns = ppns[vm.p2m[ppns] < 0]
+        if ppns.size == 0:
+            return 0
+        try:
+            mpns = self.machine.memory.allocate(int(ppns.size), vm.id)
+        except OutOfMemory as exc:
+            raise HostOutOfMemory(
+                f"cannot back {ppns.size} pages of VM {vm.name!r}: the host is out of machine "
+                f"memory ({exc}); choose a memory policy that reclaims, or give VMs less memory"
+            ) from None
+        vm.p2m[ppns] = mpns
+        vm.counters["mem_granted"] += int(ppns.size)
+        vm.counters["mem_consumed"] += int(ppns.size)
+        if not (vm.mode is not None and vm.mode.preallocate):
+            vm.counters["hidden_page_faults"] += int(ppns.size)
+        return int(ppns.size)
+
+    def _apply_targets(self) -> None:
+        for vm_id, target in self.memory_policy.targets(self, self.engine.now).items():
+            self.vms[vm_id].counters["mem_target"] = int(target)
+
+    def _policy_loop(self) -> Any:
+        while True:
+            yield self.memory_policy.period_ns
+            self._apply_targets()
+
+    def _service_loop(self, service: MemoryService) -> Any:
+        while True:
+            yield service.period_ns
+            # Recorded, not yet charged to a CPU: making services compete for CPU time is
+            # the memory-reclamation issue's part.
+            self.service_cycles += service.run(self, self.engine.now)
+
+    # -- CPU accounting -------------------------------------------------------------
+    def _account(self, cpu: int) -> None:
+        now = self.engine.now
+        elapsed = now - self._since[cpu]
+        self._since[cpu] = now
+        if elapsed == 0:
+            return
+        state = self._state[cpu]
+        if state == RUN:
+            vcpu = self.running[cpu]
+            assert vcpu is not None
+            vcpu.remaining_ns -= elapsed
+            vcpu.vm.counters["cpu_run_ns"] += elapsed
+        elif state == SWITCH:
+            self.machine.cpus[cpu].hypervisor_ns += elapsed
+        else:
+            self.machine.cpus[cpu].idle_ns += elapsed
+
+    def sync(self) -> None:
+        """Bring every account up to the current time (before sampling or checking)."""
+        now = self.engine.now
+        for cpu in range(len(self._state)):
+            self._account(cpu)
+        for vcpu in self._runnable:
+            vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+            vcpu.ready_since = now
+        c = self.counters
+        c["elapsed_ns"] = now
+        c["hypervisor_ns"] = sum(p.hypervisor_ns for p in self.machine.cpus)
+        c["idle_ns"] = sum(p.idle_ns for p in self.machine.cpus)
+        tally = np.bincount(self.machine.memory.state, minlength=4)
+        c["free_frames"] = int(tally[FREE])
+        c["private_frames"] = int(tally[PRIVATE])
+        c["shared_frames"] = int(tally[SHARED])
+        c["hypervisor_frames"] = int(tally[HYPERVISOR])
+        c["events_fired"] = self.engine.events_fired
+
+    def cpu_time_balance(self) -> tuple[int, int]:
+        """(charged + hypervisor + idle, elapsed x CPUs) after :meth:`sync`; they must be equal."""
+        charged = sum(vm.counters["cpu_run_ns"] for vm in self.vms.values())
+        total = charged + self.counters["hypervisor_ns"] + self.counters["idle_ns"]
+        return total, self.engine.now * len(self.machine.cpus)
+
+    # -- dispatch -------------------------------------------------------------------
+    def _dispatch(self, cpu: int) -> None:
+        """Give an empty CPU its next vCPU (or leave it idle). Its interval is already closed."""
+        now = self.engine.now
+        vcpu, slice_ns = self.scheduler.pick(cpu, now)
+        if vcpu is None:
+            self._state[cpu] = IDLE
+            return
+        if vcpu.state != VCPUState.RUNNABLE or vcpu.cpu is not None:
+            raise RuntimeError(
+                f"scheduler {self.scheduler.name!r} picked {vcpu.name}, which is "
+                f"{vcpu.state.name.lower()}" + (f" on CPU {vcpu.cpu}" if vcpu.cpu is not None else "")
+            )
+        if slice_ns <= 0:
+            raise RuntimeError(f"scheduler {self.scheduler.name!r} gave {vcpu.name} a slice of {slice_ns} ns")
+        self._runnable.discard(vcpu)
+        vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+        vcpu.state = VCPUState.RUNNING
+        vcpu.cpu = cpu
+        vcpu.run_start = now
+        self.running[cpu] = vcpu
+        if self._last[cpu] is not vcpu:
+            self.counters["vcpu_switches"] += 1
+            switch_ns = self.machine.costs.ns(self.machine.costs.vcpu_switch)
+            vcpu.slice_end = now + switch_ns + slice_ns
+            self._state[cpu] = SWITCH
+            self._event[cpu] = self.engine.schedule(switch_ns, self._begin_run, cpu)
+        else:
+            vcpu.slice_end = now + slice_ns
+            self._begin_run(cpu)
+
+    def _begin_run(self, cpu: int) -> None:
+        self._account(cpu)
+        self._state[cpu] = RUN
+        self._advance(cpu)
+
+    def _segment_end(self, cpu: int) -> None:
+        self._account(cpu)
+        self._advance(cpu)
+
+    def _advance(self, cpu: int) -> None:
+        """Run the CPU's vCPU from now: next operations, until a segment takes time."""
+        vcpu = self.running[cpu]
+        assert vcpu is not None
+        now = self.engine.now
+        guest = vcpu.vm.guest
+        assert guest is not None
+        for _ in range(_MAX_ZERO_STEPS):
+            if vcpu.remaining_ns <= 0:
+                after = vcpu.after
+                if after is not None:
+                    vcpu.after = None
+                    self._leave(cpu, vcpu, runnable=False)
+                    if after == HALT:
+                        self._halt(vcpu)
+                    else:
+                        vcpu.state = VCPUState.BLOCKED
+                        self.engine.schedule(after, self._wake, vcpu)
+                    self._dispatch(cpu)
+                    return
+                run_ns, vcpu.after = guest.step(vcpu)
+                vcpu.remaining_ns = run_ns
+                continue
+            if now >= vcpu.slice_end:
+                self._leave(cpu, vcpu, runnable=True)
+                self._dispatch(cpu)
+                return
+            end = min(now + vcpu.remaining_ns, vcpu.slice_end)
+            self._event[cpu] = self.engine.schedule_at(end, self._segment_end, cpu)
+            return
+        raise NoProgress(
+            f"the workload of {vcpu.name} yielded {_MAX_ZERO_STEPS} operations in a row that "
+            "take no time; it never lets simulated time advance"
+        )
+
+    def _leave(self, cpu: int, vcpu: VCPU, runnable: bool) -> None:
+        """Take the vCPU off the CPU (interval already closed) and charge the scheduler."""
+        now = self.engine.now
+        event = self._event[cpu]
+        if event is not None:
+            self.engine.cancel(event)
+            self._event[cpu] = None
+        self.running[cpu] = None
+        self._last[cpu] = vcpu
+        self._state[cpu] = IDLE
+        vcpu.cpu = None
+        if runnable:
+            vcpu.state = VCPUState.RUNNABLE
+            vcpu.ready_since = now
+            self._runnable.add(vcpu)
+        self.scheduler.charge(vcpu, now - vcpu.run_start, now, runnable)
+
+    def _halt(self, vcpu: VCPU) -> None:
+        vcpu.state = VCPUState.HALTED
+        self.scheduler.detach(vcpu)
+        if all(v.state == VCPUState.HALTED for v in vcpu.vm.vcpus) and self.on_vm_halted:
+            self.on_vm_halted(vcpu.vm)
+
+    def _wake(self, vcpu: VCPU) -> None:
+        if vcpu.state != VCPUState.BLOCKED:
+            return
+        now = self.engine.now
+        vcpu.state = VCPUState.RUNNABLE
+        vcpu.ready_since = now
+        self._runnable.add(vcpu)
+        for cpu in self.scheduler.wake(vcpu, now):
+            self.preempt(cpu)
+        self._kick_idle()
+
+    def _kick_idle(self) -> None:
+        for cpu, state in enumerate(self._state):
+            if state == IDLE and self.running[cpu] is None:
+                self._account(cpu)
+                self._dispatch(cpu)
+
+    def preempt(self, cpu: int) -> None:
+        """Take the CPU's vCPU off now (it stays runnable) and dispatch again."""
+        self._account(cpu)
+        vcpu = self.running[cpu]
+        if vcpu is not None:
+            self._leave(cpu, vcpu, runnable=True)
+        self._dispatch(cpu)
+
+    def _ticker(self) -> Any:
+        while True:
+            yield self.scheduler.tick_ns
+            for cpu in self.scheduler.tick(self.engine.now):
+                self.preempt(cpu)
+            self._kick_idle()

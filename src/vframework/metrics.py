@@ -1,0 +1,67 @@
+"""The metrics a run reports: names, units and meanings (the metrics reference is built from here).
+
+Names follow the tools operators already read: esxtop's for memory (in pages), Linux KSM's for
+page sharing, and ``cpu_*_ns`` for CPU time. Counters are plain ints in a dict per VM and one
+for the host; the sampler copies them into the time series, so nothing is computed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Metric", "VM_METRICS", "HOST_METRICS", "new_vm_counters", "new_host_counters"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported quantity."""
+
+    name: str
+    unit: str
+    description: str
+    #: "counter" (only grows) or "gauge" (a level that goes up and down).
+    kind: str = "counter"
+
+
+VM_METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("cpu_run_ns", "ns", "time the VM's vCPUs ran on physical CPUs"),
+        Metric("cpu_ready_ns", "ns", "time the VM's vCPUs were runnable but not running"),
+        Metric("mem_target", "pages", "memory the policy grants the VM now", "gauge"),
+        Metric("mem_granted", "pages", "guest-physical pages backed by a machine frame", "gauge"),
+        Metric("mem_consumed", "pages", "machine frames the VM consumes (granted less sharing savings)", "gauge"),
+        Metric("mem_active", "pages", "pages referenced since the previous sample", "gauge"),
+        Metric("guest_page_faults", "faults", "faults on unmapped VPNs, handled by the guest kernel"),
+        Metric("hidden_page_faults", "faults", "faults on PPNs with no machine frame, handled by the hypervisor unseen"),
+        Metric("syscalls", "calls", "system calls made by guest processes"),
+        Metric("io_requests", "requests", "I/O requests submitted by the guest"),
+        Metric("io_bytes", "bytes", "bytes moved by the guest's I/O requests"),
+        Metric("instructions_direct", "instructions", "guest instructions executed directly on the CPU"),
+    ]
+}
+
+HOST_METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("elapsed_ns", "ns", "simulated time so far", "gauge"),
+        Metric("hypervisor_ns", "ns", "CPU time spent in the hypervisor (switches, services), all CPUs"),
+        Metric("idle_ns", "ns", "CPU time with nothing to run, all CPUs"),
+        Metric("free_frames", "frames", "machine frames not in use", "gauge"),
+        Metric("private_frames", "frames", "machine frames owned by exactly one VM", "gauge"),
+        Metric("shared_frames", "frames", "machine frames shared copy-on-write", "gauge"),
+        Metric("hypervisor_frames", "frames", "machine frames the hypervisor keeps for itself", "gauge"),
+        Metric("vcpu_switches", "switches", "times a physical CPU switched from one vCPU to another"),
+        Metric("events_fired", "events", "engine events fired (a measure of simulation work)"),
+    ]
+}
+
+
+def new_vm_counters() -> dict[str, int]:
+    """A VM's counters, all zero."""
+    return dict.fromkeys(VM_METRICS, 0)
+
+
+def new_host_counters() -> dict[str, int]:
+    """The host's counters, all zero."""
+    return dict.fromkeys(HOST_METRICS, 0)

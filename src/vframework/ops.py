@@ -1,0 +1,56 @@
+"""The operations a workload yields to its guest OS (one process per vCPU).
+
+Operations are coarse on purpose: a ``Compute`` of a million cycles or a ``Touch`` of a
+thousand pages is one step for the engine, so the event queue sees operations, not
+instructions. Their effects happen when the operation starts; their time then elapses on
+the vCPU, and may be preempted and resumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall"]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """Base class of every operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compute(Operation):
+    """Run ``cycles`` of ordinary user-level instructions (no memory beyond the cache)."""
+
+    cycles: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Touch(Operation):
+    """Reference the virtual pages ``vpns`` (an int64 array), for writing when ``write``."""
+
+    vpns: np.ndarray
+    write: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IO(Operation):
+    """Submit one I/O request of ``nbytes`` to the VM's ``device`` and block until it completes."""
+
+    nbytes: int
+    write: bool = False
+    device: str = "disk"
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep(Operation):
+    """Block for ``ns`` nanoseconds (a timer wait: the vCPU is not runnable meanwhile)."""
+
+    ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Syscall(Operation):
+    """Enter the guest kernel and return (a null system call, as lmbench's)."""

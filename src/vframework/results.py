@@ -1,0 +1,76 @@
+"""Writing a run's results folder: summary.json, timeseries.csv and plots, all or nothing.
+
+Everything is written into a hidden temporary folder beside the destination, which is renamed
+into place only when every file is complete. A run that fails leaves no folder that looks
+complete (at most the temporary one, which is removed on the way out).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_results", "default_results_dir", "ResultsError", "summary_json", "timeseries_csv"]
+
+
+class ResultsError(RuntimeError):
+    """The results folder cannot be written where asked."""
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """The canonical text of summary.json (sorted keys, so identical runs give identical bytes)."""
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+
+
+def timeseries_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The text of timeseries.csv: a header, then one row per sample time per VM."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def default_results_dir(scenario: str, seed: int, base: Path | None = None) -> Path:
+    """A new folder under ./vframework-results/ named after the scenario and seed."""
+    base = base or Path("vframework-results")
+    n = 1
+    while (candidate := base / f"{scenario}-seed{seed}-{n:03d}").exists():
+        n += 1
+    return candidate
+
+
+def write_results(
+    out: Path,
+    summary: dict[str, Any],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    plot: bool = True,
+) -> Path:
+    """Write the results folder ``out`` atomically; it must not exist yet (or be empty)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ResultsError(f"{out} already exists and is not an empty folder; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
+        (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
+        if plot:
+            from .report import plot_timeseries
+
+            plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

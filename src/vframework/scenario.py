@@ -1,0 +1,364 @@
+"""Scenarios: TOML in, typed and validated objects out; every problem named by file and key path.
+
+Validation has two phases. The first (pydantic) checks the shape: types, units, positive
+sizes and durations, unique VM names. The second resolves component names through the plugin
+manager and validates each component's own parameters with its ``Params`` model, the per-VM
+keys with the chosen scheduler's and memory policy's ``VMParams``, and whether the VMs fit
+on the host. All problems of both phases are reported together.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from .components import Component, Params
+from .costs import COST_FIELDS
+from .plugins import PluginManager
+from .units import PAGE_SIZE, format_size, parse_duration, parse_size
+
+__all__ = [
+    "ScenarioError", "Problem", "ComponentRef", "HostConfig", "VMConfig", "ScenarioConfig",
+    "Scenario", "ResolvedComponent", "load_scenario", "load_default_scenario", "parse_scenario",
+    "apply_overrides", "Size", "Duration", "DEFAULT_SCENARIO",
+]
+
+#: The scenario embedded in the package, run by ``vframework run`` with no file.
+DEFAULT_SCENARIO = "default.toml"
+
+
+def _positive(parse: Any, what: str) -> Any:
+    def check(value: Any) -> int:
+        n = parse(value)
+        if n <= 0:
+            raise ValueError(f"must be a positive {what}, got {value!r}")
+        return n
+
+    return check
+
+
+#: Bytes, from "4GiB"-style text; must be positive.
+Size = Annotated[int, BeforeValidator(_positive(parse_size, "size"))]
+#: Nanoseconds, from "30ms"-style text; must be positive.
+Duration = Annotated[int, BeforeValidator(_positive(parse_duration, "duration"))]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a scenario."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+
+
+class ScenarioError(ValueError):
+    """A scenario failed validation; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ComponentRef(BaseModel):
+    """A component chosen by name, with its parameters: ``"fair"`` or ``{ name = "credit", ... }``."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value, "params": {}}
+        if isinstance(value, dict):
+            if "name" not in value:
+                raise ValueError("a component table needs a `name` key")
+            if not isinstance(value["name"], str):
+                raise ValueError("`name` must be a string naming an installed component")
+            return {"name": value["name"], "params": {k: v for k, v in value.items() if k != "name"}}
+        raise ValueError(f"expected a component name or a table with `name`, got {value!r}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HostConfig(_Strict):
+    """The ``[host]`` table."""
+
+    cpus: int = Field(2, gt=0, le=4096, description="physical CPUs")
+    sockets: int = Field(1, gt=0, description="CPU sockets (CPUs split evenly over them)")
+    memory: Size = Field(4 * 1024**3, description="machine memory")
+    hypervisor_memory: Annotated[int, BeforeValidator(parse_size)] = Field(
+        0, ge=0, description="machine memory the hypervisor keeps for itself"
+    )
+    scheduler: ComponentRef = Field(ComponentRef(name="fair"), description="the CPU scheduler")
+    memory_policy: ComponentRef = Field(ComponentRef(name="static"), description="the memory allocation policy")
+    memory_services: list[ComponentRef] = Field(default_factory=list, description="memory services to run")
+    costs: dict[str, int] = Field(default_factory=dict, description="cost model overrides, in cycles")
+
+    @model_validator(mode="after")
+    def _check_costs(self) -> HostConfig:
+        for key, value in self.costs.items():
+            if key not in COST_FIELDS:
+                raise ValueError(f"unknown cost {key!r} in host.costs; known: {', '.join(COST_FIELDS)}")
+            if value < (1 if key == "clock_hz" else 0):
+                raise ValueError(f"host.costs.{key} must be {'positive' if key == 'clock_hz' else '>= 0'}")
+        return self
+
+
+class VMConfig(BaseModel):
+    """One ``[[vm]]`` table. Keys beyond these belong to the scheduler or memory policy."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="unique VM name")
+    vcpus: int = Field(1, gt=0, le=1024, description="virtual CPUs")
+    memory: Size = Field(1024**3, description="guest-physical memory")
+    mode: ComponentRef = Field(ComponentRef(name="bare-metal"), description="virtualization mode")
+    workload: ComponentRef = Field(ComponentRef(name="idle"), description="what runs inside")
+    devices: list[ComponentRef] = Field(default_factory=list, description="virtual devices")
+
+
+class ScenarioConfig(_Strict):
+    """The whole file, before component names are resolved."""
+
+    name: str = Field(min_length=1, description="scenario name (used in results)")
+    seed: int = Field(0, ge=0, description="the run's one random seed")
+    duration: Duration = Field(10 * 10**9, description="simulated time to run")
+    sample_interval: Duration = Field(100 * 10**6, description="time between time-series samples")
+    host: HostConfig = Field(default_factory=HostConfig)
+    vm: list[VMConfig] = Field(min_length=1, description="the virtual machines")
+
+
+@dataclass(frozen=True)
+class ResolvedComponent:
+    """A component class with its validated parameters."""
+
+    cls: type[Component]
+    params: Params
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+
+@dataclass(frozen=True)
+class ResolvedVM:
+    """A VM with its components resolved."""
+
+    config: VMConfig
+    mode: ResolvedComponent
+    workload: ResolvedComponent
+    devices: tuple[ResolvedComponent, ...]
+    scheduler_params: Params | None
+    policy_params: Params | None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario, ready to build."""
+
+    config: ScenarioConfig
+    source: str
+    scheduler: ResolvedComponent
+    memory_policy: ResolvedComponent
+    memory_services: tuple[ResolvedComponent, ...]
+    vms: tuple[ResolvedVM, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("params",):  # internal split of component tables
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _problems(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = prefix + tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] not in ("value_error",) and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        problems.append(Problem(source, _path(loc), msg))
+    return problems
+
+
+def _resolve(
+    plugins: PluginManager, kind: str, ref: ComponentRef, loc: tuple[Any, ...], source: str,
+    problems: list[Problem],
+) -> ResolvedComponent | None:
+    try:
+        cls = plugins.get(kind, ref.name)
+    except KeyError as exc:
+        problems.append(Problem(source, _path(loc), str(exc.args[0])))
+        return None
+    try:
+        params = cls.Params(**ref.params)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, source, loc))
+        return None
+    except TypeError as exc:
+        problems.append(Problem(source, _path(loc), f"invalid parameters for {kind} {ref.name!r}: {exc}"))
+        return None
+    return ResolvedComponent(cls, params)
+
+
+def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) -> Scenario:
+    """Validate a scenario already read from TOML; raises :class:`ScenarioError`."""
+    try:
+        config = ScenarioConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_problems(exc, source)) from None
+    problems: list[Problem] = []
+    host = config.host
+    scheduler = _resolve(plugins, "scheduler", host.scheduler, ("host", "scheduler"), source, problems)
+    policy = _resolve(plugins, "memory_policy", host.memory_policy, ("host", "memory_policy"), source, problems)
+    services = tuple(
+        r for i, ref in enumerate(host.memory_services)
+        if (r := _resolve(plugins, "memory_service", ref, ("host", "memory_services", i), source, problems))
+    )
+    names: set[str] = set()
+    vms = []
+    for i, vm in enumerate(config.vm):
+        if vm.name in names:
+            problems.append(Problem(source, f"vm[{i}].name", f"duplicate VM name {vm.name!r}"))
+        names.add(vm.name)
+        mode = _resolve(plugins, "mode", vm.mode, ("vm", i, "mode"), source, problems)
+        workload = _resolve(plugins, "workload", vm.workload, ("vm", i, "workload"), source, problems)
+        devices = tuple(
+            r for j, ref in enumerate(vm.devices)
+            if (r := _resolve(plugins, "device", ref, ("vm", i, "devices", j), source, problems))
+        )
+        extras = dict(vm.model_extra or {})
+        sched_params = _vm_params(scheduler, extras, i, source, problems)
+        policy_params = _vm_params(policy, extras, i, source, problems)
+        for key in extras:
+            owners = [c.cls for c in (scheduler, policy) if c is not None]
+            why = " or ".join(f"{c.kind.replace('_', ' ')} {c.name!r}" for c in owners)
+            problems.append(Problem(source, f"vm[{i}].{key}", f"unknown key (not used by {why})"))
+        if workload is not None:
+            for key, message in workload.cls.check(workload.params, vm.memory // PAGE_SIZE):  # type: ignore[attr-defined]
+                problems.append(Problem(source, f"vm[{i}].workload.{key}", message))
+        if mode and workload:
+            vms.append(ResolvedVM(vm, mode, workload, devices, sched_params, policy_params))
+    if policy is not None and not policy.cls.can_overcommit:  # type: ignore[attr-defined]
+        total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
+        if total > host.memory:
+            problems.append(Problem(
+                source, "vm",
+                f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
+                f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
+            ))
+    if problems:
+        raise ScenarioError(problems)
+    assert scheduler and policy
+    return Scenario(config, source, scheduler, policy, services, tuple(vms))
+
+
+def _vm_params(
+    owner: ResolvedComponent | None, extras: dict[str, Any], index: int, source: str, problems: list[Problem]
+) -> Params | None:
+    if owner is None or owner.cls.VMParams is None:
+        return None
+    model = owner.cls.VMParams
+    mine = {k: extras.pop(k) for k in list(extras) if k in model.model_fields}
+    try:
+        return model(**mine)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, source, ("vm", index)))
+        return None
+
+
+_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (``host.cpus=4``, ``vm[0].memory=2GiB``) to raw scenario data.
+
+    VALUE is read as a TOML value when it parses as one (``4``, ``true``, ``{ name = "x" }``),
+    else as a string.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError([Problem(source, item, "expected KEY=VALUE, e.g. host.cpus=4")])
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        parts = key.strip().split(".")
+        node: Any = data
+        for n, part in enumerate(parts):
+            m = _KEY.fullmatch(part)
+            if not m:
+                raise ScenarioError([Problem(source, key, f"{part!r} is not a key or key[index]")])
+            name, index = m.group(1), m.group(2)
+            last = n == len(parts) - 1
+            if index is None:
+                if last:
+                    node[name] = value
+                else:
+                    node = node.setdefault(name, {})
+                    if not isinstance(node, dict):
+                        raise ScenarioError([Problem(source, key, f"{name!r} is not a table")])
+            else:
+                seq = node.get(name)
+                if not isinstance(seq, list) or int(index) >= len(seq):
+                    size = len(seq) if isinstance(seq, list) else 0
+                    raise ScenarioError([Problem(source, key, f"{name} has {size} entries; no index {index}")])
+                if last:
+                    seq[int(index)] = value
+                else:
+                    node = seq[int(index)]
+    return data
+
+
+def _read(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([Problem(source, "", f"not valid TOML: {exc}")]) from None
+
+
+def load_scenario(path: str | Path, plugins: PluginManager, overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioError([Problem(source, "", f"cannot read the file: {reason}")]) from None
+    data = apply_overrides(_read(text, source), overrides or [])
+    return parse_scenario(data, source, plugins)
+
+
+def load_default_scenario(plugins: PluginManager, overrides: list[str] | None = None) -> Scenario:
+    """The scenario shipped inside the package."""
+    text = resources.files("vframework").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
+    source = f"<default scenario {DEFAULT_SCENARIO}>"
+    return parse_scenario(apply_overrides(_read(text, source), overrides or []), source, plugins)

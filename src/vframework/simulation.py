@@ -1,0 +1,138 @@
+"""One run: build the machine, hypervisor and VMs from a scenario, run the engine, collect results.
+
+Data flows one way: scenario -> built objects -> engine events -> counters -> results. The
+sampler copies counters into the time series at a fixed simulated interval; the summary is
+read from the counters at the end. Nothing here knows a concrete plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .components import Workload, WorkloadContext
+from .costs import CostModel
+from .engine import LATE, Engine
+from .guest import GuestOS
+from .hardware import HYPERVISOR_OWNER, Machine
+from .hypervisor import Hypervisor
+from .metrics import VM_METRICS
+from .plugins import PluginManager
+from .scenario import Scenario
+from .units import PAGE_SIZE
+from .vm import VM
+
+__all__ = ["Simulation", "TIMESERIES_METRICS"]
+
+#: Columns of timeseries.csv after ``time_ns,vm``.
+TIMESERIES_METRICS = tuple(VM_METRICS)
+
+
+class Simulation:
+    """A scenario built into live objects, ready to :meth:`run`."""
+
+    def __init__(self, scenario: Scenario, plugins: PluginManager, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.plugins = plugins
+        config = scenario.config
+        self.seed = config.seed if seed is None else seed
+        self.engine = Engine(self.seed)
+        host = config.host
+        self.machine = Machine(host.cpus, host.memory, CostModel().replace(**host.costs), host.sockets)
+        if host.hypervisor_memory:
+            self.machine.memory.allocate(-(-host.hypervisor_memory // PAGE_SIZE), HYPERVISOR_OWNER)
+        scheduler = scenario.scheduler.cls(scenario.scheduler.params, host.cpus)  # type: ignore[call-arg]
+        policy = scenario.memory_policy.cls(scenario.memory_policy.params)  # type: ignore[call-arg]
+        services = [s.cls(s.params) for s in scenario.memory_services]  # type: ignore[call-arg]
+        self.hypervisor = Hypervisor(self.engine, self.machine, scheduler, policy, services)  # type: ignore[arg-type]
+        self.hypervisor.on_vm_halted = self._vm_halted
+        self.vms: list[VM] = []
+        self.timeseries: list[tuple[Any, ...]] = []
+        self._destroyed: set[int] = set()
+        self.plugins.call("simulation_configured", scenario=scenario)
+        for index, spec in enumerate(scenario.vms):
+            self._build_vm(index, spec)
+
+    def _build_vm(self, index: int, spec: Any) -> None:
+        cfg = spec.config
+        vm = VM(index, cfg.name, cfg.vcpus, cfg.memory // PAGE_SIZE, spec.scheduler_params, spec.policy_params)
+        vm.mode = spec.mode.cls(spec.mode.params, vm, self.hypervisor)
+        vm.guest = GuestOS(vm, self.hypervisor)
+        for dev in spec.devices:
+            vm.devices[dev.name] = dev.cls(dev.params, vm, self.hypervisor)
+        workload_cls: type[Workload] = spec.workload.cls
+        for vcpu in vm.vcpus:
+            rng = self.engine.rng(f"workload:{vm.name}:{vcpu.index}")
+            workload = workload_cls(spec.workload.params, WorkloadContext(vm.name, vcpu.index, vm.memory_pages, rng, self.machine.costs.clock_hz))
+            vcpu.process = vm.guest.spawn(workload.run(), workload.address_space_pages())
+        self.hypervisor.add_vm(vm)
+        self.vms.append(vm)
+        self.plugins.call("vm_created", simulation=self, vm=vm)
+
+    def _vm_halted(self, vm: VM) -> None:
+        if vm.id not in self._destroyed:
+            self._destroyed.add(vm.id)
+            self.plugins.call("vm_destroyed", simulation=self, vm=vm)
+
+    def _sampler(self, interval: int) -> Any:
+        while True:
+            self._sample()
+            yield interval
+
+    def _sample(self) -> None:
+        self.hypervisor.sync()
+        now = self.engine.now
+        for vm in self.vms:
+            c = vm.counters
+            if vm.guest is not None:
+                c["mem_active"] = vm.guest.sample_active()
+            self.timeseries.append((now, vm.name, *(c[m] for m in TIMESERIES_METRICS)))
+
+    def run(self, progress: Callable[[int, int], None] | None = None, steps: int = 100) -> dict[str, Any]:
+        """Run to the scenario's duration; returns the summary (see :meth:`summary`)."""
+        config = self.scenario.config
+        duration = config.duration
+        self.hypervisor.start()
+        # The sampler runs LATE so a sample sees every event of its instant.
+        self.engine.schedule(0, lambda _: self.engine.process(self._sampler(config.sample_interval), "sampler"),
+                             priority=LATE)
+        self.plugins.call("simulation_started", simulation=self)
+        step = max(1, duration // steps)
+        t = 0
+        while t < duration:
+            t = min(duration, t + step)
+            self.engine.run(until=t)
+            if progress:
+                progress(t, duration)
+        self.hypervisor.sync()
+        if not self.timeseries or self.timeseries[-1][0] != duration:
+            self._sample()
+        for vm in self.vms:
+            self._vm_halted(vm)
+        summary = self.summary()
+        self.plugins.call("simulation_finished", simulation=self, summary=summary)
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        """The run's results as plain data (written as summary.json)."""
+        return {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "sim_time_ns": self.engine.now,
+            "plugins": self.plugins.versions(),
+            "components": {
+                "scheduler": self.scenario.scheduler.name,
+                "memory_policy": self.scenario.memory_policy.name,
+                "memory_services": [s.name for s in self.scenario.memory_services],
+                "vms": {
+                    spec.config.name: {
+                        "mode": spec.mode.name,
+                        "workload": spec.workload.name,
+                        "devices": [d.name for d in spec.devices],
+                    }
+                    for spec in self.scenario.vms
+                },
+            },
+            "host": dict(self.hypervisor.counters),
+            "vms": {vm.name: dict(vm.counters) for vm in self.vms},
+        }

@@ -1,0 +1,110 @@
+"""Minimal stand-ins for the kinds a property is *not* about, so each kind is checked alone.
+
+They are test doubles, not plugins: the kit must run with no plugin installed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..components import MemoryPolicy, Mode, Scheduler, Workload
+from ..ops import Compute, Operation, Sleep, Touch
+
+__all__ = ["FifoScheduler", "FixedPolicy", "FlatMode", "ScriptWorkload"]
+
+
+class FifoScheduler(Scheduler):
+    """First come, first served, fixed slice."""
+
+    name = "kit-fifo"
+    slice_ns = 1_000
+
+    def __init__(self, params: Any = None, cpus: int = 1) -> None:
+        super().__init__(params, cpus)
+        self.queue: deque[Any] = deque()
+
+    def attach(self, vcpu: Any, vm_params: Any) -> None:
+        pass
+
+    def detach(self, vcpu: Any) -> None:
+        if vcpu in self.queue:
+            self.queue.remove(vcpu)
+
+    def wake(self, vcpu: Any, now: int) -> Sequence[int]:
+        self.queue.append(vcpu)
+        return ()
+
+    def block(self, vcpu: Any, now: int) -> None:
+        self.detach(vcpu)
+
+    def pick(self, cpu: int, now: int) -> tuple[Any, int]:
+        return (self.queue.popleft(), self.slice_ns) if self.queue else (None, 0)
+
+    def charge(self, vcpu: Any, ran_ns: int, now: int, runnable: bool) -> None:
+        if runnable:
+            self.queue.append(vcpu)
+
+
+class FixedPolicy(MemoryPolicy):
+    """Every VM's target is its configured memory."""
+
+    name = "kit-fixed"
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+
+    def targets(self, hypervisor: Any, now: int) -> dict[int, int]:
+        return {vm.id: vm.memory_pages for vm in hypervisor.vms.values()}
+
+
+class FlatMode(Mode):
+    """Every guest operation costs a fixed 10 cycles; frames are backed on first touch."""
+
+    name = "kit-flat"
+
+    def syscall(self, vcpu: Any) -> int:
+        return 10
+
+    def page_fault(self, vcpu: Any, count: int) -> int:
+        return 10 * count
+
+    def hidden_fault(self, vcpu: Any, count: int) -> int:
+        return 10 * count
+
+    def translate(self, vcpu: Any, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
+        return 10 * int(vpns.size)
+
+    def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int:
+        return 10
+
+
+class ScriptWorkload(Workload):
+    """Plays a fixed list of operations (drawn by Hypothesis)."""
+
+    name = "kit-script"
+
+    def __init__(self, script: list[Operation], pages: int) -> None:
+        self.script = script
+        self.pages = pages
+
+    def address_space_pages(self) -> int:
+        return self.pages
+
+    def run(self) -> Generator[Operation, Any, None]:
+        yield from self.script
+
+
+def script_strategy(pages: int) -> Any:
+    """Hypothesis strategy for short operation scripts over ``pages`` virtual pages."""
+    from hypothesis import strategies as st
+
+    compute = st.integers(1, 20_000).map(Compute)
+    sleep = st.integers(1, 20_000).map(Sleep)
+    touch = st.tuples(st.lists(st.integers(0, pages - 1), min_size=1, max_size=8), st.booleans()).map(
+        lambda t: Touch(np.array(t[0], dtype=np.int64), t[1])
+    )
+    return st.lists(st.one_of(compute, sleep, touch), min_size=1, max_size=12)

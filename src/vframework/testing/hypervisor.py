@@ -1,0 +1,116 @@
+"""State machine for a running hypervisor, parametrized by the scheduler, mode or policy under test.
+
+Hypothesis adds VMs whose vCPUs play drawn operation scripts and advances time; after every
+step the machine checks, exactly:
+
+* a vCPU runs on at most one physical CPU, and only running vCPUs are on a CPU;
+* CPU time conservation: charged + hypervisor + idle time == elapsed x CPUs, in integer ns;
+* frame conservation, and isolation: every P2M entry points at a frame its VM owns;
+* work conservation (schedulers that declare it): no CPU idles while a vCPU is runnable;
+* memory targets stay within [0, configured memory] (and within the host unless the
+  policy overcommits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ..engine import Engine
+from ..guest import GuestOS
+from ..hardware import Machine
+from ..hypervisor import Hypervisor
+from ..units import PAGE_SIZE
+from ..vm import VM, VCPUState
+from .doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
+
+__all__ = ["HypervisorMachine"]
+
+PAGES = 16
+
+
+class HypervisorMachine(RuleBasedStateMachine):
+    """Parametrize with :meth:`for_components`; unset kinds use the kit's doubles."""
+
+    scheduler_cls: Any = FifoScheduler
+    mode_cls: Any = FlatMode
+    policy_cls: Any = FixedPolicy
+    cpus = 2
+
+    @classmethod
+    def for_components(cls, **components: Any) -> type[HypervisorMachine]:
+        label = ",".join(c.name for c in components.values())
+        return type(f"{cls.__name__}[{label}]", (cls,), {f"{k}_cls": v for k, v in components.items()})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = Engine(seed=0)
+        self.machine = Machine(self.cpus, 8 * PAGES * PAGE_SIZE)
+        scheduler = self.scheduler_cls(self.scheduler_cls.Params(), self.cpus)
+        policy = self.policy_cls(self.policy_cls.Params())
+        self.hv = Hypervisor(self.engine, self.machine, scheduler, policy)
+        self.hv.start()
+
+    @precondition(lambda self: len(self.hv.vms) < 6)
+    @rule(vcpus=st.integers(1, 3), data=st.data())
+    def add_vm(self, vcpus: int, data: st.DataObject) -> None:
+        vm = VM(len(self.hv.vms), f"vm{len(self.hv.vms)}", vcpus, PAGES)
+        if self.scheduler_cls.VMParams is not None:
+            vm.scheduler_params = self.scheduler_cls.VMParams()
+        vm.mode = self.mode_cls(self.mode_cls.Params(), vm, self.hv)
+        vm.guest = GuestOS(vm, self.hv)
+        for vcpu in vm.vcpus:
+            script = data.draw(script_strategy(PAGES), label=f"{vm.name}/vcpu{vcpu.index}")
+            vcpu.process = vm.guest.spawn(ScriptWorkload(script, PAGES).run(), PAGES)
+        self.hv.add_vm(vm)
+
+    @rule(span=st.integers(1, 50_000))
+    def run_for(self, span: int) -> None:
+        self.engine.run(until=self.engine.now + span)
+        self.hv.sync()
+
+    @invariant()
+    def one_cpu_per_vcpu(self) -> None:
+        on_cpu = [v for v in self.hv.running if v is not None]
+        assert len(on_cpu) == len(set(on_cpu)), "a vCPU is on two physical CPUs"
+        for cpu, vcpu in enumerate(self.hv.running):
+            if vcpu is not None:
+                assert vcpu.state == VCPUState.RUNNING and vcpu.cpu == cpu, f"{vcpu} is on CPU {cpu}"
+        for vm in self.hv.vms.values():
+            for vcpu in vm.vcpus:
+                if vcpu.state == VCPUState.RUNNING:
+                    assert vcpu in on_cpu, f"{vcpu} is RUNNING but on no CPU"
+
+    @invariant()
+    def cpu_time_conservation(self) -> None:
+        self.hv.sync()
+        total, expected = self.hv.cpu_time_balance()
+        assert total == expected, f"charged+hypervisor+idle = {total} ns, elapsed x CPUs = {expected} ns"
+
+    @invariant()
+    def frames_and_isolation(self) -> None:
+        memory = self.machine.memory
+        memory.check()
+        for vm in self.hv.vms.values():
+            mpns = vm.p2m[vm.p2m >= 0]
+            assert np.all(memory.owner[mpns] == vm.id), f"{vm} maps a frame it does not own"
+
+    @invariant()
+    def work_conserving(self) -> None:
+        if not getattr(self.scheduler_cls, "work_conserving", False):
+            return
+        idle = [cpu for cpu, v in enumerate(self.hv.running) if v is None]
+        runnable = [v for vm in self.hv.vms.values() for v in vm.vcpus if v.state == VCPUState.RUNNABLE]
+        assert not (idle and runnable), f"CPUs {idle} idle while {runnable} wait"
+
+    @invariant()
+    def targets_within_bounds(self) -> None:
+        targets = self.hv.memory_policy.targets(self.hv, self.engine.now)
+        for vm_id, target in targets.items():
+            vm = self.hv.vms[vm_id]
+            assert 0 <= target <= vm.memory_pages, f"{vm} target {target} outside [0, {vm.memory_pages}]"
+        if not self.policy_cls.can_overcommit:
+            assert sum(targets.values()) <= self.machine.memory.frames

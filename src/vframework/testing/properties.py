@@ -1,0 +1,30 @@
+"""The properties the kit ships, declared per kind (imported by the runner)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine import EngineMachine
+from .hypervisor import HypervisorMachine
+from .kit import KERNEL, conformance
+from .memory import FrameTableMachine
+from .workload import WorkloadMachine
+
+conformance(KERNEL, "event order and cancellation")(lambda _: EngineMachine)
+conformance(KERNEL, "frame conservation")(lambda _: FrameTableMachine)
+conformance("workload", "well-formed, deterministic operations")(WorkloadMachine.for_component)
+
+
+@conformance("scheduler", "one CPU per vCPU, CPU time conservation, work conservation")
+def _scheduler(cls: Any) -> type[HypervisorMachine]:
+    return HypervisorMachine.for_components(scheduler=cls)
+
+
+@conformance("mode", "isolation and frame conservation under guest accesses")
+def _mode(cls: Any) -> type[HypervisorMachine]:
+    return HypervisorMachine.for_components(mode=cls)
+
+
+@conformance("memory_policy", "targets within [0, configured memory], no overcommit unless declared")
+def _policy(cls: Any) -> type[HypervisorMachine]:
+    return HypervisorMachine.for_components(policy=cls)

@@ -1,0 +1,72 @@
+"""Sizes and durations with units, as scenario files write them ("4GiB", "30ms")."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_size", "parse_duration", "format_size", "format_duration", "PAGE_SIZE"]
+
+#: Bytes in one page (and one frame): 4 KiB, the x86 base page.
+PAGE_SIZE = 4096
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "page": PAGE_SIZE, "pages": PAGE_SIZE,
+}
+_TIME_UNITS = {
+    "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+    "min": 60_000_000_000, "h": 3_600_000_000_000,
+}
+_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Zµ]*)\s*$")
+
+
+def _parse(text: str | int | float, units: dict[str, int], what: str, example: str) -> int:
+    if isinstance(text, bool):
+        raise ValueError(f"expected a {what} such as {example!r}, got a boolean")
+    if isinstance(text, int | float):
+        value, unit = float(text), ""
+    else:
+        m = _NUMBER.match(str(text))
+        if not m:
+            raise ValueError(f"expected a {what} such as {example!r}, got {text!r}")
+        value, unit = float(m.group(1)), m.group(2)
+    key = unit if unit in units else unit.lower()
+    if key not in units:
+        raise ValueError(
+            f"unknown unit {unit!r} in {text!r}; expected one of {', '.join(sorted(k for k in units if k))}"
+        )
+    result = value * units[key]
+    if result != int(result):
+        raise ValueError(f"{text!r} is not a whole number of {'bytes' if what == 'size' else 'ns'}")
+    return int(result)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size such as ``"4GiB"``, ``"512MiB"``, ``"100pages"`` or a bare integer."""
+    return _parse(text, _SIZE_UNITS, "size", "4GiB")
+
+
+def parse_duration(text: str | int) -> int:
+    """Nanoseconds in a duration such as ``"30ms"``, ``"10s"`` or a bare integer (ns)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        text = f"{text}ns"
+    return _parse(text, _TIME_UNITS, "duration", "30ms")
+
+
+def format_size(nbytes: int) -> str:
+    """The shortest exact binary-unit spelling of a byte count."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if nbytes and nbytes % factor == 0:
+            return f"{nbytes // factor}{unit}"
+    return f"{nbytes}B"
+
+
+def format_duration(ns: int) -> str:
+    """The shortest exact spelling of a duration in ns."""
+    for unit, factor in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if ns and ns % factor == 0:
+            return f"{ns // factor}{unit}"
+    return f"{ns}ns"

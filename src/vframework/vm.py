@@ -1,0 +1,89 @@
+"""Virtual machines (domains) and their virtual CPUs."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .metrics import new_vm_counters
+
+if TYPE_CHECKING:
+    from .components import Device, Mode, Params
+    from .guest import GuestOS, GuestProcess
+
+__all__ = ["VCPUState", "VCPU", "VM", "UNBACKED"]
+
+#: P2M value of a guest-physical page with no machine frame behind it.
+UNBACKED = -1
+
+
+class VCPUState(IntEnum):
+    """The four states of a vCPU."""
+
+    RUNNING = 0
+    RUNNABLE = 1
+    BLOCKED = 2
+    HALTED = 3
+
+
+class VCPU:
+    """One virtual CPU. Its guest process supplies work; the hypervisor gives it CPU time."""
+
+    __slots__ = (
+        "vm", "index", "state", "cpu", "process", "remaining_ns", "ready_since", "slice_end",
+        "sched", "name", "after", "run_start",
+    )
+
+    def __init__(self, vm: VM, index: int) -> None:
+        self.vm = vm
+        self.index = index
+        self.name = f"{vm.name}/vcpu{index}"
+        self.state = VCPUState.BLOCKED
+        #: The physical CPU it is running on, or None.
+        self.cpu: int | None = None
+        self.process: GuestProcess | None = None
+        #: ns left of the operation in progress (it resumes there after a preemption).
+        self.remaining_ns = 0
+        self.ready_since = 0
+        self.slice_end = 0
+        #: What happens when ``remaining_ns`` reaches 0: None (next operation), ns to block, or HALT.
+        self.after: int | None = None
+        #: When it was last dispatched (to charge the scheduler for the whole stay on a CPU).
+        self.run_start = 0
+        #: Free slot for the scheduler's per-vCPU state (any object).
+        self.sched: Any = None
+
+    def __repr__(self) -> str:
+        return f"<VCPU {self.name} {self.state.name}>"
+
+
+class VM:
+    """A virtual machine: its configuration, vCPUs, guest OS, mode, P2M and counters."""
+
+    def __init__(
+        self,
+        vm_id: int,
+        name: str,
+        vcpus: int,
+        memory_pages: int,
+        scheduler_params: Params | None = None,
+        policy_params: Params | None = None,
+    ) -> None:
+        self.id = vm_id
+        self.name = name
+        self.memory_pages = memory_pages
+        self.scheduler_params = scheduler_params
+        self.policy_params = policy_params
+        self.vcpus = [VCPU(self, i) for i in range(vcpus)]
+        #: PPN -> MPN; UNBACKED where no machine frame backs the page.
+        self.p2m = np.full(memory_pages, UNBACKED, dtype=np.int64)
+        self.counters = new_vm_counters()
+        self.counters["mem_target"] = memory_pages
+        self.mode: Mode | None = None
+        self.guest: GuestOS | None = None
+        self.devices: dict[str, Device] = {}
+
+    def __repr__(self) -> str:
+        return f"<VM {self.id} {self.name!r}>"
