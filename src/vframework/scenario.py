@@ -230,11 +230,12 @@ def _resolve(
 
 def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) -> Scenario:
     """Validate a scenario already read from TOML; raises :class:`ScenarioError`."""
-    try:
-        config = ScenarioConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(_problems(exc, source)) from None
-    problems: list[Problem] = []
+    config, problems = _validate_shape(data, source)
+    if config is None:
+        # Shape errors first, then whatever of the components can still be resolved, so one
+        # pass reports every problem.
+        _resolve_partial(data, source, plugins, problems)
+        raise ScenarioError(problems)
     host = config.host
     scheduler = _resolve(plugins, "scheduler", host.scheduler, ("host", "scheduler"), source, problems)
     policy = _resolve(plugins, "memory_policy", host.memory_policy, ("host", "memory_policy"), source, problems)
@@ -278,6 +279,64 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
         raise ScenarioError(problems)
     assert scheduler and policy
     return Scenario(config, source, scheduler, policy, services, tuple(vms))
+
+
+def _validate_shape(data: dict[str, Any], source: str) -> tuple[ScenarioConfig | None, list[Problem]]:
+    """Validate the top level, the host and each VM separately, so every shape error is found."""
+    problems: list[Problem] = []
+    host, vms = data.get("host", {}), data.get("vm")
+    # The top level alone: host and vm swapped for valid placeholders, checked below.
+    placeholder = {**data, "host": {}, "vm": [{"name": "placeholder"}]}
+    try:
+        ScenarioConfig.model_validate(placeholder)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, source))
+    try:
+        HostConfig.model_validate(host)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, source, ("host",)))
+    if vms is None:
+        problems.append(Problem(source, "vm", "required key is missing: add at least one [[vm]] table"))
+    elif not isinstance(vms, list) or not vms:
+        problems.append(Problem(source, "vm", "expected one or more [[vm]] tables"))
+    else:
+        for i, vm in enumerate(vms):
+            try:
+                VMConfig.model_validate(vm)
+            except ValidationError as exc:
+                problems.extend(_problems(exc, source, ("vm", i)))
+    if problems:
+        return None, problems
+    try:
+        return ScenarioConfig.model_validate(data), []
+    except ValidationError as exc:  # pragma: no cover - the parts above cover the whole
+        return None, _problems(exc, source)
+
+
+def _resolve_partial(data: dict[str, Any], source: str, plugins: PluginManager, problems: list[Problem]) -> None:
+    """Report unknown component names in a scenario whose shape is invalid."""
+    seen = {p.path for p in problems}
+
+    def check(kind: str, raw: Any, loc: tuple[Any, ...]) -> None:
+        if _path(loc) in seen or raw is None:
+            return
+        try:
+            ref = ComponentRef.model_validate(raw)
+        except ValidationError:
+            return
+        if ref.name not in plugins.components[kind]:
+            problems.append(Problem(source, _path(loc), plugins.unknown_message(kind, ref.name)))
+
+    host = data.get("host")
+    if isinstance(host, dict):
+        check("scheduler", host.get("scheduler"), ("host", "scheduler"))
+        check("memory_policy", host.get("memory_policy"), ("host", "memory_policy"))
+    vms = data.get("vm")
+    if isinstance(vms, list):
+        for i, vm in enumerate(vms):
+            if isinstance(vm, dict):
+                check("mode", vm.get("mode"), ("vm", i, "mode"))
+                check("workload", vm.get("workload"), ("vm", i, "workload"))
 
 
 def _vm_params(

@@ -20,7 +20,7 @@ _TIME_UNITS = {
     "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
     "min": 60_000_000_000, "h": 3_600_000_000_000,
 }
-_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Zµ]*)\s*$")
+_NUMBER = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Zµ]*)\s*$")
 
 
 def _parse(text: str | int | float, units: dict[str, int], what: str, example: str) -> int:

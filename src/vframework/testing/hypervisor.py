@@ -30,6 +30,8 @@ from .doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, scrip
 __all__ = ["HypervisorMachine"]
 
 PAGES = 16
+MAX_VMS = 6
+MAX_VCPUS = 3
 
 
 class HypervisorMachine(RuleBasedStateMachine):
@@ -48,16 +50,17 @@ class HypervisorMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.engine = Engine(seed=0)
-        self.machine = Machine(self.cpus, 8 * PAGES * PAGE_SIZE)
+        self.machine = Machine(self.cpus, MAX_VMS * MAX_VCPUS * PAGES * PAGE_SIZE)
         scheduler = self.scheduler_cls(self.scheduler_cls.Params(), self.cpus)
         policy = self.policy_cls(self.policy_cls.Params())
         self.hv = Hypervisor(self.engine, self.machine, scheduler, policy)
         self.hv.start()
 
-    @precondition(lambda self: len(self.hv.vms) < 6)
-    @rule(vcpus=st.integers(1, 3), data=st.data())
+    @precondition(lambda self: len(self.hv.vms) < MAX_VMS)
+    @rule(vcpus=st.integers(1, MAX_VCPUS), data=st.data())
     def add_vm(self, vcpus: int, data: st.DataObject) -> None:
-        vm = VM(len(self.hv.vms), f"vm{len(self.hv.vms)}", vcpus, PAGES)
+        # One process per vCPU, each may touch all PAGES of its address space.
+        vm = VM(len(self.hv.vms), f"vm{len(self.hv.vms)}", vcpus, PAGES * vcpus)
         if self.scheduler_cls.VMParams is not None:
             vm.scheduler_params = self.scheduler_cls.VMParams()
         vm.mode = self.mode_cls(self.mode_cls.Params(), vm, self.hv)

@@ -112,7 +112,9 @@ def run_property(machine: type[RuleBasedStateMachine], profile: str = "default")
         with reporting.with_reporter(lambda text: buf.write(f"{text}\n")):
             run_state_machine_as_test(Counted, settings=settings_for(profile))
     except Exception as exc:  # a failed property: Hypothesis has printed the minimal example
-        return count[0], f"{buf.getvalue()}{type(exc).__name__}: {exc}"
+        # Hypothesis attaches the minimal failing steps to the exception as notes (PEP 678).
+        notes = "\n".join(getattr(exc, "__notes__", []))
+        return count[0], f"{buf.getvalue()}{notes}\n{type(exc).__name__}: {exc}".strip()
     return count[0], None
 
 
