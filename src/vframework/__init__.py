@@ -3,7 +3,15 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .components import (
-    KINDS, Component, Device, MemoryPolicy, MemoryService, Mode, Params, Scheduler, Workload,
+    KINDS,
+    Component,
+    Device,
+    MemoryPolicy,
+    MemoryService,
+    Mode,
+    Params,
+    Scheduler,
+    Workload,
     WorkloadContext,
 )
 from .costs import CostModel

@@ -48,9 +48,9 @@ class Component:
     #: One line for ``vframework plugins`` and the docs.
     description: ClassVar[str] = ""
     #: Parameters accepted from the scenario's component table.
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[BaseModel]] = Params
     #: Per-VM scenario keys this component understands (host-level kinds only).
-    VMParams: ClassVar[type[Params] | None] = None
+    VMParams: ClassVar[type[BaseModel] | None] = None
 
 
 class Scheduler(Component):

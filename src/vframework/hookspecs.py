@@ -28,7 +28,7 @@ __all__ = [
 
 
 @hookspec
-def register_schedulers() -> list[type[Any]]:
+def register_schedulers() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the scheduler classes this plugin provides.
 
     Each is a subclass of :class:`vframework.Scheduler` with a unique ``name``; a scenario
@@ -37,32 +37,32 @@ def register_schedulers() -> list[type[Any]]:
 
 
 @hookspec
-def register_memory_policies() -> list[type[Any]]:
+def register_memory_policies() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the memory policy classes this plugin provides (subclasses of
     :class:`vframework.MemoryPolicy`), selected by ``[host] memory_policy``."""
 
 
 @hookspec
-def register_memory_services() -> list[type[Any]]:
+def register_memory_services() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the memory service classes this plugin provides (subclasses of
     :class:`vframework.MemoryService`: ballooning, page sharing, swap...), listed in
     ``[host] memory_services``."""
 
 
 @hookspec
-def register_modes() -> list[type[Any]]:
+def register_modes() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the virtualization mode classes this plugin provides (subclasses of
     :class:`vframework.Mode`), selected per VM by ``mode``."""
 
 
 @hookspec
-def register_devices() -> list[type[Any]]:
+def register_devices() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the virtual device classes this plugin provides (subclasses of
     :class:`vframework.Device`), attached per VM by ``devices``."""
 
 
 @hookspec
-def register_workloads() -> list[type[Any]]:
+def register_workloads() -> list[type[Any]]:  # type: ignore[empty-body]
     """Return the workload classes this plugin provides (subclasses of
     :class:`vframework.Workload`), selected per VM by ``workload``."""
 

@@ -33,7 +33,7 @@ VM_METRICS: dict[str, Metric] = {
         Metric("mem_consumed", "pages", "machine frames the VM consumes (granted less sharing savings)", "gauge"),
         Metric("mem_active", "pages", "pages referenced since the previous sample", "gauge"),
         Metric("guest_page_faults", "faults", "faults on unmapped VPNs, handled by the guest kernel"),
-        Metric("hidden_page_faults", "faults", "faults on PPNs with no machine frame, handled by the hypervisor unseen"),
+        Metric("hidden_page_faults", "faults", "faults on PPNs with no machine frame, fixed unseen by the hypervisor"),
         Metric("syscalls", "calls", "system calls made by guest processes"),
         Metric("io_requests", "requests", "I/O requests submitted by the guest"),
         Metric("io_bytes", "bytes", "bytes moved by the guest's I/O requests"),

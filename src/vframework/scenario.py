@@ -137,7 +137,7 @@ class ScenarioConfig(_Strict):
     seed: int = Field(0, ge=0, description="the run's one random seed")
     duration: Duration = Field(10 * 10**9, description="simulated time to run")
     sample_interval: Duration = Field(100 * 10**6, description="time between time-series samples")
-    host: HostConfig = Field(default_factory=HostConfig)
+    host: HostConfig = Field(default_factory=lambda: HostConfig.model_validate({}), description="the physical host")
     vm: list[VMConfig] = Field(min_length=1, description="the virtual machines")
 
 
@@ -146,7 +146,7 @@ class ResolvedComponent:
     """A component class with its validated parameters."""
 
     cls: type[Component]
-    params: Params
+    params: Any
 
     @property
     def name(self) -> str:
@@ -341,7 +341,7 @@ def _resolve_partial(data: dict[str, Any], source: str, plugins: PluginManager, 
 
 def _vm_params(
     owner: ResolvedComponent | None, extras: dict[str, Any], index: int, source: str, problems: list[Problem]
-) -> Params | None:
+) -> Any:
     if owner is None or owner.cls.VMParams is None:
         return None
     model = owner.cls.VMParams

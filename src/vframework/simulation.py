@@ -63,7 +63,8 @@ class Simulation:
         workload_cls: type[Workload] = spec.workload.cls
         for vcpu in vm.vcpus:
             rng = self.engine.rng(f"workload:{vm.name}:{vcpu.index}")
-            workload = workload_cls(spec.workload.params, WorkloadContext(vm.name, vcpu.index, vm.memory_pages, rng, self.machine.costs.clock_hz))
+            context = WorkloadContext(vm.name, vcpu.index, vm.memory_pages, rng, self.machine.costs.clock_hz)
+            workload = workload_cls(spec.workload.params, context)
             vcpu.process = vm.guest.spawn(workload.run(), workload.address_space_pages())
         self.hypervisor.add_vm(vm)
         self.vms.append(vm)

@@ -109,7 +109,7 @@ def run_property(machine: type[RuleBasedStateMachine], profile: str = "default")
     Counted.__qualname__ = machine.__qualname__
     buf = io.StringIO()
     try:
-        with reporting.with_reporter(lambda text: buf.write(f"{text}\n")):
+        with reporting.with_reporter(lambda text: print(text, file=buf)):
             run_state_machine_as_test(Counted, settings=settings_for(profile))
     except Exception as exc:  # a failed property: Hypothesis has printed the minimal example
         # Hypothesis attaches the minimal failing steps to the exception as notes (PEP 678).
