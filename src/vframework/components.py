@@ -24,12 +24,15 @@ if TYPE_CHECKING:
     from .vm import VCPU, VM
 
 __all__ = [
-    "KINDS", "Params", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
+    "KINDS", "DISCONTINUITIES", "Params", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
     "Device", "Workload", "WorkloadContext",
 ]
 
 #: The plugin kinds, in the order they are listed everywhere.
 KINDS = ("scheduler", "memory_policy", "memory_service", "mode", "device", "workload")
+
+#: Program discontinuities the hypervisor fields and delivers to a guest as virtual interrupts.
+DISCONTINUITIES = ("syscall", "page_fault", "exception", "device", "timer")
 
 
 class Params(BaseModel):
@@ -67,6 +70,9 @@ class Scheduler(Component):
     work_conserving: ClassVar[bool] = True
     #: Period of :meth:`tick` in ns (0: no tick).
     tick_ns: int = 0
+    #: The ``VMParams`` field that carries a VM's share (``"shares"``, ``"weight"``), so the
+    #: conformance kit can vary it; None when shares are not configurable.
+    share_param: ClassVar[str | None] = None
 
     def __init__(self, params: Params, cpus: int) -> None:
         self.params = params
@@ -102,6 +108,26 @@ class Scheduler(Component):
     def tick(self, now: int) -> Sequence[int]:
         """Periodic accounting; return the physical CPUs to preempt."""
         return ()
+
+    def capped(self, vcpu: VCPU) -> bool:
+        """Whether the vCPU may be kept off idle CPUs on purpose (a cap or limit applies)."""
+        return False
+
+    def set_vm_params(self, vcpu: VCPU, vm_params: Params | None) -> None:
+        """Change a vCPU's per-VM parameters (shares, weight...) while it exists."""
+        raise NotImplementedError(f"scheduler {self.name!r} cannot change parameters at run time")
+
+    def share_weight(self, vm_params: Params | None) -> float | None:
+        """The VM's weight in the proportional-share promise, or None for no such promise.
+
+        Schedulers that return weights are checked by the conformance kit: every VM's CPU time
+        stays within :meth:`share_error_bound_ns` of its fluid (GPS) entitlement.
+        """
+        return None
+
+    def share_error_bound_ns(self, vms: int) -> int | None:
+        """How far (ns) a VM's CPU time may lag or lead its entitlement with ``vms`` VMs."""
+        return None
 
 
 class MemoryPolicy(Component):
@@ -152,12 +178,9 @@ class Mode(Component):
         self.vm = vm
         self.hypervisor = hypervisor
 
-    def syscall(self, vcpu: VCPU) -> int:
-        """A guest process entered and left its kernel."""
-        raise NotImplementedError
-
-    def page_fault(self, vcpu: VCPU, count: int) -> int:
-        """``count`` guest page faults delivered to the guest kernel and handled."""
+    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+        """``count`` program discontinuities of ``kind`` (one of :data:`DISCONTINUITIES`)
+        delivered to the guest kernel and handled by it: the cost of getting there and back."""
         raise NotImplementedError
 
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:

@@ -12,18 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ops import IO, Compute, Operation, Sleep, Syscall, Touch
+from .ops import IO, Compute, Fault, Operation, Sleep, Syscall, Touch
 
 if TYPE_CHECKING:
     from .hypervisor import Hypervisor
     from .vm import VCPU, VM
 
-__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "HALT", "PTE_PRESENT", "PTE_WRITABLE",
+__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "HALT", "IO_WAIT", "PTE_PRESENT", "PTE_WRITABLE",
            "PTE_USER", "PTE_ACCESSED", "PTE_DIRTY"]
 
 PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY = 1, 2, 4, 8, 16
 #: Returned as the "then" of :meth:`GuestOS.step` when the process has ended.
 HALT = -1
+#: Returned as the "then" of :meth:`GuestOS.step` when the process waits for its I/O
+#: (``vcpu.io_ns`` holds the device time; completion arrives as a device interrupt).
+IO_WAIT = -2
 
 
 class GuestOutOfMemory(RuntimeError):
@@ -99,13 +102,16 @@ class GuestOS:
             return 0, op.ns
         if type(op) is Syscall:
             counters["syscalls"] += 1
-            return costs.ns(self.vm.mode.syscall(vcpu)), None  # type: ignore[union-attr]
+            return costs.ns(self.hypervisor.deliver(vcpu, "syscall", 1)), None
+        if type(op) is Fault:
+            return costs.ns(self.hypervisor.deliver(vcpu, "exception", 1) + costs.interrupt), None
         if type(op) is IO:
             counters["io_requests"] += 1
             counters["io_bytes"] += op.nbytes
-            cycles = self.vm.mode.io(vcpu, op.device, op.nbytes, op.write)  # type: ignore[union-attr]
-            device_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
-            return costs.ns(cycles), device_ns
+            cycles = self.hypervisor.deliver(vcpu, "syscall", 1)
+            cycles += self.vm.mode.io(vcpu, op.device, op.nbytes, op.write)  # type: ignore[union-attr]
+            vcpu.io_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
+            return costs.ns(cycles), IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
 
     def _touch(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> int:
@@ -123,7 +129,7 @@ class GuestOS:
             table[missing] = new
             proc.pte_flags[missing] = PTE_PRESENT | PTE_WRITABLE | PTE_USER
             self.vm.counters["guest_page_faults"] += int(missing.size)
-            cycles += self.vm.mode.page_fault(vcpu, int(missing.size))  # type: ignore[union-attr]
+            cycles += self.hypervisor.deliver(vcpu, "page_fault", int(missing.size))
             cycles += int(missing.size) * self.costs.page_zero
             ppns = table[vpns]
         unbacked = self.vm.p2m[ppns] < 0

@@ -1,35 +1,41 @@
 """The hypervisor: VMs, the per-CPU dispatch loop, machine-frame backing and CPU accounting.
 
-Each physical CPU is always in exactly one of three states, and every nanosecond of it is
+Each physical CPU is always in exactly one of four states, and every nanosecond of it is
 charged to exactly one account:
 
 * ``IDLE``   -> the CPU's ``idle_ns``;
 * ``SWITCH`` -> the CPU's ``hypervisor_ns`` (switching to another vCPU);
-* ``RUN``    -> the running VM's ``cpu_run_ns``.
+* ``RUN``    -> the running VM's ``cpu_run_ns``;
+* ``IRQ``    -> servicing an external interrupt: the owning VM's ``cpu_irq_ns`` (or the
+  host's ``hypervisor_ns``). The vCPU it interrupted does not progress, is not charged, and
+  counts the time as ``cpu_stolen_ns`` when the interrupt is not its own VM's.
 
 :meth:`Hypervisor.sync` closes every open interval at the current time, so the identity
-``sum(cpu_run_ns) + hypervisor_ns + idle_ns == elapsed * cpus`` holds exactly in integer ns
-whenever it is called. The dispatch loop schedules one engine event per operation segment,
+``sum(cpu_run_ns + cpu_irq_ns) + hypervisor_ns + idle_ns == elapsed * cpus`` holds exactly in
+integer ns whenever it is called. The dispatch loop schedules one engine event per operation segment,
 never per instruction or per page.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .components import MemoryPolicy, MemoryService, Scheduler
-from .engine import Engine, Event
-from .guest import HALT
+from .engine import URGENT, Engine, Event
+from .guest import HALT, IO_WAIT
 from .hardware import FREE, HYPERVISOR, PRIVATE, SHARED, Machine, OutOfMemory
 from .metrics import new_host_counters
 from .vm import VCPU, VM, VCPUState
 
 __all__ = ["Hypervisor", "HostOutOfMemory", "NoProgress"]
 
-IDLE, SWITCH, RUN = 0, 1, 2
+IDLE, SWITCH, RUN, IRQ = 0, 1, 2, 3
+#: Where device interrupts are serviced: always CPU 0, or each CPU in turn.
+IRQ_AFFINITIES = ("round-robin", "cpu0")
 #: Zero-time operations a vCPU may run back to back before the run is declared stuck.
 _MAX_ZERO_STEPS = 100_000
 
@@ -52,13 +58,19 @@ class Hypervisor:
         scheduler: Scheduler,
         memory_policy: MemoryPolicy,
         memory_services: list[MemoryService] | None = None,
+        irq_affinity: str = "round-robin",
     ) -> None:
+        if irq_affinity not in IRQ_AFFINITIES:
+            raise ValueError(f"irq_affinity must be one of {IRQ_AFFINITIES}, got {irq_affinity!r}")
+        self.irq_affinity = irq_affinity
         self.engine = engine
         self.machine = machine
         self.scheduler = scheduler
         self.memory_policy = memory_policy
         self.memory_services = list(memory_services or [])
         self.vms: dict[int, VM] = {}
+        #: VMs removed by :meth:`remove_vm`; their counters still count in the accounts.
+        self.retired: dict[int, VM] = {}
         self.counters = new_host_counters()
         n = len(machine.cpus)
         self._state = [IDLE] * n
@@ -67,6 +79,15 @@ class Hypervisor:
         self.running: list[VCPU | None] = [None] * n
         self._last: list[VCPU | None] = [None] * n
         self._runnable: set[VCPU] = set()
+        # Interrupt servicing, per CPU: the owner being served (None: the host), what the CPU
+        # was doing before (state, ns of switch left), interrupts waiting behind it, and
+        # whether a preemption arrived meanwhile.
+        self._irq_owner: list[VM | None] = [None] * n
+        self._saved: list[tuple[int, int]] = [(IDLE, 0)] * n
+        self._irq_queue: list[deque[tuple[VM | None, int, Callable[[], None] | None]]] = [deque() for _ in range(n)]
+        self._irq_then: list[Callable[[], None] | None] = [None] * n
+        self._preempt_after_irq = [False] * n
+        self._irq_next = 0
         #: Called with the VM when a VM's last vCPU halts (the simulation listens).
         self.on_vm_halted: Callable[[VM], None] | None = None
         self._started = False
@@ -76,7 +97,7 @@ class Hypervisor:
     # -- VMs ------------------------------------------------------------------------
     def add_vm(self, vm: VM) -> None:
         """Register a built VM (mode, guest and processes attached) and make it runnable."""
-        if vm.id in self.vms:
+        if vm.id in self.vms or vm.id in self.retired:
             raise ValueError(f"VM id {vm.id} is taken")
         self.vms[vm.id] = vm
         if vm.mode is not None and vm.mode.preallocate:
@@ -87,13 +108,50 @@ class Hypervisor:
             for vcpu in vm.vcpus:
                 self._wake(vcpu)
 
+    def remove_vm(self, vm: VM) -> None:
+        """Destroy a VM now: its vCPUs leave their CPUs and queues, its frames are freed."""
+        now = self.engine.now
+        freed: list[int] = []
+        for vcpu in vm.vcpus:
+            if vcpu.state == VCPUState.RUNNING:
+                cpu = vcpu.cpu
+                assert cpu is not None
+                self._account(cpu)
+                if self._state[cpu] == IRQ:
+                    # The interrupt is serviced to its end; the CPU is empty afterwards.
+                    self.running[cpu] = None
+                    self._saved[cpu] = (IDLE, 0)
+                    self._last[cpu] = vcpu
+                    vcpu.cpu = None
+                    self.scheduler.charge(vcpu, now - vcpu.run_start, now, False)
+                else:
+                    self._leave(cpu, vcpu, runnable=False)
+                    freed.append(cpu)
+            elif vcpu.state == VCPUState.RUNNABLE:
+                vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+                self._runnable.discard(vcpu)
+                self.scheduler.block(vcpu, now)
+            if vcpu.state != VCPUState.HALTED:
+                vcpu.state = VCPUState.HALTED
+                self.scheduler.detach(vcpu)
+        backed = vm.p2m[vm.p2m >= 0]
+        self.machine.memory.free(backed)
+        vm.p2m[:] = -1
+        for key in ("mem_granted", "mem_consumed", "mem_active", "mem_target"):
+            vm.counters[key] = 0
+        del self.vms[vm.id]
+        self.retired[vm.id] = vm
+        for cpu in freed:
+            self._dispatch(cpu)
+        self._kick_idle()
+
     def start(self) -> None:
         """Start dispatching: every vCPU with a process becomes runnable; periodic work begins."""
         self._started = True
         for vm in self.vms.values():
             for vcpu in vm.vcpus:
                 if vcpu.process is not None:
-                    self._wake(vcpu)
+                    self._wake(vcpu, boot=True)
                 else:
                     self._halt(vcpu)
         if self.scheduler.tick_ns > 0:
@@ -155,6 +213,15 @@ class Hypervisor:
             vcpu.vm.counters["cpu_run_ns"] += elapsed
         elif state == SWITCH:
             self.machine.cpus[cpu].hypervisor_ns += elapsed
+        elif state == IRQ:
+            owner = self._irq_owner[cpu]
+            if owner is None:
+                self.machine.cpus[cpu].hypervisor_ns += elapsed
+            else:
+                owner.counters["cpu_irq_ns"] += elapsed
+            victim = self.running[cpu]
+            if victim is not None and victim.vm is not owner:
+                victim.vm.counters["cpu_stolen_ns"] += elapsed
         else:
             self.machine.cpus[cpu].idle_ns += elapsed
 
@@ -179,7 +246,8 @@ class Hypervisor:
 
     def cpu_time_balance(self) -> tuple[int, int]:
         """(charged + hypervisor + idle, elapsed x CPUs) after :meth:`sync`; they must be equal."""
-        charged = sum(vm.counters["cpu_run_ns"] for vm in self.vms.values())
+        everyone = [*self.vms.values(), *self.retired.values()]
+        charged = sum(vm.counters["cpu_run_ns"] + vm.counters["cpu_irq_ns"] for vm in everyone)
         total = charged + self.counters["hypervisor_ns"] + self.counters["idle_ns"]
         return total, self.engine.now * len(self.machine.cpus)
 
@@ -199,7 +267,12 @@ class Hypervisor:
         if slice_ns <= 0:
             raise RuntimeError(f"scheduler {self.scheduler.name!r} gave {vcpu.name} a slice of {slice_ns} ns")
         self._runnable.discard(vcpu)
-        vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+        counters = vcpu.vm.counters
+        counters["cpu_ready_ns"] += now - vcpu.ready_since
+        if vcpu.woke_at is not None:
+            counters["cpu_wakeups"] += 1
+            counters["cpu_wakeup_latency_ns"] += now - vcpu.woke_at
+            vcpu.woke_at = None
         vcpu.state = VCPUState.RUNNING
         vcpu.cpu = cpu
         vcpu.run_start = now
@@ -240,9 +313,15 @@ class Hypervisor:
                         self._halt(vcpu)
                     else:
                         vcpu.state = VCPUState.BLOCKED
-                        self.engine.schedule(after, self._wake, vcpu)
+                        if after == IO_WAIT:
+                            self.engine.schedule(vcpu.io_ns, self._io_complete, vcpu)
+                        else:
+                            self.engine.schedule(after, self._timer_wake, vcpu)
                     self._dispatch(cpu)
                     return
+                if vcpu.pending_device or vcpu.pending_timer:
+                    vcpu.remaining_ns = self.machine.costs.ns(self._deliver_pending(vcpu))
+                    continue
                 run_ns, vcpu.after = guest.step(vcpu)
                 vcpu.remaining_ns = run_ns
                 continue
@@ -281,12 +360,13 @@ class Hypervisor:
         if all(v.state == VCPUState.HALTED for v in vcpu.vm.vcpus) and self.on_vm_halted:
             self.on_vm_halted(vcpu.vm)
 
-    def _wake(self, vcpu: VCPU) -> None:
+    def _wake(self, vcpu: VCPU, boot: bool = False) -> None:
         if vcpu.state != VCPUState.BLOCKED:
             return
         now = self.engine.now
         vcpu.state = VCPUState.RUNNABLE
         vcpu.ready_since = now
+        vcpu.woke_at = None if boot else now
         self._runnable.add(vcpu)
         for cpu in self.scheduler.wake(vcpu, now):
             self.preempt(cpu)
@@ -299,7 +379,13 @@ class Hypervisor:
                 self._dispatch(cpu)
 
     def preempt(self, cpu: int) -> None:
-        """Take the CPU's vCPU off now (it stays runnable) and dispatch again."""
+        """Take the CPU's vCPU off now (it stays runnable) and dispatch again.
+
+        A CPU servicing an interrupt is preempted when the interrupt ends.
+        """
+        if self._state[cpu] == IRQ:
+            self._preempt_after_irq[cpu] = True
+            return
         self._account(cpu)
         vcpu = self.running[cpu]
         if vcpu is not None:
@@ -307,8 +393,102 @@ class Hypervisor:
         self._dispatch(cpu)
 
     def _ticker(self) -> Any:
+        costs = self.machine.costs
         while True:
             yield self.scheduler.tick_ns
+            # The scheduler's tick is a host timer interrupt on every CPU.
+            for cpu in range(len(self._state)):
+                self.raise_irq(None, costs.interrupt, cpu)
             for cpu in self.scheduler.tick(self.engine.now):
                 self.preempt(cpu)
             self._kick_idle()
+
+    # -- program discontinuities and interrupts --------------------------------------
+    def deliver(self, vcpu: VCPU, kind: str, count: int = 1) -> int:
+        """Field ``count`` discontinuities of ``kind`` for the vCPU's guest and deliver them as
+        virtual interrupts to its kernel's handler; returns the cycles (the mode decides them)."""
+        vcpu.vm.counters[f"virq_{kind}"] += count
+        return vcpu.vm.mode.deliver(vcpu, kind, count)  # type: ignore[union-attr]
+
+    def _deliver_pending(self, vcpu: VCPU) -> int:
+        cycles = 0
+        if vcpu.pending_device:
+            cycles += self.deliver(vcpu, "device", vcpu.pending_device)
+            vcpu.pending_device = 0
+        if vcpu.pending_timer:
+            cycles += self.deliver(vcpu, "timer", vcpu.pending_timer)
+            vcpu.pending_timer = 0
+        return cycles
+
+    def _timer_wake(self, vcpu: VCPU) -> None:
+        vcpu.pending_timer += 1
+        self._wake(vcpu)
+
+    def _io_complete(self, vcpu: VCPU) -> None:
+        def wake() -> None:
+            vcpu.pending_device += 1
+            self._wake(vcpu)
+
+        # The completion is a physical interrupt that belongs to the VM that issued the I/O.
+        self.raise_irq(vcpu.vm, self.machine.costs.interrupt, then=wake)
+
+    def _irq_cpu(self) -> int:
+        if self.irq_affinity == "cpu0":
+            return 0
+        cpu = self._irq_next
+        self._irq_next = (cpu + 1) % len(self._state)
+        return cpu
+
+    def raise_irq(
+        self, owner: VM | None, cycles: int, cpu: int | None = None, then: Callable[[], None] | None = None
+    ) -> int:
+        """An external interrupt owned by ``owner`` (None: the host) arrives now on ``cpu`` (by
+        default chosen by the IRQ affinity). Servicing takes ``cycles``; then ``then()`` runs.
+        Returns the CPU."""
+        if cpu is None:
+            cpu = self._irq_cpu()
+        ns = self.machine.costs.ns(cycles)
+        self.counters["interrupts"] += 1
+        if self._state[cpu] == IRQ:
+            self._irq_queue[cpu].append((owner, ns, then))
+            return cpu
+        self._account(cpu)
+        state, left = self._state[cpu], 0
+        event = self._event[cpu]
+        if event is not None:
+            if state == SWITCH:
+                left = event[0] - self.engine.now
+            self.engine.cancel(event)
+            self._event[cpu] = None
+        self._saved[cpu] = (state, left)
+        self._begin_irq(cpu, owner, ns, then)
+        return cpu
+
+    def _begin_irq(self, cpu: int, owner: VM | None, ns: int, then: Callable[[], None] | None) -> None:
+        self._state[cpu] = IRQ
+        self._irq_owner[cpu] = owner
+        self._irq_then[cpu] = then
+        self._event[cpu] = self.engine.schedule(ns, self._irq_end, cpu, URGENT)
+
+    def _irq_end(self, cpu: int) -> None:
+        self._account(cpu)
+        self._event[cpu] = None
+        then = self._irq_then[cpu]
+        self._irq_then[cpu] = None
+        if then is not None:
+            then()
+        if self._irq_queue[cpu]:
+            self._begin_irq(cpu, *self._irq_queue[cpu].popleft())
+            return
+        state, left = self._saved[cpu]
+        self._state[cpu] = state
+        self._irq_owner[cpu] = None
+        if self._preempt_after_irq[cpu]:
+            self._preempt_after_irq[cpu] = False
+            self.preempt(cpu)
+        elif state == RUN:
+            self._advance(cpu)
+        elif state == SWITCH:
+            self._event[cpu] = self.engine.schedule(left, self._begin_run, cpu)
+        elif self.running[cpu] is None:
+            self._dispatch(cpu)

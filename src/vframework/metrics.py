@@ -28,6 +28,10 @@ VM_METRICS: dict[str, Metric] = {
     for m in [
         Metric("cpu_run_ns", "ns", "time the VM's vCPUs ran on physical CPUs"),
         Metric("cpu_ready_ns", "ns", "time the VM's vCPUs were runnable but not running"),
+        Metric("cpu_irq_ns", "ns", "time spent servicing this VM's own interrupts, on any CPU (charged to it)"),
+        Metric("cpu_stolen_ns", "ns", "time taken from this VM's slices to serve other VMs' or the host's interrupts"),
+        Metric("cpu_wakeups", "wakeups", "times a vCPU became runnable after blocking"),
+        Metric("cpu_wakeup_latency_ns", "ns", "total time from wake-up to running (divide by cpu_wakeups)"),
         Metric("mem_target", "pages", "memory the policy grants the VM now", "gauge"),
         Metric("mem_granted", "pages", "guest-physical pages backed by a machine frame", "gauge"),
         Metric("mem_consumed", "pages", "machine frames the VM consumes (granted less sharing savings)", "gauge"),
@@ -35,6 +39,11 @@ VM_METRICS: dict[str, Metric] = {
         Metric("guest_page_faults", "faults", "faults on unmapped VPNs, handled by the guest kernel"),
         Metric("hidden_page_faults", "faults", "faults on PPNs with no machine frame, fixed unseen by the hypervisor"),
         Metric("syscalls", "calls", "system calls made by guest processes"),
+        Metric("virq_syscall", "events", "system calls delivered to the guest kernel"),
+        Metric("virq_page_fault", "events", "page faults delivered to the guest kernel (as virtual interrupts)"),
+        Metric("virq_exception", "events", "processor exceptions (divide error...) delivered to the guest kernel"),
+        Metric("virq_device", "events", "device interrupts delivered to the guest as virtual interrupts"),
+        Metric("virq_timer", "events", "timer interrupts delivered to the guest as virtual interrupts"),
         Metric("io_requests", "requests", "I/O requests submitted by the guest"),
         Metric("io_bytes", "bytes", "bytes moved by the guest's I/O requests"),
         Metric("instructions_direct", "instructions", "guest instructions executed directly on the CPU"),
@@ -52,6 +61,7 @@ HOST_METRICS: dict[str, Metric] = {
         Metric("shared_frames", "frames", "machine frames shared copy-on-write", "gauge"),
         Metric("hypervisor_frames", "frames", "machine frames the hypervisor keeps for itself", "gauge"),
         Metric("vcpu_switches", "switches", "times a physical CPU switched from one vCPU to another"),
+        Metric("interrupts", "interrupts", "external interrupts serviced by physical CPUs (device and host timer)"),
         Metric("events_fired", "events", "engine events fired (a measure of simulation work)"),
     ]
 }

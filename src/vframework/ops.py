@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall"]
+__all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "FAULT_VECTORS"]
+
+#: Exceptions a guest program can raise with :class:`Fault`.
+FAULT_VECTORS = ("divide_error", "invalid_opcode", "general_protection", "breakpoint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +57,14 @@ class Sleep(Operation):
 @dataclass(frozen=True, slots=True)
 class Syscall(Operation):
     """Enter the guest kernel and return (a null system call, as lmbench's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault(Operation):
+    """Raise a processor exception (``divide_error``...): the guest kernel's handler runs."""
+
+    vector: str = "divide_error"
+
+    def __post_init__(self) -> None:
+        if self.vector not in FAULT_VECTORS:
+            raise ValueError(f"unknown fault vector {self.vector!r}; known: {', '.join(FAULT_VECTORS)}")

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -106,6 +106,9 @@ class HostConfig(_Strict):
     scheduler: ComponentRef = Field(ComponentRef(name="fair"), description="the CPU scheduler")
     memory_policy: ComponentRef = Field(ComponentRef(name="static"), description="the memory allocation policy")
     memory_services: list[ComponentRef] = Field(default_factory=list, description="memory services to run")
+    irq_affinity: Literal["round-robin", "cpu0"] = Field(
+        "round-robin", description="which CPU services device interrupts: each in turn, or always CPU 0"
+    )
     costs: dict[str, int] = Field(default_factory=dict, description="cost model overrides, in cycles")
 
     @model_validator(mode="after")

@@ -44,7 +44,9 @@ class Simulation:
         scheduler = scenario.scheduler.cls(scenario.scheduler.params, host.cpus)  # type: ignore[call-arg]
         policy = scenario.memory_policy.cls(scenario.memory_policy.params)  # type: ignore[call-arg]
         services = [s.cls(s.params) for s in scenario.memory_services]  # type: ignore[call-arg]
-        self.hypervisor = Hypervisor(self.engine, self.machine, scheduler, policy, services)  # type: ignore[arg-type]
+        self.hypervisor = Hypervisor(
+            self.engine, self.machine, scheduler, policy, services, host.irq_affinity  # type: ignore[arg-type]
+        )
         self.hypervisor.on_vm_halted = self._vm_halted
         self.vms: list[VM] = []
         self.timeseries: list[tuple[Any, ...]] = []

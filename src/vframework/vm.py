@@ -33,7 +33,7 @@ class VCPU:
 
     __slots__ = (
         "vm", "index", "state", "cpu", "process", "remaining_ns", "ready_since", "slice_end",
-        "sched", "name", "after", "run_start",
+        "sched", "name", "after", "run_start", "pending_device", "pending_timer", "woke_at", "io_ns",
     )
 
     def __init__(self, vm: VM, index: int) -> None:
@@ -52,6 +52,13 @@ class VCPU:
         self.after: int | None = None
         #: When it was last dispatched (to charge the scheduler for the whole stay on a CPU).
         self.run_start = 0
+        #: Virtual interrupts waiting to be delivered when the vCPU next runs.
+        self.pending_device = 0
+        self.pending_timer = 0
+        #: When it last woke (for wake-up latency), or None once it has run.
+        self.woke_at: int | None = None
+        #: Device time of the I/O request it is blocked on.
+        self.io_ns = 0
         #: Free slot for the scheduler's per-vCPU state (any object).
         self.sched: Any = None
 

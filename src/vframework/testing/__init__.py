@@ -13,10 +13,11 @@ from .hypervisor import HypervisorMachine
 from .kit import PROPERTIES, Outcome, Property, Target, conformance, run_checks, run_property, select_targets
 from .memory import FrameTableMachine
 from .profiles import PROFILES, load_profile, settings_for
+from .shares import ShareMachine, water_fill
 from .workload import WorkloadMachine
 
 __all__ = [
-    "EngineMachine", "FrameTableMachine", "HypervisorMachine", "WorkloadMachine", "PROPERTIES", "Property",
+    "EngineMachine", "FrameTableMachine", "ShareMachine", "water_fill", "HypervisorMachine", "WorkloadMachine", "PROPERTIES", "Property",
     "Target", "Outcome", "conformance", "run_checks", "run_property", "select_targets", "PROFILES",
     "load_profile", "settings_for",
 ]

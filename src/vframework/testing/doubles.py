@@ -66,10 +66,7 @@ class FlatMode(Mode):
 
     name = "kit-flat"
 
-    def syscall(self, vcpu: Any) -> int:
-        return 10
-
-    def page_fault(self, vcpu: Any, count: int) -> int:
+    def deliver(self, vcpu: Any, kind: str, count: int) -> int:
         return 10 * count
 
     def hidden_fault(self, vcpu: Any, count: int) -> int:

@@ -8,6 +8,7 @@ from .engine import EngineMachine
 from .hypervisor import HypervisorMachine
 from .kit import KERNEL, conformance
 from .memory import FrameTableMachine
+from .shares import ShareMachine
 from .workload import WorkloadMachine
 
 conformance(KERNEL, "event order and cancellation")(lambda _: EngineMachine)
@@ -28,3 +29,16 @@ def _mode(cls: Any) -> type[HypervisorMachine]:
 @conformance("memory_policy", "targets within [0, configured memory], no overcommit unless declared")
 def _policy(cls: Any) -> type[HypervisorMachine]:
     return HypervisorMachine.for_components(policy=cls)
+
+
+def _promises_shares(cls: Any) -> bool:
+    try:
+        scheduler = cls(cls.Params(), 1)
+        return scheduler.share_error_bound_ns(1) is not None
+    except Exception:
+        return True  # let the property run and report the failure
+
+
+@conformance("scheduler", "proportional share within the declared error bound", applies=_promises_shares)
+def _shares(cls: Any) -> type[ShareMachine]:
+    return ShareMachine.for_component(cls)

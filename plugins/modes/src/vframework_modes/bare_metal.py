@@ -16,11 +16,11 @@ class BareMetal(Mode):
     # Real hardware has all its memory from power-on: no hidden faults, ever.
     preallocate = True
 
-    def syscall(self, vcpu: VCPU) -> int:
-        return self.hypervisor.machine.costs.syscall
-
-    def page_fault(self, vcpu: VCPU, count: int) -> int:
-        return count * self.hypervisor.machine.costs.page_fault
+    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+        # The hardware vectors straight into the guest kernel: only the native cost.
+        costs = self.hypervisor.machine.costs
+        native = {"syscall": costs.syscall, "page_fault": costs.page_fault}.get(kind, costs.interrupt)
+        return count * native
 
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:
         # Unreachable while preallocate holds; costed as native faults if a policy ever unbacks pages.
@@ -30,5 +30,5 @@ class BareMetal(Mode):
         return int(vpns.size) * self.hypervisor.machine.costs.memory_access
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
-        costs = self.hypervisor.machine.costs
-        return costs.syscall + costs.interrupt
+        # Programming the device's registers; the completion interrupt is delivered separately.
+        return self.hypervisor.machine.costs.instruction * 100

@@ -3,11 +3,12 @@
 from vframework import hookimpl
 
 from .basic import CPUBound, Idle
+from .io import IOBound
 from .memory import MemoryWorkload
 
-__all__ = ["Idle", "CPUBound", "MemoryWorkload"]
+__all__ = ["Idle", "CPUBound", "IOBound", "MemoryWorkload"]
 
 
 @hookimpl
 def register_workloads() -> list[type]:
-    return [Idle, CPUBound, MemoryWorkload]
+    return [Idle, CPUBound, IOBound, MemoryWorkload]

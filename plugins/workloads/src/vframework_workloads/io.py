@@ -1,0 +1,33 @@
+"""``io``: an I/O-bound guest: a little computation, then a request it waits for, repeatedly."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Literal
+
+from pydantic import Field
+
+from vframework import IO, Compute, Duration, Operation, Params, Size, Workload
+
+
+class IOParams(Params):
+    compute: Duration = Field(100_000, description="CPU time between requests")
+    nbytes: Size = Field(16 * 1024, description="bytes per request")
+    write_ratio: float = Field(0.3, ge=0.0, le=1.0, description="fraction of requests that write")
+    device: Literal["disk", "net"] = Field("disk", description="which virtual device the requests go to")
+
+
+class IOBound(Workload):
+    """Computes briefly, submits one request, blocks until its completion interrupt; repeats."""
+
+    name = "io"
+    description = "short computation, then a blocking I/O request, repeatedly"
+    Params = IOParams
+
+    def run(self) -> Generator[Operation, Any, None]:
+        p: IOParams = self.params  # type: ignore[assignment]
+        rng = self.context.rng
+        cycles = self.context.cycles(p.compute)
+        while True:
+            yield Compute(cycles)
+            yield IO(p.nbytes, bool(rng.random() < p.write_ratio), p.device)

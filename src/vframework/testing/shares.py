@@ -1,0 +1,139 @@
+"""State machine for proportional-share accuracy, for schedulers that promise it.
+
+Hypothesis adds and removes always-runnable VMs (1-2 vCPUs, drawn shares), changes shares
+(where the scheduler supports it) and advances time. Alongside, the machine keeps the fluid
+reference (generalized processor sharing): over each step, the CPU time the VMs actually
+received is divided among the live VMs in proportion to their weights, no VM getting more
+than its vCPUs can use (water-filling). Every VM's received time must stay within the
+scheduler's declared :meth:`~vframework.Scheduler.share_error_bound_ns` of its entitlement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from ..costs import CostModel
+from ..engine import Engine
+from ..guest import GuestOS
+from ..hardware import Machine
+from ..hypervisor import Hypervisor
+from ..ops import Compute, Operation
+from ..units import PAGE_SIZE
+from ..vm import VM
+from .doubles import FixedPolicy, FlatMode
+
+__all__ = ["ShareMachine", "water_fill"]
+
+
+def water_fill(capacity: float, weights: dict[int, float], caps: dict[int, float]) -> dict[int, float]:
+    """Divide ``capacity`` in proportion to ``weights``, none above its cap, the excess redistributed."""
+    share = {k: 0.0 for k in weights}
+    open_ = {k for k in weights if caps[k] > 0}
+    left = capacity
+    while open_ and left > 1e-9:
+        total = sum(weights[k] for k in open_)
+        full = {k for k in open_ if share[k] + left * weights[k] / total >= caps[k]}
+        if not full:
+            for k in open_:
+                share[k] += left * weights[k] / total
+            break
+        for k in full:
+            left -= caps[k] - share[k]
+            share[k] = caps[k]
+        open_ -= full
+    return share
+
+
+def _forever() -> Generator[Operation, Any, None]:
+    while True:
+        yield Compute(3_000_000)
+
+
+class ShareMachine(RuleBasedStateMachine):
+    """Parametrize with :meth:`for_component`."""
+
+    scheduler_cls: Any = None
+
+    @classmethod
+    def for_component(cls, scheduler_cls: Any) -> type[ShareMachine]:
+        return type(f"{cls.__name__}[{scheduler_cls.name}]", (cls,), {"scheduler_cls": scheduler_cls})
+
+    @initialize(cpus=st.integers(1, 3))
+    def setup(self, cpus: int) -> None:
+        self.cpus = cpus
+        self.engine = Engine(seed=0)
+        # No switch cost: the reference divides exactly the time the VMs received.
+        machine = Machine(cpus, 64 * PAGE_SIZE, CostModel().replace(vcpu_switch=0))
+        scheduler = self.scheduler_cls(self.scheduler_cls.Params(), cpus)
+        self.hv = Hypervisor(self.engine, machine, scheduler, FixedPolicy(None))
+        self.hv.start()
+        self.weight: dict[int, float] = {}
+        self.entitled: dict[int, float] = {}
+        self.next_id = 0
+
+    def _params(self, share: int) -> Any:
+        cls, field = self.scheduler_cls.VMParams, self.scheduler_cls.share_param
+        if cls is None:
+            return None
+        return cls(**{field: share}) if field else cls()
+
+    @precondition(lambda self: len(self.hv.vms) < 5)
+    @rule(vcpus=st.integers(1, 2), share=st.sampled_from([1, 2, 3, 5, 8]))
+    def add_vm(self, vcpus: int, share: int) -> None:
+        vm = VM(self.next_id, f"vm{self.next_id}", vcpus, 1, self._params(share * 256))
+        self.next_id += 1
+        vm.mode = FlatMode(FlatMode.Params(), vm, self.hv)
+        vm.guest = GuestOS(vm, self.hv)
+        for vcpu in vm.vcpus:
+            vcpu.process = vm.guest.spawn(_forever(), 1)
+        self.hv.add_vm(vm)
+        weight = self.hv.scheduler.share_weight(vm.scheduler_params)
+        assert weight is not None and weight > 0, "share_weight must be positive for a share scheduler"
+        self.weight[vm.id] = float(weight)
+        self.entitled[vm.id] = float(vm.counters["cpu_run_ns"])
+
+    @precondition(lambda self: bool(self.hv.vms))
+    @rule(data=st.data())
+    def remove_vm(self, data: st.DataObject) -> None:
+        vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)))
+        self.hv.remove_vm(self.hv.vms[vm_id])
+        del self.weight[vm_id], self.entitled[vm_id]
+
+    @precondition(lambda self: bool(self.hv.vms) and self.scheduler_cls.share_param is not None)
+    @rule(data=st.data(), share=st.sampled_from([1, 2, 3, 5, 8]))
+    def change_share(self, data: st.DataObject, share: int) -> None:
+        vm = self.hv.vms[data.draw(st.sampled_from(sorted(self.hv.vms)))]
+        params = self._params(share * 256)
+        try:
+            for vcpu in vm.vcpus:
+                self.hv.scheduler.set_vm_params(vcpu, params)
+        except NotImplementedError:
+            return
+        vm.scheduler_params = params
+        self.weight[vm.id] = float(self.hv.scheduler.share_weight(params))
+
+    @rule(span=st.integers(1, 200).map(lambda ms: ms * 1_000_000))
+    def run_for(self, span: int) -> None:
+        before = {i: vm.counters["cpu_run_ns"] for i, vm in self.hv.vms.items()}
+        self.engine.run(until=self.engine.now + span)
+        self.hv.sync()
+        received = sum(vm.counters["cpu_run_ns"] - before[i] for i, vm in self.hv.vms.items())
+        caps = {i: float(len(vm.vcpus) * span) for i, vm in self.hv.vms.items()}
+        for i, share in water_fill(received, self.weight, caps).items():
+            self.entitled[i] += share
+
+    @invariant()
+    def within_bound(self) -> None:
+        if not hasattr(self, "hv"):
+            return
+        bound = self.hv.scheduler.share_error_bound_ns(max(1, len(self.hv.vms)))
+        for i, vm in self.hv.vms.items():
+            error = vm.counters["cpu_run_ns"] - self.entitled[i]
+            assert abs(error) <= bound, (
+                f"{vm.name} (weight {self.weight[i]:g}, {len(vm.vcpus)} vCPUs) received "
+                f"{vm.counters['cpu_run_ns']} ns, entitled {self.entitled[i]:.0f} ns: off by {error:.0f} > {bound}"
+            )
