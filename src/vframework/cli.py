@@ -175,3 +175,49 @@ def check(components: tuple[str, ...], profile: str) -> None:
         _out.print(o.report, markup=False, highlight=False)
     if failed:
         sys.exit(1)
+
+
+@main.command(name="experiment")
+@click.argument("name", required=False)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)")
+@click.option("--quick", is_flag=True, help="shorter simulated runs (for a first look)")
+def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
+    """List the experiments, or run NAME and write its tables (CSV, JSON) and plots (PNG)."""
+    from .experiments import EXPERIMENTS, run_experiment, write_experiment
+
+    if name is None:
+        table = Table(title="experiments")
+        table.add_column("name")
+        table.add_column("what it shows")
+        for exp in sorted(EXPERIMENTS.values(), key=lambda e: e.name):
+            table.add_row(exp.name, exp.description)
+        _out.print(table)
+        return
+    if name not in EXPERIMENTS:
+        _fail(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}", 2)
+    pm = _plugins()
+    try:
+        with _err.status(f"running experiment {name}..."):
+            result = run_experiment(name, pm, quick)
+    except ScenarioError as exc:
+        _fail(f"experiment {name!r} needs components that are not installed:\n{exc}", 2)
+    except (PluginError, HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
+        _fail(f"{exc}; no results were written", 1)
+    base = Path("vframework-results")
+    target = out or default_results_dir(f"experiment-{name}", 0, base)
+    try:
+        path = write_experiment(result, target)
+    except (ResultsError, OSError) as exc:
+        _fail(f"cannot write results: {exc}", 1)
+    for table_name, rows in result.tables.items():
+        if not rows:
+            continue
+        table = Table(title=table_name)
+        for col in rows[0]:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        _out.print(table)
+    for key, (holds, text) in result.checks.items():
+        _out.print(f"[{'green' if holds else 'red'}]{'holds' if holds else 'FAILS'}[/] {key}: {text}")
+    _out.print(f"results: {path}")
