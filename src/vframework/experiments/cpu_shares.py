@@ -40,7 +40,7 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
     vms = [_vm(n, {"name": "cpu"}, shares=s) for n, s in SHARES.items()]
     sim = simulate(plugins, _scenario("shares-3-2-1", "proportional", vms, duration), "cpu-shares")
     total = sum(vm.counters["cpu_run_ns"] for vm in sim.vms)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for vm in sim.vms:
         entitled = SHARES[vm.name] / sum(SHARES.values())
         got = vm.counters["cpu_run_ns"] / total
@@ -48,7 +48,7 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
                      "fraction": round(got, 6), "entitled": round(entitled, 6),
                      "relative_error": round(abs(got - entitled) / entitled, 6)})
     result.tables["shares"] = rows
-    worst = max(r["relative_error"] for r in rows)
+    worst = max(float(r["relative_error"]) for r in rows)
     result.figures["shares_worst_relative_error"] = worst
     result.checks["shares_within_1pct"] = (
         worst <= 0.01, f"3:2:1 shares on one CPU: worst relative error {worst:.4%} (must be <= 1%)")
@@ -69,7 +69,7 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
         capped <= 0.5, f"cap = 50 with the CPU otherwise idle: the VM got {capped:.2%} of a CPU (must be <= 50%)")
 
     # 3. Wake-up latency: an I/O-bound VM against a cpu-bound one that also blocks now and then.
-    latency_rows = []
+    latency_rows: list[dict[str, Any]] = []
     for scheduler in ("credit", "fair"):
         vms = [
             _vm("io", {"name": "io", "compute": "50us", "nbytes": "4KiB"}),
@@ -84,7 +84,9 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
                                  "mean_wakeup_latency_us": round(mean / 1000, 3),
                                  "cpu_run_ns": c["cpu_run_ns"]})
     result.tables["wakeup_latency"] = latency_rows
-    lat = {(r["scheduler"], r["vm"]): r["mean_wakeup_latency_us"] for r in latency_rows}
+    lat: dict[tuple[str, str], float] = {
+        (r["scheduler"], r["vm"]): float(r["mean_wakeup_latency_us"]) for r in latency_rows
+    }
     result.figures["credit_io_wakeup_us"] = lat[("credit", "io")]
     result.figures["credit_cpu_wakeup_us"] = lat[("credit", "cpu-think")]
     result.figures["fair_io_wakeup_us"] = lat[("fair", "io")]

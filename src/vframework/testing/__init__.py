@@ -17,7 +17,8 @@ from .shares import ShareMachine, water_fill
 from .workload import WorkloadMachine
 
 __all__ = [
-    "EngineMachine", "FrameTableMachine", "ShareMachine", "water_fill", "HypervisorMachine", "WorkloadMachine", "PROPERTIES", "Property",
+    "EngineMachine", "FrameTableMachine", "ShareMachine", "water_fill", "HypervisorMachine", "WorkloadMachine",
+    "PROPERTIES", "Property",
     "Target", "Outcome", "conformance", "run_checks", "run_property", "select_targets", "PROFILES",
     "load_profile", "settings_for",
 ]

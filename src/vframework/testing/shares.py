@@ -86,7 +86,7 @@ class ShareMachine(RuleBasedStateMachine):
     def add_vm(self, vcpus: int, share: int) -> None:
         vm = VM(self.next_id, f"vm{self.next_id}", vcpus, 1, self._params(share * 256))
         self.next_id += 1
-        vm.mode = FlatMode(FlatMode.Params(), vm, self.hv)
+        vm.mode = FlatMode(FlatMode.Params(), vm, self.hv)  # type: ignore[arg-type]
         vm.guest = GuestOS(vm, self.hv)
         for vcpu in vm.vcpus:
             vcpu.process = vm.guest.spawn(_forever(), 1)
@@ -114,7 +114,7 @@ class ShareMachine(RuleBasedStateMachine):
         except NotImplementedError:
             return
         vm.scheduler_params = params
-        self.weight[vm.id] = float(self.hv.scheduler.share_weight(params))
+        self.weight[vm.id] = float(self.hv.scheduler.share_weight(params) or 0.0)
 
     @rule(span=st.integers(1, 200).map(lambda ms: ms * 1_000_000))
     def run_for(self, span: int) -> None:
@@ -131,6 +131,7 @@ class ShareMachine(RuleBasedStateMachine):
         if not hasattr(self, "hv"):
             return
         bound = self.hv.scheduler.share_error_bound_ns(max(1, len(self.hv.vms)))
+        assert bound is not None
         for i, vm in self.hv.vms.items():
             error = vm.counters["cpu_run_ns"] - self.entitled[i]
             assert abs(error) <= bound, (
