@@ -164,23 +164,52 @@ class MemoryService(Component):
 class Mode(Component):
     """How one VM's privileged operations, memory and I/O reach the hypervisor (or hardware).
 
-    One instance per VM, so modes mix freely on a host. Each method returns the cycles the
-    operation cost and updates the VM's counters.
+    One instance per VM, so modes mix freely on a host. A mode classifies every opcode once
+    (:meth:`classify`, for kernel and for user code); the kernel's interpreter
+    (:func:`vframework.cpu.execute`) then runs guest blocks and calls back here only for the
+    instructions that leave direct execution. Every method returns cycles and updates the
+    VM's counters.
     """
 
     kind = "mode"
     #: Back every guest-physical page with a machine frame when the VM is created (no
     #: hypervisor to do it lazily); otherwise frames are allocated on first touch.
     preallocate: ClassVar[bool] = False
+    #: The guest runs the para-virtual port of its kernel.
+    paravirtual: ClassVar[bool] = False
+    #: Architectures the mode runs on; the first is the one ``vframework check`` uses by default.
+    architectures: ClassVar[tuple[str, ...]] = ("x86", "classic", "x86-vt")
+    #: Whether this is the no-hypervisor baseline (not a virtualization mode).
+    baseline: ClassVar[bool] = False
 
     def __init__(self, params: Params, vm: VM, hypervisor: Hypervisor) -> None:
+        from .cpu import Action
+        from .isa import ARCHITECTURES, Op
+
         self.params = params
         self.vm = vm
         self.hypervisor = hypervisor
+        self.arch = ARCHITECTURES[getattr(hypervisor, "arch", "x86")]
+        self.costs = hypervisor.machine.costs
+        self.hosted = getattr(hypervisor, "hosted", False)
+        self.kernel: Any = None  # the guest kernel build, set by the guest OS
+        size = max(Op) + 1
+        self._actions = {
+            kernel: [int(self.classify(op, kernel)) if op in Op._value2member_map_ else int(Action.FAULT)
+                     for op in range(size)]
+            for kernel in (True, False)
+        }
+        self._vcpu: VCPU | None = None
+
+    # -- what a mode decides ----------------------------------------------------------
+    def classify(self, op: int, kernel: bool) -> int:
+        """The :class:`~vframework.cpu.Action` for opcode ``op`` in kernel (or user) code."""
+        raise NotImplementedError
 
     def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
         """``count`` program discontinuities of ``kind`` (one of :data:`DISCONTINUITIES`)
-        delivered to the guest kernel and handled by it: the cost of getting there and back."""
+        vectored into the guest kernel: the cost of getting there and back (the handler's own
+        instructions are executed and costed separately)."""
         raise NotImplementedError
 
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:
@@ -192,8 +221,116 @@ class Mode(Component):
         raise NotImplementedError
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
-        """The guest driver submitting one I/O request (the device time is separate)."""
+        """Moving one request's data between the guest and the device (copies, if any)."""
         raise NotImplementedError
+
+    def before_block(self, vcpu: VCPU, block: Any) -> int:
+        """Work before a block runs (a binary translator translates it here on first sight)."""
+        return 0
+
+    def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
+        """An explicit hypercall (para-virtual modes); elsewhere it is an invalid instruction."""
+        return self._fault(ctx, "invalid_opcode")
+
+    # -- the machinery every mode shares --------------------------------------------
+    def execute(self, vcpu: VCPU, block: Any) -> int:
+        """Run a guest block on the vCPU's state; returns its cycles."""
+        from .cpu import execute
+
+        previous, self._vcpu = self._vcpu, vcpu
+        try:
+            cycles = self.before_block(vcpu, block)
+            direct, extra = execute(vcpu.ctx, block, self._actions[block.kernel], self)
+        finally:
+            self._vcpu = previous
+        self.vm.counters["instructions_direct"] += direct
+        return cycles + direct * self.costs.instruction + extra
+
+    def execute_many(self, vcpu: VCPU, block: Any, count: int) -> int:
+        """Run a kernel routine ``count`` times. The first two runs are interpreted (the first
+        may translate or warm up); the rest repeat the second's cycles and counters, which is
+        exact for routines without data-dependent control (the kernel's own routines)."""
+        if count <= 0:
+            return 0
+        first = self.execute(vcpu, block)
+        if count == 1:
+            return first
+        counters = self.vm.counters
+        before = dict(counters)
+        second = self.execute(vcpu, block)
+        if count > 2:
+            for key, value in counters.items():
+                if value != before[key]:
+                    counters[key] = value + (value - before[key]) * (count - 2)
+        return first + second * (count - 1)
+
+    def emulation_cycles(self, op: int) -> int:
+        """The hypervisor's work to emulate one instruction; a hosted VMM crosses into the host
+        OS and back for device access (a world switch each way)."""
+        from .isa import Op
+
+        cycles = self.costs.emulate
+        if self.hosted and op in (Op.IN, Op.OUT):
+            cycles += 2 * self.costs.world_switch
+            self.vm.counters["world_switches"] += 2
+        return cycles
+
+    def special(self, ctx: Any, action: int, op: int, a: int, b: int) -> int:
+        """Called by the interpreter for every instruction that is not executed directly."""
+        from .cpu import Action, emulate
+        from .isa import Op
+
+        counters = self.vm.counters
+        if action == Action.FAULT:
+            name = "divide_error" if op == Op.DIV else ("invalid_opcode" if op == Op.HYPERCALL
+                                                         else "general_protection")
+            return self._fault(ctx, name)
+        if action == Action.HYPERCALL:
+            assert self._vcpu is not None
+            return self.hypercall(self._vcpu, ctx, a, b)
+        emulate(ctx, op, a, b)
+        counters["instructions_emulated"] += 1
+        if action == Action.TRAP:
+            counters["traps"] += 1
+            return self.costs.trap + self.emulation_cycles(op)
+        if action == Action.EXIT:
+            reason = self.arch.exits.get(op, "exception")
+            counters["vm_exits"] += 1
+            counters[f"vm_exits_{reason}"] += 1
+            return self.costs.vm_exit + self.emulation_cycles(op)
+        if action == Action.CALLOUT:
+            counters["bt_callouts"] += 1
+            cycles = self.costs.bt_call
+            if op in (Op.IN, Op.OUT):  # device emulation still has to happen
+                cycles += self.emulation_cycles(op)
+            return cycles
+        raise ValueError(f"mode {self.name!r}: unknown action {action} for {Op(op).name}")
+
+    def _fault(self, ctx: Any, name: str) -> int:
+        """A processor exception raised by guest code: vectored to the guest's handler."""
+        assert self._vcpu is not None
+        ctx.log.append(("fault", name))
+        cycles = self.hypervisor.deliver(self._vcpu, "exception", 1)
+        if self.kernel is not None:
+            cycles += self.execute(self._vcpu, self.kernel.exception_handler)
+        return cycles
+
+    def interrupt(self, ctx: Any) -> int:
+        """Deliver the oldest pending external interrupt to the guest (its IF is set)."""
+        from .cpu import EOI_PORT
+        from .isa import IF_FLAG
+
+        assert self._vcpu is not None
+        vector = ctx.pending.pop(0)
+        ctx.log.append(("irq", vector))
+        timer = vector == EOI_PORT
+        cycles = self.hypervisor.deliver(self._vcpu, "timer" if timer else "device", 1)
+        saved = ctx.flags
+        ctx.flags &= ~IF_FLAG  # interrupt gates clear IF on entry...
+        if self.kernel is not None:
+            cycles += self.execute(self._vcpu, self.kernel.timer_handler if timer else self.kernel.device_handler)
+        ctx.flags = saved  # ...and IRET restores it (the deliverer emulates the return)
+        return cycles
 
 
 class Device(Component):

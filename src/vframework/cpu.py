@@ -46,7 +46,7 @@ class Action(IntEnum):
 class GuestCPU:
     """One vCPU's state as its guest sees it (its *virtual* privileged registers included)."""
 
-    __slots__ = ("regs", "flags", "cr3", "gdtr", "idtr", "msw", "mem", "ports", "pending", "log", "halts")
+    __slots__ = ("regs", "flags", "cr3", "gdtr", "idtr", "msw", "mem", "ports", "pending", "log", "halts", "hcr")
 
     def __init__(self) -> None:
         self.regs = [0] * NREGS
@@ -61,6 +61,9 @@ class GuestCPU:
         #: Guest-visible events in order: ("irq", vector), ("fault", name).
         self.log: list[tuple[str, int | str]] = []
         self.halts = 0
+        #: The last hypercall's result code (para-virtual guests only; not guest-visible
+        #: state of an unmodified guest, so not part of :meth:`visible`).
+        self.hcr = 0
 
     @property
     def interrupts_enabled(self) -> bool:

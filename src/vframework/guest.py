@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ops import IO, Compute, Fault, Operation, Sleep, Syscall, Touch
+from .isa import IF_FLAG
+from .kernel import GuestKernel
+from .ops import IO, Compute, Fault, KernelCall, Operation, Sleep, Syscall, Touch
 
 if TYPE_CHECKING:
     from .hypervisor import Hypervisor
@@ -57,7 +59,27 @@ class GuestOS:
         self._free = np.arange(vm.memory_pages - 1, -1, -1, dtype=np.int64)
         self._free_top = vm.memory_pages
         self.processes: list[GuestProcess] = []
+        mode = vm.mode
+        assert mode is not None, "the VM's mode is attached before its guest OS"
+        kernel = GuestKernel.build()
+        #: The kernel build this guest runs: the para-virtual port under a para-virtual mode.
+        self.kernel = kernel.ported() if mode.paravirtual else kernel
+        mode.kernel = self.kernel
+        for vcpu in vm.vcpus:
+            mode.execute(vcpu, self.kernel.boot)
 
+    def handle_interrupts(self, vcpu: VCPU, kind: str, count: int) -> int:
+        """``count`` virtual interrupts of ``kind`` ("timer" or "device") delivered to the
+        kernel and handled; returns cycles. Handlers run with IF clear, as interrupt gates do."""
+        mode = self.vm.mode
+        assert mode is not None
+        handler = self.kernel.timer_handler if kind == "timer" else self.kernel.device_handler
+        cycles = self.hypervisor.deliver(vcpu, kind, count)
+        saved = vcpu.ctx.flags
+        vcpu.ctx.flags &= ~IF_FLAG
+        cycles += mode.execute_many(vcpu, handler, count)
+        vcpu.ctx.flags = saved
+        return cycles
     @property
     def free_pages(self) -> int:
         """Guest-physical pages the guest has not allocated."""
@@ -100,19 +122,40 @@ class GuestOS:
             return costs.ns(self._touch(vcpu, proc, op.vpns, op.write)), None
         if type(op) is Sleep:
             return 0, op.ns
+        mode = self.vm.mode
+        assert mode is not None
+        kernel = self.kernel
         if type(op) is Syscall:
             counters["syscalls"] += 1
-            return costs.ns(self.hypervisor.deliver(vcpu, "syscall", 1)), None
+            return costs.ns(self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, kernel.syscall)), None
+        if type(op) is KernelCall:
+            return costs.ns(self._kernel_call(vcpu, op.routine, op.count)), None
         if type(op) is Fault:
-            return costs.ns(self.hypervisor.deliver(vcpu, "exception", 1) + costs.interrupt), None
+            cycles = self.hypervisor.deliver(vcpu, "exception", 1) + mode.execute(vcpu, kernel.exception_handler)
+            return costs.ns(cycles), None
         if type(op) is IO:
             counters["io_requests"] += 1
+            counters["syscalls"] += 1
             counters["io_bytes"] += op.nbytes
-            cycles = self.hypervisor.deliver(vcpu, "syscall", 1)
-            cycles += self.vm.mode.io(vcpu, op.device, op.nbytes, op.write)  # type: ignore[union-attr]
+            cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, kernel.disk_request)
+            cycles += mode.io(vcpu, op.device, op.nbytes, op.write)
             vcpu.io_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
             return costs.ns(cycles), IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
+
+    def _kernel_call(self, vcpu: VCPU, routine: str, count: int) -> int:
+        mode = self.vm.mode
+        assert mode is not None
+        if routine == "timer_interrupt":
+            return self.handle_interrupts(vcpu, "timer", count)
+        if routine == "syscall":
+            self.vm.counters["syscalls"] += count
+            cycles = self.hypervisor.deliver(vcpu, "syscall", count)
+            return cycles + mode.execute_many(vcpu, self.kernel.syscall, count)
+        block = self.kernel.routines().get(routine)
+        if block is None:
+            raise ValueError(f"VM {self.vm.name!r}: the guest kernel has no routine {routine!r}")
+        return mode.execute_many(vcpu, block, count)
 
     def _touch(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> int:
         table = proc.page_table
@@ -130,6 +173,7 @@ class GuestOS:
             proc.pte_flags[missing] = PTE_PRESENT | PTE_WRITABLE | PTE_USER
             self.vm.counters["guest_page_faults"] += int(missing.size)
             cycles += self.hypervisor.deliver(vcpu, "page_fault", int(missing.size))
+            cycles += self.vm.mode.execute_many(vcpu, self.kernel.page_fault_handler, int(missing.size))  # type: ignore[union-attr]
             cycles += int(missing.size) * self.costs.page_zero
             ppns = table[vpns]
         unbacked = self.vm.p2m[ppns] < 0

@@ -59,7 +59,20 @@ class Hypervisor:
         memory_policy: MemoryPolicy,
         memory_services: list[MemoryService] | None = None,
         irq_affinity: str = "round-robin",
+        arch: str = "x86",
+        hosted: bool = False,
+        host_os_load: float = 0.0,
     ) -> None:
+        from .isa import ARCHITECTURES
+
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        #: The CPU architecture (see :mod:`vframework.isa`).
+        self.arch = arch
+        #: A hosted hypervisor runs on a host OS (device emulation crosses world switches).
+        self.hosted = hosted
+        #: Hosted only: the share of every CPU the host OS's own work takes.
+        self.host_os_load = host_os_load if hosted else 0.0
         if irq_affinity not in IRQ_AFFINITIES:
             raise ValueError(f"irq_affinity must be one of {IRQ_AFFINITIES}, got {irq_affinity!r}")
         self.irq_affinity = irq_affinity
@@ -101,7 +114,7 @@ class Hypervisor:
             raise ValueError(f"VM id {vm.id} is taken")
         self.vms[vm.id] = vm
         if vm.mode is not None and vm.mode.preallocate:
-            self.back_pages(vm, np.arange(vm.memory_pages, dtype=np.int64))
+            self.back_pages(vm, np.arange(vm.memory_pages, dtype=np.int64), hidden=False)
         for vcpu in vm.vcpus:
             self.scheduler.attach(vcpu, vm.scheduler_params)
         if self._started:
@@ -157,14 +170,19 @@ class Hypervisor:
         if self.scheduler.tick_ns > 0:
             self.engine.process(self._ticker(), "scheduler-tick")
         self._apply_targets()
+        if self.host_os_load > 0:
+            self.engine.process(self._host_os(), "host-os")
         if self.memory_policy.period_ns > 0:
             self.engine.process(self._policy_loop(), "memory-policy")
         for service in self.memory_services:
             self.engine.process(self._service_loop(service), f"memory-service:{service.name}")
 
     # -- memory ---------------------------------------------------------------------
-    def back_pages(self, vm: VM, ppns: np.ndarray) -> int:
-        """Give machine frames to guest-physical pages that have none; returns how many."""
+    def back_pages(self, vm: VM, ppns: np.ndarray, hidden: bool = True) -> int:
+        """Give machine frames to guest-physical pages that have none; returns how many.
+
+        ``hidden``: the guest touched them unknowingly (a hidden page fault), as opposed to
+        asking for them (balloon deflate) or having them from the start (preallocation)."""
         ppns = ppns[vm.p2m[ppns] < 0]
         if ppns.size == 0:
             return 0
@@ -178,9 +196,30 @@ class Hypervisor:
         vm.p2m[ppns] = mpns
         vm.counters["mem_granted"] += int(ppns.size)
         vm.counters["mem_consumed"] += int(ppns.size)
-        if not (vm.mode is not None and vm.mode.preallocate):
+        if hidden and not (vm.mode is not None and vm.mode.preallocate):
             vm.counters["hidden_page_faults"] += int(ppns.size)
         return int(ppns.size)
+
+    def release_pages(self, vm: VM, ppns: np.ndarray) -> int:
+        """Take the machine frames behind guest pages back (the guest gave them up); returns how many."""
+        ppns = ppns[vm.p2m[ppns] >= 0]
+        self.machine.memory.free(vm.p2m[ppns])
+        vm.p2m[ppns] = -1
+        vm.counters["mem_granted"] -= int(ppns.size)
+        vm.counters["mem_consumed"] -= int(ppns.size)
+        return int(ppns.size)
+
+    def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
+        """A para-virtual guest's explicit call; validated, performed or refused. Returns cycles."""
+        from .hypercalls import hypercall
+
+        result, cycles, entered = hypercall(self, vcpu.vm, ctx, number, arg)
+        ctx.hcr = result
+        if entered:
+            vcpu.vm.counters["hypercalls"] += 1
+        if result < 0:
+            vcpu.vm.counters["hypercall_errors"] += 1
+        return cycles
 
     def _apply_targets(self) -> None:
         for vm_id, target in self.memory_policy.targets(self, self.engine.now).items():
@@ -403,6 +442,16 @@ class Hypervisor:
                 self.preempt(cpu)
             self._kick_idle()
 
+    def _host_os(self) -> Any:
+        # A hosted hypervisor shares the CPUs with its host OS: every millisecond the host OS
+        # takes its share of each CPU, as interrupt-level work owned by the host.
+        period = 1_000_000
+        cycles = self.machine.costs.cycles(int(period * self.host_os_load))
+        while True:
+            yield period
+            for cpu in range(len(self._state)):
+                self.raise_irq(None, cycles, cpu)
+
     # -- program discontinuities and interrupts --------------------------------------
     def deliver(self, vcpu: VCPU, kind: str, count: int = 1) -> int:
         """Field ``count`` discontinuities of ``kind`` for the vCPU's guest and deliver them as
@@ -411,12 +460,14 @@ class Hypervisor:
         return vcpu.vm.mode.deliver(vcpu, kind, count)  # type: ignore[union-attr]
 
     def _deliver_pending(self, vcpu: VCPU) -> int:
+        guest = vcpu.vm.guest
+        assert guest is not None
         cycles = 0
         if vcpu.pending_device:
-            cycles += self.deliver(vcpu, "device", vcpu.pending_device)
+            cycles += guest.handle_interrupts(vcpu, "device", vcpu.pending_device)
             vcpu.pending_device = 0
         if vcpu.pending_timer:
-            cycles += self.deliver(vcpu, "timer", vcpu.pending_timer)
+            cycles += guest.handle_interrupts(vcpu, "timer", vcpu.pending_timer)
             vcpu.pending_timer = 0
         return cycles
 

@@ -72,7 +72,7 @@ PRIVILEGED_X86 = frozenset({
 SENSITIVE_UNPRIVILEGED_X86 = frozenset({Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW})
 
 #: Why a VM exit happened (the counters are ``vm_exits_<reason>``).
-EXIT_REASONS = ("cr_access", "io", "hlt", "invlpg", "interrupt_window", "exception", "ept_violation")
+EXIT_REASONS = ("cr_access", "io", "hlt", "invlpg", "external_interrupt", "exception", "ept_violation")
 #: The exits a first-generation VT-x hypervisor enables by default, by opcode. CLI/STI and
 #: POPF/PUSHF do not exit: in non-root mode they act on the guest's own IF.
 DEFAULT_EXITS: dict[int, str] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .isa import EXIT_REASONS
+
 __all__ = ["Metric", "VM_METRICS", "HOST_METRICS", "new_vm_counters", "new_host_counters"]
 
 
@@ -47,6 +49,17 @@ VM_METRICS: dict[str, Metric] = {
         Metric("io_requests", "requests", "I/O requests submitted by the guest"),
         Metric("io_bytes", "bytes", "bytes moved by the guest's I/O requests"),
         Metric("instructions_direct", "instructions", "guest instructions executed directly on the CPU"),
+        Metric("instructions_emulated", "instructions", "guest instructions the hypervisor emulated"),
+        Metric("traps", "traps", "privileged instructions that trapped into the hypervisor"),
+        Metric("hypercalls", "calls", "explicit hypercalls that entered the hypervisor"),
+        Metric("hypercall_errors", "calls", "hypercalls refused with an error code (nothing changed)"),
+        Metric("vm_exits", "exits", "VM exits (hardware-assisted mode), all reasons"),
+        *(Metric(f"vm_exits_{r}", "exits", f"VM exits for reason {r}") for r in EXIT_REASONS),
+        Metric("bt_translations", "blocks", "guest kernel blocks binary-translated (translation-cache misses)"),
+        Metric("bt_cache_hits", "blocks", "guest kernel blocks run from the translation cache"),
+        Metric("bt_callouts", "instructions", "sensitive instructions replaced by callouts into the hypervisor"),
+        Metric("world_switches", "switches", "hosted hypervisor: switches between the VMM and the host OS"),
+        Metric("mem_balloon", "pages", "guest pages held by the balloon (given back to the host)", "gauge"),
     ]
 }
 

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "FAULT_VECTORS"]
+__all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "FAULT_VECTORS", "KernelCall",
+           "KERNEL_ROUTINES"]
+
+#: Routines a workload may ask the guest kernel to run with :class:`KernelCall`.
+KERNEL_ROUTINES = ("syscall", "critical_section", "context_switch", "timer_interrupt", "device_register",
+                   "page_fault_handler", "exception_handler")
 
 #: Exceptions a guest program can raise with :class:`Fault`.
 FAULT_VECTORS = ("divide_error", "invalid_opcode", "general_protection", "breakpoint")
@@ -68,3 +73,18 @@ class Fault(Operation):
     def __post_init__(self) -> None:
         if self.vector not in FAULT_VECTORS:
             raise ValueError(f"unknown fault vector {self.vector!r}; known: {', '.join(FAULT_VECTORS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCall(Operation):
+    """Have the guest kernel run one of its routines ``count`` times back to back (the driver of
+    lmbench-style microbenchmarks: null system calls, cli/sti storms, context switches...)."""
+
+    routine: str
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.routine not in KERNEL_ROUTINES:
+            raise ValueError(f"unknown kernel routine {self.routine!r}; known: {', '.join(KERNEL_ROUTINES)}")
+        if self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")

@@ -106,6 +106,15 @@ class HostConfig(_Strict):
     scheduler: ComponentRef = Field(ComponentRef(name="fair"), description="the CPU scheduler")
     memory_policy: ComponentRef = Field(ComponentRef(name="static"), description="the memory allocation policy")
     memory_services: list[ComponentRef] = Field(default_factory=list, description="memory services to run")
+    arch: Literal["x86", "classic", "x86-vt"] = Field(
+        "x86-vt", description="CPU architecture: x86 (not classically virtualizable), classic, x86-vt (VT-x)"
+    )
+    hypervisor_type: Literal["native", "hosted"] = Field(
+        "native", description="native (bare-metal hypervisor, like ESX or Xen) or hosted (on a host OS)"
+    )
+    host_os_load: float = Field(
+        0.05, ge=0.0, le=0.9, description="hosted only: share of each CPU the host OS's own work takes"
+    )
     irq_affinity: Literal["round-robin", "cpu0"] = Field(
         "round-robin", description="which CPU services device interrupts: each in turn, or always CPU 0"
     )
@@ -268,6 +277,12 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
         if workload is not None:
             for key, message in workload.cls.check(workload.params, vm.memory // PAGE_SIZE):  # type: ignore[attr-defined]
                 problems.append(Problem(source, f"vm[{i}].workload.{key}", message))
+        if mode is not None and host.arch not in mode.cls.architectures:  # type: ignore[attr-defined]
+            problems.append(Problem(
+                source, f"vm[{i}].mode",
+                f"mode {mode.name!r} runs on host.arch in {list(mode.cls.architectures)}, "  # type: ignore[attr-defined]
+                f"not {host.arch!r}",
+            ))
         if mode and workload:
             vms.append(ResolvedVM(vm, mode, workload, devices, sched_params, policy_params))
     if policy is not None and not policy.cls.can_overcommit:  # type: ignore[attr-defined]

@@ -45,7 +45,8 @@ class Simulation:
         policy = scenario.memory_policy.cls(scenario.memory_policy.params)  # type: ignore[call-arg]
         services = [s.cls(s.params) for s in scenario.memory_services]  # type: ignore[call-arg]
         self.hypervisor = Hypervisor(
-            self.engine, self.machine, scheduler, policy, services, host.irq_affinity  # type: ignore[arg-type]
+            self.engine, self.machine, scheduler, policy, services, host.irq_affinity,  # type: ignore[arg-type]
+            arch=host.arch, hosted=host.hypervisor_type == "hosted", host_os_load=host.host_os_load,
         )
         self.hypervisor.on_vm_halted = self._vm_halted
         self.vms: list[VM] = []

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .cpu import GuestCPU
 from .metrics import new_vm_counters
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class VCPU:
 
     __slots__ = (
         "vm", "index", "state", "cpu", "process", "remaining_ns", "ready_since", "slice_end",
-        "sched", "name", "after", "run_start", "pending_device", "pending_timer", "woke_at", "io_ns",
+        "sched", "name", "after", "run_start", "pending_device", "pending_timer", "woke_at", "io_ns", "ctx",
     )
 
     def __init__(self, vm: VM, index: int) -> None:
@@ -59,6 +60,8 @@ class VCPU:
         self.woke_at: int | None = None
         #: Device time of the I/O request it is blocked on.
         self.io_ns = 0
+        #: The guest-visible CPU state (registers, flags, virtual privileged registers).
+        self.ctx = GuestCPU()
         #: Free slot for the scheduler's per-vCPU state (any object).
         self.sched: Any = None
 
@@ -91,6 +94,8 @@ class VM:
         self.mode: Mode | None = None
         self.guest: GuestOS | None = None
         self.devices: dict[str, Device] = {}
+        #: Para-virtual page tables registered by create_page_table: table PPN -> entries.
+        self.pv_tables: dict[int, np.ndarray] = {}
 
     def __repr__(self) -> str:
         return f"<VM {self.id} {self.name!r}>"

@@ -66,6 +66,14 @@ class FlatMode(Mode):
 
     name = "kit-flat"
 
+    def classify(self, op: int, kernel: bool) -> int:
+        from ..cpu import Action
+        from ..isa import ORDINARY, Op
+
+        if op == Op.HYPERCALL or (not kernel and op not in ORDINARY):
+            return Action.FAULT
+        return Action.DIRECT
+
     def deliver(self, vcpu: Any, kind: str, count: int) -> int:
         return 10 * count
 

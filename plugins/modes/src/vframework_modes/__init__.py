@@ -1,12 +1,15 @@
-"""Standard virtualization modes for vframework."""
+"""Standard virtualization modes for vframework (and the bare-metal baseline)."""
 
 from vframework import hookimpl
 
 from .bare_metal import BareMetal
+from .hardware import HardwareAssisted
+from .paravirtual import Paravirtual
+from .software import Full, TrapAndEmulate
 
-__all__ = ["BareMetal"]
+__all__ = ["BareMetal", "Full", "TrapAndEmulate", "Paravirtual", "HardwareAssisted"]
 
 
 @hookimpl
 def register_modes() -> list[type]:
-    return [BareMetal]
+    return [BareMetal, Full, TrapAndEmulate, Paravirtual, HardwareAssisted]

@@ -6,29 +6,42 @@ from __future__ import annotations
 import numpy as np
 
 from vframework import VCPU, Mode
+from vframework.cpu import Action
+from vframework.isa import ORDINARY, Op
 
 
 class BareMetal(Mode):
-    """The guest's operations cost exactly their native cost from the cost model."""
+    """The guest kernel owns the CPU: every instruction executes natively at its true privilege."""
 
     name = "bare-metal"
     description = "baseline: native costs, no hypervisor in the path (compare modes against it)"
     # Real hardware has all its memory from power-on: no hidden faults, ever.
     preallocate = True
+    baseline = True
+
+    def classify(self, op: int, kernel: bool) -> int:
+        if op == Op.HYPERCALL:
+            return Action.FAULT  # no hypervisor to call: an invalid opcode
+        if kernel or op in ORDINARY:
+            return Action.DIRECT
+        if op == Op.POPF:
+            return Action.DEPRIVILEGED  # at CPL 3 the IF bit is ignored; state is the guest's own
+        if op in (Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW):
+            return Action.DIRECT  # readable at user level; the values are the guest's own
+        return Action.FAULT  # privileged at user level: general protection fault
 
     def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
         # The hardware vectors straight into the guest kernel: only the native cost.
-        costs = self.hypervisor.machine.costs
+        costs = self.costs
         native = {"syscall": costs.syscall, "page_fault": costs.page_fault}.get(kind, costs.interrupt)
         return count * native
 
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:
         # Unreachable while preallocate holds; costed as native faults if a policy ever unbacks pages.
-        return count * self.hypervisor.machine.costs.page_fault
+        return count * self.costs.page_fault
 
     def translate(self, vcpu: VCPU, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        return int(vpns.size) * self.hypervisor.machine.costs.memory_access
+        return int(vpns.size) * self.costs.memory_access
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
-        # Programming the device's registers; the completion interrupt is delivered separately.
-        return self.hypervisor.machine.costs.instruction * 100
+        return 0  # the device DMAs straight into guest memory

@@ -1,0 +1,61 @@
+"""``paravirtual``: Xen-style. The guest kernel is ported: its sensitive instructions became
+hypercalls or shared-page accesses (see :mod:`vframework.kernel`), so it runs deprivileged
+without binary translation. The hypervisor validates every hypercall argument."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vframework import VCPU, Mode
+from vframework.cpu import Action
+from vframework.isa import ORDINARY, Op
+
+
+class Paravirtual(Mode):
+    """A para-virtualized guest making explicit hypercalls (Xen)."""
+
+    name = "paravirtual"
+    description = "modified guest: explicit hypercalls, validated (Xen); zero-copy I/O"
+    paravirtual = True
+    # Xen gives a domain all its memory when it is created.
+    preallocate = True
+
+    def classify(self, op: int, kernel: bool) -> int:
+        if op in ORDINARY:
+            return Action.DIRECT
+        if op == Op.HYPERCALL:
+            return Action.HYPERCALL if kernel else Action.FAULT
+        if not kernel:
+            return Action.DEPRIVILEGED if op in self.arch.sensitive_unprivileged else Action.FAULT
+        if op in self.arch.privileged:
+            return Action.TRAP  # unported code: the hypervisor still emulates it (slowly)
+        return Action.DEPRIVILEGED  # unported sensitive code misbehaves, as it would under Xen
+
+    def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
+        return self.hypervisor.hypercall(vcpu, ctx, number, arg)
+
+    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+        costs = self.costs
+        if kind == "syscall":
+            # Xen's fast system-call path: the guest registers its handler directly.
+            return count * costs.syscall
+        if kind == "page_fault":
+            # Faults go through Xen (it must read the faulting address) and are bounced back.
+            return count * (costs.page_fault + costs.trap)
+        if kind == "exception":
+            return count * costs.interrupt
+        # Events arrive as an upcall on the event channel.
+        return count * (costs.interrupt + costs.emulate)
+
+    def hidden_fault(self, vcpu: VCPU, count: int) -> int:
+        return count * (self.costs.trap + self.costs.page_zero)
+
+    def translate(self, vcpu: VCPU, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
+        return int(vpns.size) * self.costs.memory_access
+
+    def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
+        # Zero copy: the backend DMAs into the guest's granted pages; one event-channel notify.
+        self.vm.counters["hypercalls"] += 1
+        return self.costs.hypercall
