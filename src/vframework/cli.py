@@ -152,7 +152,9 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
 @click.argument("components", nargs=-1)
 @click.option("--profile", default="default", show_default=True,
               type=click.Choice(["default", "thorough", "ci"]), help="Hypothesis profile (examples per property)")
-def check(components: tuple[str, ...], profile: str) -> None:
+@click.option("--arch", type=click.Choice(["x86", "classic", "x86-vt"]), default=None,
+              help="architecture for mode properties (default: each mode's first declared architecture)")
+def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     """Run the conformance kit against installed components (all when none is named)."""
     from .testing.kit import run_checks, select_targets
 
@@ -161,7 +163,9 @@ def check(components: tuple[str, ...], profile: str) -> None:
         targets = select_targets(pm, list(components))
     except KeyError as exc:
         _fail(str(exc.args[0]), 2)
-    outcomes = run_checks(targets, profile)
+    outcomes = run_checks(targets, profile, arch)
+    if not outcomes:
+        _fail("no conformance property applies to the chosen components" + (f" on {arch}" if arch else ""), 2)
     table = Table(title=f"conformance ({profile} profile)")
     for col in ("component", "kind", "property", "examples", "result"):
         table.add_column(col, justify="right" if col == "examples" else "left")

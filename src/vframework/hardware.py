@@ -127,6 +127,10 @@ class PhysicalCPU:
 
     index: int
     socket: int = 0
+    #: The real privileged registers, which only the hypervisor may change.
+    gdtr: int = 0xFFC0_0000
+    idtr: int = 0xFFC0_1000
+    msw: int = 0x8005_003B
     idle_ns: int = 0
     hypervisor_ns: int = 0
     #: The vCPU currently dispatched here, or None.

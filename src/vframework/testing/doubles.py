@@ -14,7 +14,7 @@ import numpy as np
 from ..components import MemoryPolicy, Mode, Scheduler, Workload
 from ..ops import Compute, Operation, Sleep, Touch
 
-__all__ = ["FifoScheduler", "FixedPolicy", "FlatMode", "ScriptWorkload"]
+__all__ = ["FifoScheduler", "FixedPolicy", "FlatMode", "Native", "ScriptWorkload"]
 
 
 class FifoScheduler(Scheduler):
@@ -113,3 +113,35 @@ def script_strategy(pages: int) -> Any:
         lambda t: Touch(np.array(t[0], dtype=np.int64), t[1])
     )
     return st.lists(st.one_of(compute, sleep, touch), min_size=1, max_size=12)
+
+
+class Native(Mode):
+    """The bare-metal reference for equivalence: every instruction at its true privilege."""
+
+    name = "kit-native"
+    preallocate = True
+    baseline = True
+
+    def classify(self, op: int, kernel: bool) -> int:
+        from ..cpu import Action
+        from ..isa import ORDINARY, Op
+
+        if op == Op.HYPERCALL:
+            return Action.FAULT
+        if kernel or op in ORDINARY:
+            return Action.DIRECT
+        if op in self.arch.privileged:
+            return Action.FAULT  # privileged at user level: general protection fault
+        return Action.DEPRIVILEGED if op == Op.POPF else Action.DIRECT
+
+    def deliver(self, vcpu: Any, kind: str, count: int) -> int:
+        return count
+
+    def hidden_fault(self, vcpu: Any, count: int) -> int:
+        return count
+
+    def translate(self, vcpu: Any, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
+        return int(vpns.size)
+
+    def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int:
+        return 0

@@ -41,11 +41,15 @@ class HypervisorMachine(RuleBasedStateMachine):
     mode_cls: Any = FlatMode
     policy_cls: Any = FixedPolicy
     cpus = 2
+    arch = "x86"
 
     @classmethod
     def for_components(cls, **components: Any) -> type[HypervisorMachine]:
         label = ",".join(c.name for c in components.values())
-        return type(f"{cls.__name__}[{label}]", (cls,), {f"{k}_cls": v for k, v in components.items()})
+        attrs: dict[str, Any] = {f"{k}_cls": v for k, v in components.items()}
+        if "mode" in components:
+            attrs["arch"] = components["mode"].architectures[0]
+        return type(f"{cls.__name__}[{label}]", (cls,), attrs)
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +57,7 @@ class HypervisorMachine(RuleBasedStateMachine):
         self.machine = Machine(self.cpus, MAX_VMS * MAX_VCPUS * PAGES * PAGE_SIZE)
         scheduler = self.scheduler_cls(self.scheduler_cls.Params(), self.cpus)
         policy = self.policy_cls(self.policy_cls.Params())
-        self.hv = Hypervisor(self.engine, self.machine, scheduler, policy)
+        self.hv = Hypervisor(self.engine, self.machine, scheduler, policy, arch=self.arch)
         self.hv.start()
 
     @precondition(lambda self: len(self.hv.vms) < MAX_VMS)

@@ -118,8 +118,9 @@ def run_property(machine: type[RuleBasedStateMachine], profile: str = "default")
     return count[0], None
 
 
-def run_checks(targets: list[Target], profile: str = "default") -> list[Outcome]:
-    """Run every property that applies to each target."""
+def run_checks(targets: list[Target], profile: str = "default", arch: str | None = None) -> list[Outcome]:
+    """Run every property that applies to each target; modes run on ``arch`` (default: the
+    first architecture each mode declares)."""
     from . import properties  # noqa: F401  (registers the kit's properties)
 
     outcomes = []
@@ -127,6 +128,13 @@ def run_checks(targets: list[Target], profile: str = "default") -> list[Outcome]
         for prop in PROPERTIES:
             if prop.kind != target.kind or not prop.applies(target.cls):
                 continue
-            examples, report = run_property(prop.factory(target.cls), profile)
-            outcomes.append(Outcome(target.name, target.kind, prop.name, examples, report is None, report or ""))
+            if target.kind == "mode":
+                if arch is not None and arch not in target.cls.architectures:
+                    continue
+                machine = prop.factory(target.cls, arch)
+                label = f"{prop.name} [{arch or target.cls.architectures[0]}]"
+            else:
+                machine, label = prop.factory(target.cls), prop.name
+            examples, report = run_property(machine, profile)
+            outcomes.append(Outcome(target.name, target.kind, label, examples, report is None, report or ""))
     return outcomes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .engine import EngineMachine
+from .equivalence import EquivalenceMachine, ResourceControlMachine
 from .hypervisor import HypervisorMachine
 from .kit import KERNEL, conformance
 from .memory import FrameTableMachine
@@ -22,7 +23,7 @@ def _scheduler(cls: Any) -> type[HypervisorMachine]:
 
 
 @conformance("mode", "isolation and frame conservation under guest accesses")
-def _mode(cls: Any) -> type[HypervisorMachine]:
+def _mode(cls: Any, arch: str | None = None) -> type[HypervisorMachine]:
     return HypervisorMachine.for_components(mode=cls)
 
 
@@ -42,3 +43,13 @@ def _promises_shares(cls: Any) -> bool:
 @conformance("scheduler", "proportional share within the declared error bound", applies=_promises_shares)
 def _shares(cls: Any) -> type[ShareMachine]:
     return ShareMachine.for_component(cls)
+
+
+@conformance("mode", "equivalence with bare metal (Popek & Goldberg)")
+def _equivalence(cls: Any, arch: str | None = None) -> type[EquivalenceMachine]:
+    return EquivalenceMachine.for_component(cls, arch)
+
+
+@conformance("mode", "resource control under hostile code and hypercalls", applies=lambda cls: not cls.baseline)
+def _resource_control(cls: Any, arch: str | None = None) -> type[ResourceControlMachine]:
+    return ResourceControlMachine.for_component(cls, arch)

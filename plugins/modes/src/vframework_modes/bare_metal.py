@@ -24,11 +24,11 @@ class BareMetal(Mode):
             return Action.FAULT  # no hypervisor to call: an invalid opcode
         if kernel or op in ORDINARY:
             return Action.DIRECT
+        if op in self.arch.privileged:
+            return Action.FAULT  # privileged at user level: general protection fault
         if op == Op.POPF:
             return Action.DEPRIVILEGED  # at CPL 3 the IF bit is ignored; state is the guest's own
-        if op in (Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW):
-            return Action.DIRECT  # readable at user level; the values are the guest's own
-        return Action.FAULT  # privileged at user level: general protection fault
+        return Action.DIRECT  # PUSHF, SGDT...: readable at user level, and the values are the guest's own
 
     def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
         # The hardware vectors straight into the guest kernel: only the native cost.

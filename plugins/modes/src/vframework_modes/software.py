@@ -15,7 +15,7 @@ import numpy as np
 
 from vframework import VCPU, Mode
 from vframework.cpu import Action
-from vframework.isa import ORDINARY, Op
+from vframework.isa import ORDINARY
 
 
 class _Deprivileged(Mode):
