@@ -36,7 +36,7 @@ class Property:
 
     kind: str
     name: str
-    factory: Callable[[Any], type[RuleBasedStateMachine]]
+    factory: Callable[..., type[RuleBasedStateMachine]]
     #: Only components for which this returns True are checked (e.g. declared work-conserving).
     applies: Callable[[Any], bool] = lambda cls: True
 
