@@ -214,7 +214,7 @@ def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
     except (ResultsError, OSError) as exc:
         _fail(f"cannot write results: {exc}", 1)
     for table_name, rows in result.tables.items():
-        if not rows:
+        if not rows or table_name.endswith("_detail"):
             continue
         table = Table(title=table_name)
         for col in rows[0]:

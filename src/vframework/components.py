@@ -200,6 +200,11 @@ class Mode(Component):
             for kernel in (True, False)
         }
         self._vcpu: VCPU | None = None
+        # What privileged instructions cost the hardware when they do run directly.
+        self._direct_cost = [0] * size
+        self._direct_cost[Op.IN] = self._direct_cost[Op.OUT] = self.costs.port_io
+        self._direct_cost[Op.MOV_TO_CR3] = self.costs.tlb_flush
+        self._direct_cost[Op.INVLPG] = self.costs.page_walk_level
 
     # -- what a mode decides ----------------------------------------------------------
     def classify(self, op: int, kernel: bool) -> int:
@@ -240,7 +245,7 @@ class Mode(Component):
         previous, self._vcpu = self._vcpu, vcpu
         try:
             cycles = self.before_block(vcpu, block)
-            direct, extra = execute(vcpu.ctx, block, self._actions[block.kernel], self)
+            direct, extra = execute(vcpu.ctx, block, self._actions[block.kernel], self, self._direct_cost)
         finally:
             self._vcpu = previous
         self.vm.counters["instructions_direct"] += direct
@@ -300,6 +305,8 @@ class Mode(Component):
             return self.costs.vm_exit + self.emulation_cycles(op)
         if action == Action.CALLOUT:
             counters["bt_callouts"] += 1
+            if op in (Op.CLI, Op.STI, Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW):
+                return self.costs.bt_inline  # rewritten as a few instructions on the virtual CPU
             cycles = self.costs.bt_call
             if op in (Op.IN, Op.OUT):  # device emulation still has to happen
                 cycles += self.emulation_cycles(op)

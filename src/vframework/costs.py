@@ -45,9 +45,11 @@ class CostModel:
     hypercall: int = _cost(1_000, "an explicit hypercall round trip ([BDF03], cheaper than a trap + decode)")
     vm_exit: int = _cost(2_400, "a VM exit + VM entry round trip on first-generation VT-x ([AA06], ~2,400 on P4)")
     bt_translate: int = _cost(10_000, "binary-translating one guest basic block on first execution ([AA06])")
+    bt_inline: int = _cost(4, "a flags instruction (CLI, STI, POPF, PUSHF...) translated into inline code on the virtual CPU")
     bt_call: int = _cost(40, "a translated callout replacing a sensitive instruction ([AA06], in-TC emulation)")
     world_switch: int = _cost(8_000, "a hosted VMM switching between the VMM and host OS worlds (~2-3 us)")
     vcpu_switch: int = _cost(2_000, "the hypervisor switching a physical CPU from one vCPU to another")
+    port_io: int = _cost(3_200, "a real I/O-port access (IN/OUT) reaching a device ([AA06] in: native 3,209)")
     byte_copy: int = _cost(1, "copying one byte of I/O data (~1 byte/cycle with cache misses)")
     io_device: int = _cost(30_000, "the host device servicing one I/O request (fast storage, ~10 us)")
 

@@ -141,9 +141,13 @@ def deprivileged(ctx: GuestCPU, op: int, a: int, b: int) -> None:
         raise ValueError(f"{Op(op).name} is not sensitive-but-unprivileged")
 
 
-def execute(ctx: GuestCPU, block: Block, actions: list[int], handler: Handler) -> tuple[int, int]:
+def execute(
+    ctx: GuestCPU, block: Block, actions: list[int], handler: Handler, extra: list[int] | None = None
+) -> tuple[int, int]:
     """Run ``block`` on ``ctx``. Returns ``(direct, cycles)``: instructions executed directly,
-    and the cycles of everything else (traps, exits, callouts, faults, hypercalls, interrupts)."""
+    and the cycles beyond one per direct instruction: what direct privileged instructions cost
+    the hardware (``extra[op]``: a real device-port access, a TLB flush), traps, exits,
+    callouts, faults, hypercalls and interrupts."""
     regs = ctx.regs
     direct = 0
     cycles = 0
@@ -171,6 +175,8 @@ def execute(ctx: GuestCPU, block: Block, actions: list[int], handler: Handler) -
                 ctx.mem[a] = regs[b]
             elif op != 0:
                 emulate(ctx, op, a, b)
+                if extra is not None:
+                    cycles += extra[op]
         elif action == 1:  # DEPRIVILEGED
             direct += 1
             deprivileged(ctx, op, a, b)

@@ -456,8 +456,17 @@ class Hypervisor:
     def deliver(self, vcpu: VCPU, kind: str, count: int = 1) -> int:
         """Field ``count`` discontinuities of ``kind`` for the vCPU's guest and deliver them as
         virtual interrupts to its kernel's handler; returns the cycles (the mode decides them)."""
-        vcpu.vm.counters[f"virq_{kind}"] += count
-        return vcpu.vm.mode.deliver(vcpu, kind, count)  # type: ignore[union-attr]
+        counters = vcpu.vm.counters
+        counters[f"virq_{kind}"] += count
+        mode = vcpu.vm.mode
+        assert mode is not None
+        cycles = mode.deliver(vcpu, kind, count)
+        if self.hosted and kind in ("device", "timer") and not mode.baseline:
+            # A hosted VMM does not own the hardware: the interrupt reaches the host OS, which
+            # switches to the VMM world to inject it, and back.
+            counters["world_switches"] += 2 * count
+            cycles += 2 * count * self.machine.costs.world_switch
+        return cycles
 
     def _deliver_pending(self, vcpu: VCPU) -> int:
         guest = vcpu.vm.guest

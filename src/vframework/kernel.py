@@ -94,7 +94,7 @@ class GuestKernel:
     """The routines of one guest kernel build.
 
     Sizes are rough instruction counts of the corresponding Linux paths (a null system call
-    ~150, a page fault ~400, a block-I/O request ~1,500), so the share of sensitive
+    ~150, a page fault ~400, a context switch ~2,400, a block-I/O request ~1,500), so the share of sensitive
     instructions, and so the para-virtual port's changed share, is of a realistic order.
     """
 
@@ -122,8 +122,8 @@ class GuestKernel:
             syscall=Block("syscall", (*_work(100, 2), *_irq_save(_work(12, 3)), *_work(40, 4))),
             critical_section=Block("critical_section", tuple(_irq_save(_work(6, 5)))),
             context_switch=Block("context_switch", (
-                *_work(60, 6), (Op.PUSHF, 7, 0), (Op.CLI, 0, 0), (Op.MOVI, 6, 0x3000), (Op.MOV_TO_CR3, 6, 0),
-                *_work(60, 7), (Op.POPF, 7, 0),
+                *_work(1200, 6), (Op.PUSHF, 7, 0), (Op.CLI, 0, 0), (Op.MOVI, 6, 0x3000), (Op.MOV_TO_CR3, 6, 0),
+                *_work(1200, 7), (Op.POPF, 7, 0),
             )),
             timer_handler=Block("timer_handler", (
                 (Op.LOAD, 1, JIFFIES), (Op.MOVI, 2, 1), (Op.ADD, 1, 2), (Op.STORE, JIFFIES, 1), *_work(200, 8),
