@@ -35,7 +35,8 @@ __all__ = [
     "__version__", "hookimpl", "KINDS", "Component", "Params", "Scheduler", "MemoryPolicy", "MemoryService",
     "Mode", "Device", "Workload", "WorkloadContext", "CostModel", "Engine", "Process", "Signal", "Interrupt",
     "GuestOS", "GuestProcess", "Machine", "MachineMemory", "PhysicalCPU", "Hypervisor", "Operation", "Compute",
-    "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "PluginManager", "PluginError", "Scenario", "ScenarioError",
+    "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "PluginManager", "PluginError", "Scenario",
+    "ScenarioError",
     "load_scenario", "Size", "Duration", "Simulation", "PAGE_SIZE", "parse_size", "parse_duration", "VM",
     "VCPU", "VCPUState",
 ]
