@@ -19,7 +19,7 @@ from .engine import Engine, Interrupt, Process, Signal
 from .guest import GuestOS, GuestProcess
 from .hardware import Machine, MachineMemory, PhysicalCPU
 from .hypervisor import Hypervisor
-from .ops import IO, Compute, Fault, KernelCall, Operation, Sleep, Syscall, Touch
+from .ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 from .plugins import PluginError, PluginManager, hookimpl
 from .scenario import Duration, Scenario, ScenarioError, Size, load_scenario
 from .simulation import Simulation
@@ -35,7 +35,7 @@ __all__ = [
     "__version__", "hookimpl", "KINDS", "Component", "Params", "Scheduler", "MemoryPolicy", "MemoryService",
     "Mode", "Device", "Workload", "WorkloadContext", "CostModel", "Engine", "Process", "Signal", "Interrupt",
     "GuestOS", "GuestProcess", "Machine", "MachineMemory", "PhysicalCPU", "Hypervisor", "Operation", "Compute",
-    "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "PluginManager", "PluginError", "Scenario",
+    "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "ForkWait", "PluginManager", "PluginError", "Scenario",
     "ScenarioError",
     "load_scenario", "Size", "Duration", "Simulation", "PAGE_SIZE", "parse_size", "parse_duration", "VM",
     "VCPU", "VCPUState",

@@ -221,9 +221,100 @@ class Mode(Component):
         """``count`` accesses found no machine frame behind their PPN; the hypervisor backed them."""
         raise NotImplementedError
 
-    def translate(self, vcpu: VCPU, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        """Memory references to ``vpns`` (already mapped to ``ppns`` by the guest)."""
-        raise NotImplementedError
+    def pte_write_cycles(self, count: int) -> int:
+        """What ``count`` guest page-table-entry writes cost beyond the stores themselves: a trap
+        or exit per write (shadow paging), a validated batch (para-virtual), or nothing."""
+        return 0
+
+    # -- the memory half every mode shares --------------------------------------------
+    #: How the hardware translates for this VM: "native" (the guest's table; bare metal and
+    #: para-virtual direct paging), "shadow" (hypervisor-kept VPN -> MPN tables) or
+    #: "nested" (EPT / NPT two-dimensional walks).
+    paging: ClassVar[str] = "native"
+
+    def translate(self, vcpu: VCPU, proc: Any, vpns: np.ndarray, write: bool) -> tuple[int, np.ndarray]:
+        """Memory references to ``vpns`` of guest process ``proc`` (all mapped by the guest and
+        backed by the hypervisor). Returns ``(cycles, mpns)``: the TLB / page-walk cost and the
+        machine frame each reference reached (through the TLB: a stale entry would show)."""
+        from .mmu import asid, walk_references
+
+        costs = self.costs
+        counters = self.vm.counters
+        ppns = proc.page_table[vpns]
+        cycles = int(vpns.size) * costs.memory_access
+        if self.paging == "shadow":
+            fill, faults = self._shadow_walk(proc, vpns, ppns)
+            if faults:
+                counters["shadow_faults"] += faults
+                cycles += faults * (costs.trap + costs.emulate)
+        else:
+            fill = self.vm.p2m[ppns]
+        tlb = self.hypervisor.tlb_for(vcpu)
+        hit, mpns = tlb.access(tlb.key(asid(self.vm.id, proc.pid), vpns), fill)
+        hits = int(np.count_nonzero(hit))
+        misses = int(vpns.size) - hits
+        refs = misses * walk_references(self.hypervisor.page_levels, self.paging == "nested")
+        if self.paging == "shadow" and write:
+            # Dirty bits: shadows map clean pages read-only, so a page's first write traps and
+            # the hypervisor sets D in the guest's entry.
+            clean = np.unique(vpns[(proc.pte_flags[vpns] & 16) == 0])
+            if clean.size:
+                counters["shadow_pt_updates"] += int(clean.size)
+                cycles += int(clean.size) * (costs.trap + costs.shadow_update)
+        counters["tlb_hits"] += hits
+        counters["tlb_misses"] += misses
+        counters["page_walk_refs"] += refs
+        return cycles + refs * costs.page_walk_level, mpns
+
+    def _shadow_walk(self, proc: Any, vpns: np.ndarray, ppns: np.ndarray) -> tuple[np.ndarray, int]:
+        shadow = self.shadows.table(proc.pid, proc.page_table.size)
+        values = shadow[vpns]
+        missing = values < 0
+        if not missing.any():
+            return values, 0
+        # Hidden shadow faults: fill from guest page table o P2M, unseen by the guest.
+        fill_vpns = np.unique(vpns[missing])
+        shadow[fill_vpns] = self.vm.p2m[proc.page_table[fill_vpns]]
+        return shadow[vpns], int(fill_vpns.size)
+
+    @property
+    def shadows(self) -> Any:
+        """The VM's shadow page tables (created on first use)."""
+        from .mmu import ShadowTables
+
+        tables = self.__dict__.get("_shadows")
+        if tables is None:
+            tables = self.__dict__["_shadows"] = ShadowTables()
+        return tables
+
+    def pt_write(self, vcpu: VCPU, proc: Any, vpns: np.ndarray) -> int:
+        """The guest changed the entries of ``vpns`` in ``proc``'s page table (already written).
+        Keeps shadows and TLBs coherent; returns the cycles of the writes."""
+        from .mmu import asid
+
+        count = int(vpns.size)
+        if count == 0:
+            return 0
+        if self.paging == "shadow":
+            # The write trapped (or was translated into a callout): update the shadow entry now.
+            shadow = self.shadows.table(proc.pid, proc.page_table.size)
+            ppns = proc.page_table[vpns]
+            shadow[vpns] = np.where(ppns >= 0, self.vm.p2m[np.maximum(ppns, 0)], -1)
+            self.vm.counters["shadow_pt_updates"] += count
+        # The guest invalidates what it changed (INVLPG), on the CPU it runs on.
+        tlb = self.hypervisor.tlb_for(vcpu)
+        tlb.flush_keys(tlb.key(asid(self.vm.id, proc.pid), vpns))
+        return count * self.costs.instruction + self.pte_write_cycles(count)
+
+    def address_space_gone(self, proc: Any) -> None:
+        """A guest process exited: drop its shadow table."""
+        if self.paging == "shadow":
+            self.shadows.drop(proc.pid)
+
+    def frames_taken(self, mpns: np.ndarray) -> None:
+        """The hypervisor took these frames from the VM: no shadow entry may point at them."""
+        if self.paging == "shadow":
+            self.shadows.invalidate_mpns(mpns)
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
         """Moving one request's data between the guest and the device (copies, if any)."""
@@ -385,7 +476,7 @@ class Workload(Component):
         self.context = context
 
     @classmethod
-    def check(cls, params: Params, vm_memory_pages: int) -> list[tuple[str, str]]:
+    def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
         """Problems with these parameters for a VM of this size: (key, message) pairs."""
         return []
 

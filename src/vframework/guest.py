@@ -1,8 +1,9 @@
-"""The reference guest OS model: processes, page tables, a frame allocator and fault handling.
+"""The reference guest OS model: processes, system calls, interrupts, faults, fork and memory.
 
-The guest believes its physical memory is PPNs ``0..memory_pages-1``. Each process has a page
-table (VPN -> PPN, with present / writable / user / accessed / dirty bits) held in numpy arrays.
-The guest's kernel work is costed by the VM's mode, so the same guest runs under every mode.
+The guest believes its physical memory is PPNs ``0..memory_pages-1``. Its kernel code runs on
+the vCPU through the VM's mode (:mod:`vframework.kernel`); its memory manager
+(:mod:`vframework.guestmm`) keeps page tables, a frame allocator, copy-on-write and swap. The
+same guest runs under every mode; only what reaches the hypervisor differs.
 """
 
 from __future__ import annotations
@@ -12,40 +13,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .guestmm import (
+    PTE_ACCESSED,
+    PTE_COW,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_SWAPPED,
+    PTE_USER,
+    PTE_WRITABLE,
+    GuestMemory,
+    GuestOutOfMemory,
+    GuestProcess,
+    write_content,
+)
 from .isa import IF_FLAG
 from .kernel import GuestKernel
-from .ops import IO, Compute, Fault, KernelCall, Operation, Sleep, Syscall, Touch
+from .ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 
 if TYPE_CHECKING:
     from .hypervisor import Hypervisor
     from .vm import VCPU, VM
 
-__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "HALT", "IO_WAIT", "PTE_PRESENT", "PTE_WRITABLE",
-           "PTE_USER", "PTE_ACCESSED", "PTE_DIRTY"]
+__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "HALT", "IO_WAIT"]
 
-PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY = 1, 2, 4, 8, 16
 #: Returned as the "then" of :meth:`GuestOS.step` when the process has ended.
 HALT = -1
 #: Returned as the "then" of :meth:`GuestOS.step` when the process waits for its I/O
 #: (``vcpu.io_ns`` holds the device time; completion arrives as a device interrupt).
 IO_WAIT = -2
-
-
-class GuestOutOfMemory(RuntimeError):
-    """The guest has no free guest-physical page for a fault (it has no swap yet)."""
-
-
-class GuestProcess:
-    """A guest process: its page table and the workload generator that drives it."""
-
-    __slots__ = ("pid", "page_table", "pte_flags", "ops")
-
-    def __init__(self, pid: int, pages: int, ops: Generator[Operation, Any, None]) -> None:
-        self.pid = pid
-        #: VPN -> PPN (-1: not mapped).
-        self.page_table = np.full(pages, -1, dtype=np.int64)
-        self.pte_flags = np.zeros(pages, dtype=np.uint8)
-        self.ops = ops
+_MAPPED = PTE_PRESENT | PTE_WRITABLE | PTE_USER
 
 
 class GuestOS:
@@ -55,10 +51,9 @@ class GuestOS:
         self.vm = vm
         self.hypervisor = hypervisor
         self.costs = hypervisor.machine.costs
-        # Free guest-physical pages, lowest PPN handed out first.
-        self._free = np.arange(vm.memory_pages - 1, -1, -1, dtype=np.int64)
-        self._free_top = vm.memory_pages
+        self.memory = GuestMemory(vm.memory_pages, vm.swap_pages)
         self.processes: list[GuestProcess] = []
+        self._next_pid = 1
         mode = vm.mode
         assert mode is not None, "the VM's mode is attached before its guest OS"
         kernel = GuestKernel.build()
@@ -80,26 +75,18 @@ class GuestOS:
         cycles += mode.execute_many(vcpu, handler, count)
         vcpu.ctx.flags = saved
         return cycles
+
     @property
     def free_pages(self) -> int:
         """Guest-physical pages the guest has not allocated."""
-        return self._free_top
+        return self.memory.free_pages
 
-    def spawn(self, ops: Generator[Operation, Any, None], pages: int) -> GuestProcess:
+    def spawn(self, ops: Generator[Operation, Any, None] | None, pages: int) -> GuestProcess:
         """Create a process with an address space of ``pages`` virtual pages."""
-        proc = GuestProcess(len(self.processes) + 1, pages, ops)
+        proc = GuestProcess(self._next_pid, pages, ops)
+        self._next_pid += 1
         self.processes.append(proc)
         return proc
-
-    def _allocate(self, count: int) -> np.ndarray:
-        if count > self._free_top:
-            raise GuestOutOfMemory(
-                f"VM {self.vm.name!r}: the guest needs {count} more pages but has {self._free_top} free"
-            )
-        top = self._free_top
-        ppns = self._free[top - count : top][::-1].copy()
-        self._free_top = top - count
-        return ppns
 
     def step(self, vcpu: VCPU) -> tuple[int, int | None]:
         """Run the next operation of the vCPU's process.
@@ -119,7 +106,17 @@ class GuestOS:
             counters["instructions_direct"] += op.cycles // costs.instruction
             return costs.ns(op.cycles), None
         if type(op) is Touch:
-            return costs.ns(self._touch(vcpu, proc, op.vpns, op.write)), None
+            cycles, io_ns = self.touch(vcpu, proc, op.vpns, op.write)
+            if io_ns:
+                vcpu.io_ns = io_ns
+                return costs.ns(cycles), IO_WAIT
+            return costs.ns(cycles), None
+        if type(op) is ForkWait:
+            cycles, io_ns = self.fork_wait(vcpu, proc, op.touch)
+            if io_ns:
+                vcpu.io_ns = io_ns
+                return costs.ns(cycles), IO_WAIT
+            return costs.ns(cycles), None
         if type(op) is Sleep:
             return 0, op.ns
         mode = self.vm.mode
@@ -148,6 +145,13 @@ class GuestOS:
         assert mode is not None
         if routine == "timer_interrupt":
             return self.handle_interrupts(vcpu, "timer", count)
+        if routine == "context_switch":
+            # Each switch loads a page-table base: an untagged TLB is flushed every time.
+            tlb = self.hypervisor.tlb_for(vcpu)
+            if not tlb.tagged:
+                tlb.flush()
+                self.vm.counters["tlb_flushes"] += count
+            return mode.execute_many(vcpu, self.kernel.context_switch, count)
         if routine == "syscall":
             self.vm.counters["syscalls"] += count
             cycles = self.hypervisor.deliver(vcpu, "syscall", count)
@@ -157,33 +161,223 @@ class GuestOS:
             raise ValueError(f"VM {self.vm.name!r}: the guest kernel has no routine {routine!r}")
         return mode.execute_many(vcpu, block, count)
 
-    def _touch(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> int:
+    # -- memory ------------------------------------------------------------------------
+    def touch(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> tuple[int, int]:
+        """References to ``vpns`` by ``proc``: faults as needed, then translation.
+
+        Returns ``(cycles, io_ns)``: CPU cycles, and disk time the process must then wait for
+        (swap traffic), 0 if none.
+        """
         table = proc.page_table
         if vpns.size and (int(vpns.min()) < 0 or int(vpns.max()) >= table.size):
             raise IndexError(
-                f"VM {self.vm.name!r} process {proc.pid} touched a VPN outside its "
-                f"{table.size}-page address space"
+                f"VM {self.vm.name!r} process {proc.pid} touched a VPN outside its {table.size}-page address space"
             )
-        cycles = 0
+        mode = self.vm.mode
+        assert mode is not None
+        cycles = io_ns = 0
+        flags = proc.pte_flags[vpns]
+        if not (flags & PTE_PRESENT).all():
+            c, io_ns = self._fault_in(vcpu, proc, np.unique(vpns[(flags & PTE_PRESENT) == 0]))
+            cycles += c
+            flags = proc.pte_flags[vpns]
+        if write and (flags & PTE_COW).any():
+            cycles += self._copy_on_write(vcpu, proc, np.unique(vpns[(flags & PTE_COW) != 0]))
         ppns = table[vpns]
-        if (ppns < 0).any():
-            missing = np.unique(vpns[ppns < 0])
-            new = self._allocate(missing.size)
-            table[missing] = new
-            proc.pte_flags[missing] = PTE_PRESENT | PTE_WRITABLE | PTE_USER
-            self.vm.counters["guest_page_faults"] += int(missing.size)
-            cycles += self.hypervisor.deliver(vcpu, "page_fault", int(missing.size))
-            cycles += self.vm.mode.execute_many(vcpu, self.kernel.page_fault_handler, int(missing.size))  # type: ignore[union-attr]
-            cycles += int(missing.size) * self.costs.page_zero
-            ppns = table[vpns]
         unbacked = self.vm.p2m[ppns] < 0
         if unbacked.any():
             backed = self.hypervisor.back_pages(self.vm, np.unique(ppns[unbacked]))
-            cycles += self.vm.mode.hidden_fault(vcpu, backed)  # type: ignore[union-attr]
-        flags = PTE_ACCESSED | PTE_DIRTY if write else PTE_ACCESSED
-        proc.pte_flags[vpns] |= flags
-        cycles += self.vm.mode.translate(vcpu, vpns, ppns, write)  # type: ignore[union-attr]
+            cycles += mode.hidden_fault(vcpu, backed)
+        c, mpns = mode.translate(vcpu, proc, vpns, write)
+        cycles += c
+        if write:
+            proc.writes += 1
+            write_content(self.hypervisor.machine.memory.content, mpns, vpns, proc.writes)
+            proc.pte_flags[vpns] |= PTE_ACCESSED | PTE_DIRTY
+        else:
+            proc.pte_flags[vpns] |= PTE_ACCESSED
+        return cycles, io_ns
+
+    def _fault_in(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> tuple[int, int]:
+        """Guest page faults on ``vpns`` (never mapped, or swapped out): the guest's handler maps
+        them, zeroing new pages and reading swapped ones back."""
+        mode = self.vm.mode
+        assert mode is not None
+        n = int(vpns.size)
+        self.vm.counters["guest_page_faults"] += n
+        cycles = self.hypervisor.deliver(vcpu, "page_fault", n)
+        cycles += mode.execute_many(vcpu, self.kernel.page_fault_handler, n)
+        ppns, c, io_ns = self._allocate(vcpu, n)
+        cycles += c
+        proc.page_table[vpns] = ppns
+        swapped = (proc.pte_flags[vpns] & PTE_SWAPPED) != 0
+        proc.pte_flags[vpns] = _MAPPED
+        mem = self.memory
+        mem.refs[ppns] = 1
+        mem.rmap_pid[ppns] = proc.pid
+        mem.rmap_vpn[ppns] = vpns
+        # The handler writes the new pages (zeroing, or the swapped-in data): they need frames.
+        backed = self.hypervisor.back_pages(self.vm, ppns)
+        cycles += mode.hidden_fault(vcpu, backed)
+        content = self.hypervisor.machine.memory.content
+        content[self.vm.p2m[ppns]] = 0
+        cycles += (n - int(swapped.sum())) * self.costs.page_zero
+        if swapped.any():
+            assert proc.swap_slot is not None
+            slots = proc.swap_slot[vpns[swapped]]
+            content[self.vm.p2m[ppns[swapped]]] = mem.swap_content[slots]
+            mem.free_slots(slots)
+            k = int(swapped.sum())
+            self.vm.counters["swap_ins"] += k
+            io_ns += self.costs.ns(self.costs.io_device + k * 4096 * self.costs.byte_copy)
+        return cycles + mode.pt_write(vcpu, proc, vpns), io_ns
+
+    def _allocate(self, vcpu: VCPU, count: int) -> tuple[np.ndarray, int, int]:
+        """``count`` free PPNs, swapping pages out first when there are not enough."""
+        mem = self.memory
+        cycles = io_ns = 0
+        short = count - mem.free_pages
+        if short > 0:
+            cycles, io_ns = self._swap_out(vcpu, short)
+        return mem.take(count), cycles, io_ns
+
+    def _swap_out(self, vcpu: VCPU, count: int) -> tuple[int, int]:
+        mem = self.memory
+        victims = mem.victims(count)
+        slots = mem.swap_slots(count) if victims.size == count else None
+        if slots is None:
+            raise GuestOutOfMemory(
+                f"VM {self.vm.name!r}: the guest needs {count} more pages; it has "
+                f"{mem.free_pages} free and {len(mem._swap_free)} swap slots "
+                f"(give the VM more memory or a larger `swap`)"
+            )
+        content = self.hypervisor.machine.memory.content
+        mem.swap_content[slots] = content[self.vm.p2m[victims]]
+        cycles = 0
+        by_pid = {p.pid: p for p in self.processes}
+        for pid in np.unique(mem.rmap_pid[victims]).tolist():
+            proc = by_pid[pid]
+            mine = mem.rmap_pid[victims] == pid
+            vpns = mem.rmap_vpn[victims[mine]].astype(np.int64)
+            if proc.swap_slot is None:
+                proc.swap_slot = np.full(proc.page_table.size, -1, dtype=np.int32)
+            proc.swap_slot[vpns] = np.asarray(slots)[mine]
+            proc.page_table[vpns] = -1
+            proc.pte_flags[vpns] = PTE_SWAPPED
+            cycles += self.vm.mode.pt_write(vcpu, proc, vpns)  # type: ignore[union-attr]
+        mem.refs[victims] = 0
+        mem.give_back(victims)
+        self.vm.counters["swap_outs"] += count
+        return cycles, self.costs.ns(self.costs.io_device + count * 4096 * self.costs.byte_copy)
+
+    def _copy_on_write(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> int:
+        """Writes to pages shared since a fork: copy those still shared, reclaim the rest."""
+        mode = self.vm.mode
+        assert mode is not None
+        mem = self.memory
+        n = int(vpns.size)
+        self.vm.counters["cow_faults"] += n
+        self.vm.counters["guest_page_faults"] += n
+        cycles = self.hypervisor.deliver(vcpu, "page_fault", n)
+        cycles += mode.execute_many(vcpu, self.kernel.page_fault_handler, n)
+        old = proc.page_table[vpns].astype(np.int64)
+        shared = mem.refs[old] > 1
+        if shared.any():
+            copy_vpns = vpns[shared]
+            new, c, _ = self._allocate(vcpu, int(copy_vpns.size))
+            cycles += c
+            backed = self.hypervisor.back_pages(self.vm, new)
+            cycles += mode.hidden_fault(vcpu, backed)
+            content = self.hypervisor.machine.memory.content
+            content[self.vm.p2m[new]] = content[self.vm.p2m[old[shared]]]
+            np.subtract.at(mem.refs, old[shared], 1)
+            mem.refs[new] = 1
+            mem.rmap_pid[new] = proc.pid
+            mem.rmap_vpn[new] = copy_vpns
+            proc.page_table[copy_vpns] = new
+            cycles += int(copy_vpns.size) * self.costs.page_copy
+        # The last sharer keeps its page: it only becomes writable again.
+        sole = old[~shared]
+        mem.rmap_pid[sole] = proc.pid
+        mem.rmap_vpn[sole] = vpns[~shared]
+        proc.pte_flags[vpns] = (proc.pte_flags[vpns] & ~np.uint8(PTE_COW)) | PTE_WRITABLE
+        return cycles + mode.pt_write(vcpu, proc, vpns)
+
+    def fork(self, vcpu: VCPU, parent: GuestProcess) -> tuple[GuestProcess, int]:
+        """fork(): the child shares the parent's pages copy-on-write. Returns (child, cycles)."""
+        mode = self.vm.mode
+        assert mode is not None
+        self.vm.counters["forks"] += 1
+        self.vm.counters["syscalls"] += 1
+        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, self.kernel.fork)
+        child = self.spawn(None, parent.page_table.size)
+        present = parent.mapped()
+        child.page_table[present] = parent.page_table[present]
+        shared = present[(parent.pte_flags[present] & PTE_WRITABLE) != 0]
+        parent.pte_flags[shared] = (parent.pte_flags[shared] & ~np.uint8(PTE_WRITABLE)) | PTE_COW
+        child.pte_flags[present] = parent.pte_flags[present]
+        np.add.at(self.memory.refs, parent.page_table[present].astype(np.int64), 1)
+        # Writing the child's table and write-protecting the parent's: page-table writes.
+        cycles += mode.pt_write(vcpu, child, present) + mode.pt_write(vcpu, parent, shared)
+        return child, cycles
+
+    def exit(self, vcpu: VCPU, proc: GuestProcess) -> int:
+        """exit(): unmap everything, free pages no one else maps, drop the address space."""
+        mode = self.vm.mode
+        assert mode is not None
+        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, self.kernel.exit)
+        present = proc.mapped()
+        ppns = proc.page_table[present].astype(np.int64)
+        mem = self.memory
+        np.subtract.at(mem.refs, ppns, 1)
+        freed = np.unique(ppns[mem.refs[ppns] == 0])
+        proc.page_table[present] = -1
+        proc.pte_flags[present] = 0
+        cycles += mode.pt_write(vcpu, proc, present)
+        mem.give_back(freed)
+        if proc.swap_slot is not None:
+            mem.free_slots(proc.swap_slot[proc.swap_slot >= 0])
+        mode.address_space_gone(proc)
+        self.processes.remove(proc)
         return cycles
+
+    def switch_to(self, vcpu: VCPU, proc: GuestProcess) -> int:
+        """Context switch to ``proc`` on this vCPU: the kernel's switch path (a page-table
+        switch, which flushes an untagged TLB)."""
+        mode = self.vm.mode
+        assert mode is not None
+        vcpu.process = proc
+        tlb = self.hypervisor.tlb_for(vcpu)
+        if not tlb.tagged:
+            tlb.flush()
+            self.vm.counters["tlb_flushes"] += 1
+        return mode.execute(vcpu, self.kernel.context_switch)
+
+    def fork_wait(self, vcpu: VCPU, parent: GuestProcess, touch: int) -> tuple[int, int]:
+        """One forkwait iteration: fork; the child writes ``touch`` of the parent's pages
+        (copy-on-write faults) and exits; the parent waits. Returns (cycles, io_ns)."""
+        child, cycles = self.fork(vcpu, parent)
+        cycles += self.switch_to(vcpu, child)
+        mapped = child.mapped()
+        io_ns = 0
+        if touch and mapped.size:
+            c, io_ns = self.touch(vcpu, child, mapped[: min(touch, mapped.size)], write=True)
+            cycles += c
+        cycles += self.exit(vcpu, child)
+        cycles += self.switch_to(vcpu, parent)
+        return cycles, io_ns
+
+    def visible_memory(self, proc: GuestProcess) -> dict[int, int]:
+        """VPN -> content handle of every page the process maps or has swapped (what it can read)."""
+        out: dict[int, int] = {}
+        content = self.hypervisor.machine.memory.content
+        for vpn in proc.mapped().tolist():
+            mpn = int(self.vm.p2m[proc.page_table[vpn]])
+            out[vpn] = int(content[mpn]) if mpn >= 0 else 0
+        if proc.swap_slot is not None:
+            for vpn in np.flatnonzero(proc.swap_slot >= 0).tolist():
+                out[vpn] = int(self.memory.swap_content[proc.swap_slot[vpn]])
+        return out
 
     def sample_active(self) -> int:
         """Pages referenced since the last call (accessed bits), clearing the bits."""

@@ -62,8 +62,12 @@ class Hypervisor:
         arch: str = "x86",
         hosted: bool = False,
         host_os_load: float = 0.0,
+        page_levels: int = 4,
+        tlb_entries: int = 1024,
+        tlb_tagged: bool = False,
     ) -> None:
         from .isa import ARCHITECTURES
+        from .mmu import TLB
 
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
@@ -73,6 +77,12 @@ class Hypervisor:
         self.hosted = hosted
         #: Hosted only: the share of every CPU the host OS's own work takes.
         self.host_os_load = host_os_load if hosted else 0.0
+        #: Levels of the page tables (4 on x86-64): a native walk makes that many references.
+        self.page_levels = page_levels
+        #: One TLB per physical CPU; tagged TLBs (VPID / ASID) survive address-space switches.
+        self.tlbs = [TLB(tlb_entries, tlb_tagged) for _ in machine.cpus]
+        # Guest code run outside the dispatch loop (tests, the conformance kit) uses this one.
+        self._offline_tlb = TLB(tlb_entries, tlb_tagged)
         if irq_affinity not in IRQ_AFFINITIES:
             raise ValueError(f"irq_affinity must be one of {IRQ_AFFINITIES}, got {irq_affinity!r}")
         self.irq_affinity = irq_affinity
@@ -200,10 +210,20 @@ class Hypervisor:
             vm.counters["hidden_page_faults"] += int(ppns.size)
         return int(ppns.size)
 
+    def tlb_for(self, vcpu: VCPU) -> Any:
+        """The TLB of the physical CPU the vCPU runs on."""
+        return self._offline_tlb if vcpu.cpu is None else self.tlbs[vcpu.cpu]
+
     def release_pages(self, vm: VM, ppns: np.ndarray) -> int:
         """Take the machine frames behind guest pages back (the guest gave them up); returns how many."""
         ppns = ppns[vm.p2m[ppns] >= 0]
-        self.machine.memory.free(vm.p2m[ppns])
+        mpns = vm.p2m[ppns]
+        # Shoot down every cached translation to them before the frames can be reused.
+        for tlb in (*self.tlbs, self._offline_tlb):
+            tlb.flush_mpns(mpns)
+        if vm.mode is not None:
+            vm.mode.frames_taken(mpns)
+        self.machine.memory.free(mpns)
         vm.p2m[ppns] = -1
         vm.counters["mem_granted"] -= int(ppns.size)
         vm.counters["mem_consumed"] -= int(ppns.size)
@@ -318,6 +338,11 @@ class Hypervisor:
         self.running[cpu] = vcpu
         if self._last[cpu] is not vcpu:
             self.counters["vcpu_switches"] += 1
+            tlb = self.tlbs[cpu]
+            if not tlb.tagged:
+                # Another address space arrives: an untagged TLB keeps nothing across it.
+                tlb.flush()
+                vcpu.vm.counters["tlb_flushes"] += 1
             switch_ns = self.machine.costs.ns(self.machine.costs.vcpu_switch)
             vcpu.slice_end = now + switch_ns + slice_ns
             self._state[cpu] = SWITCH

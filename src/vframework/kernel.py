@@ -94,7 +94,8 @@ class GuestKernel:
     """The routines of one guest kernel build.
 
     Sizes are rough instruction counts of the corresponding Linux paths (a null system call
-    ~150, a page fault ~400, a context switch ~2,400, a block-I/O request ~1,500), so the share of sensitive
+    ~150, a page fault ~400, a context switch ~2,400, a block-I/O request ~1,500, fork
+    ~4,000 and exit ~2,000 besides their page-table work), so the share of sensitive
     instructions, and so the para-virtual port's changed share, is of a realistic order.
     """
 
@@ -108,6 +109,8 @@ class GuestKernel:
     page_fault_handler: Block
     disk_request: Block
     device_register: Block
+    fork: Block
+    exit: Block
     idle: Block
     paravirtual: bool = False
 
@@ -140,6 +143,8 @@ class GuestKernel:
             )),
             device_register=Block("device_register", ((Op.MOVI, 3, 0x1), (Op.OUT, DISK_PORTS[2], 3),
                                                       (Op.IN, 4, DISK_PORTS[1]))),
+            fork=Block("fork", (*_work(4000, 14), *_irq_save(_work(20, 15)))),
+            exit=Block("exit", (*_work(2000, 16), *_irq_save(_work(20, 17)))),
             idle=Block("idle", ((Op.STI, 0, 0), (Op.HLT, 0, 0))),
         )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "FAULT_VECTORS", "KernelCall",
-           "KERNEL_ROUTINES"]
+           "KERNEL_ROUTINES", "ForkWait"]
 
 #: Routines a workload may ask the guest kernel to run with :class:`KernelCall`.
 KERNEL_ROUTINES = ("syscall", "critical_section", "context_switch", "timer_interrupt", "device_register",
@@ -88,3 +88,15 @@ class KernelCall(Operation):
             raise ValueError(f"unknown kernel routine {self.routine!r}; known: {', '.join(KERNEL_ROUTINES)}")
         if self.count < 1:
             raise ValueError(f"count must be >= 1, got {self.count}")
+
+
+@dataclass(frozen=True, slots=True)
+class ForkWait(Operation):
+    """One forkwait iteration: fork a child that writes ``touch`` of its parent's pages (so
+    copy-on-write faults) and exits, while the parent waits (Adams & Agesen's forkwait)."""
+
+    touch: int = 16
+
+    def __post_init__(self) -> None:
+        if self.touch < 0:
+            raise ValueError(f"touch must be >= 0, got {self.touch}")

@@ -115,6 +115,9 @@ class HostConfig(_Strict):
     host_os_load: float = Field(
         0.05, ge=0.0, le=0.9, description="hosted only: share of each CPU the host OS's own work takes"
     )
+    page_levels: int = Field(4, ge=2, le=5, description="levels of the page tables (4 on x86-64; 5 with LA57)")
+    tlb_entries: int = Field(1024, gt=0, le=1 << 20, description="TLB entries per CPU (a power of two; direct-mapped)")
+    tlb_tagged: bool = Field(False, description="TLB entries tagged by VM and process (VPID/ASID): no flush on switches")
     irq_affinity: Literal["round-robin", "cpu0"] = Field(
         "round-robin", description="which CPU services device interrupts: each in turn, or always CPU 0"
     )
@@ -122,6 +125,8 @@ class HostConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_costs(self) -> HostConfig:
+        if self.tlb_entries & (self.tlb_entries - 1):
+            raise ValueError(f"host.tlb_entries must be a power of two, got {self.tlb_entries}")
         for key, value in self.costs.items():
             if key not in COST_FIELDS:
                 raise ValueError(f"unknown cost {key!r} in host.costs; known: {', '.join(COST_FIELDS)}")
@@ -140,6 +145,9 @@ class VMConfig(BaseModel):
     mode: ComponentRef = Field(ComponentRef(name="bare-metal"), description="virtualization mode")
     workload: ComponentRef = Field(ComponentRef(name="idle"), description="what runs inside")
     devices: list[ComponentRef] = Field(default_factory=list, description="virtual devices")
+    swap: Annotated[int, BeforeValidator(parse_size)] = Field(
+        0, ge=0, description="the guest's swap area on its virtual disk (0: no swap)"
+    )
 
 
 class ScenarioConfig(_Strict):
@@ -275,7 +283,9 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
             why = " or ".join(f"{c.kind.replace('_', ' ')} {c.name!r}" for c in owners)
             problems.append(Problem(source, f"vm[{i}].{key}", f"unknown key (not used by {why})"))
         if workload is not None:
-            for key, message in workload.cls.check(workload.params, vm.memory // PAGE_SIZE):  # type: ignore[attr-defined]
+            for key, message in workload.cls.check(  # type: ignore[attr-defined]
+                workload.params, vm.memory // PAGE_SIZE, vm.swap // PAGE_SIZE
+            ):
                 problems.append(Problem(source, f"vm[{i}].workload.{key}", message))
         if mode is not None and host.arch not in mode.cls.architectures:  # type: ignore[attr-defined]
             problems.append(Problem(

@@ -47,6 +47,7 @@ class Simulation:
         self.hypervisor = Hypervisor(
             self.engine, self.machine, scheduler, policy, services, host.irq_affinity,  # type: ignore[arg-type]
             arch=host.arch, hosted=host.hypervisor_type == "hosted", host_os_load=host.host_os_load,
+            page_levels=host.page_levels, tlb_entries=host.tlb_entries, tlb_tagged=host.tlb_tagged,
         )
         self.hypervisor.on_vm_halted = self._vm_halted
         self.vms: list[VM] = []
@@ -58,7 +59,8 @@ class Simulation:
 
     def _build_vm(self, index: int, spec: Any) -> None:
         cfg = spec.config
-        vm = VM(index, cfg.name, cfg.vcpus, cfg.memory // PAGE_SIZE, spec.scheduler_params, spec.policy_params)
+        vm = VM(index, cfg.name, cfg.vcpus, cfg.memory // PAGE_SIZE, spec.scheduler_params, spec.policy_params,
+                cfg.swap // PAGE_SIZE)
         vm.mode = spec.mode.cls(spec.mode.params, vm, self.hypervisor)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:

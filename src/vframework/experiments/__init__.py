@@ -11,6 +11,6 @@ from __future__ import annotations
 from .base import EXPERIMENTS, Experiment, ExperimentResult, experiment, run_experiment, write_experiment
 
 # Importing registers the experiments.
-from . import cpu_shares, modes  # noqa: E402,F401  isort: skip
+from . import cpu_shares, mmu, modes  # noqa: E402,F401  isort: skip
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "experiment", "run_experiment", "write_experiment"]

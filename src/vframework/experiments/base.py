@@ -81,7 +81,8 @@ def run_experiment(name: str, plugins: PluginManager, quick: bool = False) -> Ex
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(rows)
     return buf.getvalue()

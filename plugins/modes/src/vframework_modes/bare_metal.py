@@ -3,8 +3,6 @@ on the hardware with no hypervisor underneath, the 1.0 that every mode is compar
 
 from __future__ import annotations
 
-import numpy as np
-
 from vframework import VCPU, Mode
 from vframework.cpu import Action
 from vframework.isa import ORDINARY, Op
@@ -39,9 +37,6 @@ class BareMetal(Mode):
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:
         # Unreachable while preallocate holds; costed as native faults if a policy ever unbacks pages.
         return count * self.costs.page_fault
-
-    def translate(self, vcpu: VCPU, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        return int(vpns.size) * self.costs.memory_access
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
         return 0  # the device DMAs straight into guest memory

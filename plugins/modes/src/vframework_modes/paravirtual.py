@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from vframework import VCPU, Mode
 from vframework.cpu import Action
 from vframework.isa import ORDINARY, Op
@@ -33,6 +31,13 @@ class Paravirtual(Mode):
             return Action.TRAP  # unported code: the hypervisor still emulates it (slowly)
         return Action.DEPRIVILEGED  # unported sensitive code misbehaves, as it would under Xen
 
+    def pte_write_cycles(self, count: int) -> int:
+        # Direct paging: the guest batches its updates into mmu_update hypercalls (up to 64
+        # each), and the hypervisor validates every entry.
+        batches = -(-count // 64)
+        self.vm.counters["hypercalls"] += batches
+        return batches * self.costs.hypercall + count * self.costs.pte_validate
+
     def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
         return self.hypervisor.hypercall(vcpu, ctx, number, arg)
 
@@ -51,9 +56,6 @@ class Paravirtual(Mode):
 
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:
         return count * (self.costs.trap + self.costs.page_zero)
-
-    def translate(self, vcpu: VCPU, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        return int(vpns.size) * self.costs.memory_access
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
         # Zero copy: the backend DMAs into the guest's granted pages; one event-channel notify.

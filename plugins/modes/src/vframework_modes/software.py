@@ -11,15 +11,17 @@ with a callout into the hypervisor, caching the translation; user code runs dire
 
 from __future__ import annotations
 
-import numpy as np
-
 from vframework import VCPU, Mode
 from vframework.cpu import Action
 from vframework.isa import ORDINARY
 
 
 class _Deprivileged(Mode):
-    """What the two software modes share: the costs of running a guest kernel deprivileged."""
+    """What the two software modes share: the costs of running a guest kernel deprivileged,
+    and shadow page tables (the hypervisor keeps VPN -> MPN; guest page tables are
+    write-protected so that every guest PTE write reaches it)."""
+
+    paging = "shadow"
 
     def _user(self, op: int) -> int:
         if op in ORDINARY:
@@ -39,11 +41,6 @@ class _Deprivileged(Mode):
 
     def hidden_fault(self, vcpu: VCPU, count: int) -> int:
         return count * (self.costs.trap + self.costs.page_zero)
-
-    def translate(self, vcpu: VCPU, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        # Shadow page tables give the hardware VPN -> MPN directly: TLB hits cost what they
-        # cost natively (the shadow-paging costs are the memory-virtualization issue's).
-        return int(vpns.size) * self.costs.memory_access
 
     def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
         return nbytes * self.costs.byte_copy  # an emulated device copies the data through the VMM
@@ -70,6 +67,11 @@ class TrapAndEmulate(_Deprivileged):
             return Action.DEPRIVILEGED  # no trap: the instruction silently misbehaves
         return Action.FAULT  # HYPERCALL: not an instruction an unmodified guest has
 
+    def pte_write_cycles(self, count: int) -> int:
+        # Each write to a write-protected guest page table traps; the hypervisor emulates it
+        # and updates the shadow entry.
+        return count * (self.costs.trap + self.costs.emulate + self.costs.shadow_update)
+
 
 class Full(_Deprivileged):
     """Trap-and-emulate plus binary translation of guest kernel code (VMware ESX)."""
@@ -92,6 +94,12 @@ class Full(_Deprivileged):
             # callouts: cheaper than a trap, and correct for POPF & co.
             return Action.CALLOUT
         return Action.FAULT
+
+    def pte_write_cycles(self, count: int) -> int:
+        # Adaptive binary translation turns the guest's PTE stores into callouts that update
+        # the shadow without a trap (Adams & Agesen's ptemod: 391 cycles).
+        self.vm.counters["bt_callouts"] += count
+        return count * self.costs.shadow_update
 
     def before_block(self, vcpu: VCPU, block: object) -> int:
         if not getattr(block, "kernel", False):

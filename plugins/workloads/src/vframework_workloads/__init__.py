@@ -3,13 +3,14 @@
 from vframework import hookimpl
 
 from .basic import CPUBound, Idle
+from .fork import ForkWorkload
 from .io import IOBound
 from .lmbench import Lmbench
 from .memory import MemoryWorkload
 
-__all__ = ["Idle", "CPUBound", "IOBound", "Lmbench", "MemoryWorkload"]
+__all__ = ["Idle", "CPUBound", "ForkWorkload", "IOBound", "Lmbench", "MemoryWorkload"]
 
 
 @hookimpl
 def register_workloads() -> list[type]:
-    return [Idle, CPUBound, IOBound, Lmbench, MemoryWorkload]
+    return [Idle, CPUBound, ForkWorkload, IOBound, Lmbench, MemoryWorkload]

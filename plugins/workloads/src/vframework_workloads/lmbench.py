@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
-from vframework import KernelCall, Operation, Params, Workload
+from vframework import ForkWait, KernelCall, Operation, Params, Touch, Workload
 
 #: Test name -> the guest kernel routine it drives.
 TESTS = {
@@ -20,9 +21,9 @@ TESTS = {
 
 
 class LmbenchParams(Params):
-    test: Literal["null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register"] = Field(
-        "null_syscall", description="which kernel path to exercise"
-    )
+    test: Literal["null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault",
+                  "fork"] = Field("null_syscall", description="which kernel path to exercise")
+    fork_pages: int = Field(256, gt=0, description="fork test: pages the forking process maps")
     iterations: int = Field(100_000, gt=0, description="how many times; the workload then ends")
     batch: int = Field(1_000, gt=0, description="iterations per operation (the engine sees one event per batch)")
 
@@ -31,11 +32,35 @@ class Lmbench(Workload):
     """Runs one guest kernel path ``iterations`` times, then ends (its vCPU halts)."""
 
     name = "lmbench"
-    description = "kernel microbenchmark: null syscall, cli/sti, context switch, timer interrupt, device register"
+    description = "kernel microbenchmark: syscall, cli/sti, context switch, timer, device register, page fault, fork"
     Params = LmbenchParams
+
+    def address_space_pages(self) -> int:
+        p: LmbenchParams = self.params  # type: ignore[assignment]
+        if p.test == "page_fault":
+            return p.iterations  # every iteration faults in a fresh page
+        return p.fork_pages if p.test == "fork" else 0
+
+    @classmethod
+    def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
+        p: LmbenchParams = params  # type: ignore[assignment]
+        need = p.iterations if p.test == "page_fault" else (2 * p.fork_pages if p.test == "fork" else 0)
+        if need > vm_memory_pages:
+            return [("iterations" if p.test == "page_fault" else "fork_pages",
+                     f"the {p.test} test needs {need} pages; the VM has {vm_memory_pages}")]
+        return []
 
     def run(self) -> Generator[Operation, Any, None]:
         p: LmbenchParams = self.params  # type: ignore[assignment]
+        if p.test == "page_fault":
+            for start in range(0, p.iterations, p.batch):
+                yield Touch(np.arange(start, min(start + p.batch, p.iterations), dtype=np.int64), True)
+            return
+        if p.test == "fork":
+            yield Touch(np.arange(p.fork_pages, dtype=np.int64), True)
+            for _ in range(p.iterations):
+                yield ForkWait(0)
+            return
         left = p.iterations
         while left > 0:
             n = min(p.batch, left)

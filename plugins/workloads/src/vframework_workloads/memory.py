@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from vframework import PAGE_SIZE, Compute, Operation, Params, Size, Touch, Workload
+from vframework import PAGE_SIZE, Compute, KernelCall, Operation, Params, Size, Touch, Workload
 from vframework.units import format_size
 
 
@@ -19,6 +19,8 @@ class MemoryParams(Params):
     write_ratio: float = Field(0.3, ge=0.0, le=1.0, description="fraction of batches that write")
     zipf_alpha: float = Field(1.1, gt=0.0, description="skew of the zipf pattern (higher: hotter hot pages)")
     compute_per_page: int = Field(200, ge=0, description="cycles of work per page referenced")
+    switch_every: int = Field(0, ge=0, description="context-switch the guest every this many batches (0: never)")
+    batches: int = Field(0, ge=0, description="stop after this many batches (0: run forever)")
 
 
 class MemoryWorkload(Workload):
@@ -29,11 +31,12 @@ class MemoryWorkload(Workload):
     Params = MemoryParams
 
     @classmethod
-    def check(cls, params: Params, vm_memory_pages: int) -> list[tuple[str, str]]:
+    def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
         p: MemoryParams = params  # type: ignore[assignment]
-        if p.working_set // PAGE_SIZE > vm_memory_pages:
+        if p.working_set // PAGE_SIZE > vm_memory_pages + swap_pages:
             return [("working_set", f"{format_size(p.working_set)} is larger than the VM's memory "
-                     f"({format_size(vm_memory_pages * PAGE_SIZE)}); the guest has no swap yet")]
+                     f"({format_size(vm_memory_pages * PAGE_SIZE)}) plus its swap "
+                     f"({format_size(swap_pages * PAGE_SIZE)})")]
         return []
 
     def address_space_pages(self) -> int:
@@ -50,9 +53,10 @@ class MemoryWorkload(Workload):
             # Hot pages are scattered over the working set, not the lowest VPNs.
             rank_to_vpn = rng.permutation(pages).astype(np.int64)
         cursor = 0
+        done = 0
         # Draw many batches per call into numpy: per-call overhead dominates small batches.
         chunk = max(1, 65536 // batch)
-        while True:
+        while not p.batches or done < p.batches:
             if p.pattern == "sequential":
                 flat = (cursor + np.arange(batch * chunk, dtype=np.int64)) % pages
                 cursor = int((cursor + batch * chunk) % pages)
@@ -65,9 +69,14 @@ class MemoryWorkload(Workload):
                 flat = rank_to_vpn[ranks]
             writes = rng.random(chunk) < p.write_ratio
             for i in range(chunk):
+                if p.batches and done >= p.batches:
+                    return
                 yield Touch(flat[i * batch : (i + 1) * batch], bool(writes[i]))
+                done += 1
                 if p.compute_per_page:
                     yield Compute(p.compute_per_page * batch)
+                if p.switch_every and done % p.switch_every == 0:
+                    yield KernelCall("context_switch", 1)
 
 
 def _alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,112 @@
+"""The guest kernel's memory manager: page tables, frame allocator, demand paging,
+copy-on-write fork, process exit and swap to the guest's virtual disk.
+
+Everything per page is numpy: a process's page table is an int32 array VPN -> PPN with a
+uint8 flags array; the allocator keeps a stack of free PPNs, a reference count per PPN
+(how many page-table entries map it: above one after a fork) and a reverse map (which
+process and VPN map a private page) used to pick swap victims. Page contents are the
+machine frames' content handles, so a swapped-out page carries its content to the swap
+area and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+
+from .ops import Operation
+
+__all__ = ["GuestProcess", "GuestMemory", "GuestOutOfMemory", "PTE_PRESENT", "PTE_WRITABLE", "PTE_USER",
+           "PTE_ACCESSED", "PTE_DIRTY", "PTE_COW", "PTE_SWAPPED", "write_content"]
+
+PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY, PTE_COW, PTE_SWAPPED = 1, 2, 4, 8, 16, 32, 64
+_MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
+
+
+class GuestOutOfMemory(RuntimeError):
+    """The guest has no free guest-physical page and no swap space left."""
+
+
+def write_content(content: np.ndarray, mpns: np.ndarray, vpns: np.ndarray, stamp: int) -> None:
+    """A write to pages ``vpns`` (at frames ``mpns``) changes their content deterministically:
+    the new handle depends only on the old one, the page and the write's stamp, never on
+    which frame holds it, so runs under different modes can be compared byte for byte."""
+    old = content[mpns]
+    token = (vpns.astype(np.uint64) + np.uint64(1)) * _MIX + np.uint64(stamp & 0xFFFF_FFFF)
+    content[mpns] = (old ^ token) * _MIX + np.uint64(1)
+
+
+class GuestProcess:
+    """A guest process: its page table and the workload generator that drives it."""
+
+    __slots__ = ("pid", "page_table", "pte_flags", "swap_slot", "ops", "writes")
+
+    def __init__(self, pid: int, pages: int, ops: Generator[Operation, Any, None] | None) -> None:
+        self.pid = pid
+        #: VPN -> PPN (-1: not mapped).
+        self.page_table = np.full(pages, -1, dtype=np.int32)
+        self.pte_flags = np.zeros(pages, dtype=np.uint8)
+        #: VPN -> swap slot while swapped out (allocated on first swap-out).
+        self.swap_slot: np.ndarray | None = None
+        self.ops = ops
+        #: Write batches so far (stamps content writes).
+        self.writes = 0
+
+    def mapped(self) -> np.ndarray:
+        """VPNs currently present."""
+        return np.flatnonzero(self.pte_flags & PTE_PRESENT).astype(np.int64)
+
+
+class GuestMemory:
+    """Guest-physical pages ``0..pages-1`` and a swap area of ``swap_pages``."""
+
+    def __init__(self, pages: int, swap_pages: int = 0) -> None:
+        self.pages = pages
+        self._free = np.arange(pages - 1, -1, -1, dtype=np.int32)
+        self._free_top = pages
+        #: Page-table entries mapping each PPN (0: free).
+        self.refs = np.zeros(pages, dtype=np.int32)
+        #: For private pages: which process and VPN map it (swap victims are found here).
+        self.rmap_pid = np.zeros(pages, dtype=np.int32)
+        self.rmap_vpn = np.zeros(pages, dtype=np.int32)
+        self.swap_pages = swap_pages
+        self.swap_content = np.zeros(swap_pages, dtype=np.uint64)
+        self._swap_free = list(range(swap_pages - 1, -1, -1))
+        self._clock = 0
+
+    @property
+    def free_pages(self) -> int:
+        return self._free_top
+
+    def take(self, count: int) -> np.ndarray:
+        """``count`` free PPNs (the caller checked there are enough)."""
+        top = self._free_top
+        ppns = self._free[top - count : top][::-1].astype(np.int64)
+        self._free_top = top - count
+        return ppns
+
+    def give_back(self, ppns: np.ndarray) -> None:
+        """Return PPNs whose last mapping went away."""
+        top = self._free_top
+        self._free[top : top + ppns.size] = ppns[::-1]
+        self._free_top = top + int(ppns.size)
+
+    def victims(self, count: int) -> np.ndarray:
+        """Up to ``count`` private, mapped PPNs to swap out, chosen by a clock hand."""
+        candidates = np.flatnonzero(self.refs == 1)
+        if candidates.size == 0:
+            return candidates
+        start = np.searchsorted(candidates, self._clock)
+        ordered = np.concatenate([candidates[start:], candidates[:start]])[:count]
+        self._clock = int(ordered[-1]) + 1 if ordered.size else 0
+        return ordered.astype(np.int64)
+
+    def swap_slots(self, count: int) -> list[int] | None:
+        if count > len(self._swap_free):
+            return None
+        return [self._swap_free.pop() for _ in range(count)]
+
+    def free_slots(self, slots: np.ndarray) -> None:
+        self._swap_free.extend(int(s) for s in slots[::-1])
