@@ -95,7 +95,7 @@ class GuestOS:
         ``None`` (carry on), a number of ns to block for, or :data:`HALT`.
         """
         proc = vcpu.process
-        assert proc is not None
+        assert proc is not None and proc.ops is not None
         try:
             op = next(proc.ops)
         except StopIteration:

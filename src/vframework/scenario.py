@@ -117,7 +117,7 @@ class HostConfig(_Strict):
     )
     page_levels: int = Field(4, ge=2, le=5, description="levels of the page tables (4 on x86-64; 5 with LA57)")
     tlb_entries: int = Field(1024, gt=0, le=1 << 20, description="TLB entries per CPU (a power of two; direct-mapped)")
-    tlb_tagged: bool = Field(False, description="TLB entries tagged by VM and process (VPID/ASID): no flush on switches")
+    tlb_tagged: bool = Field(False, description="TLB entries tagged by VM and process (VPID/ASID)")
     irq_affinity: Literal["round-robin", "cpu0"] = Field(
         "round-robin", description="which CPU services device interrupts: each in turn, or always CPU 0"
     )

@@ -80,9 +80,6 @@ class FlatMode(Mode):
     def hidden_fault(self, vcpu: Any, count: int) -> int:
         return 10 * count
 
-    def translate(self, vcpu: Any, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        return 10 * int(vpns.size)
-
     def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int:
         return 10
 
@@ -139,9 +136,6 @@ class Native(Mode):
 
     def hidden_fault(self, vcpu: Any, count: int) -> int:
         return count
-
-    def translate(self, vcpu: Any, vpns: np.ndarray, ppns: np.ndarray, write: bool) -> int:
-        return int(vpns.size)
 
     def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int:
         return 0
