@@ -41,6 +41,7 @@ def read(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in FILES}
 
 
+@pytest.mark.invariants
 def test_same_seed_same_bytes_across_processes(tmp_path: Path) -> None:
     run_process(tmp_path / "one", *SHORT, hash_seed="1")
     run_process(tmp_path / "two", *SHORT, hash_seed="2")
@@ -106,6 +107,7 @@ workload = {{ name = "cpu", burst = "2ms", think = "1ms" }}
 """
 
 
+@pytest.mark.invariants
 @pytest.mark.parametrize("mode", ["bare-metal", "full", "paravirtual", "hardware-assisted"])
 def test_same_seed_same_bytes_in_one_process(mode: str, cli, write_scenario, tmp_path: Path) -> None:
     path = write_scenario(RANDOM_MIX.format(seed=5, mode=mode))

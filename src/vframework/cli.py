@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -32,7 +33,7 @@ _out = Console(highlight=False)
 
 
 def _fail(message: str, code: int) -> None:
-    _err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    _err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 
 
@@ -170,12 +171,13 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     for col in ("component", "kind", "property", "examples", "result"):
         table.add_column(col, justify="right" if col == "examples" else "left")
     for o in outcomes:
-        table.add_row(o.component, o.kind, o.prop, str(o.examples),
+        table.add_row(escape(o.component), o.kind, escape(o.prop), str(o.examples),
                       "[green]pass[/]" if o.passed else "[bold red]FAIL[/]")
     _out.print(table)
     failed = [o for o in outcomes if not o.passed]
     for o in failed:
-        _out.print(f"\n[bold red]{o.component} / {o.prop} failed[/]; minimal failing example:", markup=True)
+        _out.print(f"\n[bold red]{escape(o.component)} / {escape(o.prop)} failed[/]; minimal failing example:",
+                   markup=True)
         _out.print(o.report, markup=False, highlight=False)
     if failed:
         sys.exit(1)
@@ -220,8 +222,8 @@ def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
         for col in rows[0]:
             table.add_column(col)
         for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
+            table.add_row(*(escape(str(v)) for v in row.values()))
         _out.print(table)
     for key, (holds, text) in result.checks.items():
-        _out.print(f"[{'green' if holds else 'red'}]{'holds' if holds else 'FAILS'}[/] {key}: {text}")
+        _out.print(f"[{'green' if holds else 'red'}]{'holds' if holds else 'FAILS'}[/] {escape(key)}: {escape(text)}")
     _out.print(f"results: {path}")

@@ -477,7 +477,11 @@ class Workload(Component):
 
     @classmethod
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
-        """Problems with these parameters for a VM of this size: (key, message) pairs."""
+        """Problems with these parameters for one process: (key, message) pairs.
+
+        Each vCPU runs its own process, so ``vm_memory_pages`` and ``swap_pages`` are one
+        vCPU's share of the VM's memory and swap (the whole VM's when it has one vCPU).
+        """
         return []
 
     def address_space_pages(self) -> int:

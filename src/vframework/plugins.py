@@ -90,6 +90,7 @@ class PluginManager:
         self.pm.register(plugin, name=dist_name)
         info = PluginInfo(dist_name, version, dist_name)
         try:
+            self._check_hook_names(plugin, dist_name)
             for kind, hook_name in REGISTER_HOOKS.items():
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                     if impl.plugin is not plugin:
@@ -106,6 +107,19 @@ class PluginManager:
             raise
         self.plugins[dist_name] = info
         return info
+
+    def _check_hook_names(self, plugin: Any, dist_name: str) -> None:
+        """A hookimpl whose name matches no hookspec (a typo) is an error, not silently ignored."""
+        for impl in self.pm.get_hookcallers(plugin) or []:
+            if impl.spec is None:
+                impls = [i for i in impl.get_hookimpls() if i.plugin is plugin and not i.optionalhook]
+                if impls:
+                    known = ", ".join(sorted(n for n in dir(self.pm.hook) if not n.startswith("_")
+                                             and getattr(self.pm.hook, n).spec is not None))
+                    raise PluginError(
+                        f"plugin {dist_name!r} implements hook {impl.name!r}, which vframework does not "
+                        f"define (a typo?); known hooks: {known}"
+                    )
 
     def _index(self, kind: str, cls: Any, dist_name: str, hook_name: str) -> str:
         base = _BASES[kind]
@@ -138,7 +152,9 @@ class PluginManager:
     def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call a lifecycle hook on every plugin, in registration order; errors name the plugin."""
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-        return [self._call(impl, hook_name, kwargs) for impl in reversed(impls)]
+        # get_hookimpls() lists implementations in registration order (pluggy itself calls
+        # them last-registered first); observers are documented to run in registration order.
+        return [self._call(impl, hook_name, kwargs) for impl in impls]
 
     def get(self, kind: str, name: str) -> type[Component]:
         """The component class registered under ``name``; KeyError lists the installed names."""

@@ -45,6 +45,17 @@ def _positive(parse: Any, what: str) -> Any:
 
 #: Bytes, from "4GiB"-style text; must be positive.
 Size = Annotated[int, BeforeValidator(_positive(parse_size, "size"))]
+
+
+def _memory(value: Any) -> int:
+    n = _positive(parse_size, "size")(value)
+    if n < PAGE_SIZE:
+        raise ValueError(f"must hold at least one {PAGE_SIZE}-byte page, got {value!r}")
+    return n
+
+
+#: Bytes of memory (host or guest), from "4GiB"-style text; at least one page.
+MemorySize = Annotated[int, BeforeValidator(_memory)]
 #: Nanoseconds, from "30ms"-style text; must be positive.
 Duration = Annotated[int, BeforeValidator(_positive(parse_duration, "duration"))]
 
@@ -86,6 +97,8 @@ class ComponentRef(BaseModel):
                 raise ValueError("a component table needs a `name` key")
             if not isinstance(value["name"], str):
                 raise ValueError("`name` must be a string naming an installed component")
+            if set(value) == {"name", "params"} and isinstance(value["params"], dict):
+                return value  # already split (a ComponentRef dumped and read back)
             return {"name": value["name"], "params": {k: v for k, v in value.items() if k != "name"}}
         raise ValueError(f"expected a component name or a table with `name`, got {value!r}")
 
@@ -99,7 +112,7 @@ class HostConfig(_Strict):
 
     cpus: int = Field(2, gt=0, le=4096, description="physical CPUs")
     sockets: int = Field(1, gt=0, description="CPU sockets (CPUs split evenly over them)")
-    memory: Size = Field(4 * 1024**3, description="machine memory")
+    memory: MemorySize = Field(4 * 1024**3, description="machine memory")
     hypervisor_memory: Annotated[int, BeforeValidator(parse_size)] = Field(
         0, ge=0, description="machine memory the hypervisor keeps for itself"
     )
@@ -141,7 +154,7 @@ class VMConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="unique VM name")
     vcpus: int = Field(1, gt=0, le=1024, description="virtual CPUs")
-    memory: Size = Field(1024**3, description="guest-physical memory")
+    memory: MemorySize = Field(1024**3, description="guest-physical memory")
     mode: ComponentRef = Field(ComponentRef(name="bare-metal"), description="virtualization mode")
     workload: ComponentRef = Field(ComponentRef(name="idle"), description="what runs inside")
     devices: list[ComponentRef] = Field(default_factory=list, description="virtual devices")
@@ -275,16 +288,10 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
             r for j, ref in enumerate(vm.devices)
             if (r := _resolve(plugins, "device", ref, ("vm", i, "devices", j), source, problems))
         )
-        extras = dict(vm.model_extra or {})
-        sched_params = _vm_params(scheduler, extras, i, source, problems)
-        policy_params = _vm_params(policy, extras, i, source, problems)
-        for key in extras:
-            owners = [c.cls for c in (scheduler, policy) if c is not None]
-            why = " or ".join(f"{c.kind.replace('_', ' ')} {c.name!r}" for c in owners)
-            problems.append(Problem(source, f"vm[{i}].{key}", f"unknown key (not used by {why})"))
+        sched_params, policy_params = _vm_extras(scheduler, policy, dict(vm.model_extra or {}), i, source, problems)
         if workload is not None:
             for key, message in workload.cls.check(  # type: ignore[attr-defined]
-                workload.params, vm.memory // PAGE_SIZE, vm.swap // PAGE_SIZE
+                workload.params, vm.memory // PAGE_SIZE // vm.vcpus, vm.swap // PAGE_SIZE // vm.vcpus
             ):
                 problems.append(Problem(source, f"vm[{i}].workload.{key}", message))
         if mode is not None and host.arch not in mode.cls.architectures:  # type: ignore[attr-defined]
@@ -345,26 +352,53 @@ def _resolve_partial(data: dict[str, Any], source: str, plugins: PluginManager, 
     """Report unknown component names in a scenario whose shape is invalid."""
     seen = {p.path for p in problems}
 
-    def check(kind: str, raw: Any, loc: tuple[Any, ...]) -> None:
-        if _path(loc) in seen or raw is None:
-            return
+    def check(kind: str, raw: Any, loc: tuple[Any, ...], default: str | None = None) -> ResolvedComponent | None:
+        if _path(loc) in seen or any(p.startswith(_path(loc) + ".") for p in seen):
+            return None
+        if raw is None:
+            if default is None:
+                return None
+            raw = default
         try:
             ref = ComponentRef.model_validate(raw)
         except ValidationError:
-            return
-        if ref.name not in plugins.components[kind]:
-            problems.append(Problem(source, _path(loc), plugins.unknown_message(kind, ref.name)))
+            return None
+        return _resolve(plugins, kind, ref, loc, source, problems)
 
-    host = data.get("host")
+    host = data.get("host", {})
+    scheduler = policy = None
     if isinstance(host, dict):
-        check("scheduler", host.get("scheduler"), ("host", "scheduler"))
-        check("memory_policy", host.get("memory_policy"), ("host", "memory_policy"))
+        scheduler = check("scheduler", host.get("scheduler"), ("host", "scheduler"), "fair")
+        policy = check("memory_policy", host.get("memory_policy"), ("host", "memory_policy"), "static")
     vms = data.get("vm")
     if isinstance(vms, list):
         for i, vm in enumerate(vms):
             if isinstance(vm, dict):
                 check("mode", vm.get("mode"), ("vm", i, "mode"))
                 check("workload", vm.get("workload"), ("vm", i, "workload"))
+                extras = {k: v for k, v in vm.items() if k not in VMConfig.model_fields}
+                if scheduler is not None or policy is not None:
+                    note = "" if scheduler else "; the scheduler named in host.scheduler is not known"
+                    _vm_extras(scheduler, policy, extras, i, source, problems, note)
+
+
+def _vm_extras(
+    scheduler: ResolvedComponent | None,
+    policy: ResolvedComponent | None,
+    extras: dict[str, Any],
+    index: int,
+    source: str,
+    problems: list[Problem],
+    note: str = "",
+) -> tuple[Any, Any]:
+    """A VM's keys beyond :class:`VMConfig` belong to the scheduler or the memory policy."""
+    sched_params = _vm_params(scheduler, extras, index, source, problems)
+    policy_params = _vm_params(policy, extras, index, source, problems)
+    for key in extras:
+        owners = [c.cls for c in (scheduler, policy) if c is not None]
+        why = " or ".join(f"{c.kind.replace('_', ' ')} {c.name!r}" for c in owners) or "any component"
+        problems.append(Problem(source, f"vm[{index}].{key}", f"unknown key (not used by {why}{note})"))
+    return sched_params, policy_params
 
 
 def _vm_params(
@@ -422,6 +456,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
                     seq[int(index)] = value
                 else:
                     node = seq[int(index)]
+                    if not isinstance(node, dict):
+                        raise ScenarioError([Problem(
+                            source, key, f"{name}[{index}] is {node!r}, not a table, so it has no key {parts[n + 1]!r}"
+                        )])
     return data
 
 

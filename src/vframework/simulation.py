@@ -7,6 +7,8 @@ read from the counters at the end. Nothing here knows a concrete plugin.
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable
 from typing import Any
 
@@ -80,10 +82,10 @@ class Simulation:
             self._destroyed.add(vm.id)
             self.plugins.call("vm_destroyed", simulation=self, vm=vm)
 
-    def _sampler(self, interval: int) -> Any:
-        while True:
-            self._sample()
-            yield interval
+    def _sample_event(self, interval: int) -> None:
+        self._sample()
+        # Every sample, not only the first, runs LATE: it sees every event of its instant.
+        self.engine.schedule(interval, self._sample_event, interval, priority=LATE)
 
     def _sample(self) -> None:
         self.hypervisor.sync()
@@ -100,8 +102,7 @@ class Simulation:
         duration = config.duration
         self.hypervisor.start()
         # The sampler runs LATE so a sample sees every event of its instant.
-        self.engine.schedule(0, lambda _: self.engine.process(self._sampler(config.sample_interval), "sampler"),
-                             priority=LATE)
+        self.engine.schedule(0, self._sample_event, config.sample_interval, priority=LATE)
         self.plugins.call("simulation_started", simulation=self)
         step = max(1, duration // steps)
         t = 0
@@ -116,7 +117,8 @@ class Simulation:
         for vm in self.vms:
             self._vm_halted(vm)
         summary = self.summary()
-        self.plugins.call("simulation_finished", simulation=self, summary=summary)
+        # Observers get their own copy: whatever they do to it, the written results stay as run.
+        self.plugins.call("simulation_finished", simulation=self, summary=copy.deepcopy(summary))
         return summary
 
     def summary(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 __all__ = ["parse_size", "parse_duration", "format_size", "format_duration", "PAGE_SIZE"]
 
@@ -26,20 +27,27 @@ _NUMBER = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Zµ]*)\s*$"
 def _parse(text: str | int | float, units: dict[str, int], what: str, example: str) -> int:
     if isinstance(text, bool):
         raise ValueError(f"expected a {what} such as {example!r}, got a boolean")
-    if isinstance(text, int | float):
-        value, unit = float(text), ""
+    # Exact rational arithmetic: "4.1ms" is exactly 4,100,000 ns, and integers beyond 2**53
+    # must not be rounded through a float.
+    value: Fraction
+    if isinstance(text, int):
+        value, unit = Fraction(text), ""
+    elif isinstance(text, float):
+        if text != text or text in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a {what} such as {example!r}, got {text!r}")
+        value, unit = Fraction(repr(text)), ""
     else:
         m = _NUMBER.match(str(text))
         if not m:
             raise ValueError(f"expected a {what} such as {example!r}, got {text!r}")
-        value, unit = float(m.group(1)), m.group(2)
+        value, unit = Fraction(m.group(1)), m.group(2)
     key = unit if unit in units else unit.lower()
     if key not in units:
         raise ValueError(
             f"unknown unit {unit!r} in {text!r}; expected one of {', '.join(sorted(k for k in units if k))}"
         )
     result = value * units[key]
-    if result != int(result):
+    if result.denominator != 1:
         raise ValueError(f"{text!r} is not a whole number of {'bytes' if what == 'size' else 'ns'}")
     return int(result)
 

@@ -9,6 +9,7 @@ from .equivalence import EquivalenceMachine, ResourceControlMachine
 from .hypervisor import HypervisorMachine
 from .kit import KERNEL, conformance
 from .memory import FrameTableMachine
+from .mmu import MemoryMachine
 from .shares import ShareMachine
 from .workload import WorkloadMachine
 
@@ -53,3 +54,8 @@ def _equivalence(cls: Any, arch: str | None = None) -> type[EquivalenceMachine]:
 @conformance("mode", "resource control under hostile code and hypercalls", applies=lambda cls: not cls.baseline)
 def _resource_control(cls: Any, arch: str | None = None) -> type[ResourceControlMachine]:
     return ResourceControlMachine.for_component(cls, arch)
+
+
+@conformance("mode", "memory: coherence, isolation, frame conservation, equivalence")
+def _memory(cls: Any, arch: str | None = None) -> type[MemoryMachine]:
+    return MemoryMachine.for_component(cls, arch)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from ..components import WorkloadContext
-from ..ops import IO, Compute, Operation, Sleep, Syscall, Touch
+from ..ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 
 __all__ = ["WorkloadMachine"]
 
@@ -65,8 +65,13 @@ class WorkloadMachine(RuleBasedStateMachine):
             assert self.space <= self.pages or True
         elif isinstance(op, IO):
             assert op.nbytes > 0, op
+        elif isinstance(op, KernelCall):
+            assert op.count >= 1, op
+        elif isinstance(op, ForkWait):
+            assert 0 <= op.touch <= max(self.space, 1) * 2, f"{op!r} touches more pages than the process has"
         else:
-            assert isinstance(op, Syscall), op
+            # Operations validate their own fields when built (Fault checks its vector).
+            assert isinstance(op, Syscall | Fault), f"unknown operation {op!r}"
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -19,8 +19,16 @@ class FairScheduler(Scheduler):
     """Fair share per VM: the next vCPU comes from the runnable VM that has received the least
     CPU time so far; a VM's vCPUs take turns (round robin) within its share.
 
-    A VM that was idle rejoins at the least received time of the VMs already waiting (as
-    Linux CFS does with min_vruntime), so sleeping does not bank CPU for later bursts.
+    Received time is compared only among VMs that compete now, as the fluid (GPS) share it
+    approximates is memoryless:
+
+    * a VM that was idle, or is new, rejoins at the least received time of the active VMs (as
+      Linux CFS does with min_vruntime), so sleeping does not bank CPU for later bursts;
+    * time a VM used while no other VM waited for a CPU leaves it at most one slice per vCPU
+      ahead of the least-served active VM: a lead beyond that was earned on CPUs nobody else
+      could use (a 2-vCPU VM beside a 1-vCPU VM on three CPUs), and starving the VM later to
+      pay it back would break the share going forward.
+
     Work-conserving: a CPU never idles while a vCPU is queued.
     """
 
@@ -35,16 +43,44 @@ class FairScheduler(Scheduler):
         self.received: dict[int, int] = {}  # VM id -> CPU ns received
         self.queues: dict[int, deque[VCPU]] = {}  # VM id -> its queued vCPUs
         self.order: SortedList = SortedList()  # (received, VM id) of VMs with queued vCPUs
-        self.floor = 0  # least received time among waiting VMs, last seen
+        self.live: SortedList = SortedList()  # (received, VM id) of VMs with vCPUs queued or running
         self.active: dict[int, int] = {}  # VM id -> its vCPUs queued or running
+        self.vcpus: dict[int, int] = {}  # VM id -> its vCPU count
 
     def attach(self, vcpu: VCPU, vm_params: Params | None) -> None:
-        self.received.setdefault(vcpu.vm.id, 0)
-        self.queues.setdefault(vcpu.vm.id, deque())
-        self.active.setdefault(vcpu.vm.id, 0)
+        vm = vcpu.vm.id
+        self.received.setdefault(vm, 0)
+        self.queues.setdefault(vm, deque())
+        self.active.setdefault(vm, 0)
+        self.vcpus[vm] = len(vcpu.vm.vcpus)
 
     def detach(self, vcpu: VCPU) -> None:
         self.block(vcpu, 0)
+
+    def _set_received(self, vm: int, value: int) -> None:
+        old = self.received[vm]
+        if old == value:
+            return
+        if self.queues[vm]:
+            self.order.remove((old, vm))
+            self.order.add((value, vm))
+        if self.active[vm]:
+            self.live.remove((old, vm))
+            self.live.add((value, vm))
+        self.received[vm] = value
+
+    def _activate(self, vm: int) -> None:
+        if self.active[vm] == 0:
+            # Rejoin no further behind than the least-served VM competing now.
+            if self.live and self.received[vm] < self.live[0][0]:
+                self.received[vm] = self.live[0][0]
+            self.live.add((self.received[vm], vm))
+        self.active[vm] += 1
+
+    def _deactivate(self, vm: int) -> None:
+        self.active[vm] -= 1
+        if self.active[vm] == 0:
+            self.live.remove((self.received[vm], vm))
 
     def _enqueue(self, vcpu: VCPU) -> None:
         vm = vcpu.vm.id
@@ -54,13 +90,7 @@ class FairScheduler(Scheduler):
         queue.append(vcpu)
 
     def wake(self, vcpu: VCPU, now: int) -> Sequence[int]:
-        vm = vcpu.vm.id
-        if self.active[vm] == 0:
-            # The VM was wholly idle: it rejoins no further behind than the VMs waiting now.
-            if self.order:
-                self.floor = max(self.floor, self.order[0][0])
-            self.received[vm] = max(self.received[vm], self.floor)
-        self.active[vm] += 1
+        self._activate(vcpu.vm.id)
         self._enqueue(vcpu)
         return ()
 
@@ -69,15 +99,14 @@ class FairScheduler(Scheduler):
         queue = self.queues.get(vm)
         if queue and vcpu in queue:
             queue.remove(vcpu)
-            self.active[vm] -= 1
             if not queue:
                 self.order.remove((self.received[vm], vm))
+            self._deactivate(vm)
 
     def pick(self, cpu: int, now: int) -> tuple[VCPU | None, int]:
         if not self.order:
             return None, 0
         received, vm = self.order.pop(0)
-        self.floor = received
         queue = self.queues[vm]
         vcpu = queue.popleft()
         if queue:
@@ -86,16 +115,17 @@ class FairScheduler(Scheduler):
 
     def charge(self, vcpu: VCPU, ran_ns: int, now: int, runnable: bool) -> None:
         vm = vcpu.vm.id
-        queue = self.queues[vm]
-        if queue:
-            self.order.remove((self.received[vm], vm))
-        self.received[vm] += ran_ns
-        if queue:
-            self.order.add((self.received[vm], vm))
+        value = self.received[vm] + ran_ns
+        # Only time used while no other VM waited is uncontended, and only its lead is forgiven.
+        contended = any(other != vm for _, other in self.order.islice(0, 2))
+        least = None if contended else next((r for r, other in self.live if other != vm), None)
+        if least is not None:
+            value = min(value, max(self.received[vm], least + self.slice_ns * self.vcpus[vm]))
+        self._set_received(vm, value)
         if runnable:
             self._enqueue(vcpu)
         else:
-            self.active[vm] -= 1
+            self._deactivate(vm)
 
     def share_weight(self, vm_params: Params | None) -> float:
         return 1.0

@@ -47,7 +47,7 @@ class Lmbench(Workload):
         need = p.iterations if p.test == "page_fault" else (2 * p.fork_pages if p.test == "fork" else 0)
         if need > vm_memory_pages:
             return [("iterations" if p.test == "page_fault" else "fork_pages",
-                     f"the {p.test} test needs {need} pages; the VM has {vm_memory_pages}")]
+                     f"the {p.test} test needs {need} pages; one vCPU's share of the VM has {vm_memory_pages}")]
         return []
 
     def run(self) -> Generator[Operation, Any, None]:

@@ -1,0 +1,185 @@
+"""State machine for memory virtualization: coherence, isolation, frame conservation, and
+equivalence of guest-visible memory with bare metal.
+
+Hypothesis drives guest memory work in a VM under the mode being checked, and the same work in
+a bare-metal reference: page references (reads and writes), fork (children share pages
+copy-on-write), process exit, context switches, and the hypervisor taking guest frames back.
+After every step:
+
+* coherence: every shadow-page-table entry and every TLB entry of the VM is contained in
+  guest page table o P2M, and a reference right after any change reaches exactly the frame
+  guest page table o P2M names;
+* isolation: the VM's P2M names only frames it owns;
+* frame conservation: every frame in exactly one state, the counts adding up;
+* equivalence: every page each process can read holds the same content as on bare metal
+  (frames the hypervisor took back are excluded: reclaiming them without losing content is
+  the job of the reclamation services, checked where they are).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from ..engine import Engine
+from ..guest import GuestOS
+from ..guestmm import PTE_PRESENT
+from ..hardware import Machine
+from ..hypervisor import Hypervisor
+from ..mmu import TLB
+from ..units import PAGE_SIZE
+from ..vm import VM
+from .doubles import FifoScheduler, FixedPolicy, Native
+
+__all__ = ["MemoryMachine"]
+
+PAGES = 24  # guest-physical pages per VM
+SPACE = 12  # virtual pages per process
+
+
+class _Guest:
+    def __init__(self, mode_cls: Any, arch: str, vm_id: int, hv: Hypervisor) -> None:
+        self.vm = VM(vm_id, f"vm{vm_id}", 1, PAGES, swap_pages=PAGES)
+        self.vm.mode = mode_cls(mode_cls.Params(), self.vm, hv)
+        self.vm.guest = GuestOS(self.vm, hv)
+        hv.add_vm(self.vm)
+        self.guest = self.vm.guest
+        self.vcpu = self.vm.vcpus[0]
+        self.vcpu.process = self.guest.spawn(None, SPACE)
+        self.mode = self.vm.mode
+
+
+class MemoryMachine(RuleBasedStateMachine):
+    """Parametrize with :meth:`for_component` (and an architecture)."""
+
+    mode_cls: Any = None
+    arch = "x86"
+
+    @classmethod
+    def for_component(cls, mode_cls: Any, arch: str | None = None) -> type[MemoryMachine]:
+        arch = arch or mode_cls.architectures[0]
+        return type(f"{cls.__name__}[{mode_cls.name}@{arch}]", (cls,), {"mode_cls": mode_cls, "arch": arch})
+
+    @initialize(tagged=st.booleans())
+    def boot(self, tagged: bool) -> None:
+        def hypervisor() -> Hypervisor:
+            hv = Hypervisor(Engine(seed=0), Machine(1, 4 * PAGES * PAGE_SIZE), FifoScheduler(None, 1),
+                            FixedPolicy(None), arch=self.arch, tlb_entries=8, tlb_tagged=tagged)
+            hv._offline_tlb = TLB(8, tagged)
+            return hv
+
+        self.hv = hypervisor()
+        self.sut = _Guest(self.mode_cls, self.arch, 0, self.hv)
+        self.ref = _Guest(Native, self.arch, 0, hypervisor())
+        self.lost: set[tuple[int, int]] = set()  # (pid, vpn) whose frame the hypervisor took
+
+    def _both(self) -> tuple[_Guest, _Guest]:
+        return self.sut, self.ref
+
+    def _proc(self, g: _Guest, index: int) -> Any:
+        return g.guest.processes[index % len(g.guest.processes)]
+
+    @rule(index=st.integers(0, 3), vpns=st.lists(st.integers(0, SPACE - 1), min_size=1, max_size=6),
+          write=st.booleans())
+    def touch(self, index: int, vpns: list[int], write: bool) -> None:
+        pages = np.array(vpns, dtype=np.int64)
+        for g in self._both():
+            proc = self._proc(g, index)
+            if g.vcpu.process is not proc:
+                g.guest.switch_to(g.vcpu, proc)
+            g.guest.touch(g.vcpu, proc, pages, write)
+        proc = self._proc(self.sut, index)
+        # The next reference sees the current mapping, whatever was cached before.
+        _, mpns = self.sut.mode.translate(self.sut.vcpu, proc, pages, False)
+        expected = self.sut.vm.p2m[proc.page_table[pages]]
+        assert np.array_equal(mpns, expected), f"a reference reached {mpns.tolist()}, mapping says {expected.tolist()}"
+
+    @precondition(lambda self: len(self.sut.guest.processes) < 4)
+    @rule(index=st.integers(0, 3))
+    def fork(self, index: int) -> None:
+        parent = self._proc(self.sut, index).pid
+        before = {p.pid for p in self.sut.guest.processes}
+        for g in self._both():
+            g.guest.fork(g.vcpu, self._proc(g, index))
+        # A child shares its parent's pages, so it shares the parent's lost contents too.
+        for child in (p.pid for p in self.sut.guest.processes if p.pid not in before):
+            self.lost.update((child, vpn) for pid, vpn in list(self.lost) if pid == parent)
+
+    @precondition(lambda self: len(self.sut.guest.processes) > 1)
+    @rule(index=st.integers(1, 3))
+    def exit(self, index: int) -> None:
+        for g in self._both():
+            procs = g.guest.processes
+            proc = procs[1 + (index - 1) % (len(procs) - 1)]
+            if g.vcpu.process is proc:
+                g.guest.switch_to(g.vcpu, procs[0])
+            g.guest.exit(g.vcpu, proc)
+        self.lost = {(pid, vpn) for pid, vpn in self.lost if any(p.pid == pid for p in self.sut.guest.processes)}
+
+    @rule(touch=st.integers(0, 4))
+    def fork_wait(self, touch: int) -> None:
+        for g in self._both():
+            assert g.vcpu.process is not None
+            g.guest.fork_wait(g.vcpu, g.vcpu.process, touch)
+
+    @rule(ppns=st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=4, unique=True))
+    def hypervisor_takes_frames(self, ppns: list[int]) -> None:
+        vm = self.sut.vm
+        chosen = np.array(ppns, dtype=np.int64)
+        for proc in self.sut.guest.processes:
+            present = proc.mapped()
+            hit = present[np.isin(proc.page_table[present], chosen)]
+            self.lost.update((proc.pid, int(v)) for v in hit)
+        self.hv.release_pages(vm, chosen)
+
+    @invariant()
+    def coherence(self) -> None:
+        if not hasattr(self, "sut"):
+            return
+        vm, mode = self.sut.vm, self.sut.mode
+        procs = {p.pid: p for p in self.sut.guest.processes}
+        shadows = mode.__dict__.get("_shadows")
+        if shadows is not None:
+            for pid, shadow in shadows.tables.items():
+                assert pid in procs, f"a shadow table outlived process {pid}"
+                valid = np.flatnonzero(shadow >= 0)
+                ppns = procs[pid].page_table[valid]
+                assert np.all(ppns >= 0), f"shadow maps VPNs {valid[ppns < 0].tolist()} the guest does not"
+                assert np.array_equal(shadow[valid], vm.p2m[ppns]), "a shadow entry disagrees with guest PT o P2M"
+        for tlb in (*self.hv.tlbs, self.hv._offline_tlb):
+            keys, mpns = tlb.valid()
+            tags, vpns = TLB.split(keys)
+            for tag, vpn, mpn in zip(tags.tolist(), vpns.tolist(), mpns.tolist()):
+                current = self.sut.vcpu.process
+                assert current is not None
+                pid = tag & 0xFFF if tlb.tagged else current.pid
+                proc = procs.get(pid)
+                assert proc is not None, f"a TLB entry of a dead process {pid}"
+                ppn = int(proc.page_table[vpn])
+                assert ppn >= 0 and int(vm.p2m[ppn]) == mpn, f"stale TLB entry VPN {vpn} -> MPN {mpn}"
+
+    @invariant()
+    def isolation_and_conservation(self) -> None:
+        if not hasattr(self, "sut"):
+            return
+        memory = self.hv.machine.memory
+        memory.check()
+        p2m = self.sut.vm.p2m
+        assert np.all(memory.owner[p2m[p2m >= 0]] == self.sut.vm.id), "the VM maps a frame it does not own"
+
+    @invariant()
+    def memory_equivalence(self) -> None:
+        if not hasattr(self, "sut"):
+            return
+        for mine, theirs in zip(self.sut.guest.processes, self.ref.guest.processes):
+            a, b = self.sut.guest.visible_memory(mine), self.ref.guest.visible_memory(theirs)
+            for vpn in set(a) | set(b):
+                if (mine.pid, vpn) in self.lost:
+                    continue
+                assert a.get(vpn) == b.get(vpn), f"process {mine.pid} VPN {vpn}: content differs from bare metal"
+            flags_a = mine.pte_flags & PTE_PRESENT
+            flags_b = theirs.pte_flags & PTE_PRESENT
+            assert np.array_equal(flags_a, flags_b), "present pages differ from bare metal"
