@@ -52,6 +52,7 @@ class GuestOS:
         self.hypervisor = hypervisor
         self.costs = hypervisor.machine.costs
         self.memory = GuestMemory(vm.memory_pages, vm.swap_pages)
+        self._pinned: np.ndarray | None = None  # PPNs the reference being served needs
         self.processes: list[GuestProcess] = []
         self._next_pid = 1
         mode = vm.mode
@@ -177,12 +178,24 @@ class GuestOS:
         assert mode is not None
         cycles = io_ns = 0
         flags = proc.pte_flags[vpns]
+        # Pages this reference needs stay resident while its faults make room (no page of the
+        # batch is swapped out to bring another in).
+        present = table[vpns]
+        self._pinned = present[present >= 0]
         if not (flags & PTE_PRESENT).all():
-            c, io_ns = self._fault_in(vcpu, proc, np.unique(vpns[(flags & PTE_PRESENT) == 0]))
+            try:
+                c, io_ns = self._fault_in(vcpu, proc, np.unique(vpns[(flags & PTE_PRESENT) == 0]))
+            finally:
+                self._pinned = None
             cycles += c
             flags = proc.pte_flags[vpns]
         if write and (flags & PTE_COW).any():
-            cycles += self._copy_on_write(vcpu, proc, np.unique(vpns[(flags & PTE_COW) != 0]))
+            self._pinned = table[vpns]
+            try:
+                cycles += self._copy_on_write(vcpu, proc, np.unique(vpns[(flags & PTE_COW) != 0]))
+            finally:
+                self._pinned = None
+        self._pinned = None
         ppns = table[vpns]
         unbacked = self.vm.p2m[ppns] < 0
         if unbacked.any():
@@ -226,6 +239,7 @@ class GuestOS:
             assert proc.swap_slot is not None
             slots = proc.swap_slot[vpns[swapped]]
             content[self.vm.p2m[ppns[swapped]]] = mem.swap_content[slots]
+            proc.swap_slot[vpns[swapped]] = -1
             mem.free_slots(slots)
             k = int(swapped.sum())
             self.vm.counters["swap_ins"] += k
@@ -243,7 +257,7 @@ class GuestOS:
 
     def _swap_out(self, vcpu: VCPU, count: int) -> tuple[int, int]:
         mem = self.memory
-        victims = mem.victims(count)
+        victims = mem.victims(count, self._pinned)
         slots = mem.swap_slots(count) if victims.size == count else None
         if slots is None:
             raise GuestOutOfMemory(
@@ -291,6 +305,7 @@ class GuestOS:
             content = self.hypervisor.machine.memory.content
             content[self.vm.p2m[new]] = content[self.vm.p2m[old[shared]]]
             np.subtract.at(mem.refs, old[shared], 1)
+            self._rehome(old[shared], copy_vpns, proc)
             mem.refs[new] = 1
             mem.rmap_pid[new] = proc.pid
             mem.rmap_vpn[new] = copy_vpns
@@ -317,6 +332,12 @@ class GuestOS:
         parent.pte_flags[shared] = (parent.pte_flags[shared] & ~np.uint8(PTE_WRITABLE)) | PTE_COW
         child.pte_flags[present] = parent.pte_flags[present]
         np.add.at(self.memory.refs, parent.page_table[present].astype(np.int64), 1)
+        if parent.swap_slot is not None:
+            # Swapped-out pages are shared too: the child points at the same swap slots.
+            out = np.flatnonzero(parent.swap_slot >= 0)
+            child.swap_slot = parent.swap_slot.copy()
+            child.pte_flags[out] = parent.pte_flags[out]
+            self.memory.share_slots(parent.swap_slot[out])
         # Writing the child's table and write-protecting the parent's: page-table writes.
         cycles += mode.pt_write(vcpu, child, present) + mode.pt_write(vcpu, parent, shared)
         return child, cycles
@@ -331,6 +352,7 @@ class GuestOS:
         mem = self.memory
         np.subtract.at(mem.refs, ppns, 1)
         freed = np.unique(ppns[mem.refs[ppns] == 0])
+        self._rehome(ppns, present, proc)
         proc.page_table[present] = -1
         proc.pte_flags[present] = 0
         cycles += mode.pt_write(vcpu, proc, present)
@@ -340,6 +362,19 @@ class GuestOS:
         mode.address_space_gone(proc)
         self.processes.remove(proc)
         return cycles
+
+    def _rehome(self, ppns: np.ndarray, vpns: np.ndarray, leaving: GuestProcess) -> None:
+        """Pages ``leaving`` stopped mapping that now have one mapper left: point their reverse
+        map at that process (a page shared since fork sits at the same VPN in every sharer), so
+        the swapper finds the right page-table entry."""
+        sole = self.memory.refs[ppns] == 1
+        if not sole.any():
+            return
+        ppns, vpns = ppns[sole], vpns[sole]
+        for other in self.processes:
+            if other is not leaving:
+                hit = other.page_table[vpns] == ppns
+                self.memory.rmap_pid[ppns[hit]] = other.pid
 
     def switch_to(self, vcpu: VCPU, proc: GuestProcess) -> int:
         """Context switch to ``proc`` on this vCPU: the kernel's switch path (a page-table

@@ -74,6 +74,8 @@ class GuestMemory:
         self.swap_pages = swap_pages
         self.swap_content = np.zeros(swap_pages, dtype=np.uint64)
         self._swap_free = list(range(swap_pages - 1, -1, -1))
+        #: Processes whose page table points at each swap slot (a fork shares swapped pages).
+        self.slot_refs = np.zeros(swap_pages, dtype=np.int32)
         self._clock = 0
 
     @property
@@ -93,9 +95,13 @@ class GuestMemory:
         self._free[top : top + ppns.size] = ppns[::-1]
         self._free_top = top + int(ppns.size)
 
-    def victims(self, count: int) -> np.ndarray:
-        """Up to ``count`` private, mapped PPNs to swap out, chosen by a clock hand."""
-        candidates = np.flatnonzero(self.refs == 1)
+    def victims(self, count: int, pinned: np.ndarray | None = None) -> np.ndarray:
+        """Up to ``count`` private, mapped PPNs to swap out, chosen by a clock hand; never one
+        of ``pinned`` (the pages the faulting reference itself needs)."""
+        eligible = self.refs == 1
+        if pinned is not None and pinned.size:
+            eligible[pinned] = False
+        candidates = np.flatnonzero(eligible)
         if candidates.size == 0:
             return candidates
         start = np.searchsorted(candidates, self._clock)
@@ -106,7 +112,15 @@ class GuestMemory:
     def swap_slots(self, count: int) -> list[int] | None:
         if count > len(self._swap_free):
             return None
-        return [self._swap_free.pop() for _ in range(count)]
+        slots = [self._swap_free.pop() for _ in range(count)]
+        self.slot_refs[slots] = 1
+        return slots
+
+    def share_slots(self, slots: np.ndarray) -> None:
+        """A forked child maps these swapped pages too."""
+        np.add.at(self.slot_refs, slots, 1)
 
     def free_slots(self, slots: np.ndarray) -> None:
-        self._swap_free.extend(int(s) for s in slots[::-1])
+        """One process no longer points at ``slots``; a slot no one points at is free again."""
+        np.subtract.at(self.slot_refs, slots, 1)
+        self._swap_free.extend(int(s) for s in slots[::-1] if self.slot_refs[s] == 0)

@@ -13,6 +13,8 @@ the code is unchanged. :func:`port_share` reports how much of the kernel changed
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 from .cpu import EOI_PORT
@@ -116,7 +118,11 @@ class GuestKernel:
 
     @classmethod
     def build(cls) -> GuestKernel:
-        """The unmodified kernel."""
+        """The unmodified kernel (immutable, so every guest shares one build)."""
+        return _build(cls)
+
+    @classmethod
+    def _assemble(cls) -> GuestKernel:
         return cls(
             boot=Block("boot", (
                 (Op.MOVI, 1, 0x1000), (Op.LGDT, 1, 0), (Op.MOVI, 1, 0x2000), (Op.LIDT, 1, 0),
@@ -154,8 +160,20 @@ class GuestKernel:
 
     def ported(self) -> GuestKernel:
         """The para-virtual port of this kernel."""
-        return GuestKernel(**{name: paravirtualize(block) for name, block in self.routines().items()},
-                           paravirtual=True)
+        return _ported(self)
+
+
+@functools.cache
+def _build(cls: type[GuestKernel]) -> GuestKernel:
+    # Assembling the kernel's blocks is most of a guest's boot time in the conformance kit;
+    # the result is a frozen value, so it is built once per process.
+    return cls._assemble()
+
+
+@functools.cache
+def _ported(kernel: GuestKernel) -> GuestKernel:
+    return GuestKernel(**{name: paravirtualize(block) for name, block in kernel.routines().items()},
+                       paravirtual=True)
 
 
 #: How the port rewrites each sensitive instruction: (hypercall number, argument builder).
