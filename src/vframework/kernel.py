@@ -14,7 +14,6 @@ the code is unchanged. :func:`port_share` reports how much of the kernel changed
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 from .cpu import EOI_PORT

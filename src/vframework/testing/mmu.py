@@ -26,7 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ..engine import Engine
 from ..guest import GuestOS
-from ..guestmm import PTE_PRESENT
+from ..guestmm import PTE_PRESENT, GuestOutOfMemory
 from ..hardware import Machine
 from ..hypervisor import Hypervisor
 from ..mmu import TLB
@@ -57,6 +57,7 @@ class MemoryMachine(RuleBasedStateMachine):
 
     mode_cls: Any = None
     arch = "x86"
+    exhausted = False  # both guests ran out of memory alike: nothing more to compare
 
     @classmethod
     def for_component(cls, mode_cls: Any, arch: str | None = None) -> type[MemoryMachine]:
@@ -74,30 +75,51 @@ class MemoryMachine(RuleBasedStateMachine):
         self.hv = hypervisor()
         self.sut = _Guest(self.mode_cls, self.arch, 0, self.hv)
         self.ref = _Guest(Native, self.arch, 0, hypervisor())
+        self.exhausted = False
         self.lost: set[tuple[int, int]] = set()  # (pid, vpn) whose frame the hypervisor took
 
     def _both(self) -> tuple[_Guest, _Guest]:
         return self.sut, self.ref
 
+    def _same_outcome(self, step: Any) -> bool:
+        """Run ``step(guest)`` on both guests. The guest model swaps only private pages, so a
+        workload of mostly shared (copy-on-write) pages can run a small VM out of memory: then
+        both must fail alike, and the run ends there."""
+        failed = []
+        for g in self._both():
+            try:
+                step(g)
+                failed.append(False)
+            except GuestOutOfMemory:
+                failed.append(True)
+        assert failed[0] == failed[1], f"out of guest memory under {self.mode_cls.name} only on one side: {failed}"
+        self.exhausted = failed[0]
+        return not failed[0]
+
     def _proc(self, g: _Guest, index: int) -> Any:
         return g.guest.processes[index % len(g.guest.processes)]
 
+    @precondition(lambda self: not self.exhausted)
     @rule(index=st.integers(0, 3), vpns=st.lists(st.integers(0, SPACE - 1), min_size=1, max_size=6),
           write=st.booleans())
     def touch(self, index: int, vpns: list[int], write: bool) -> None:
         pages = np.array(vpns, dtype=np.int64)
-        for g in self._both():
+
+        def step(g: _Guest) -> None:
             proc = self._proc(g, index)
             if g.vcpu.process is not proc:
                 g.guest.switch_to(g.vcpu, proc)
             g.guest.touch(g.vcpu, proc, pages, write)
+
+        if not self._same_outcome(step):
+            return
         proc = self._proc(self.sut, index)
         # The next reference sees the current mapping, whatever was cached before.
         _, mpns = self.sut.mode.translate(self.sut.vcpu, proc, pages, False)
         expected = self.sut.vm.p2m[proc.page_table[pages]]
         assert np.array_equal(mpns, expected), f"a reference reached {mpns.tolist()}, mapping says {expected.tolist()}"
 
-    @precondition(lambda self: len(self.sut.guest.processes) < 4)
+    @precondition(lambda self: not self.exhausted and len(self.sut.guest.processes) < 4)
     @rule(index=st.integers(0, 3))
     def fork(self, index: int) -> None:
         parent = self._proc(self.sut, index).pid
@@ -108,7 +130,7 @@ class MemoryMachine(RuleBasedStateMachine):
         for child in (p.pid for p in self.sut.guest.processes if p.pid not in before):
             self.lost.update((child, vpn) for pid, vpn in list(self.lost) if pid == parent)
 
-    @precondition(lambda self: len(self.sut.guest.processes) > 1)
+    @precondition(lambda self: not self.exhausted and len(self.sut.guest.processes) > 1)
     @rule(index=st.integers(1, 3))
     def exit(self, index: int) -> None:
         for g in self._both():
@@ -119,12 +141,16 @@ class MemoryMachine(RuleBasedStateMachine):
             g.guest.exit(g.vcpu, proc)
         self.lost = {(pid, vpn) for pid, vpn in self.lost if any(p.pid == pid for p in self.sut.guest.processes)}
 
+    @precondition(lambda self: not self.exhausted)
     @rule(touch=st.integers(0, 4))
     def fork_wait(self, touch: int) -> None:
-        for g in self._both():
+        def step(g: _Guest) -> None:
             assert g.vcpu.process is not None
             g.guest.fork_wait(g.vcpu, g.vcpu.process, touch)
 
+        self._same_outcome(step)
+
+    @precondition(lambda self: not self.exhausted)
     @rule(ppns=st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=4, unique=True))
     def hypervisor_takes_frames(self, ppns: list[int]) -> None:
         vm = self.sut.vm
