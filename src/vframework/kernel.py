@@ -118,7 +118,7 @@ class GuestKernel:
     @classmethod
     def build(cls) -> GuestKernel:
         """The unmodified kernel (immutable, so every guest shares one build)."""
-        return _build(cls)
+        return _build(cls)  # type: ignore[arg-type]
 
     @classmethod
     def _assemble(cls) -> GuestKernel:

@@ -8,7 +8,6 @@ read from the counters at the end. Nothing here knows a concrete plugin.
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable
 from typing import Any
 
