@@ -1,0 +1,63 @@
+"""Helpers shared by the benchmark modules (not a benchmark itself: no ``bench_`` prefix).
+
+A benchmark module ``bench_<name>.py`` exposes ``run(quick=False, size=None, repeat=None)``
+returning rows made by :func:`row`, and ``SMOKE_SIZE``, a ``size`` small enough for a smoke test
+to run it in well under a second. Every row compares a measurement with a baseline measured in
+the same run, on the same machine, in the same process: the ratio is the result, never the
+absolute figure.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["REQUIRED_KEYS", "row", "timed", "best_of_interleaved"]
+
+#: The keys every row has.
+REQUIRED_KEYS = ("benchmark", "variant", "value", "unit", "baseline", "baseline_name", "ratio")
+
+
+def row(benchmark: str, variant: str, value: float, unit: str, baseline: float, baseline_name: str,
+        **extra: Any) -> dict[str, Any]:
+    """One result: ``value`` and ``baseline`` in the same ``unit`` (higher is better);
+    ``ratio = value / baseline``."""
+    return {
+        "benchmark": benchmark,
+        "variant": variant,
+        "value": float(value),
+        "unit": unit,
+        "baseline": float(baseline),
+        "baseline_name": baseline_name,
+        "ratio": float(value) / float(baseline),
+        **extra,
+    }
+
+
+def timed(setup: Callable[[], Callable[[], Any]]) -> float:
+    """Wall seconds of one call of the callable that ``setup()`` returns (setup is not timed).
+
+    A full collection runs first so no measurement pays for another's garbage; the collector stays
+    enabled during the measurement, as it is in a real run.
+    """
+    body = setup()
+    gc.collect()
+    start = time.perf_counter()
+    body()
+    return time.perf_counter() - start
+
+
+def best_of_interleaved(setups: dict[str, Callable[[], Callable[[], Any]]], repeat: int) -> dict[str, float]:
+    """The best (least) wall time of each named measurement over ``repeat`` rounds.
+
+    The rounds are interleaved (A, B, C, A, B, C, ...) so a slow spell of the machine penalizes
+    every contender alike instead of one of them.
+    """
+    best = {name: float("inf") for name in setups}
+    for _ in range(max(1, repeat)):
+        for name, setup in setups.items():
+            best[name] = min(best[name], timed(setup))
+    return best
+
