@@ -310,12 +310,6 @@ def test_uncaught_interrupt_propagates() -> None:
         engine.run()
 
 
-@pytest.mark.xfail(
-    reason="BUG: Process.interrupt() cancels only a pending timer event; a process waiting on a Signal "
-    "stays in the signal's waiter list, so when the signal fires later the process is resumed a second "
-    "time in the middle of whatever it waits for next (here a 100 ns sleep ends 90 ns early)",
-    strict=True,
-)
 def test_interrupt_abandons_a_signal_wait() -> None:
     engine, log = Engine(), []
     signal = engine.signal()
@@ -337,11 +331,6 @@ def test_interrupt_abandons_a_signal_wait() -> None:
     assert log == [("interrupted", 5), ("slept", 105)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: Process.interrupt() does not remove the process from the finished-signal waiters of a "
-    "process it was waiting for, so that process finishing later resumes it again, out of turn",
-    strict=True,
-)
 def test_interrupt_abandons_a_process_wait() -> None:
     engine, log = Engine(), []
 
@@ -406,12 +395,6 @@ def test_negative_seed_is_refused() -> None:
         Engine(-1)
 
 
-@pytest.mark.xfail(
-    reason="BUG: Engine.rng() derives a stream from (crc32(name), len(name)) only, so distinct names of "
-    "the same length with colliding CRC32 share one stream: VMs called 'uablaijhsa' and 'pfcxpytzcn' get "
-    "identical workload random numbers (the name itself should be hashed, e.g. all its bytes as spawn key)",
-    strict=True,
-)
 def test_names_with_colliding_crc32_give_different_streams() -> None:
     a, b = "workload:uablaijhsa:0", "workload:pfcxpytzcn:0"
     assert a != b and len(a) == len(b) and zlib.crc32(a.encode()) == zlib.crc32(b.encode())

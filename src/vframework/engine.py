@@ -20,7 +20,6 @@ Design (after SimPy, made smaller and faster):
 from __future__ import annotations
 
 import heapq
-import zlib
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -69,6 +68,7 @@ class Signal:
         self.fired, self.value = True, value
         waiters, self._waiters = self._waiters, []
         for proc in waiters:
+            proc._waiting_on = None
             proc._pending = self.engine.schedule(0, proc._resume, value)
 
 
@@ -78,7 +78,7 @@ ProcessGenerator = Generator[Any, Any, Any]
 class Process:
     """A generator driven by the engine. Create with :meth:`Engine.process`."""
 
-    __slots__ = ("engine", "gen", "name", "_pending", "done", "value", "_finished")
+    __slots__ = ("engine", "gen", "name", "_pending", "done", "value", "_finished", "_waiting_on")
 
     def __init__(self, engine: Engine, gen: ProcessGenerator, name: str) -> None:
         self.engine = engine
@@ -88,6 +88,8 @@ class Process:
         self.done = False
         self.value: Any = None
         self._finished: Signal | None = None
+        #: The signal (or another process's finished signal) this process waits on, if any.
+        self._waiting_on: Signal | None = None
 
     def _resume(self, value: Any = None, throw: BaseException | None = None) -> None:
         self._pending = None
@@ -110,6 +112,7 @@ class Process:
                 self._pending = self.engine.schedule(0, self._resume, target.value)
             else:
                 target._waiters.append(self)
+                self._waiting_on = target
         elif isinstance(target, Process):
             if target.done:
                 self._pending = self.engine.schedule(0, self._resume, target.value)
@@ -117,6 +120,7 @@ class Process:
                 if target._finished is None:
                     target._finished = Signal(self.engine)
                 target._finished._waiters.append(self)
+                self._waiting_on = target._finished
         else:
             raise TypeError(
                 f"process {self.name!r} yielded {target!r}; expected an int delay in ns, "
@@ -138,6 +142,10 @@ class Process:
             return
         if self._pending is not None:
             self.engine.cancel(self._pending)
+        if self._waiting_on is not None:
+            # Abandon the wait for good: the signal firing later must not resume us again.
+            self._waiting_on._waiters.remove(self)
+            self._waiting_on = None
         self._pending = self.engine.schedule(0, self._throw, Interrupt(cause), URGENT)
 
     def _throw(self, exc: BaseException) -> None:
@@ -249,7 +257,7 @@ class Engine:
         """The random stream called ``name``: the same seed and name always give the same stream."""
         stream = self._streams.get(name)
         if stream is None:
-            key = zlib.crc32(name.encode("utf-8"))
-            seq = np.random.SeedSequence(entropy=self.seed, spawn_key=(key, len(name)))
+            # The whole name is the key (a hash of it could collide: two VMs sharing a stream).
+            seq = np.random.SeedSequence(entropy=self.seed, spawn_key=tuple(name.encode("utf-8")))
             stream = self._streams[name] = np.random.Generator(np.random.PCG64(seq))
         return stream
