@@ -4,8 +4,10 @@ Hypothesis adds and removes always-runnable VMs (1-2 vCPUs, drawn shares), chang
 (where the scheduler supports it) and advances time. Alongside, the machine keeps the fluid
 reference (generalized processor sharing): over each step, the CPU time the VMs actually
 received is divided among the live VMs in proportion to their weights, no VM getting more
-than its vCPUs can use (water-filling). Every VM's received time must stay within the
-scheduler's declared :meth:`~vframework.Scheduler.share_error_bound_ns` of its entitlement.
+than its vCPUs can use (water-filling); when a VM leaves, its error (received - entitled) is
+shared among the others by weight, so the live VMs' errors always sum to zero. Every VM's
+received time must stay within the scheduler's declared
+:meth:`~vframework.Scheduler.share_error_bound_ns` of its entitlement.
 """
 
 from __future__ import annotations
@@ -100,8 +102,17 @@ class ShareMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def remove_vm(self, data: st.DataObject) -> None:
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)))
-        self.hv.remove_vm(self.hv.vms[vm_id])
-        del self.weight[vm_id], self.entitled[vm_id]
+        vm = self.hv.vms[vm_id]
+        self.hv.remove_vm(vm)
+        # The reference divides exactly the time received among the live VMs, so the live VMs'
+        # errors sum to minus those of the VMs gone: a sum no scheduler controls, which would
+        # random-walk with departures past any fixed bound. As the fluid schedule does when a
+        # VM leaves with a lag (GPS / EEVDF), its error is shared among the others by weight.
+        error = vm.counters["cpu_run_ns"] - self.entitled.pop(vm_id)
+        del self.weight[vm_id]
+        total = sum(self.weight.values())
+        for i, weight in self.weight.items():
+            self.entitled[i] -= error * weight / total
 
     @precondition(lambda self: bool(self.hv.vms) and self.scheduler_cls.share_param is not None)
     @rule(data=st.data(), share=st.sampled_from([1, 2, 3, 5, 8]))

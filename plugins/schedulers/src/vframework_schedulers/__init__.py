@@ -1,12 +1,15 @@
-"""Standard CPU schedulers for vframework."""
+"""Standard CPU schedulers for vframework: ``fair``, ``proportional`` (ESX-style shares, stride
+scheduling) and ``credit`` (Xen's credit scheduler)."""
 
 from vframework import hookimpl
 
+from .credit import CreditScheduler
 from .fair import FairScheduler
+from .proportional import ProportionalScheduler
 
-__all__ = ["FairScheduler"]
+__all__ = ["FairScheduler", "ProportionalScheduler", "CreditScheduler"]
 
 
 @hookimpl
 def register_schedulers() -> list[type]:
-    return [FairScheduler]
+    return [FairScheduler, ProportionalScheduler, CreditScheduler]
