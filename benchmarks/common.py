@@ -17,13 +17,15 @@ from typing import Any
 __all__ = ["REQUIRED_KEYS", "row", "timed", "best_of_interleaved"]
 
 #: The keys every row has.
-REQUIRED_KEYS = ("benchmark", "variant", "value", "unit", "baseline", "baseline_name", "ratio")
+REQUIRED_KEYS = ("benchmark", "variant", "value", "unit", "baseline", "baseline_name", "ratio", "better")
 
 
 def row(benchmark: str, variant: str, value: float, unit: str, baseline: float, baseline_name: str,
-        **extra: Any) -> dict[str, Any]:
-    """One result: ``value`` and ``baseline`` in the same ``unit`` (higher is better);
-    ``ratio = value / baseline``."""
+        lower_is_better: bool = False, **extra: Any) -> dict[str, Any]:
+    """One result: ``value`` and ``baseline`` in the same ``unit``. The ratio reads "times
+    better than the baseline": ``value / baseline`` when higher is better (rates, the usual
+    case), ``baseline / value`` when lower is better (memory per page); ``better`` says which."""
+    ratio = float(baseline) / float(value) if lower_is_better else float(value) / float(baseline)
     return {
         "benchmark": benchmark,
         "variant": variant,
@@ -31,7 +33,8 @@ def row(benchmark: str, variant: str, value: float, unit: str, baseline: float, 
         "unit": unit,
         "baseline": float(baseline),
         "baseline_name": baseline_name,
-        "ratio": float(value) / float(baseline),
+        "ratio": ratio,
+        "better": "lower" if lower_is_better else "higher",
         **extra,
     }
 

@@ -75,7 +75,8 @@ def _print_table(rows: list[dict[str, Any]], env: dict[str, Any], title: str) ->
 
     table = Table(title=title, caption=(
         f"python {env['python']}, numpy {env['packages']['numpy']}, simpy {env['packages']['simpy']}, "
-        f"{env['cpus']} CPUs; ratio = value / baseline, higher is better"
+        f"{env['cpus']} CPUs; ratio = times better than the baseline (value / baseline; "
+        f"baseline / value where lower is better)"
     ))
     table.add_column("benchmark")
     table.add_column("variant")

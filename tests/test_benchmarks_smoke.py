@@ -43,7 +43,8 @@ def test_benchmark_returns_well_formed_rows(name: str) -> None:
         assert r["benchmark"] and r["variant"] and r["unit"] and r["baseline_name"], r
         for key in ("value", "baseline", "ratio"):
             assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (key, r)
-        assert math.isclose(r["ratio"], r["value"] / r["baseline"]), r
+        expected = r["baseline"] / r["value"] if r["better"] == "lower" else r["value"] / r["baseline"]
+        assert r["better"] in ("lower", "higher") and math.isclose(r["ratio"], expected), r
 
 
 def test_harness_writes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

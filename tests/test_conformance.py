@@ -149,8 +149,10 @@ def test_kit_catches_a_scheduler_that_breaks_work_conservation() -> None:
     assert examples > 0
     assert "idle while" in report and "RUNNABLE" in report
     assert "Falsifying example" in report or "Failing test case" in report  # wording of Hypothesis < / >= 6.14x
-    # Minimal: one VM with one vCPU, one stretch of time.
-    assert [s.split("(")[0] for s in steps(report)] == ["state.add_vm", "state.run_for"], report
+    # Small: one VM with one vCPU, then time (Hypothesis's shrinker occasionally stops at two
+    # stretches of time instead of one, so the count of run_for steps is not pinned).
+    names = [s.split("(")[0] for s in steps(report)]
+    assert names[0] == "state.add_vm" and set(names[1:]) == {"state.run_for"} and len(names) <= 3, report
     assert "vcpus=1" in report
 
 

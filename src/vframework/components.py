@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .mmu import ShadowTables, asid, walk_references
 from .ops import Operation
 
 if TYPE_CHECKING:
@@ -232,27 +233,28 @@ class Mode(Component):
     #: "nested" (EPT / NPT two-dimensional walks).
     paging: ClassVar[str] = "native"
 
-    def translate(self, vcpu: VCPU, proc: Any, vpns: np.ndarray, write: bool) -> tuple[int, np.ndarray]:
+    def translate(
+        self, vcpu: VCPU, proc: Any, vpns: np.ndarray, write: bool, walked: np.ndarray | None = None
+    ) -> tuple[int, np.ndarray]:
         """Memory references to ``vpns`` of guest process ``proc`` (all mapped by the guest and
         backed by the hypervisor). Returns ``(cycles, mpns)``: the TLB / page-walk cost and the
-        machine frame each reference reached (through the TLB: a stale entry would show)."""
-        from .mmu import asid, walk_references
-
+        machine frame each reference reached (through the TLB: a stale entry would show).
+        ``walked``, if given, is ``p2m[page_table[vpns]]`` already looked up by the caller (a
+        fresh array: it is reused for the result)."""
         costs = self.costs
         counters = self.vm.counters
-        ppns = proc.page_table[vpns]
-        cycles = int(vpns.size) * costs.memory_access
+        n = int(vpns.size)
+        cycles = n * costs.memory_access
         if self.paging == "shadow":
-            fill, faults = self._shadow_walk(proc, vpns, ppns)
+            fill, faults = self._shadow_walk(proc, vpns)
             if faults:
                 counters["shadow_faults"] += faults
                 cycles += faults * (costs.trap + costs.emulate)
         else:
-            fill = self.vm.p2m[ppns]
+            fill = self.vm.p2m[proc.page_table[vpns]] if walked is None else walked
         tlb = self.hypervisor.tlb_for(vcpu)
-        hit, mpns = tlb.access(tlb.key(asid(self.vm.id, proc.pid), vpns), fill)
-        hits = int(np.count_nonzero(hit))
-        misses = int(vpns.size) - hits
+        hits, mpns = tlb.access(tlb.key(asid(self.vm.id, proc.pid), vpns), fill)
+        misses = n - hits
         refs = misses * walk_references(self.hypervisor.page_levels, self.paging == "nested")
         if self.paging == "shadow" and write:
             # Dirty bits: shadows map clean pages read-only, so a page's first write traps and
@@ -266,7 +268,7 @@ class Mode(Component):
         counters["page_walk_refs"] += refs
         return cycles + refs * costs.page_walk_level, mpns
 
-    def _shadow_walk(self, proc: Any, vpns: np.ndarray, ppns: np.ndarray) -> tuple[np.ndarray, int]:
+    def _shadow_walk(self, proc: Any, vpns: np.ndarray) -> tuple[np.ndarray, int]:
         shadow = self.shadows.table(proc.pid, proc.page_table.size)
         values = shadow[vpns]
         missing = values < 0
@@ -280,8 +282,6 @@ class Mode(Component):
     @property
     def shadows(self) -> Any:
         """The VM's shadow page tables (created on first use)."""
-        from .mmu import ShadowTables
-
         tables = self.__dict__.get("_shadows")
         if tables is None:
             tables = self.__dict__["_shadows"] = ShadowTables()
@@ -290,8 +290,6 @@ class Mode(Component):
     def pt_write(self, vcpu: VCPU, proc: Any, vpns: np.ndarray) -> int:
         """The guest changed the entries of ``vpns`` in ``proc``'s page table (already written).
         Keeps shadows and TLBs coherent; returns the cycles of the writes."""
-        from .mmu import asid
-
         count = int(vpns.size)
         if count == 0:
             return 0

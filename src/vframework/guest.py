@@ -178,37 +178,48 @@ class GuestOS:
         assert mode is not None
         cycles = io_ns = 0
         flags = proc.pte_flags[vpns]
-        # Pages this reference needs stay resident while its faults make room (no page of the
-        # batch is swapped out to bring another in).
-        present = table[vpns]
-        self._pinned = present[present >= 0]
-        if not (flags & PTE_PRESENT).all():
-            try:
-                c, io_ns = self._fault_in(vcpu, proc, np.unique(vpns[(flags & PTE_PRESENT) == 0]))
-            finally:
-                self._pinned = None
-            cycles += c
-            flags = proc.pte_flags[vpns]
-        if write and (flags & PTE_COW).any():
-            self._pinned = table[vpns]
-            try:
-                cycles += self._copy_on_write(vcpu, proc, np.unique(vpns[(flags & PTE_COW) != 0]))
-            finally:
-                self._pinned = None
-        self._pinned = None
+        # The steady state of a working set: every page present and already accessed (and, for
+        # a write, dirty and not copy-on-write). One test covers it; the rest is the slow path.
+        want = PTE_PRESENT | PTE_ACCESSED | PTE_DIRTY if write else PTE_PRESENT | PTE_ACCESSED
+        steady = bool(((flags & (want | PTE_COW)) == want).all()) if write else bool(((flags & want) == want).all())
+        if not steady:
+            if not (flags & PTE_PRESENT).all():
+                # Pages this reference needs stay resident while its faults make room (no page
+                # of the batch is swapped out to bring another in).
+                present = table[vpns]
+                self._pinned = present[present >= 0]
+                try:
+                    c, io_ns = self._fault_in(vcpu, proc, np.unique(vpns[(flags & PTE_PRESENT) == 0]))
+                finally:
+                    self._pinned = None
+                cycles += c
+                flags = proc.pte_flags[vpns]
+            if write and (flags & PTE_COW).any():
+                self._pinned = table[vpns]
+                try:
+                    cycles += self._copy_on_write(vcpu, proc, np.unique(vpns[(flags & PTE_COW) != 0]))
+                finally:
+                    self._pinned = None
+                flags = proc.pte_flags[vpns]
         ppns = table[vpns]
-        unbacked = self.vm.p2m[ppns] < 0
-        if unbacked.any():
-            backed = self.hypervisor.back_pages(self.vm, np.unique(ppns[unbacked]))
+        p2m = self.vm.p2m
+        walked = p2m[ppns]
+        if (walked < 0).any():
+            backed = self.hypervisor.back_pages(self.vm, np.unique(ppns[walked < 0]))
             cycles += mode.hidden_fault(vcpu, backed)
-        c, mpns = mode.translate(vcpu, proc, vpns, write)
+            walked = p2m[ppns]
+        c, mpns = mode.translate(vcpu, proc, vpns, write, walked)
         cycles += c
         if write:
             proc.writes += 1
             write_content(self.hypervisor.machine.memory.content, mpns, vpns, proc.writes)
-            proc.pte_flags[vpns] |= PTE_ACCESSED | PTE_DIRTY
-        else:
-            proc.pte_flags[vpns] |= PTE_ACCESSED
+        if not steady:
+            # Set A (and D) only where missing: a fancy-indexed read-modify-write of every
+            # access would cost more than the rest of the batch.
+            bits = PTE_ACCESSED | PTE_DIRTY if write else PTE_ACCESSED
+            stale = (flags & bits) != bits
+            if stale.any():
+                proc.pte_flags[vpns[stale]] |= bits
         return cycles, io_ns
 
     def _fault_in(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> tuple[int, int]:

@@ -49,7 +49,9 @@ class TLB:
 
     def key(self, tag: int, vpns: np.ndarray) -> np.ndarray:
         """Lookup keys for VPNs in the address space ``tag`` (ignored when untagged)."""
-        return (np.int64(tag if self.tagged else 0) << _KEY_SHIFT) | vpns
+        if not self.tagged or tag == 0:
+            return vpns  # the key is the VPN itself: no copy on the batch path
+        return (np.int64(tag) << _KEY_SHIFT) | vpns
 
     def flush(self) -> None:
         """Invalidate every entry (a page-table switch on an untagged TLB)."""
@@ -83,41 +85,58 @@ class TLB:
         stale = np.isin(self.mpns, mpns) & (self.keys >= 0)
         self.keys[stale] = -1
 
-    def access(self, keys: np.ndarray, fill: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def access(self, keys: np.ndarray, fill: np.ndarray) -> tuple[int, np.ndarray]:
         """Look up ``keys`` in order; misses are filled with ``fill`` (the walk's result).
 
-        Returns ``(hit, mpns)``: which accesses hit, and the MPN each access used (a hit's
-        MPN comes from the TLB, so a stale entry would show).
+        Returns ``(hits, mpns)``: how many accesses hit, and the MPN each access used. A hit
+        on an entry left by an earlier batch uses the TLB's MPN, as do the accesses to the same
+        page that follow it in its set, so a stale entry shows (and stays) until evicted.
+        ``fill`` is reused as ``mpns`` (callers pass a fresh gather).
         """
         n = keys.size
-        mpns = fill.copy()
         if n == 0:
-            return np.zeros(0, dtype=bool), mpns
-        mask = self.entries - 1
-        sets = (keys & mask).astype(np.uint16 if self.entries <= 65536 else np.int64)
+            return 0, fill
+        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 65536 else np.int64)
+        # Group the accesses by set, keeping their order within a set (a stable radix sort of
+        # 16-bit set numbers). In that order an access hits when the access before it had the
+        # same key: equal keys imply the same set, so a set's first access never matches its
+        # predecessor and is compared with the entry the set held before the batch instead.
         order = np.argsort(sets, kind="stable")
-        s_sets, s_keys = sets[order], keys[order]
-        first = np.empty(n, dtype=bool)
-        first[0] = True
-        first[1:] = s_sets[1:] != s_sets[:-1]
-        hit_sorted = np.empty(n, dtype=bool)
-        hit_sorted[1:] = s_keys[1:] == s_keys[:-1]
-        # The first access to each set compares with what the set held before the batch.
-        old = self.keys[s_sets[first]]
-        hit_sorted[first] = old == s_keys[first]
-        hit = np.empty(n, dtype=bool)
-        hit[order] = hit_sorted
-        # Pre-batch hits use the cached translation.
-        first_hits = order[first][hit_sorted[first]]
-        mpns[first_hits] = self.mpns[sets[first_hits]]
+        s_keys = keys[order]
+        same = s_keys[1:] == s_keys[:-1]
+        hits_in_batch = int(np.count_nonzero(same))
+        hits = hits_in_batch
+        s_sets = s_keys & (self.entries - 1)  # cheaper than gathering sets[order]
+        bounds = np.flatnonzero(s_sets[1:] != s_sets[:-1])
+        first = np.concatenate(([0], bounds + 1))
+        last = np.append(bounds, n - 1)
+        first_sets = s_sets[first]
+        old_hit = self.keys[first_sets] == s_keys[first]
+        if old_hit.any():
+            hits += int(np.count_nonzero(old_hit))
+            # The run of equal keys each pre-batch hit starts uses the cached MPN.
+            starts = first[old_hit]
+            if not hits_in_batch:  # every run is one access long
+                fill[order[starts]] = self.mpns[s_sets[starts]]
+            else:
+                self._stale_runs(fill, order, s_sets, same, starts)
         # The last access to each set stays in the TLB.
-        last = np.empty(n, dtype=bool)
-        last[-1] = True
-        last[:-1] = s_sets[1:] != s_sets[:-1]
-        idx = order[last]
-        self.keys[sets[idx]] = keys[idx]
-        self.mpns[sets[idx]] = mpns[idx]
-        return hit, mpns
+        last_sets = s_sets[last]
+        self.keys[last_sets] = s_keys[last]
+        self.mpns[last_sets] = fill[order[last]]
+        return hits, fill
+
+    def _stale_runs(self, fill: np.ndarray, order: np.ndarray, s_sets: np.ndarray, same: np.ndarray,
+                    starts: np.ndarray) -> None:
+        """Give each run of equal keys that begins with a pre-batch hit the cached MPN."""
+        n = fill.size
+        changes = np.flatnonzero(~same) + 1  # where a new run of keys begins
+        ends = np.append(changes, n)[np.searchsorted(changes, starts, side="right")]
+        mark = np.zeros(n + 1, dtype=np.int32)
+        mark[starts] = 1
+        mark[ends] -= 1  # runs are disjoint: an end is at most another run's start
+        inside = np.cumsum(mark[:n]) > 0
+        fill[order[inside]] = self.mpns[s_sets[inside]]
 
     def valid(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, mpns) of the valid entries."""
