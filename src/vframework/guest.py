@@ -273,7 +273,7 @@ class GuestOS:
         if slots is None:
             raise GuestOutOfMemory(
                 f"VM {self.vm.name!r}: the guest needs {count} more pages; it has "
-                f"{mem.free_pages} free and {len(mem._swap_free)} swap slots "
+                f"{mem.free_pages} free and {mem.free_swap_slots} swap slots "
                 f"(give the VM more memory or a larger `swap`)"
             )
         content = self.hypervisor.machine.memory.content

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .freestack import FreeStack
 from .ops import Operation
 
 __all__ = ["GuestProcess", "GuestMemory", "GuestOutOfMemory", "PTE_PRESENT", "PTE_WRITABLE", "PTE_USER",
@@ -64,8 +65,7 @@ class GuestMemory:
 
     def __init__(self, pages: int, swap_pages: int = 0) -> None:
         self.pages = pages
-        self._free = np.arange(pages - 1, -1, -1, dtype=np.int32)
-        self._free_top = pages
+        self._free = FreeStack(pages)
         #: Page-table entries mapping each PPN (0: free).
         self.refs = np.zeros(pages, dtype=np.int32)
         #: For private pages: which process and VPN map it (swap victims are found here).
@@ -73,27 +73,26 @@ class GuestMemory:
         self.rmap_vpn = np.zeros(pages, dtype=np.int32)
         self.swap_pages = swap_pages
         self.swap_content = np.zeros(swap_pages, dtype=np.uint64)
-        self._swap_free = list(range(swap_pages - 1, -1, -1))
+        self._swap_free = FreeStack(swap_pages)
         #: Processes whose page table points at each swap slot (a fork shares swapped pages).
         self.slot_refs = np.zeros(swap_pages, dtype=np.int32)
         self._clock = 0
 
     @property
     def free_pages(self) -> int:
-        return self._free_top
+        return len(self._free)
+
+    @property
+    def free_swap_slots(self) -> int:
+        return len(self._swap_free)
 
     def take(self, count: int) -> np.ndarray:
         """``count`` free PPNs (the caller checked there are enough)."""
-        top = self._free_top
-        ppns = self._free[top - count : top][::-1].astype(np.int64)
-        self._free_top = top - count
-        return ppns
+        return self._free.take(count)
 
     def give_back(self, ppns: np.ndarray) -> None:
         """Return PPNs whose last mapping went away."""
-        top = self._free_top
-        self._free[top : top + ppns.size] = ppns[::-1]
-        self._free_top = top + int(ppns.size)
+        self._free.give(ppns)
 
     def victims(self, count: int, pinned: np.ndarray | None = None) -> np.ndarray:
         """Up to ``count`` private, mapped PPNs to swap out, chosen by a clock hand; never one
@@ -109,10 +108,11 @@ class GuestMemory:
         self._clock = int(ordered[-1]) + 1 if ordered.size else 0
         return ordered.astype(np.int64)
 
-    def swap_slots(self, count: int) -> list[int] | None:
+    def swap_slots(self, count: int) -> np.ndarray | None:
+        """``count`` free swap slots, or None if the swap area has fewer."""
         if count > len(self._swap_free):
             return None
-        slots = [self._swap_free.pop() for _ in range(count)]
+        slots = self._swap_free.take(count)
         self.slot_refs[slots] = 1
         return slots
 
@@ -123,4 +123,6 @@ class GuestMemory:
     def free_slots(self, slots: np.ndarray) -> None:
         """One process no longer points at ``slots``; a slot no one points at is free again."""
         np.subtract.at(self.slot_refs, slots, 1)
-        self._swap_free.extend(int(s) for s in slots[::-1] if self.slot_refs[s] == 0)
+        freed = slots[self.slot_refs[slots] == 0]
+        # Each freed slot once, in the order given (the order keeps reuse deterministic).
+        self._swap_free.give(freed[np.sort(np.unique(freed, return_index=True)[1])])

@@ -17,6 +17,7 @@ import networkx as nx
 import numpy as np
 
 from .costs import CostModel
+from .freestack import FreeStack
 from .units import PAGE_SIZE
 
 __all__ = [
@@ -53,24 +54,21 @@ class MachineMemory:
         self.owner = np.full(frames, NO_OWNER, dtype=np.int32)
         self.refcount = np.zeros(frames, dtype=np.int32)
         self.content = np.zeros(frames, dtype=np.uint64)
-        # Free frames are a stack, lowest MPN on top, so allocation order is deterministic.
-        self._free_stack = np.arange(frames - 1, -1, -1, dtype=np.int64)
-        self._free_top = frames
+        # Lowest MPN first, freed frames reused first: allocation order is deterministic.
+        self._free = FreeStack(frames)
 
     @property
     def free_frames(self) -> int:
         """Frames currently free."""
-        return self._free_top
+        return len(self._free)
 
     def allocate(self, count: int, owner: int) -> np.ndarray:
         """Take ``count`` free frames for ``owner`` (a VM id, or HYPERVISOR_OWNER); zeroed."""
         if count < 0:
             raise ValueError(f"cannot allocate {count} frames")
-        if count > self._free_top:
-            raise OutOfMemory(f"asked for {count} frames, {self._free_top} free")
-        top = self._free_top
-        mpns = self._free_stack[top - count : top][::-1].copy()
-        self._free_top = top - count
+        if count > len(self._free):
+            raise OutOfMemory(f"asked for {count} frames, {len(self._free)} free")
+        mpns = self._free.take(count)
         hv = owner == HYPERVISOR_OWNER
         self.state[mpns] = HYPERVISOR if hv else PRIVATE
         self.owner[mpns] = owner
@@ -92,9 +90,7 @@ class MachineMemory:
         self.owner[mpns] = NO_OWNER
         self.refcount[mpns] = 0
         self.content[mpns] = 0
-        top = self._free_top
-        self._free_stack[top : top + mpns.size] = mpns[::-1]
-        self._free_top = top + mpns.size
+        self._free.give(mpns)
 
     def counts(self) -> dict[str, int]:
         """Frames in each state; they add up to :attr:`frames`."""
@@ -113,8 +109,8 @@ class MachineMemory:
         """Raise AssertionError if the table is inconsistent (used by the conformance kit)."""
         counts = self.counts()
         assert sum(counts.values()) == self.frames, counts
-        assert counts["free"] == self._free_top, (counts, self._free_top)
-        free = self._free_stack[: self._free_top]
+        assert counts["free"] == len(self._free), (counts, len(self._free))
+        free = self._free.free()
         assert np.all(self.state[free] == FREE), "a frame on the free stack is in use"
         assert np.all(self.owner[self.state == FREE] == NO_OWNER)
         assert np.all(self.refcount[self.state == PRIVATE] == 1)

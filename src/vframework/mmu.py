@@ -162,7 +162,7 @@ class ShadowTables:
     def table(self, pid: int, pages: int) -> np.ndarray:
         shadow = self.tables.get(pid)
         if shadow is None or shadow.size < pages:
-            grown = np.full(pages, -1, dtype=np.int64)
+            grown = np.full(pages, -1, dtype=np.int32)  # MPNs, as the P2M
             if shadow is not None:
                 grown[: shadow.size] = shadow
             shadow = self.tables[pid] = grown

@@ -51,9 +51,14 @@ def _memory(value: Any) -> int:
     n = _positive(parse_size, "size")(value)
     if n < PAGE_SIZE:
         raise ValueError(f"must hold at least one {PAGE_SIZE}-byte page, got {value!r}")
+    if n > MAX_MEMORY:
+        # Frame numbers are int32 in every per-page array (P2M, shadow tables).
+        raise ValueError(f"at most 8TiB (2**31 - 1 pages) can be simulated, got {value!r}")
     return n
 
 
+#: The most memory a host or a guest may have: 2**31 - 1 pages of 4 KiB (8 TiB).
+MAX_MEMORY = (2**31 - 1) * PAGE_SIZE
 #: Bytes of memory (host or guest), from "4GiB"-style text; at least one page.
 MemorySize = Annotated[int, BeforeValidator(_memory)]
 #: Nanoseconds, from "30ms"-style text; must be positive.

@@ -91,7 +91,7 @@ class VM:
         self.policy_params = policy_params
         self.vcpus = [VCPU(self, i) for i in range(vcpus)]
         #: PPN -> MPN; UNBACKED where no machine frame backs the page.
-        self.p2m = np.full(memory_pages, UNBACKED, dtype=np.int64)
+        self.p2m = np.full(memory_pages, UNBACKED, dtype=np.int32)  # MPNs < 2**31: 8 TiB of 4 KiB frames
         self.counters = new_vm_counters()
         self.counters["mem_target"] = memory_pages
         self.mode: Mode | None = None

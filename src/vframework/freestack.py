@@ -1,0 +1,59 @@
+"""A pool of free numbers ``0..n-1`` (machine frames, guest-physical pages, swap slots).
+
+Taking hands out numbers returned earlier first, most recent first (a stack), then numbers
+never used, lowest first: the order of a stack initialised to ``n-1, ..., 0`` with returned
+numbers pushed on top, which keeps allocation deterministic and frames of a VM contiguous
+while nothing has been freed. Kept as a bump pointer over the never-used tail plus a numpy
+stack of returned numbers, so its memory grows with the numbers returned, not with ``n``: a
+simulated guest page that was never freed costs nothing here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FreeStack"]
+
+
+class FreeStack:
+    """Free numbers out of ``0..n-1``."""
+
+    __slots__ = ("n", "_next", "_stack", "_top")
+
+    def __init__(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"a pool of {n} numbers")
+        self.n = n
+        self._next = 0  # numbers >= this have never been taken
+        self._stack = np.empty(0, dtype=np.int64 if n > np.iinfo(np.int32).max else np.int32)
+        self._top = 0
+
+    def __len__(self) -> int:
+        return self._top + self.n - self._next
+
+    def take(self, count: int) -> np.ndarray:
+        """``count`` free numbers (int64), removed from the pool; the caller checked there are
+        enough (a ValueError otherwise)."""
+        if count < 0 or count > len(self):
+            raise ValueError(f"cannot take {count} of {len(self)} free numbers")
+        k = min(count, self._top)
+        reused = self._stack[self._top - k : self._top][::-1].astype(np.int64)
+        self._top -= k
+        fresh = np.arange(self._next, self._next + count - k, dtype=np.int64)
+        self._next += count - k
+        return fresh if k == 0 else reused if k == count else np.concatenate([reused, fresh])
+
+    def give(self, numbers: np.ndarray) -> None:
+        """Return ``numbers`` (taken earlier, not yet returned) to the pool."""
+        k = int(numbers.size)
+        if self._top + k > self._stack.size:
+            grown = np.empty(max(self._top + k, 2 * self._stack.size, 64), dtype=self._stack.dtype)
+            grown[: self._top] = self._stack[: self._top]
+            self._stack = grown
+        self._stack[self._top : self._top + k] = numbers[::-1]
+        self._top += k
+
+    def free(self) -> np.ndarray:
+        """Every number currently in the pool (for consistency checks; not a hot path)."""
+        return np.concatenate([self._stack[: self._top].astype(np.int64),
+                               np.arange(self._next, self.n, dtype=np.int64)])

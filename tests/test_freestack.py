@@ -1,0 +1,37 @@
+"""The free-number pool behaves exactly like the full stack it replaces (n-1..0, pushed on top)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vframework.freestack import FreeStack
+
+
+@given(n=st.integers(0, 40), script=st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=30))
+def test_same_order_as_a_full_stack(n: int, script: list[tuple[bool, int]]) -> None:
+    pool, reference = FreeStack(n), list(range(n - 1, -1, -1))
+    taken: list[int] = []
+    for give, k in script:
+        if give:
+            k = min(k, len(taken))
+            back, taken = taken[:k], taken[k:]
+            pool.give(np.array(back, dtype=np.int64))
+            reference.extend(back[::-1])
+        else:
+            k = min(k, len(reference))
+            got = pool.take(k).tolist()
+            want = [reference.pop() for _ in range(k)]
+            assert got == want
+            taken.extend(got)
+        assert len(pool) == len(reference)
+        assert sorted(pool.free().tolist()) == sorted(reference)
+
+
+def test_taking_more_than_is_free_is_an_error() -> None:
+    pool = FreeStack(3)
+    pool.take(2)
+    with pytest.raises(ValueError, match="cannot take 2 of 1"):
+        pool.take(2)
