@@ -4,9 +4,13 @@ Design (after SimPy, made smaller and faster):
 
 * Time is an ``int`` of nanoseconds; there is no floating point anywhere in the clock, so
   accounting identities hold exactly.
-* The queue is a binary heap of ``[time, priority, seq, callback, arg]`` lists. ``seq`` is a
-  global counter, so two events at the same time and priority fire in the order they were
-  scheduled: the tie-break is deterministic and never compares callbacks.
+* The queue is a binary heap of ``[time, order, callback, arg]`` lists, where ``order`` is
+  ``priority << 40 | seq`` and ``seq`` a global counter: two events at the same time fire by
+  priority, then in the order they were scheduled. The tie-break is deterministic and never
+  compares callbacks (one int comparison, not two).
+* A process's own events have the process itself as their callback, and the run loop resumes
+  it inline: a process that sleeps costs one heap pop, one ``send`` and one heap push per
+  sleep, with no Python-level call in between (the hot path of every simulation).
 * Cancelling an event blanks its callback in place (lazy deletion); a cancelled event never
   fires and costs one pop.
 * A process is a generator. It yields an ``int`` (sleep that many ns), a :class:`Signal`
@@ -20,6 +24,7 @@ Design (after SimPy, made smaller and faster):
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -33,8 +38,11 @@ URGENT = 0
 NORMAL = 1
 #: Priority of observers that must see the state after everything else at an instant (sampling).
 LATE = 2
+_heappush = heapq.heappush
+#: ``order`` of a NORMAL event before its sequence number is or-ed in (2**40 events per run).
+_NORMAL_KEY = NORMAL << 40
 
-#: A scheduled event: ``[time, priority, seq, callback, arg]``. Treat as opaque; use
+#: A scheduled event: ``[time, order, callback, arg]``. Treat as opaque; use
 #: :meth:`Engine.cancel` and :func:`event_time`.
 Event = list
 
@@ -69,7 +77,7 @@ class Signal:
         waiters, self._waiters = self._waiters, []
         for proc in waiters:
             proc._waiting_on = None
-            proc._pending = self.engine.schedule(0, proc._resume, value)
+            proc._pending = self.engine.schedule(0, proc, value)
 
 
 ProcessGenerator = Generator[Any, Any, Any]
@@ -96,26 +104,29 @@ class Process:
         try:
             target = self.gen.throw(throw) if throw is not None else self.gen.send(value)
         except StopIteration as stop:
-            self.done, self.value = True, stop.value
-            if self._finished is not None:
-                self._finished.fire(stop.value)
+            self._finish(stop.value)
             return
         self._wait_on(target)
+
+    def _finish(self, value: Any) -> None:
+        self.done, self.value = True, value
+        if self._finished is not None:
+            self._finished.fire(value)
 
     def _wait_on(self, target: Any) -> None:
         if type(target) is int:
             if target < 0:
                 raise ValueError(f"process {self.name!r} yielded a negative delay {target}")
-            self._pending = self.engine.schedule(target, self._resume)
+            self._pending = self.engine.schedule(target, self)
         elif isinstance(target, Signal):
             if target.fired:
-                self._pending = self.engine.schedule(0, self._resume, target.value)
+                self._pending = self.engine.schedule(0, self, target.value)
             else:
                 target._waiters.append(self)
                 self._waiting_on = target
         elif isinstance(target, Process):
             if target.done:
-                self._pending = self.engine.schedule(0, self._resume, target.value)
+                self._pending = self.engine.schedule(0, self, target.value)
             else:
                 if target._finished is None:
                     target._finished = Signal(self.engine)
@@ -148,6 +159,8 @@ class Process:
             self._waiting_on = None
         self._pending = self.engine.schedule(0, self._throw, Interrupt(cause), URGENT)
 
+    __call__ = _resume  # an event whose callback is the process resumes it
+
     def _throw(self, exc: BaseException) -> None:
         self._resume(None, exc)
 
@@ -161,7 +174,7 @@ class Engine:
         self.seed = seed
         self.now = 0
         self._queue: list[Event] = []
-        self._seq = 0
+        self._counter = itertools.count(1)
         self._streams: dict[str, np.random.Generator] = {}
         #: Number of events fired so far (cancelled ones are not counted).
         self.events_fired = 0
@@ -173,9 +186,8 @@ class Engine:
         """Call ``callback(arg)`` after ``delay`` ns; returns the event, for :meth:`cancel`."""
         if delay < 0:
             raise ValueError(f"cannot schedule an event in the past (delay {delay} ns)")
-        self._seq += 1
-        event = [self.now + delay, priority, self._seq, callback, arg]
-        heapq.heappush(self._queue, event)
+        event = [self.now + delay, (priority << 40) | next(self._counter), callback, arg]
+        _heappush(self._queue, event)
         return event
 
     def schedule_at(
@@ -187,17 +199,17 @@ class Engine:
     @staticmethod
     def cancel(event: Event) -> None:
         """Make a scheduled event never fire. Cancelling twice, or after it fired, is harmless."""
-        event[3] = None
+        event[2] = None
 
     @staticmethod
     def is_pending(event: Event) -> bool:
         """Whether the event is still to fire (not cancelled, not yet fired)."""
-        return event[3] is not None
+        return event[2] is not None
 
     def process(self, gen: ProcessGenerator, name: str = "process") -> Process:
         """Start a generator as a process at the current time."""
         proc = Process(self, gen, name)
-        proc._pending = self.schedule(0, proc._resume)
+        proc._pending = self.schedule(0, proc)
         return proc
 
     def signal(self) -> Signal:
@@ -207,7 +219,7 @@ class Engine:
     def peek(self) -> int | None:
         """Time of the next live event, or None when the queue is empty."""
         queue = self._queue
-        while queue and queue[0][3] is None:
+        while queue and queue[0][2] is None:
             heapq.heappop(queue)
         return queue[0][0] if queue else None
 
@@ -218,7 +230,8 @@ class Engine:
         With ``until`` the clock ends exactly at ``until`` even if the queue empties first.
         """
         queue = self._queue
-        pop = heapq.heappop
+        pop, push = heapq.heappop, heapq.heappush
+        next_seq = self._counter.__next__
         fired = 0
         limit = until if until is not None else float("inf")
         try:
@@ -227,13 +240,28 @@ class Engine:
                 if event[0] > limit:
                     break
                 pop(queue)
-                callback = event[3]
+                callback = event[2]
                 if callback is None:
                     continue
-                event[3] = None  # fired events count as no longer pending
-                self.now = event[0]
+                event[2] = None  # fired events count as no longer pending
+                self.now = now = event[0]
                 fired += 1
-                callback(event[4])
+                if type(callback) is not Process:
+                    callback(event[3])
+                    continue
+                # A process resumes: the hot path (a sleep ends), inlined.
+                try:
+                    target = callback.gen.send(event[3])
+                except StopIteration as stop:
+                    callback._pending = None
+                    callback._finish(stop.value)
+                    continue
+                if type(target) is int and target >= 0:
+                    callback._pending = event = [now + target, _NORMAL_KEY | next_seq(), callback, None]
+                    push(queue, event)
+                else:
+                    callback._pending = None
+                    callback._wait_on(target)
         finally:
             self.events_fired += fired
         if until is not None and until > self.now:
@@ -245,11 +273,11 @@ class Engine:
         if when is None:
             return False
         event = heapq.heappop(self._queue)
-        callback = event[3]
-        event[3] = None
+        callback = event[2]
+        event[2] = None
         self.now = event[0]
         self.events_fired += 1
-        callback(event[4])
+        callback(event[3])
         return True
 
     # -- randomness -----------------------------------------------------------------
