@@ -175,6 +175,11 @@ def _balloon(hv: Hypervisor, vm: VM, ctx: GuestCPU, arg: int, inflate: bool) -> 
             return EINVAL  # already without a frame
         if ppn in vm.pv_tables:
             return EBUSY  # a page-table frame cannot be released while in use
+        mpn = int(vm.p2m[ppn])
+        if any(np.any((t >= 0) & ((t >> 1) == mpn)) for t in vm.pv_tables.values()):
+            # Still mapped by one of its page tables. Xen keeps such a page allocated until the
+            # last mapping goes; the model refuses, so a released frame is never left mapped.
+            return EBUSY
         hv.release_pages(vm, np.array([ppn], dtype=np.int64))
         vm.counters["mem_balloon"] += 1
         return 0
