@@ -1,8 +1,8 @@
 """Interpreted guest instructions per second under each mode, against ``bare-metal``.
 
 The model: the reference guest kernel's routines (system call, critical section, context
-switch, timer and device handlers, page-fault handler, disk request, fork, exit: about 13,000
-instructions in all, of which a few dozen are sensitive) executed in a loop by each installed
+switch, timer and device handlers, page-fault handler, disk request, fork, exit: 11,029
+instructions per round, 25 of them sensitive on ``x86``) executed in a loop by each installed
 mode's :meth:`~vframework.Mode.execute` on a one-VM, one-CPU hypervisor of the mode's first
 architecture; a para-virtual mode runs the ported kernel. Every execution is interpreted (no
 ``execute_many`` shortcut), so this is the cost of the interpreter plus each mode's handling of

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 __all__ = ["water_fill"]
 
 
@@ -21,39 +23,32 @@ def water_fill(
     ``lam`` is infinite; when the lower bounds alone exceed it, they are scaled down to fit and
     ``lam`` is 0. Weights must be positive; ``lo[i] <= hi[i]`` is enforced by lowering ``lo``.
     """
-    n = len(weights)
-    lo = [min(a, b) for a, b in zip(lo, hi, strict=True)]
-    if sum(hi) <= capacity:
-        return list(hi), float("inf")
-    total_lo = sum(lo)
+    w = np.asarray(weights, dtype=float)
+    high = np.asarray(hi, dtype=float)
+    low = np.minimum(np.asarray(lo, dtype=float), high)
+    if high.sum() <= capacity:
+        return high.tolist(), float("inf")
+    total_lo = float(low.sum())
     if total_lo >= capacity:
         scale = capacity / total_lo if total_lo > 0 else 0.0
-        return [a * scale for a in lo], 0.0
-
-    def filled(lam: float) -> float:
-        return sum(min(max(lam * weights[i], lo[i]), hi[i]) for i in range(n))
-
+        return (low * scale).tolist(), 0.0
     # Where the filled total changes slope: each share starts rising at lo/w and stops at hi/w.
-    points = sorted({0.0, *(lo[i] / weights[i] for i in range(n)), *(hi[i] / weights[i] for i in range(n))})
+    starts, stops = low / w, high / w
+    points = np.unique(np.concatenate(([0.0], starts, stops)))
     # The last point at which the total is still <= capacity (filled(0) = sum(lo) < capacity).
     a, b = 0, len(points) - 1  # filled(points[a]) <= capacity < filled(points[b])
     while b - a > 1:
         mid = (a + b) // 2
-        if filled(points[mid]) <= capacity:
+        if np.clip(points[mid] * w, low, high).sum() <= capacity:
             a = mid
         else:
             b = mid
     left, right = points[a], points[b]
-    fixed = 0.0
-    free = 0.0
-    for i in range(n):
-        # Compare the breakpoints themselves (the same divisions as above), not hi against
-        # left x weight: the rounded product can fall just short and misclassify the share.
-        if hi[i] / weights[i] <= left:
-            fixed += hi[i]
-        elif lo[i] / weights[i] >= right:
-            fixed += lo[i]
-        else:
-            free += weights[i]
-    lam = left if free <= 0 else (capacity - fixed) / free
-    return [min(max(lam * weights[i], lo[i]), hi[i]) for i in range(n)], lam
+    # Compare the breakpoints themselves (the same divisions as above), not hi against
+    # left x weight: the rounded product can fall just short and misclassify the share.
+    at_high = stops <= left
+    at_low = ~at_high & (starts >= right)
+    free = float(w[~at_high & ~at_low].sum())
+    fixed = float(high[at_high].sum() + low[at_low].sum())
+    lam = float(left) if free <= 0 else (capacity - fixed) / free
+    return np.clip(lam * w, low, high).tolist(), lam
