@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from common import best_of_interleaved, row
+from common import best_of_interleaved, installed, row
 
 from vframework.engine import Engine
 from vframework.guest import GuestOS
@@ -27,7 +27,6 @@ from vframework.hardware import Machine
 from vframework.hypervisor import Hypervisor
 from vframework.isa import IF_FLAG
 from vframework.kernel import GuestKernel
-from vframework.plugins import PluginManager
 from vframework.testing.doubles import FifoScheduler, FixedPolicy
 from vframework.units import PAGE_SIZE
 from vframework.vm import VM
@@ -80,11 +79,8 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     """One ``modes.instructions`` row per installed mode, each against ``bare-metal``."""
     rounds = size or (DEFAULT_SIZE // 10 if quick else DEFAULT_SIZE)
     repeat = repeat or 3
-    plugins = PluginManager()
-    names = sorted(plugins.components["mode"])
-    if "bare-metal" not in names:
-        raise RuntimeError("the baseline mode 'bare-metal' is not installed")
-    classes = {name: plugins.get("mode", name) for name in names}
+    classes = installed("mode", "bare-metal")
+    names = list(classes)
     per_round = {name: sum(len(b) for b in _guest(cls)[2]) for name, cls in classes.items()}
     best = best_of_interleaved({name: (lambda c=cls: instructions(c, rounds)) for name, cls in classes.items()},
                                repeat)

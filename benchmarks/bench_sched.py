@@ -20,9 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from common import best_of_interleaved, row
+from common import best_of_interleaved, installed, row
 
-from vframework.plugins import PluginManager
 from vframework.vm import VCPU
 
 #: Decisions per measurement (quick: a tenth).
@@ -121,11 +120,8 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     """One ``sched.decisions`` row per installed scheduler, each against ``fair``."""
     size = size or (DEFAULT_SIZE // 10 if quick else DEFAULT_SIZE)
     repeat = repeat or 3
-    plugins = PluginManager()
-    names = sorted(plugins.components["scheduler"])
-    if "fair" not in names:
-        raise RuntimeError("the baseline scheduler 'fair' is not installed")
-    classes = {name: plugins.get("scheduler", name) for name in names}
+    classes = installed("scheduler", "fair")
+    names = list(classes)
     best = best_of_interleaved({name: (lambda c=cls: decisions(c, size)) for name, cls in classes.items()}, repeat)
     base = size / best["fair"]
     return [row("sched.decisions", name, size / best[name], "decisions/s", base, "fair",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["REQUIRED_KEYS", "row", "timed", "best_of_interleaved"]
+__all__ = ["REQUIRED_KEYS", "row", "timed", "best_of_interleaved", "installed"]
 
 #: The keys every row has.
 REQUIRED_KEYS = ("benchmark", "variant", "value", "unit", "baseline", "baseline_name", "ratio", "better")
@@ -64,3 +64,15 @@ def best_of_interleaved(setups: dict[str, Callable[[], Callable[[], Any]]], repe
             best[name] = min(best[name], timed(setup))
     return best
 
+
+
+def installed(kind: str, baseline: str) -> dict[str, type]:
+    """Every installed component of ``kind`` by name (sorted), found as ``vframework`` finds
+    them; the one named ``baseline`` must be among them."""
+    from vframework.plugins import PluginManager
+
+    plugins = PluginManager()
+    names = sorted(plugins.components[kind])
+    if baseline not in names:
+        raise RuntimeError(f"the baseline {kind} {baseline!r} is not installed")
+    return {name: plugins.get(kind, name) for name in names}
