@@ -13,7 +13,11 @@ After every step:
 * frame conservation: every frame in exactly one state, the counts adding up;
 * equivalence: every page each process can read holds the same content as on bare metal
   (frames the hypervisor took back are excluded: reclaiming them without losing content is
-  the job of the reclamation services, checked where they are).
+  the job of the reclamation services, checked where they are);
+* the guest's memory semantics, against a model that knows nothing of frames, page tables or
+  swap: each process reads what it last wrote to each VPN (zero if never), a child starts with
+  its parent's contents, and a write by one process never changes what another reads
+  (copy-on-write). Equivalence alone cannot see a guest-model bug that bare metal shares.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ..engine import Engine
 from ..guest import GuestOS
-from ..guestmm import PTE_PRESENT, GuestOutOfMemory
+from ..guestmm import PTE_PRESENT, GuestOutOfMemory, write_content
 from ..hardware import Machine
 from ..hypervisor import Hypervisor
 from ..mmu import TLB
@@ -77,6 +81,8 @@ class MemoryMachine(RuleBasedStateMachine):
         self.ref = _Guest(Native, self.arch, 0, hypervisor())
         self.exhausted = False
         self.lost: set[tuple[int, int]] = set()  # (pid, vpn) whose frame the hypervisor took
+        # The model: pid -> {VPN: content handle} of the system under test's processes.
+        self.model: dict[int, dict[int, int]] = {p.pid: {} for p in self.sut.guest.processes}
 
     def _both(self) -> tuple[_Guest, _Guest]:
         return self.sut, self.ref
@@ -114,6 +120,15 @@ class MemoryMachine(RuleBasedStateMachine):
         if not self._same_outcome(step):
             return
         proc = self._proc(self.sut, index)
+        model = self.model[proc.pid]
+        for vpn in sorted(set(vpns)):
+            model.setdefault(vpn, 0)  # a first touch maps a zero-filled page
+        if write:
+            # The same function of (old content, VPN, the process's write count) the guest uses.
+            unique = np.array(sorted(set(vpns)), dtype=np.int64)
+            content = np.array([model[v] for v in unique.tolist()], dtype=np.uint64)
+            write_content(content, np.arange(unique.size), unique, proc.writes)
+            model.update(zip(unique.tolist(), (int(c) for c in content)))
         # The next reference sees the current mapping, whatever was cached before.
         _, mpns = self.sut.mode.translate(self.sut.vcpu, proc, pages, False)
         expected = self.sut.vm.p2m[proc.page_table[pages]]
@@ -129,6 +144,7 @@ class MemoryMachine(RuleBasedStateMachine):
         # A child shares its parent's pages, so it shares the parent's lost contents too.
         for child in (p.pid for p in self.sut.guest.processes if p.pid not in before):
             self.lost.update((child, vpn) for pid, vpn in list(self.lost) if pid == parent)
+            self.model[child] = dict(self.model[parent])
 
     @precondition(lambda self: not self.exhausted and len(self.sut.guest.processes) > 1)
     @rule(index=st.integers(1, 3))
@@ -139,7 +155,9 @@ class MemoryMachine(RuleBasedStateMachine):
             if g.vcpu.process is proc:
                 g.guest.switch_to(g.vcpu, procs[0])
             g.guest.exit(g.vcpu, proc)
-        self.lost = {(pid, vpn) for pid, vpn in self.lost if any(p.pid == pid for p in self.sut.guest.processes)}
+        live = {p.pid for p in self.sut.guest.processes}
+        self.lost = {(pid, vpn) for pid, vpn in self.lost if pid in live}
+        self.model = {pid: pages for pid, pages in self.model.items() if pid in live}
 
     @precondition(lambda self: not self.exhausted)
     @rule(touch=st.integers(0, 4))
@@ -209,3 +227,18 @@ class MemoryMachine(RuleBasedStateMachine):
             flags_a = mine.pte_flags & PTE_PRESENT
             flags_b = theirs.pte_flags & PTE_PRESENT
             assert np.array_equal(flags_a, flags_b), "present pages differ from bare metal"
+
+    @invariant()
+    def reads_what_was_written(self) -> None:
+        if not hasattr(self, "sut") or self.exhausted:
+            return  # a step that ran out of memory may have done part of its work
+        for proc in self.sut.guest.processes:
+            seen = self.sut.guest.visible_memory(proc)
+            model = self.model[proc.pid]
+            assert set(seen) == set(model), (
+                f"process {proc.pid} can read VPNs {sorted(seen)}, but touched {sorted(model)}")
+            for vpn, value in model.items():
+                if (proc.pid, vpn) not in self.lost:
+                    assert seen[vpn] == value, (
+                        f"process {proc.pid} VPN {vpn} reads {seen[vpn]:#x}, last wrote {value:#x} "
+                        "(a write of another process, or a lost swap or copy-on-write)")

@@ -56,6 +56,6 @@ def _resource_control(cls: Any, arch: str | None = None) -> type[ResourceControl
     return ResourceControlMachine.for_component(cls, arch)
 
 
-@conformance("mode", "memory: coherence, isolation, frame conservation, equivalence")
+@conformance("mode", "memory: coherence, isolation, frame conservation, equivalence, copy-on-write")
 def _memory(cls: Any, arch: str | None = None) -> type[MemoryMachine]:
     return MemoryMachine.for_component(cls, arch)
