@@ -237,8 +237,6 @@ class GuestOS:
         swapped = (proc.pte_flags[vpns] & PTE_SWAPPED) != 0
         proc.pte_flags[vpns] = _MAPPED
         mem = self.memory
-        mem.refs[ppns] = 1
-        mem.rmap_pid[ppns] = proc.pid
         mem.rmap_vpn[ppns] = vpns
         # The handler writes the new pages (zeroing, or the swapped-in data): they need frames.
         backed = self.hypervisor.back_pages(self.vm, ppns)
@@ -279,18 +277,21 @@ class GuestOS:
         content = self.hypervisor.machine.memory.content
         mem.swap_content[slots] = content[self.vm.p2m[victims]]
         cycles = 0
-        by_pid = {p.pid: p for p in self.processes}
-        for pid in np.unique(mem.rmap_pid[victims]).tolist():
-            proc = by_pid[pid]
-            mine = mem.rmap_pid[victims] == pid
-            vpns = mem.rmap_vpn[victims[mine]].astype(np.int64)
+        slots = np.asarray(slots)
+        at = mem.rmap_vpn[victims].astype(np.int64)  # each victim is private: one process maps it there
+        for proc in self.processes:
+            inside = at < proc.page_table.size
+            mine = np.zeros(victims.size, dtype=bool)
+            mine[inside] = proc.page_table[at[inside]] == victims[inside]
+            if not mine.any():
+                continue
+            vpns = at[mine]
             if proc.swap_slot is None:
                 proc.swap_slot = np.full(proc.page_table.size, -1, dtype=np.int32)
-            proc.swap_slot[vpns] = np.asarray(slots)[mine]
+            proc.swap_slot[vpns] = slots[mine]
             proc.page_table[vpns] = -1
             proc.pte_flags[vpns] = PTE_SWAPPED
             cycles += self.vm.mode.pt_write(vcpu, proc, vpns)  # type: ignore[union-attr]
-        mem.refs[victims] = 0
         mem.give_back(victims)
         self.vm.counters["swap_outs"] += count
         return cycles, self.costs.ns(self.costs.io_device + count * 4096 * self.costs.byte_copy)
@@ -306,7 +307,7 @@ class GuestOS:
         cycles = self.hypervisor.deliver(vcpu, "page_fault", n)
         cycles += mode.execute_many(vcpu, self.kernel.page_fault_handler, n)
         old = proc.page_table[vpns].astype(np.int64)
-        shared = mem.refs[old] > 1
+        shared = mem.sharers[old] > 0
         if shared.any():
             copy_vpns = vpns[shared]
             new, c, _ = self._allocate(vcpu, int(copy_vpns.size))
@@ -315,17 +316,11 @@ class GuestOS:
             cycles += mode.hidden_fault(vcpu, backed)
             content = self.hypervisor.machine.memory.content
             content[self.vm.p2m[new]] = content[self.vm.p2m[old[shared]]]
-            np.subtract.at(mem.refs, old[shared], 1)
-            self._rehome(old[shared], copy_vpns, proc)
-            mem.refs[new] = 1
-            mem.rmap_pid[new] = proc.pid
+            np.subtract.at(mem.sharers, old[shared], 1)
             mem.rmap_vpn[new] = copy_vpns
             proc.page_table[copy_vpns] = new
             cycles += int(copy_vpns.size) * self.costs.page_copy
         # The last sharer keeps its page: it only becomes writable again.
-        sole = old[~shared]
-        mem.rmap_pid[sole] = proc.pid
-        mem.rmap_vpn[sole] = vpns[~shared]
         proc.pte_flags[vpns] = (proc.pte_flags[vpns] & ~np.uint8(PTE_COW)) | PTE_WRITABLE
         return cycles + mode.pt_write(vcpu, proc, vpns)
 
@@ -342,7 +337,7 @@ class GuestOS:
         shared = present[(parent.pte_flags[present] & PTE_WRITABLE) != 0]
         parent.pte_flags[shared] = (parent.pte_flags[shared] & ~np.uint8(PTE_WRITABLE)) | PTE_COW
         child.pte_flags[present] = parent.pte_flags[present]
-        np.add.at(self.memory.refs, parent.page_table[present].astype(np.int64), 1)
+        np.add.at(self.memory.sharers, parent.page_table[present].astype(np.int64), 1)
         if parent.swap_slot is not None:
             # Swapped-out pages are shared too: the child points at the same swap slots.
             out = np.flatnonzero(parent.swap_slot >= 0)
@@ -361,9 +356,9 @@ class GuestOS:
         present = proc.mapped()
         ppns = proc.page_table[present].astype(np.int64)
         mem = self.memory
-        np.subtract.at(mem.refs, ppns, 1)
-        freed = np.unique(ppns[mem.refs[ppns] == 0])
-        self._rehome(ppns, present, proc)
+        sole = mem.sharers[ppns] == 0
+        freed = np.unique(ppns[sole])
+        np.subtract.at(mem.sharers, ppns[~sole], 1)
         proc.page_table[present] = -1
         proc.pte_flags[present] = 0
         cycles += mode.pt_write(vcpu, proc, present)
@@ -373,19 +368,6 @@ class GuestOS:
         mode.address_space_gone(proc)
         self.processes.remove(proc)
         return cycles
-
-    def _rehome(self, ppns: np.ndarray, vpns: np.ndarray, leaving: GuestProcess) -> None:
-        """Pages ``leaving`` stopped mapping that now have one mapper left: point their reverse
-        map at that process (a page shared since fork sits at the same VPN in every sharer), so
-        the swapper finds the right page-table entry."""
-        sole = self.memory.refs[ppns] == 1
-        if not sole.any():
-            return
-        ppns, vpns = ppns[sole], vpns[sole]
-        for other in self.processes:
-            if other is not leaving:
-                hit = other.page_table[vpns] == ppns
-                self.memory.rmap_pid[ppns[hit]] = other.pid
 
     def switch_to(self, vcpu: VCPU, proc: GuestProcess) -> int:
         """Context switch to ``proc`` on this vCPU: the kernel's switch path (a page-table

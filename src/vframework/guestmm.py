@@ -66,11 +66,14 @@ class GuestMemory:
     def __init__(self, pages: int, swap_pages: int = 0) -> None:
         self.pages = pages
         self._free = FreeStack(pages)
-        #: Page-table entries mapping each PPN (0: free).
-        self.refs = np.zeros(pages, dtype=np.int32)
-        #: For private pages: which process and VPN map it (swap victims are found here).
-        self.rmap_pid = np.zeros(pages, dtype=np.int32)
-        self.rmap_vpn = np.zeros(pages, dtype=np.int32)
+        #: Page-table entries mapping each PPN beyond the first (shared since a fork): 0 for a
+        #: private page, and for a free one. A guest that never forks never writes it, so its
+        #: host memory is never touched.
+        self.sharers = np.zeros(pages, dtype=np.int32)
+        #: The reverse map: the VPN at which each PPN is mapped (-1: free). A page shared since a
+        #: fork sits at the same VPN in every sharer, so the processes that map a page are found
+        #: by looking at that VPN in their page tables (as Linux's anon_vma leads to the VMAs).
+        self.rmap_vpn = np.full(pages, -1, dtype=np.int32)
         self.swap_pages = swap_pages
         self.swap_content = np.zeros(swap_pages, dtype=np.uint64)
         self._swap_free = FreeStack(swap_pages)
@@ -92,12 +95,13 @@ class GuestMemory:
 
     def give_back(self, ppns: np.ndarray) -> None:
         """Return PPNs whose last mapping went away."""
+        self.rmap_vpn[ppns] = -1
         self._free.give(ppns)
 
     def victims(self, count: int, pinned: np.ndarray | None = None) -> np.ndarray:
         """Up to ``count`` private, mapped PPNs to swap out, chosen by a clock hand; never one
         of ``pinned`` (the pages the faulting reference itself needs)."""
-        eligible = self.refs == 1
+        eligible = (self.sharers == 0) & (self.rmap_vpn >= 0)
         if pinned is not None and pinned.size:
             eligible[pinned] = False
         candidates = np.flatnonzero(eligible)

@@ -21,7 +21,7 @@ from .freestack import FreeStack
 from .units import PAGE_SIZE
 
 __all__ = [
-    "FREE", "PRIVATE", "SHARED", "HYPERVISOR", "STATE_NAMES", "NO_OWNER", "HYPERVISOR_OWNER",
+    "FREE", "PRIVATE", "SHARED", "HYPERVISOR", "STATE_NAMES", "NO_OWNER", "HYPERVISOR_OWNER", "MAX_VMS",
     "OutOfMemory", "MachineMemory", "PhysicalCPU", "HostDevice", "Machine", "page_bytes",
 ]
 
@@ -29,6 +29,8 @@ FREE, PRIVATE, SHARED, HYPERVISOR = 0, 1, 2, 3
 STATE_NAMES = ("free", "private", "shared", "hypervisor")
 NO_OWNER = -1
 HYPERVISOR_OWNER = -2
+#: VM ids are below this (Xen's DOMID_FIRST_RESERVED): a frame's owner is a 16-bit number.
+MAX_VMS = 0x7FF0
 
 
 class OutOfMemory(RuntimeError):
@@ -51,7 +53,7 @@ class MachineMemory:
             raise ValueError(f"machine memory needs at least one frame, got {frames}")
         self.frames = frames
         self.state = np.zeros(frames, dtype=np.uint8)
-        self.owner = np.full(frames, NO_OWNER, dtype=np.int32)
+        self.owner = np.full(frames, NO_OWNER, dtype=np.int16)  # a VM id (< MAX_VMS), or a sentinel
         self.refcount = np.zeros(frames, dtype=np.int32)
         self.content = np.zeros(frames, dtype=np.uint64)
         # Lowest MPN first, freed frames reused first: allocation order is deterministic.
@@ -66,6 +68,8 @@ class MachineMemory:
         """Take ``count`` free frames for ``owner`` (a VM id, or HYPERVISOR_OWNER); zeroed."""
         if count < 0:
             raise ValueError(f"cannot allocate {count} frames")
+        if not (0 <= owner < MAX_VMS or owner == HYPERVISOR_OWNER):
+            raise ValueError(f"frame owner {owner} is not a VM id (0..{MAX_VMS - 1}) or the hypervisor")
         if count > len(self._free):
             raise OutOfMemory(f"asked for {count} frames, {len(self._free)} free")
         mpns = self._free.take(count)

@@ -27,7 +27,7 @@ import numpy as np
 from .components import MemoryPolicy, MemoryService, Scheduler
 from .engine import URGENT, Engine, Event
 from .guest import HALT, IO_WAIT
-from .hardware import FREE, HYPERVISOR, PRIVATE, SHARED, Machine, OutOfMemory
+from .hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine, OutOfMemory
 from .metrics import new_host_counters
 from .vm import VCPU, VM, VCPUState
 
@@ -122,6 +122,8 @@ class Hypervisor:
         """Register a built VM (mode, guest and processes attached) and make it runnable."""
         if vm.id in self.vms or vm.id in self.retired:
             raise ValueError(f"VM id {vm.id} is taken")
+        if not 0 <= vm.id < MAX_VMS:
+            raise ValueError(f"VM id {vm.id} is out of range 0..{MAX_VMS - 1}")
         self.vms[vm.id] = vm
         if vm.mode is not None and vm.mode.preallocate:
             self.back_pages(vm, np.arange(vm.memory_pages, dtype=np.int64), hidden=False)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .components import Component, Params
 from .costs import COST_FIELDS
+from .hardware import MAX_VMS
 from .plugins import PluginManager
 from .units import PAGE_SIZE, format_size, parse_duration, parse_size
 
@@ -176,7 +177,7 @@ class ScenarioConfig(_Strict):
     duration: Duration = Field(10 * 10**9, description="simulated time to run")
     sample_interval: Duration = Field(100 * 10**6, description="time between time-series samples")
     host: HostConfig = Field(default_factory=lambda: HostConfig.model_validate({}), description="the physical host")
-    vm: list[VMConfig] = Field(min_length=1, description="the virtual machines")
+    vm: list[VMConfig] = Field(min_length=1, max_length=MAX_VMS, description="the virtual machines")
 
 
 @dataclass(frozen=True)
