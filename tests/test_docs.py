@@ -43,21 +43,27 @@ def test_every_scenario_key_and_component_parameter_is_described() -> None:
             assert info.description, f"{model.__qualname__}.{key} has no description"
 
 
-def _tutorial_files() -> dict[str, str]:
-    page = (DOCS / "tutorials" / "scheduler.md").read_text(encoding="utf-8")
+def _tutorial_files(page_name: str = "scheduler") -> dict[str, str]:
+    page = (DOCS / "tutorials" / f"{page_name}.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```\{code-block\} \w+\n:caption: (\S+)\n\n(.*?)```", page, re.S)
     return {name: body for name, body in blocks}
 
 
+def _write(files: dict[str, str], root: Path) -> None:
+    for name, body in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+
+
 def test_tutorial_shows_the_whole_plugin() -> None:
     assert set(_tutorial_files()) == {"lottery/pyproject.toml", "lottery/vf_lottery.py"}
+    assert set(_tutorial_files("workload")) == {
+        "webserver/pyproject.toml", "webserver/vf_webserver.py", "webserver/demo.toml"}
 
 
 def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
-    for name, body in _tutorial_files().items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(body, encoding="utf-8")
+    _write(_tutorial_files(), tmp_path)
     pip = [sys.executable, "-m", "pip"]
     subprocess.run([*pip, "install", "--quiet", "--no-deps", str(tmp_path / "lottery")],
                    check=True)
@@ -71,3 +77,27 @@ def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
         assert "lottery" in checked.stdout and "FAIL" not in checked.stdout
     finally:
         subprocess.run([*pip, "uninstall", "--quiet", "--yes", "vf-lottery"], check=True)
+
+
+def test_workload_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
+    _write(_tutorial_files("workload"), tmp_path)
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "install", "--quiet", "--no-deps", str(tmp_path / "webserver")], check=True)
+    try:
+        cli = [sys.executable, "-c", "from vframework.cli import main; main()"]
+        listed = subprocess.run([*cli, "plugins", "--json"], check=True, capture_output=True, text=True)
+        plugins = {p["name"]: p for p in json.loads(listed.stdout)}
+        assert plugins["vf-webserver"]["components"]["workload"] == ["webserver"]
+        checked = subprocess.run([*cli, "check", "webserver", "--profile", "ci"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "webserver" in checked.stdout and "FAIL" not in checked.stdout
+        out = tmp_path / "results"
+        ran = subprocess.run([*cli, "run", str(tmp_path / "webserver" / "demo.toml"), "--out", str(out)],
+                             capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
+        assert set(vms) == {"web-hvm", "web-pv", "hog"}
+        for name in ("web-hvm", "web-pv"):
+            assert vms[name]["syscalls"] > 100 and vms[name]["io_requests"] > 10, vms[name]
+    finally:
+        subprocess.run([*pip, "uninstall", "--quiet", "--yes", "vf-webserver"], check=True)
