@@ -66,8 +66,8 @@ grow without limit under some mixes, even with no VM arriving or leaving:
 * the upper bound discards credit. With 30 ms slices and a 30 ms period, an UNDER vCPU often
   waits a whole period behind another vCPU's slice; its credit then passes one period's worth,
   is halved and it stops earning until a tick finds it running. On one CPU, a 1-vCPU VM of
-  weight 2048 against a 2-vCPU VM of weight 512 (entitled to 80%) loses about 10% of the CPU
-  this way, 20 ms more every 200 ms (``tests/test_schedulers.py`` measures it);
+  weight 2048 against a 2-vCPU VM of weight 512 (entitled to 80%) gets 72% of it this way
+  (``proportional`` gives it 80.0%; ``tests/test_schedulers.py`` measures it);
 * the lower bound forgives debt: a vCPU that runs while OVER (when nobody is UNDER) never pays
   back more than one period's worth.
 
