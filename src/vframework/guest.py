@@ -278,7 +278,10 @@ class GuestOS:
         mem.swap_content[slots] = content[self.vm.p2m[victims]]
         cycles = 0
         slots = np.asarray(slots)
-        at = mem.rmap_vpn[victims].astype(np.int64)  # each victim is private: one process maps it there
+        # Every process that maps a victim points at its slot: one, or 1 + sharers since a fork.
+        mem.slot_refs[slots] += mem.sharers[victims]
+        mem.sharers[victims] = 0
+        at = mem.rmap_vpn[victims].astype(np.int64)  # the VPN of a victim, in every process mapping it
         for proc in self.processes:
             inside = at < proc.page_table.size
             mine = np.zeros(victims.size, dtype=bool)

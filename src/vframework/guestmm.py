@@ -99,9 +99,10 @@ class GuestMemory:
         self._free.give(ppns)
 
     def victims(self, count: int, pinned: np.ndarray | None = None) -> np.ndarray:
-        """Up to ``count`` private, mapped PPNs to swap out, chosen by a clock hand; never one
-        of ``pinned`` (the pages the faulting reference itself needs)."""
-        eligible = (self.sharers == 0) & (self.rmap_vpn >= 0)
+        """Up to ``count`` mapped PPNs to swap out, chosen by a clock hand; never one of
+        ``pinned`` (the pages the faulting reference itself needs). A page shared since a fork
+        may go too: every process that maps it then points at the same swap slot."""
+        eligible = self.rmap_vpn >= 0
         if pinned is not None and pinned.size:
             eligible[pinned] = False
         candidates = np.flatnonzero(eligible)

@@ -88,9 +88,9 @@ class MemoryMachine(RuleBasedStateMachine):
         return self.sut, self.ref
 
     def _same_outcome(self, step: Any) -> bool:
-        """Run ``step(guest)`` on both guests. The guest model swaps only private pages, so a
-        workload of mostly shared (copy-on-write) pages can run a small VM out of memory: then
-        both must fail alike, and the run ends there."""
+        """Run ``step(guest)`` on both guests. Forked processes can need more pages than the
+        small VM has in memory and swap together: then both must fail alike, and the run ends
+        there."""
         failed = []
         for g in self._both():
             try:

@@ -1,0 +1,43 @@
+"""The guest's memory manager on its own: pages shared since a fork can be swapped out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vframework.engine import Engine
+from vframework.guest import GuestOS
+from vframework.hardware import Machine
+from vframework.hypervisor import Hypervisor
+from vframework.testing.doubles import FifoScheduler, FixedPolicy, Native
+from vframework.units import PAGE_SIZE
+from vframework.vm import VM
+
+
+def guest(memory_pages: int, swap_pages: int) -> tuple[GuestOS, object]:
+    hv = Hypervisor(Engine(seed=0), Machine(1, 64 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None))
+    vm = VM(0, "vm0", 1, memory_pages, swap_pages=swap_pages)
+    vm.mode = Native(Native.Params(), vm, hv)
+    vm.guest = GuestOS(vm, hv)
+    hv.add_vm(vm)
+    return vm.guest, vm.vcpus[0]
+
+
+def test_pages_shared_since_fork_are_swapped_and_read_back_intact() -> None:
+    os_, vcpu = guest(memory_pages=8, swap_pages=16)
+    parent = os_.spawn(None, 12)
+    vcpu.process = parent
+    os_.touch(vcpu, parent, np.arange(6, dtype=np.int64), write=True)
+    before = os_.visible_memory(parent)
+    child, _ = os_.fork(vcpu, parent)
+    assert int(os_.memory.sharers.sum()) == 6  # all six pages shared copy-on-write
+    # Six new pages with two free: four must be swapped out, and all mapped pages are shared.
+    os_.touch(vcpu, parent, np.arange(6, 12, dtype=np.int64), write=True)
+    assert os_.vm.counters["swap_outs"] >= 4
+    assert child.swap_slot is not None and (child.swap_slot >= 0).sum() >= 4
+    # The child still reads what the parent had written before the fork, swapped or not.
+    assert {v: c for v, c in os_.visible_memory(child).items() if v < 6} == before
+    # Reading back swaps the child's pages in, intact, as its own copies.
+    os_.switch_to(vcpu, child)
+    os_.touch(vcpu, child, np.arange(6, dtype=np.int64), write=False)
+    assert os_.visible_memory(child) == before
+    assert {v: c for v, c in os_.visible_memory(parent).items() if v < 6} == before
