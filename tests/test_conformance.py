@@ -295,3 +295,26 @@ def test_a_frame_mapped_by_a_page_table_cannot_be_ballooned_out() -> None:
     assert ctx.hcr == EBUSY
     machine.frames_owned_and_typed()
     machine.teardown()
+
+
+def test_a_frame_mapped_writable_cannot_become_a_page_table() -> None:
+    """The kit's falsifying example (paravirtual resource control, thorough profile), replayed:
+    the guest maps one of its frames writable in its page table, then asks for that frame to
+    become a page table. Accepting would leave a page table the guest can write directly."""
+    from vframework.hypercalls import EBUSY
+    from vframework.kernel import HC, pack
+    from vframework.testing.equivalence import ResourceControlMachine
+
+    plugins = PluginManager(autoload=True)
+    machine = ResourceControlMachine.for_component(plugins.get("mode", "paravirtual"))()
+    machine.boot()
+    machine.frame_hypercall(reg=0, value=0, number=HC.CREATE_PAGE_TABLE)  # PPN 0 becomes a page table
+    vm, ctx = machine.attacker.vm, machine.attacker.ctx
+    ctx.mem[0x40], ctx.mem[0x41], ctx.mem[0x42] = 0, 0, (int(vm.p2m[1]) << 1) | 1  # PPN 1's frame, writable
+    ctx.regs[0] = 0x40
+    machine._hypercall(HC.UPDATE_PAGE_TABLE, pack(0, 1))
+    assert ctx.hcr == 0
+    machine.frame_hypercall(reg=0, value=1, number=HC.CREATE_PAGE_TABLE)
+    assert ctx.hcr == EBUSY
+    machine.frames_owned_and_typed()
+    machine.teardown()

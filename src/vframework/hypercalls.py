@@ -130,6 +130,11 @@ def _create_page_table(hv: Hypervisor, vm: VM, ctx: GuestCPU, arg: int) -> int:
         return EBUSY
     if vm.p2m[ppn] < 0:
         return EINVAL  # not backed by a frame this VM owns
+    writable = (int(vm.p2m[ppn]) << 1) | 1
+    if any(np.any(t == writable) for t in vm.pv_tables.values()):
+        # Xen's page types: a frame still mapped writable cannot take the page-table type
+        # (else the guest could write its own page table behind the hypervisor's back).
+        return EBUSY
     vm.pv_tables[ppn] = np.full(PT_ENTRIES, -1, dtype=np.int64)
     return 0
 
