@@ -274,25 +274,34 @@ def test_fair_scheduler_keeps_its_proportional_share_bound() -> None:
     machine.teardown()
 
 
-def test_a_frame_mapped_by_a_page_table_cannot_be_ballooned_out() -> None:
-    """The kit's falsifying example (paravirtual resource control), replayed: a guest maps its own
-    frame read-only in one of its page tables, then balloons that frame out. Releasing it would
-    leave the table mapping a frame the VM no longer owns; the hypercall must fail instead."""
-    from vframework.hypercalls import EBUSY
+def _pv_guest_mapping(ppn: int, writable: bool) -> Any:
+    """A paravirtual attacker in the resource-control machine, booted, with PPN 0 made a page
+    table whose entry 0 maps PPN ``ppn``'s frame."""
     from vframework.kernel import HC, pack
     from vframework.testing.equivalence import ResourceControlMachine
 
     plugins = PluginManager(autoload=True)
     machine = ResourceControlMachine.for_component(plugins.get("mode", "paravirtual"))()
     machine.boot()
-    machine.frame_hypercall(reg=0, value=0, number=HC.CREATE_PAGE_TABLE)  # PPN 0 becomes a page table
+    machine.frame_hypercall(reg=0, value=0, number=HC.CREATE_PAGE_TABLE)
     vm, ctx = machine.attacker.vm, machine.attacker.ctx
-    ctx.mem[0x40], ctx.mem[0x41], ctx.mem[0x42] = 0, 0, int(vm.p2m[2]) << 1  # table 0, entry 0 -> PPN 2's frame
+    ctx.mem[0x40], ctx.mem[0x41], ctx.mem[0x42] = 0, 0, (int(vm.p2m[ppn]) << 1) | int(writable)
     ctx.regs[0] = 0x40
     machine._hypercall(HC.UPDATE_PAGE_TABLE, pack(0, 1))
     assert ctx.hcr == 0
+    return machine
+
+
+def test_a_frame_mapped_by_a_page_table_cannot_be_ballooned_out() -> None:
+    """The kit's falsifying example (paravirtual resource control), replayed: a guest maps its own
+    frame read-only in one of its page tables, then balloons that frame out. Releasing it would
+    leave the table mapping a frame the VM no longer owns; the hypercall must fail instead."""
+    from vframework.hypercalls import EBUSY
+    from vframework.kernel import HC
+
+    machine = _pv_guest_mapping(2, writable=False)
     machine.frame_hypercall(reg=0, value=2, number=HC.BALLOON_INFLATE)
-    assert ctx.hcr == EBUSY
+    assert machine.attacker.ctx.hcr == EBUSY
     machine.frames_owned_and_typed()
     machine.teardown()
 
@@ -302,19 +311,10 @@ def test_a_frame_mapped_writable_cannot_become_a_page_table() -> None:
     the guest maps one of its frames writable in its page table, then asks for that frame to
     become a page table. Accepting would leave a page table the guest can write directly."""
     from vframework.hypercalls import EBUSY
-    from vframework.kernel import HC, pack
-    from vframework.testing.equivalence import ResourceControlMachine
+    from vframework.kernel import HC
 
-    plugins = PluginManager(autoload=True)
-    machine = ResourceControlMachine.for_component(plugins.get("mode", "paravirtual"))()
-    machine.boot()
-    machine.frame_hypercall(reg=0, value=0, number=HC.CREATE_PAGE_TABLE)  # PPN 0 becomes a page table
-    vm, ctx = machine.attacker.vm, machine.attacker.ctx
-    ctx.mem[0x40], ctx.mem[0x41], ctx.mem[0x42] = 0, 0, (int(vm.p2m[1]) << 1) | 1  # PPN 1's frame, writable
-    ctx.regs[0] = 0x40
-    machine._hypercall(HC.UPDATE_PAGE_TABLE, pack(0, 1))
-    assert ctx.hcr == 0
+    machine = _pv_guest_mapping(1, writable=True)
     machine.frame_hypercall(reg=0, value=1, number=HC.CREATE_PAGE_TABLE)
-    assert ctx.hcr == EBUSY
+    assert machine.attacker.ctx.hcr == EBUSY
     machine.frames_owned_and_typed()
     machine.teardown()

@@ -3,10 +3,12 @@ the scheduler tutorial's plugin builds, installs and passes the kit exactly as w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from vframework import hookspecs
@@ -62,42 +64,40 @@ def test_tutorial_shows_the_whole_plugin() -> None:
         "webserver/pyproject.toml", "webserver/vf_webserver.py", "webserver/demo.toml"}
 
 
-def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
-    _write(_tutorial_files(), tmp_path)
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "install", "--quiet", "--no-deps", str(tmp_path / "lottery")],
-                   check=True)
+CLI = [sys.executable, "-c", "from vframework.cli import main; main()"]
+PIP = [sys.executable, "-m", "pip"]
+
+
+@contextlib.contextmanager
+def installed_tutorial(page: str, folder: str, dist: str, kind: str, name: str, root: Path) -> Iterator[Path]:
+    """Write a tutorial's files under ``root``, pip-install its plugin, check that
+    ``vframework plugins`` lists it and ``vframework check`` passes it; uninstall afterwards."""
+    _write(_tutorial_files(page), root)
+    subprocess.run([*PIP, "install", "--quiet", "--no-deps", str(root / folder)], check=True)
     try:
-        cli = [sys.executable, "-c", "from vframework.cli import main; main()"]
-        listed = subprocess.run([*cli, "plugins", "--json"], check=True, capture_output=True, text=True)
+        listed = subprocess.run([*CLI, "plugins", "--json"], check=True, capture_output=True, text=True)
         plugins = {p["name"]: p for p in json.loads(listed.stdout)}
-        assert plugins["vf-lottery"]["components"]["scheduler"] == ["lottery"]
-        checked = subprocess.run([*cli, "check", "lottery", "--profile", "ci"], capture_output=True, text=True)
+        assert plugins[dist]["components"][kind] == [name]
+        checked = subprocess.run([*CLI, "check", name, "--profile", "ci"], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "lottery" in checked.stdout and "FAIL" not in checked.stdout
+        assert name in checked.stdout and "FAIL" not in checked.stdout
+        yield root / folder
     finally:
-        subprocess.run([*pip, "uninstall", "--quiet", "--yes", "vf-lottery"], check=True)
+        subprocess.run([*PIP, "uninstall", "--quiet", "--yes", dist], check=True)
+
+
+def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
+    with installed_tutorial("scheduler", "lottery", "vf-lottery", "scheduler", "lottery", tmp_path):
+        pass
 
 
 def test_workload_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
-    _write(_tutorial_files("workload"), tmp_path)
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "install", "--quiet", "--no-deps", str(tmp_path / "webserver")], check=True)
-    try:
-        cli = [sys.executable, "-c", "from vframework.cli import main; main()"]
-        listed = subprocess.run([*cli, "plugins", "--json"], check=True, capture_output=True, text=True)
-        plugins = {p["name"]: p for p in json.loads(listed.stdout)}
-        assert plugins["vf-webserver"]["components"]["workload"] == ["webserver"]
-        checked = subprocess.run([*cli, "check", "webserver", "--profile", "ci"], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "webserver" in checked.stdout and "FAIL" not in checked.stdout
+    with installed_tutorial("workload", "webserver", "vf-webserver", "workload", "webserver", tmp_path) as folder:
         out = tmp_path / "results"
-        ran = subprocess.run([*cli, "run", str(tmp_path / "webserver" / "demo.toml"), "--out", str(out)],
+        ran = subprocess.run([*CLI, "run", str(folder / "demo.toml"), "--out", str(out)],
                              capture_output=True, text=True)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
         assert set(vms) == {"web-hvm", "web-pv", "hog"}
-        for name in ("web-hvm", "web-pv"):
-            assert vms[name]["syscalls"] > 100 and vms[name]["io_requests"] > 10, vms[name]
-    finally:
-        subprocess.run([*pip, "uninstall", "--quiet", "--yes", "vf-webserver"], check=True)
+        for vm in ("web-hvm", "web-pv"):
+            assert vms[vm]["syscalls"] > 100 and vms[vm]["io_requests"] > 10, vms[vm]
