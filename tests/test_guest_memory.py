@@ -41,3 +41,26 @@ def test_pages_shared_since_fork_are_swapped_and_read_back_intact() -> None:
     os_.touch(vcpu, child, np.arange(6, dtype=np.int64), write=False)
     assert os_.visible_memory(child) == before
     assert {v: c for v, c in os_.visible_memory(parent).items() if v < 6} == before
+
+
+def test_pages_the_hypervisor_took_are_backed_before_the_guest_copies_or_swaps_them() -> None:
+    """A copy-on-write copy or a swap-out reads the page's frame. If the hypervisor took that
+    frame back, the read is a hidden fault that backs the page again (with a zeroed frame),
+    never a read through an unbacked P2M entry (index -1: the last frame, another owner's)."""
+    os_, vcpu = guest(memory_pages=8, swap_pages=16)
+    hv, vm = os_.hypervisor, os_.vm
+    foreign = 0xDEAD_BEEF
+    hv.machine.memory.content[-1] = foreign  # the last machine frame: not this VM's
+    parent = os_.spawn(None, 12)
+    vcpu.process = parent
+    os_.touch(vcpu, parent, np.arange(6, dtype=np.int64), write=True)
+    child, _ = os_.fork(vcpu, parent)
+    hv.release_pages(vm, parent.page_table[np.arange(6)].astype(np.int64))
+    os_.switch_to(vcpu, child)
+    os_.touch(vcpu, child, np.array([0], dtype=np.int64), write=True)  # a COW copy of a taken page
+    os_.switch_to(vcpu, parent)
+    os_.touch(vcpu, parent, np.arange(6, 12, dtype=np.int64), write=True)  # swaps taken pages out
+    assert os_.vm.counters["swap_outs"] > 0
+    for proc in os_.processes:
+        assert foreign not in os_.visible_memory(proc).values()
+    assert foreign not in os_.memory.swap_content.tolist()

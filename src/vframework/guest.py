@@ -205,8 +205,7 @@ class GuestOS:
         p2m = self.vm.p2m
         walked = p2m[ppns]
         if (walked < 0).any():
-            backed = self.hypervisor.back_pages(self.vm, np.unique(ppns[walked < 0]))
-            cycles += mode.hidden_fault(vcpu, backed)
+            cycles += self._back(vcpu, ppns)
             walked = p2m[ppns]
         c, mpns = mode.translate(vcpu, proc, vpns, write, walked)
         cycles += c
@@ -239,8 +238,7 @@ class GuestOS:
         mem = self.memory
         mem.rmap_vpn[ppns] = vpns
         # The handler writes the new pages (zeroing, or the swapped-in data): they need frames.
-        backed = self.hypervisor.back_pages(self.vm, ppns)
-        cycles += mode.hidden_fault(vcpu, backed)
+        cycles += self._back(vcpu, ppns)
         content = self.hypervisor.machine.memory.content
         content[self.vm.p2m[ppns]] = 0
         cycles += (n - int(swapped.sum())) * self.costs.page_zero
@@ -274,9 +272,10 @@ class GuestOS:
                 f"{mem.free_pages} free and {mem.free_swap_slots} swap slots "
                 f"(give the VM more memory or a larger `swap`)"
             )
+        # Writing a page to swap reads it: a page whose frame the hypervisor took needs one back.
+        cycles = self._back(vcpu, victims)
         content = self.hypervisor.machine.memory.content
         mem.swap_content[slots] = content[self.vm.p2m[victims]]
-        cycles = 0
         slots = np.asarray(slots)
         # Every process that maps a victim points at its slot: one, or 1 + sharers since a fork.
         mem.slot_refs[slots] += mem.sharers[victims]
@@ -299,6 +298,17 @@ class GuestOS:
         self.vm.counters["swap_outs"] += count
         return cycles, self.costs.ns(self.costs.io_device + count * 4096 * self.costs.byte_copy)
 
+    def _back(self, vcpu: VCPU, ppns: np.ndarray) -> int:
+        """The guest is about to read or write the frames of ``ppns``: back those the hypervisor
+        took (each a hidden fault, with a zeroed frame); returns the cycles. Never index the P2M
+        of an unbacked page: its -1 would reach the last machine frame, another owner's."""
+        unbacked = np.unique(ppns[self.vm.p2m[ppns] < 0])
+        if unbacked.size == 0:
+            return 0
+        mode = self.vm.mode
+        assert mode is not None
+        return mode.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
+
     def _copy_on_write(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> int:
         """Writes to pages shared since a fork: copy those still shared, reclaim the rest."""
         mode = self.vm.mode
@@ -315,8 +325,8 @@ class GuestOS:
             copy_vpns = vpns[shared]
             new, c, _ = self._allocate(vcpu, int(copy_vpns.size))
             cycles += c
-            backed = self.hypervisor.back_pages(self.vm, new)
-            cycles += mode.hidden_fault(vcpu, backed)
+            # The copy reads the shared pages and writes the new ones: both need frames.
+            cycles += self._back(vcpu, np.concatenate([old[shared], new]))
             content = self.hypervisor.machine.memory.content
             content[self.vm.p2m[new]] = content[self.vm.p2m[old[shared]]]
             np.subtract.at(mem.sharers, old[shared], 1)

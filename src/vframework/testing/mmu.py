@@ -31,7 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from ..engine import Engine
 from ..guest import GuestOS
 from ..guestmm import PTE_PRESENT, GuestOutOfMemory, write_content
-from ..hardware import Machine
+from ..hardware import FREE, Machine
 from ..hypervisor import Hypervisor
 from ..mmu import TLB
 from ..units import PAGE_SIZE
@@ -41,6 +41,7 @@ from .doubles import FifoScheduler, FixedPolicy, Native
 __all__ = ["MemoryMachine"]
 
 PAGES = 24  # guest-physical pages per VM
+FOREIGN = 0xF0E1_6000_F0E1_6000  # the content of every frame no VM owns (see _poison_free_frames)
 SPACE = 12  # virtual pages per process
 
 
@@ -83,6 +84,14 @@ class MemoryMachine(RuleBasedStateMachine):
         self.lost: set[tuple[int, int]] = set()  # (pid, vpn) whose frame the hypervisor took
         # The model: pid -> {VPN: content handle} of the system under test's processes.
         self.model: dict[int, dict[int, int]] = {p.pid: {} for p in self.sut.guest.processes}
+        self._poison_free_frames()
+
+    def _poison_free_frames(self) -> None:
+        # Free frames hold a marker no guest ever writes (allocation zeroes a frame), so a read
+        # of a frame the VM does not own, such as one through an unbacked P2M entry (-1: the last
+        # frame), shows up as the marker in what the guest can read.
+        memory = self.hv.machine.memory
+        memory.content[memory.state == FREE] = FOREIGN
 
     def _both(self) -> tuple[_Guest, _Guest]:
         return self.sut, self.ref
@@ -184,6 +193,7 @@ class MemoryMachine(RuleBasedStateMachine):
             hit = present[np.isin(proc.page_table[present], chosen)]
             self.lost.update((proc.pid, int(v)) for v in hit)
         self.hv.release_pages(vm, chosen)
+        self._poison_free_frames()
 
     @invariant()
     def coherence(self) -> None:
@@ -219,6 +229,9 @@ class MemoryMachine(RuleBasedStateMachine):
         memory.check()
         p2m = self.sut.vm.p2m
         assert np.all(memory.owner[p2m[p2m >= 0]] == self.sut.vm.id), "the VM maps a frame it does not own"
+        guest = self.sut.guest
+        readable = [c for p in guest.processes for c in guest.visible_memory(p).values()]
+        assert FOREIGN not in readable, "the guest read a frame it does not own (through an unbacked P2M entry?)"
 
     @invariant()
     def memory_equivalence(self) -> None:
