@@ -212,29 +212,21 @@ class EveryOperation(Workload):
     def address_space_pages(self) -> int:
         return 8
 
+    def operations(self) -> list[Operation]:
+        extra = [ops.ForkWait(2)] if hasattr(ops, "ForkWait") else []
+        return [*BasicOperations.operations(self), Fault("divide_error"), KernelCall("syscall", 3), *extra]
+
     def run(self) -> Generator[Operation, Any, None]:
         while True:
-            yield Compute(100)
-            yield Touch(np.arange(4, dtype=np.int64), True)
-            yield Sleep(1_000)
-            yield Syscall()
-            yield IO(512, False, "disk")
-            yield Fault("divide_error")
-            yield KernelCall("syscall", 3)
-            if hasattr(ops, "ForkWait"):
-                yield ops.ForkWait(2)
+            yield from self.operations()
 
 
 class BasicOperations(EveryOperation):
     name = "basic-operations"
 
-    def run(self) -> Generator[Operation, Any, None]:
-        while True:
-            yield Compute(100)
-            yield Touch(np.arange(4, dtype=np.int64), True)
-            yield Sleep(1_000)
-            yield Syscall()
-            yield IO(512, False, "disk")
+    def operations(self) -> list[Operation]:
+        return [Compute(100), Touch(np.arange(4, dtype=np.int64), True), Sleep(1_000), Syscall(),
+                IO(512, False, "disk")]
 
 
 class OutOfBounds(EveryOperation):

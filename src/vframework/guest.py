@@ -180,8 +180,9 @@ class GuestOS:
         flags = proc.pte_flags[vpns]
         # The steady state of a working set: every page present and already accessed (and, for
         # a write, dirty and not copy-on-write). One test covers it; the rest is the slow path.
-        want = PTE_PRESENT | PTE_ACCESSED | PTE_DIRTY if write else PTE_PRESENT | PTE_ACCESSED
-        steady = bool(((flags & (want | PTE_COW)) == want).all()) if write else bool(((flags & want) == want).all())
+        bits = PTE_ACCESSED | PTE_DIRTY if write else PTE_ACCESSED
+        want = PTE_PRESENT | bits
+        steady = bool(((flags & (want | PTE_COW if write else want)) == want).all())
         if not steady:
             if not (flags & PTE_PRESENT).all():
                 # Pages this reference needs stay resident while its faults make room (no page
@@ -215,7 +216,6 @@ class GuestOS:
         if not steady:
             # Set A (and D) only where missing: a fancy-indexed read-modify-write of every
             # access would cost more than the rest of the batch.
-            bits = PTE_ACCESSED | PTE_DIRTY if write else PTE_ACCESSED
             stale = (flags & bits) != bits
             if stale.any():
                 proc.pte_flags[vpns[stale]] |= bits

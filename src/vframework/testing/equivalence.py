@@ -34,6 +34,7 @@ from ..kernel import HC, pack, paravirtualize
 from ..units import PAGE_SIZE
 from ..vm import VM
 from .doubles import FifoScheduler, FixedPolicy, Native
+from .memory import assert_owns_its_frames
 
 __all__ = ["EquivalenceMachine", "ResourceControlMachine", "instructions", "kernel_code"]
 
@@ -266,8 +267,7 @@ class ResourceControlMachine(RuleBasedStateMachine):
         memory = self.hv.machine.memory
         memory.check()
         vm = self.attacker.vm
-        own = vm.p2m[vm.p2m >= 0]
-        assert np.all(memory.owner[own] == vm.id), "the attacker maps a frame it does not own"
+        assert_owns_its_frames(memory, vm, "the attacker")
         table_mpns = {int(vm.p2m[p]) for p in vm.pv_tables}
         for entries in vm.pv_tables.values():
             for entry in entries[entries >= 0].tolist():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -26,6 +25,7 @@ from ..hypervisor import Hypervisor
 from ..units import PAGE_SIZE
 from ..vm import VM, VCPUState
 from .doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
+from .memory import assert_owns_its_frames
 
 __all__ = ["HypervisorMachine"]
 
@@ -102,8 +102,7 @@ class HypervisorMachine(RuleBasedStateMachine):
         memory = self.machine.memory
         memory.check()
         for vm in self.hv.vms.values():
-            mpns = vm.p2m[vm.p2m >= 0]
-            assert np.all(memory.owner[mpns] == vm.id), f"{vm} maps a frame it does not own"
+            assert_owns_its_frames(memory, vm, str(vm))
 
     @invariant()
     def work_conserving(self) -> None:

@@ -10,7 +10,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from ..hardware import FREE, HYPERVISOR_OWNER, STATE_NAMES, MachineMemory, OutOfMemory
 
-__all__ = ["FrameTableMachine"]
+__all__ = ["FrameTableMachine", "assert_owns_its_frames"]
+
+
+def assert_owns_its_frames(memory: MachineMemory, vm: Any, who: str) -> None:
+    """Isolation: every machine frame the VM's P2M names is owned by the VM."""
+    mpns = vm.p2m[vm.p2m >= 0]
+    assert np.all(memory.owner[mpns] == vm.id), f"{who} maps a frame it does not own"
 
 
 class FrameTableMachine(RuleBasedStateMachine):

@@ -37,6 +37,7 @@ from ..mmu import TLB
 from ..units import PAGE_SIZE
 from ..vm import VM
 from .doubles import FifoScheduler, FixedPolicy, Native
+from .memory import assert_owns_its_frames
 
 __all__ = ["MemoryMachine"]
 
@@ -227,8 +228,7 @@ class MemoryMachine(RuleBasedStateMachine):
             return
         memory = self.hv.machine.memory
         memory.check()
-        p2m = self.sut.vm.p2m
-        assert np.all(memory.owner[p2m[p2m >= 0]] == self.sut.vm.id), "the VM maps a frame it does not own"
+        assert_owns_its_frames(memory, self.sut.vm, "the VM")
         guest = self.sut.guest
         readable = [c for p in guest.processes for c in guest.visible_memory(p).values()]
         assert FOREIGN not in readable, "the guest read a frame it does not own (through an unbacked P2M entry?)"
