@@ -6,22 +6,24 @@ contender), ``size`` sleeps in total (1,000 x 1,000 = 1,000,000 by default).
 
 * vframework: ``Engine().process(gen)``, ``gen`` yields the int delays.
 * SimPy: ``env.process(gen)``, ``gen`` yields ``env.timeout(d)``.
-* heapq: the practical limit of a pure-Python event loop: a bare loop popping
-  ``(time, seq, proc)`` tuples and pushing the next one, read from the process's delay list
-  through a per-process iterator (its delay index). No callbacks, no generators, no
-  priorities, no cancellation.
+* heapq: the practical limit of a pure-Python event loop: a bare loop over int keys
+  ``time << 20 | proc`` (ints compare fastest; one pending sleep per process, so the process
+  number breaks ties and names the process), replacing the head with the process's next
+  wake-up, read from its delay list through a per-process iterator. No callbacks, no
+  generators, no priorities, no cancellation, no lookup from key to process.
 
 Model (``cancel``): the same, but every sleep is guarded by a watchdog timer armed before it
 (at ``d + 1000`` ns, so it would fire after the sleep ends) and cancelled after it: a
 retransmission timer, the common use of cancellable events. A *step* is one sleep plus one
 scheduled-and-cancelled timer. vframework cancels with ``Engine.cancel``; SimPy cannot take an
 event out of its queue, so its timer is cancelled the SimPy way, by clearing the timeout's
-callbacks (the event is still popped, with nothing to do); the heapq loop marks the entry dead
-(lazy deletion, as the engine does).
+callbacks (the event is still popped, with nothing to do); the heapq loop forgets the
+watchdog's key and skips it when it surfaces (lazy deletion, as the engine does).
 
 * heapq+generators (``timeouts`` only): the same generators resumed by a bare heapq loop over
-  event lists shaped like the engine's: the floor for any engine whose processes are
-  generators, measured so the distance to the 2x goal can be read against it.
+  events shaped like the engine's (int keys, a dict from key to generator): the floor for an
+  engine whose processes are generators and whose events can be cancelled, measured so the
+  distance to the 2x goal can be read against it.
 
 Rows: events (or steps) per second of vframework, with SimPy, heapq and heapq+generators as
 baselines; the goal stated for the engine is a ratio of at least 2 against SimPy.
@@ -30,6 +32,7 @@ baselines; the goal stated for the engine is a ratio of at least 2 against SimPy
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -47,6 +50,9 @@ QUICK_SIZE = 100_000
 SMOKE_SIZE = 2_000
 #: The seed of the delay lists.
 SEED = 20261124
+#: The process number's bits in the bare heapq loops' keys (with the event kind in ``cancel``).
+_PROCESS_MASK = (1 << 20) - 1
+_CANCEL_MASK = (1 << 21) - 1
 #: The watchdog's extra delay beyond the sleep it guards (> the largest delay: it never fires).
 WATCHDOG_NS = 1000
 
@@ -107,45 +113,54 @@ def simpy_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
 def heapq_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
     # Nothing to set up: the loop builds its queue as it runs (microseconds).
     def body() -> None:
-        push, pop = heapq.heappush, heapq.heappop
+        pop, replace = heapq.heappop, heapq.heapreplace
         next_delay = [iter(ds).__next__ for ds in delays]  # each process's position in its delays
-        queue = [(0, p, p) for p in range(len(delays))]
-        seq = len(queue)
+        # int keys ``time << 20 | p``: one pending sleep per process, so the process number alone
+        # breaks ties and no lookup from key to process is needed
+        queue = list(range(len(delays)))
+        fired = 0
         while queue:
-            now, _, p = pop(queue)
+            key = queue[0]
+            p = key & _PROCESS_MASK
             try:
                 d = next_delay[p]()
             except StopIteration:
+                pop(queue)
                 continue
-            seq += 1
-            push(queue, (now + d, seq, p))
-        assert seq == len(delays) + sum(len(ds) for ds in delays)
+            fired += 1
+            replace(queue, (((key >> 20) + d) << 20) | p)
+        assert fired == sum(len(ds) for ds in delays)
 
     return body
 
 
 def generator_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
     """The floor for any generator-process engine: the same generators resumed by a bare heapq
-    loop over ``[time, order, generator, arg]`` lists (the engine's own event shape), with no
-    engine around it: no clock attribute, no process objects, no cancellation checks."""
+    loop over the engine's own event shape (int keys ``time << 42 | seq``, a dict from key to
+    generator), with no engine around it: no clock attribute, no process objects, no checks."""
     def proc(ds: list[int]) -> Generator[int, Any, None]:
         yield from ds
 
     gens = [proc(ds) for ds in delays]
 
     def body() -> None:
-        push, pop = heapq.heappush, heapq.heappop
-        queue = [[0, p, g, None] for p, g in enumerate(gens)]
-        seq = len(queue)
+        pop, replace = heapq.heappop, heapq.heapreplace
+        next_seq = itertools.count(1).__next__
+        targets = {next_seq(): g for g in gens}
+        queue = list(targets)
+        take = targets.pop
         while queue:
-            now, _, g, _ = pop(queue)
+            key = queue[0]
+            g = take(key)
             try:
                 d = g.send(None)
             except StopIteration:
+                pop(queue)
                 continue
-            seq += 1
-            push(queue, [now + d, seq, g, None])
-        assert seq == len(delays) + sum(len(ds) for ds in delays)
+            new = (((key >> 42) + d) << 42) | next_seq()
+            targets[new] = g
+            replace(queue, new)
+        assert next_seq() == len(delays) + sum(len(ds) for ds in delays) + 1
     return body
 
 
@@ -198,31 +213,33 @@ def simpy_cancel(delays: list[list[int]]) -> Callable[[], Any]:
 
 def heapq_cancel(delays: list[list[int]]) -> Callable[[], Any]:
     def body() -> None:
-        push, pop = heapq.heappush, heapq.heappop
+        pop, push, replace = heapq.heappop, heapq.heappush, heapq.heapreplace
         n = len(delays)
         next_delay = [iter(ds).__next__ for ds in delays]
-        watchdog: list[list[Any] | None] = [None] * n
-        # entries: [time, seq, what]; what = p (wake process p), ~p (p's watchdog), None (cancelled)
-        queue = [[0, p, p] for p in range(n)]
-        seq = n
+        # int keys ``time << 21 | p << 1 | kind`` (kind 0: wake process p, 1: p's watchdog); one
+        # of each per process, so the key is unique and names its process. ``armed[p]`` is the
+        # key of p's live watchdog; cancelling clears it and the key is skipped when it surfaces
+        # (lazy deletion, as the engine does).
+        armed: list[int | None] = [None] * n
+        queue = [p << 1 for p in range(n)]
         while queue:
-            now, _, p = pop(queue)
-            if p is None:
+            key = queue[0]
+            p = (key & _CANCEL_MASK) >> 1
+            if key & 1:
+                pop(queue)
+                if armed[p] == key:
+                    _never(p)
                 continue
-            if p < 0:
-                _never(p)
-            w = watchdog[p]
-            if w is not None:
-                w[2] = None  # cancel: lazy deletion
+            armed[p] = None  # cancel the watchdog of the sleep that just ended
             try:
                 d = next_delay[p]()
             except StopIteration:
+                pop(queue)
                 continue
-            seq += 1
-            w = watchdog[p] = [now + d + WATCHDOG_NS, seq, ~p]
+            now = key >> 21
+            armed[p] = w = ((now + d + WATCHDOG_NS) << 21) | (p << 1) | 1
             push(queue, w)
-            seq += 1
-            push(queue, [now + d, seq, p])
+            replace(queue, ((now + d) << 21) | (p << 1))
 
     return body
 

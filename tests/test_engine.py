@@ -280,6 +280,69 @@ def test_interrupt_a_sleeping_process() -> None:
     assert log[-1] == ("slept", 40)
 
 
+def test_a_process_interrupting_another_at_its_own_wake_up() -> None:
+    """The run loop resumes a process with its key still on the heap; an URGENT event it
+    schedules for the same instant is more urgent than that key. Both must fire once, in order,
+    and the process's next sleep must still end on time."""
+    engine, log = Engine(), []
+
+    def victim() -> Any:
+        try:
+            yield 1000
+        except Interrupt as exc:
+            log.append(("interrupted", engine.now, exc.cause))
+        yield 5
+        log.append(("victim slept", engine.now))
+
+    target = engine.process(victim())
+
+    def attacker() -> Any:
+        yield 10
+        target.interrupt("now")
+        yield 3
+        log.append(("attacker slept", engine.now))
+        yield 1
+        log.append(("attacker slept", engine.now))
+
+    engine.process(attacker())
+    engine.run()
+    assert log == [("interrupted", 10, "now"), ("attacker slept", 13), ("attacker slept", 14),
+                   ("victim slept", 15)]
+    assert engine.events_fired == 2 + 3 + 2  # two starts, the attacker's sleeps, throw + sleep
+
+
+def test_events_fired_counts_what_fired_even_mid_run() -> None:
+    engine, seen = Engine(), []
+    drop = engine.schedule(5, lambda _: None)
+    engine.schedule(1, lambda _: seen.append(engine.events_fired))  # read during a run
+    engine.schedule(2, lambda _: engine.cancel(drop))
+
+    def sleeper() -> Any:
+        yield 3
+        seen.append(engine.events_fired)
+
+    engine.process(sleeper())
+    engine.run(until=2)
+    # the event firing counts itself: the process's start (at 0) and the reader
+    assert seen == [2] and engine.events_fired == 3
+    engine.run()
+    assert seen == [2, 4] and engine.events_fired == 4, "a cancelled event is not counted"
+    engine.cancel(drop)  # twice: still not counted
+    assert engine.events_fired == 4
+
+
+def test_bad_delays_and_priorities_are_refused() -> None:
+    engine = Engine()
+    with pytest.raises(TypeError, match="whole nanoseconds"):
+        engine.schedule(1.5, lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="priority must be 0..2"):
+        engine.schedule(1, lambda _: None, priority=3)
+    event = engine.schedule(np.int64(7), lambda _: None)  # type: ignore[arg-type]
+    assert event_time(event) == 7 and type(event) is int
+    later = engine.schedule_at(np.int64(2) ** 40, lambda _: None)  # type: ignore[arg-type]
+    assert event_time(later) == 2**40, "a numpy time past 2**21 ns must not overflow the key"
+
+
 def test_interrupt_comes_before_ordinary_events_of_the_instant() -> None:
     engine, log = Engine(), []
 
@@ -413,15 +476,15 @@ class TestFrameTableMachine(FrameTableMachine.TestCase):  # type: ignore[name-de
 class EngineOrderMachine(EngineMachine):
     """The kit's engine machine with the ordering invariant stated exactly: when an event fires,
     no other live event has an earlier (time, priority, scheduling order), and time never goes back.
-    (Events scheduled at the current instant after others fired may be more urgent than those.)"""
+    (Events scheduled at the current instant after others fired may be more urgent than those.)
+    The engine's events are int keys that order exactly so."""
 
     def _fire(self, key: tuple[int, int, int]) -> None:
         event = self.pending.get(key[2])
         if event is not None:
-            mine = (event[0], event[1], event[2])
             for other in self.pending.values():
-                if other is not event and self.engine.is_pending(other):
-                    assert (other[0], other[1], other[2]) > mine, "an event fired before an earlier one"
+                if other != event and self.engine.is_pending(other):
+                    assert other > event, "an event fired before an earlier one"
         super()._fire(key)
 
     @invariant()

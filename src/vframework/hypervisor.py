@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .components import MemoryPolicy, MemoryService, Scheduler
-from .engine import URGENT, Engine, Event
+from .engine import URGENT, Engine, Event, event_time
 from .guest import HALT, IO_WAIT
 from .hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine, OutOfMemory
 from .metrics import new_host_counters
@@ -544,7 +544,7 @@ class Hypervisor:
         event = self._event[cpu]
         if event is not None:
             if state == SWITCH:
-                left = event[0] - self.engine.now
+                left = event_time(event) - self.engine.now
             self.engine.cancel(event)
             self._event[cpu] = None
         self._saved[cpu] = (state, left)

@@ -93,9 +93,9 @@ class EngineMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_due_is_left(self) -> None:
-        for event in self.pending.values():
-            if self.engine.is_pending(event):
-                assert event[0] > self.engine.now or self.engine.now == event[0], "a past event was skipped"
+        for order, key in self.keys.items():
+            assert self.engine.is_pending(self.pending[order]), f"event {key} vanished without firing"
+            assert key[0] >= self.engine.now, f"the past event {key} was skipped"
 
     @invariant()
     def processes_wake_on_time(self) -> None:
