@@ -311,6 +311,20 @@ def test_a_process_interrupting_another_at_its_own_wake_up() -> None:
     assert engine.events_fired == 2 + 3 + 2  # two starts, the attacker's sleeps, throw + sleep
 
 
+def test_a_process_cannot_interrupt_itself() -> None:
+    engine = Engine()
+    holder: list[Process] = []
+
+    def selfish() -> Any:
+        yield 1
+        holder[0].interrupt()
+        yield 1
+
+    holder.append(engine.process(selfish(), "selfish"))
+    with pytest.raises(RuntimeError, match="'selfish' cannot interrupt itself"):
+        engine.run()
+
+
 def test_events_fired_counts_what_fired_even_mid_run() -> None:
     engine, seen = Engine(), []
     drop = engine.schedule(5, lambda _: None)

@@ -164,6 +164,9 @@ class Process:
         """Throw :class:`Interrupt` into the process at the current time, abandoning its wait."""
         if self.done:
             return
+        if getattr(self.gen, "gi_running", False):
+            # Its pending wake-up is set only after it yields: the throw would come on top of it.
+            raise RuntimeError(f"process {self.name!r} cannot interrupt itself")
         if self._pending is not None:
             self.engine.cancel(self._pending)
         if self._waiting_on is not None:
