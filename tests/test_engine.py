@@ -345,6 +345,61 @@ def test_events_fired_counts_what_fired_even_mid_run() -> None:
     assert engine.events_fired == 4
 
 
+def test_peek_during_a_run_sees_past_the_runs_end() -> None:
+    engine, seen = Engine(), []
+    engine.schedule(1, lambda _: seen.append(engine.peek()))
+    engine.schedule(10, lambda _: seen.append(engine.peek()))
+    engine.run(until=5)
+    assert seen == [10], "the next event, not the end of the run"
+    engine.run()
+    assert seen == [10, None]
+
+    def peeker() -> Any:
+        seen.append(engine.peek())  # resumed inline: its own key is no longer an event
+        yield 1
+
+    engine.schedule(9, lambda _: None)
+    engine.process(peeker())
+    engine.run(until=engine.now + 7)
+    assert seen[-1] == 19
+
+
+def test_run_and_step_cannot_be_nested() -> None:
+    engine, errors = Engine(), []
+
+    def nested(call: Any) -> None:
+        try:
+            call()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    engine.schedule(1, lambda _: nested(engine.run))
+    engine.schedule(2, lambda _: nested(engine.step))
+    engine.schedule(3, lambda _: None)
+    engine.run(until=5)
+    assert len(errors) == 2 and all("inside a run" in e for e in errors)
+    assert engine.now == 5 and engine.events_fired == 3, "the outer run goes on unharmed"
+    assert engine.step() is False  # outside a run, step works
+
+
+def test_process_subclasses_and_the_first_key() -> None:
+    class Traced(Process):
+        __slots__ = ()
+
+    engine, log = Engine(), []
+
+    def sleeper() -> Any:
+        yield 3
+        log.append(engine.now)
+
+    proc = Traced(engine, sleeper(), "traced")
+    proc._pending = engine.schedule(0, proc)
+    first = engine.schedule(0, lambda _: None, priority=URGENT)
+    assert first, "no event key is 0 (falsy)"
+    engine.run()
+    assert log == [3] and proc.done
+
+
 def test_bad_delays_and_priorities_are_refused() -> None:
     engine = Engine()
     with pytest.raises(TypeError, match="whole nanoseconds"):

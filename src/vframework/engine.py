@@ -55,6 +55,11 @@ _END_OF_TIME = 1 << 256
 _SEQ_BITS = 40
 _TIME_SHIFT = _SEQ_BITS + 2
 
+
+def _seq_base(priority: int) -> int:
+    """The low bits of the first key of a priority."""
+    return (priority << _SEQ_BITS) | 1
+
 #: A scheduled event: an int key (see the module doc). Treat as opaque; use
 #: :meth:`Engine.cancel`, :meth:`Engine.is_pending` and :func:`event_time`.
 Event = int
@@ -197,8 +202,8 @@ class Engine:
         #: Live key -> a Process (resume it) or a ``(callback, arg)`` pair (call it).
         self._targets: dict[Event, Any] = {}
         # One counter per priority, starting at the priority's bits: next() gives the low bits
-        # of a key directly.
-        self._seq = [itertools.count(p << _SEQ_BITS).__next__ for p in range(_STOP + 1)]
+        # of a key directly. Counting from 1 keeps every key truthy (0 would be a trap).
+        self._seq = [itertools.count(_seq_base(p)).__next__ for p in range(_STOP + 1)]
         self._seq_reads = 0  # times events_fired read the counters (each read uses a number)
         self._cancelled = 0  # events cancelled before they fired
         self._stopping = False  # a run's stop event is in ``_targets``
@@ -238,7 +243,8 @@ class Engine:
     def _wake(self, delay: int, proc: Process, value: Any = None) -> Event:
         """Schedule ``proc`` to resume with ``value`` after ``delay`` ns (NORMAL priority)."""
         key = ((self.now + delay) << _TIME_SHIFT) | self._seq[NORMAL]()
-        self._targets[key] = proc if value is None else (proc, value)
+        # Only a plain Process takes the run loop's inline path; a subclass is called instead.
+        self._targets[key] = proc if value is None and type(proc) is Process else (proc, value)
         heapq.heappush(self._queue, key)
         return key
 
@@ -256,7 +262,7 @@ class Engine:
         the run loop's hot path. Read from inside an event, it counts that event."""
         reads = self._seq_reads
         self._seq_reads = reads + 1
-        scheduled = sum(self._seq[p]() - (p << _SEQ_BITS) - reads for p in range(PRIORITIES))
+        scheduled = sum(self._seq[p]() - _seq_base(p) - reads for p in range(PRIORITIES))
         return scheduled - self._cancelled - len(self._targets) + self._stopping
 
     def is_pending(self, event: Event) -> bool:
@@ -276,9 +282,18 @@ class Engine:
     def peek(self) -> int | None:
         """Time of the next live event, or None when the queue is empty."""
         queue, targets = self._queue, self._targets
-        while queue and queue[0] not in targets:
-            heapq.heappop(queue)
-        return queue[0] >> _TIME_SHIFT if queue else None
+        while queue:
+            key = queue[0]
+            target = targets.get(key)
+            if target is None:
+                heapq.heappop(queue)  # cancelled, fired, or the key of a process running now
+            elif target is _STOP_RUN:
+                # Called during a run with nothing due before the run ends: look past its end.
+                later = [k for k in queue if k != key and k in targets]
+                return min(later) >> _TIME_SHIFT if later else None
+            else:
+                return key >> _TIME_SHIFT
+        return None
 
     # -- running --------------------------------------------------------------------
     def run(self, until: int | None = None) -> None:
@@ -286,6 +301,7 @@ class Engine:
 
         With ``until`` the clock ends exactly at ``until`` even if the queue empties first.
         """
+        self._refuse_nesting("run")
         if until is not None and type(until) is not int:
             until = self._as_ns(until)
         queue, targets = self._queue, self._targets
@@ -344,8 +360,17 @@ class Engine:
         if until is not None and until > self.now:
             self.now = until
 
+    def _refuse_nesting(self, what: str) -> None:
+        if self._stopping:
+            # The queue holds the outer run's stop event; an inner loop would consume it.
+            raise RuntimeError(
+                f"Engine.{what}() called from inside a run (from a callback or a process); "
+                "schedule an event instead"
+            )
+
     def step(self) -> bool:
         """Fire the next live event; False when there is none."""
+        self._refuse_nesting("step")
         if self.peek() is None:
             return False
         key = heapq.heappop(self._queue)
