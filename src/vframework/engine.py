@@ -60,6 +60,7 @@ def _seq_base(priority: int) -> int:
     """The low bits of the first key of a priority."""
     return (priority << _SEQ_BITS) | 1
 
+
 #: A scheduled event: an int key (see the module doc). Treat as opaque; use
 #: :meth:`Engine.cancel`, :meth:`Engine.is_pending` and :func:`event_time`.
 Event = int
