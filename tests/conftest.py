@@ -34,6 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "invariants: conformance-kit and invariant checks (run longer by `tox -e invariants`)"
     )
+    config.addinivalue_line(
+        "markers", "full_experiments: full-length experiment runs against recorded hashes (`tox -e invariants`)"
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
