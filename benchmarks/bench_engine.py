@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from common import best_of_interleaved, row
 
-from vframework.engine import Engine
+from vframework.sim.engine import Engine
 
 #: Number of concurrent processes (the size of the event queue).
 PROCESSES = 1000

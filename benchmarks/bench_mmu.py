@@ -4,7 +4,7 @@ The model: one VM of 1 GiB (262,144 guest pages) on a host with room for it, one
 process whose address space covers 90% of it (235,929 pages), every page faulted in
 beforehand (not timed). The timed stream: 10,000,000 reads of uniformly random VPNs (1M with
 ``--quick``), drawn beforehand from a fixed seed, in batches. Each batch goes through
-:meth:`vframework.guest.GuestOS.touch` -- the path a workload's ``Touch`` takes: presence and
+:meth:`vframework.guest.os.GuestOS.touch` -- the path a workload's ``Touch`` takes: presence and
 copy-on-write checks, hidden-fault check against the P2M, then the mode's ``translate`` (shadow
 or nested or native walk, the per-CPU TLB, counters).
 
@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 from common import best_of_interleaved, row
 
-from vframework.engine import Engine
-from vframework.guest import GuestOS
-from vframework.hardware import Machine
-from vframework.hypervisor import Hypervisor
-from vframework.plugins import PluginManager
+from vframework.api.manager import PluginManager
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM
+from vframework.machine.hardware import Machine
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy
-from vframework.units import PAGE_SIZE
-from vframework.vm import VM
 
 GUEST_BYTES = 1 << 30
 DEFAULT_SIZE = 10_000_000

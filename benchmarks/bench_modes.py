@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 from common import best_of_interleaved, installed, row
 
-from vframework.engine import Engine
-from vframework.guest import GuestOS
-from vframework.hardware import Machine
-from vframework.hypervisor import Hypervisor
-from vframework.isa import IF_FLAG
-from vframework.kernel import GuestKernel
+from vframework.guest.kernel import GuestKernel
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM
+from vframework.machine.hardware import Machine
+from vframework.machine.isa import IF_FLAG
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy
-from vframework.units import PAGE_SIZE
-from vframework.vm import VM
 
 #: Rounds over the kernel's routines per measurement (quick: a tenth).
 DEFAULT_SIZE = 100

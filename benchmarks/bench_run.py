@@ -1,6 +1,6 @@
 """The default scenario end to end, against the bare engine measured in the same run.
 
-A :class:`vframework.simulation.Simulation` of the scenario shipped in the package (four VMs on
+A :class:`vframework.run.simulation.Simulation` of the scenario shipped in the package (four VMs on
 a two-CPU host, every standard component it names loaded through the plugin manager, as
 ``vframework run`` does) is built (not timed) and run (timed: ``Simulation.run``, which
 includes sampling and the summary, but not writing the results folder).
@@ -23,9 +23,9 @@ from typing import Any
 from bench_engine import make_delays, vframework_timeouts
 from common import best_of_interleaved, row
 
-from vframework.plugins import PluginManager
-from vframework.scenario import load_default_scenario
-from vframework.simulation import Simulation
+from vframework.api.manager import PluginManager
+from vframework.run.scenario import load_default_scenario
+from vframework.run.simulation import Simulation
 
 #: Simulated duration (ns) with ``--quick``; the default run uses the scenario's own (5 s).
 QUICK_SIZE = 500_000_000

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from common import best_of_interleaved, installed, row
 
-from vframework.vm import VCPU
+from vframework.hv.vm import VCPU
 
 #: Decisions per measurement (quick: a tenth).
 DEFAULT_SIZE = 200_000

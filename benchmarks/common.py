@@ -69,7 +69,7 @@ def best_of_interleaved(setups: dict[str, Callable[[], Callable[[], Any]]], repe
 def installed(kind: str, baseline: str) -> dict[str, type]:
     """Every installed component of ``kind`` by name (sorted), found as ``vframework`` finds
     them; the one named ``baseline`` must be among them."""
-    from vframework.plugins import PluginManager
+    from vframework.api.manager import PluginManager
 
     plugins = PluginManager()
     names = sorted(plugins.components[kind])

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vframework import PluginManager, ops
-from vframework.components import Workload
-from vframework.ops import IO, Compute, Fault, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework import PluginManager
+from vframework.api.contract import Workload
+from vframework.guest import ops
+from vframework.guest.ops import IO, Compute, Fault, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.testing import (
     PROPERTIES,
     HypervisorMachine,
@@ -205,7 +206,7 @@ def test_check_table_names_the_architecture(cli, without_shrinking: None) -> Non
 
 
 class EveryOperation(Workload):
-    """Yields one of each operation of vframework.ops, forever, within an 8-page address space."""
+    """Yields one of each operation of vframework.guest.ops, forever, within an 8-page address space."""
 
     name = "every-operation"
 
@@ -269,7 +270,7 @@ def test_fair_scheduler_keeps_its_proportional_share_bound() -> None:
 def _pv_guest_mapping(ppn: int, writable: bool) -> Any:
     """A paravirtual attacker in the resource-control machine, booted, with PPN 0 made a page
     table whose entry 0 maps PPN ``ppn``'s frame."""
-    from vframework.kernel import HC, pack
+    from vframework.guest.kernel import HC, pack
     from vframework.testing.equivalence import ResourceControlMachine
 
     plugins = PluginManager(autoload=True)
@@ -288,8 +289,8 @@ def test_a_frame_mapped_by_a_page_table_cannot_be_ballooned_out() -> None:
     """The kit's falsifying example (paravirtual resource control), replayed: a guest maps its own
     frame read-only in one of its page tables, then balloons that frame out. Releasing it would
     leave the table mapping a frame the VM no longer owns; the hypercall must fail instead."""
-    from vframework.hypercalls import EBUSY
-    from vframework.kernel import HC
+    from vframework.guest.kernel import HC
+    from vframework.hv.hypercalls import EBUSY
 
     machine = _pv_guest_mapping(2, writable=False)
     machine.frame_hypercall(reg=0, value=2, number=HC.BALLOON_INFLATE)
@@ -302,8 +303,8 @@ def test_a_frame_mapped_writable_cannot_become_a_page_table() -> None:
     """The kit's falsifying example (paravirtual resource control, thorough profile), replayed:
     the guest maps one of its frames writable in its page table, then asks for that frame to
     become a page table. Accepting would leave a page table the guest can write directly."""
-    from vframework.hypercalls import EBUSY
-    from vframework.kernel import HC
+    from vframework.guest.kernel import HC
+    from vframework.hv.hypercalls import EBUSY
 
     machine = _pv_guest_mapping(1, writable=True)
     machine.frame_hypercall(reg=0, value=1, number=HC.CREATE_PAGE_TABLE)

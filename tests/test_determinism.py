@@ -19,7 +19,7 @@ import pytest
 from vf_helpers import summary_of
 
 from vframework import PluginManager
-from vframework.scenario import load_default_scenario
+from vframework.run.scenario import load_default_scenario
 
 FILES = ("summary.json", "timeseries.csv")
 SHORT = ["--set", "duration=500ms"]

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from vframework import hookspecs
-from vframework.plugins import PluginManager
-from vframework.scenario import HostConfig, ScenarioConfig, VMConfig
+from vframework.api import hookspecs
+from vframework.api.manager import PluginManager
+from vframework.run.scenario import HostConfig, ScenarioConfig, VMConfig
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -24,7 +24,7 @@ def _hooks() -> list[str]:
 
 def test_every_hook_is_in_the_hook_reference() -> None:
     page = (DOCS / "hook-reference.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"autofunction:: vframework\.hookspecs\.(\w+)", page))
+    documented = set(re.findall(r"autofunction:: vframework\.api\.hookspecs\.(\w+)", page))
     missing = [h for h in _hooks() if h not in documented]
     assert not missing, f"hooks missing from docs/hook-reference.md: {missing}"
 

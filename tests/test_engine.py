@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant
 
-from vframework.engine import LATE, NORMAL, URGENT, Engine, Interrupt, Process, Signal, event_time
+from vframework.sim.engine import LATE, NORMAL, URGENT, Engine, Interrupt, Process, Signal, event_time
 from vframework.testing import EngineMachine, FrameTableMachine
 
 

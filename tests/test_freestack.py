@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vframework.freestack import FreeStack
+from vframework.machine.freestack import FreeStack
 
 
 @given(n=st.integers(0, 40), script=st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=30))

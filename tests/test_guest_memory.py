@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vframework.engine import Engine
-from vframework.guest import GuestOS
-from vframework.hardware import Machine
-from vframework.hypervisor import Hypervisor
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM
+from vframework.machine.hardware import Machine
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, Native
-from vframework.units import PAGE_SIZE
-from vframework.vm import VM
 
 
 def guest(memory_pages: int, swap_pages: int) -> tuple[GuestOS, object]:

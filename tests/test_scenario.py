@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vframework import PluginManager, ScenarioError
-from vframework.scenario import (
+from vframework.run.scenario import (
     DEFAULT_SCENARIO,
     ComponentRef,
     Problem,
@@ -30,7 +30,7 @@ def plugins() -> PluginManager:
 
 
 def default_data() -> dict[str, Any]:
-    text = resources.files("vframework").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
+    text = resources.files("vframework.run").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from vframework_schedulers._fill import water_fill
 
 from vframework import PluginManager, Simulation
-from vframework.scenario import ScenarioError, parse_scenario
+from vframework.run.scenario import ScenarioError, parse_scenario
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ import pytest
 from vf_helpers import results_left_behind, summary_of
 
 from vframework import PluginManager, Simulation, hookimpl
-from vframework.hardware import STATE_NAMES
-from vframework.metrics import HOST_METRICS, VM_METRICS
-from vframework.results import ResultsError, write_results
-from vframework.scenario import load_default_scenario, parse_scenario
-from vframework.simulation import TIMESERIES_METRICS
-from vframework.units import PAGE_SIZE
+from vframework.hv.metrics import HOST_METRICS, VM_METRICS
+from vframework.machine.hardware import STATE_NAMES
+from vframework.run.results import ResultsError, write_results
+from vframework.run.scenario import load_default_scenario, parse_scenario
+from vframework.run.simulation import TIMESERIES_METRICS
+from vframework.sim.units import PAGE_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -300,12 +300,12 @@ def test_default_results_folder_is_new_each_run(cli, tmp_path: Path, monkeypatch
 
 
 def test_results_folder_is_atomic_when_the_plot_fails(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vframework.report
+    import vframework.run.report
 
     def broken_plot(*args: Any, **kwargs: Any) -> None:
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(vframework.report, "plot_timeseries", broken_plot)
+    monkeypatch.setattr(vframework.run.report, "plot_timeseries", broken_plot)
     out = tmp_path / "nested" / "results"
     output = cli(["run", "--set", "duration=50ms", "--out", out, "-q"], code=1)
     assert "cannot write results" in output and "no space left on device" in output
@@ -314,12 +314,12 @@ def test_results_folder_is_atomic_when_the_plot_fails(cli, tmp_path: Path, monke
 
 
 def test_write_results_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vframework.report
+    import vframework.run.report
 
     def broken_plot(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(vframework.report, "plot_timeseries", broken_plot)
+    monkeypatch.setattr(vframework.run.report, "plot_timeseries", broken_plot)
     out = tmp_path / "results"
     with pytest.raises(RuntimeError, match="matplotlib exploded"):
         write_results(out, {"scenario": "x"}, ["time_ns", "vm"], [(0, "a")], plot=True)

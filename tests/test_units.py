@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vframework.units import PAGE_SIZE, format_duration, format_size, parse_duration, parse_size
+from vframework.sim.units import PAGE_SIZE, format_duration, format_size, parse_duration, parse_size
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 

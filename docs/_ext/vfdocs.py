@@ -1,7 +1,7 @@
 """Reference tables generated from the code, so the docs cannot drift from it.
 
 ``.. vf-scenario-reference::`` documents every scenario key (the pydantic models of
-:mod:`vframework.scenario`) and every parameter of every installed component;
+:mod:`vframework.run.scenario`) and every parameter of every installed component;
 ``.. vf-cost-reference::`` the cost model; ``.. vf-metrics-reference::`` every counter.
 """
 
@@ -52,8 +52,8 @@ def _fields(model: Any) -> list[list[str]]:
 
 class ScenarioReference(Directive):
     def run(self) -> list[nodes.Node]:
-        from vframework.plugins import PluginManager
-        from vframework.scenario import HostConfig, ScenarioConfig, VMConfig
+        from vframework.api.manager import PluginManager
+        from vframework.run.scenario import HostConfig, ScenarioConfig, VMConfig
 
         header = ["key", "type", "default", "description"]
         out: list[nodes.Node] = [
@@ -74,7 +74,7 @@ class ScenarioReference(Directive):
 
 class CostReference(Directive):
     def run(self) -> list[nodes.Node]:
-        from vframework.costs import CostModel
+        from vframework.machine.costs import CostModel
 
         rows = []
         for f in dataclasses.fields(CostModel):
@@ -84,7 +84,7 @@ class CostReference(Directive):
 
 class MetricsReference(Directive):
     def run(self) -> list[nodes.Node]:
-        from vframework.metrics import HOST_METRICS, VM_METRICS
+        from vframework.hv.metrics import HOST_METRICS, VM_METRICS
 
         header = ["name", "unit", "kind", "description"]
         return [

@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .components import (
+from vframework.api.contract import (
     KINDS,
     Component,
     Device,
@@ -14,17 +14,17 @@ from .components import (
     Workload,
     WorkloadContext,
 )
-from .costs import CostModel
-from .engine import Engine, Interrupt, Process, Signal
-from .guest import GuestOS, GuestProcess
-from .hardware import Machine, MachineMemory, PhysicalCPU
-from .hypervisor import Hypervisor
-from .ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
-from .plugins import PluginError, PluginManager, hookimpl
-from .scenario import Duration, Scenario, ScenarioError, Size, load_scenario
-from .simulation import Simulation
-from .units import PAGE_SIZE, parse_duration, parse_size
-from .vm import VCPU, VM, VCPUState
+from vframework.api.manager import PluginError, PluginManager, hookimpl
+from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.guest.os import GuestOS, GuestProcess
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VCPU, VM, VCPUState
+from vframework.machine.costs import CostModel
+from vframework.machine.hardware import Machine, MachineMemory, PhysicalCPU
+from vframework.run.scenario import Duration, Scenario, ScenarioError, Size, load_scenario
+from vframework.run.simulation import Simulation
+from vframework.sim.engine import Engine, Interrupt, Process, Signal
+from vframework.sim.units import PAGE_SIZE, parse_duration, parse_size
 
 try:
     __version__ = version("vframework")

@@ -1,3 +1,3 @@
-from .cli import main
+from vframework.cli import main
 
 main()

@@ -18,13 +18,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .components import KINDS
-from .guest import GuestOutOfMemory
-from .hypervisor import HostOutOfMemory, NoProgress
-from .plugins import PluginError, PluginManager
-from .results import ResultsError, default_results_dir, write_results
-from .scenario import Scenario, ScenarioError, load_default_scenario, load_scenario
-from .simulation import TIMESERIES_METRICS, Simulation
+from vframework.api.contract import KINDS
+from vframework.api.manager import PluginError, PluginManager
+from vframework.guest.os import GuestOutOfMemory
+from vframework.hv.hypervisor import HostOutOfMemory, NoProgress
+from vframework.run.results import ResultsError, default_results_dir, write_results
+from vframework.run.scenario import Scenario, ScenarioError, load_default_scenario, load_scenario
+from vframework.run.simulation import TIMESERIES_METRICS, Simulation
 
 __all__ = ["main"]
 
@@ -157,7 +157,7 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
               help="architecture for mode properties (default: each mode's first declared architecture)")
 def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     """Run the conformance kit against installed components (all when none is named)."""
-    from .testing.kit import run_checks, select_targets
+    from vframework.testing.kit import run_checks, select_targets
 
     pm = _plugins()
     try:
@@ -189,7 +189,7 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
 @click.option("--quick", is_flag=True, help="shorter simulated runs (for a first look)")
 def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
     """List the experiments, or run NAME and write its tables (CSV, JSON) and plots (PNG)."""
-    from .experiments import EXPERIMENTS, run_experiment, write_experiment
+    from vframework.experiments import EXPERIMENTS, run_experiment, write_experiment
 
     if name is None:
         table = Table(title="experiments")

@@ -8,9 +8,17 @@ and the plots, atomically.
 
 from __future__ import annotations
 
-from .base import EXPERIMENTS, Experiment, ExperimentResult, experiment, run_experiment, write_experiment
-
 # Importing registers the experiments.
-from . import cpu_shares, mmu, modes  # noqa: E402,F401  isort: skip
+from vframework.experiments import cpu_shares, mmu
+from vframework.experiments.base import (
+    EXPERIMENTS,
+    Experiment,
+    ExperimentResult,
+    experiment,
+    run_experiment,
+    write_experiment,
+)
+
+from vframework.experiments import modes  # noqa: E402,F401  isort: skip
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "experiment", "run_experiment", "write_experiment"]

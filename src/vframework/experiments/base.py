@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..plugins import PluginManager
-from ..results import ResultsError
-from ..scenario import parse_scenario
-from ..simulation import TIMESERIES_METRICS, Simulation
+from vframework.api.manager import PluginManager
+from vframework.run.results import ResultsError
+from vframework.run.scenario import parse_scenario
+from vframework.run.simulation import TIMESERIES_METRICS, Simulation
 
 __all__ = ["Experiment", "ExperimentResult", "EXPERIMENTS", "experiment", "run_experiment", "write_experiment",
            "simulate"]

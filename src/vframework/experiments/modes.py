@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..kernel import GuestKernel, port_share
-from ..plugins import PluginManager
-from .base import ExperimentResult, experiment, simulate
+from vframework.api.manager import PluginManager
+from vframework.experiments.base import ExperimentResult, experiment, simulate
+from vframework.guest.kernel import GuestKernel, port_share
 
 TESTS = ("null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault", "fork")
 MODES = ("bare-metal", "full", "paravirtual", "hardware-assisted", "trap-and-emulate")

@@ -8,13 +8,22 @@ From a plugin author's own pytest run::
 or from the command line: ``vframework check my-scheduler``.
 """
 
-from .engine import EngineMachine
-from .hypervisor import HypervisorMachine
-from .kit import PROPERTIES, Outcome, Property, Target, conformance, run_checks, run_property, select_targets
-from .memory import FrameTableMachine
-from .profiles import PROFILES, load_profile, settings_for
-from .shares import ShareMachine, water_fill
-from .workload import WorkloadMachine
+from vframework.testing.engine import EngineMachine
+from vframework.testing.hypervisor import HypervisorMachine
+from vframework.testing.kit import (
+    PROPERTIES,
+    Outcome,
+    Property,
+    Target,
+    conformance,
+    run_checks,
+    run_property,
+    select_targets,
+)
+from vframework.testing.memory import FrameTableMachine
+from vframework.testing.profiles import PROFILES, load_profile, settings_for
+from vframework.testing.shares import ShareMachine, water_fill
+from vframework.testing.workload import WorkloadMachine
 
 __all__ = [
     "EngineMachine", "FrameTableMachine", "ShareMachine", "water_fill", "HypervisorMachine", "WorkloadMachine",

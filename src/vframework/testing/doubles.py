@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..components import MemoryPolicy, Mode, Scheduler, Workload
-from ..ops import Compute, Operation, Sleep, Touch
+from vframework.api.contract import MemoryPolicy, Mode, Scheduler, Workload
+from vframework.guest.ops import Compute, Operation, Sleep, Touch
 
 __all__ = ["FifoScheduler", "FixedPolicy", "FlatMode", "Native", "ScriptWorkload"]
 
@@ -67,8 +67,8 @@ class FlatMode(Mode):
     name = "kit-flat"
 
     def classify(self, op: int, kernel: bool) -> int:
-        from ..cpu import Action
-        from ..isa import ORDINARY, Op
+        from vframework.machine.cpu import Action
+        from vframework.machine.isa import ORDINARY, Op
 
         if op == Op.HYPERCALL or (not kernel and op not in ORDINARY):
             return Action.FAULT
@@ -120,8 +120,8 @@ class Native(Mode):
     baseline = True
 
     def classify(self, op: int, kernel: bool) -> int:
-        from ..cpu import Action
-        from ..isa import ORDINARY, Op
+        from vframework.machine.cpu import Action
+        from vframework.machine.isa import ORDINARY, Op
 
         if op == Op.HYPERCALL:
             return Action.FAULT

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ..engine import Engine
+from vframework.sim.engine import Engine
 
 __all__ = ["EngineMachine"]
 

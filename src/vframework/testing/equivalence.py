@@ -23,18 +23,18 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ..cpu import EOI_PORT, HOST_GDTR, HOST_IDTR, HOST_MSW
-from ..engine import Engine
-from ..guest import GuestOS
-from ..hardware import Machine
-from ..hypercalls import DEVICE_PORTS, MAX_BATCH, PT_ENTRIES
-from ..hypervisor import Hypervisor
-from ..isa import IF_FLAG, NREGS, Block, Op
-from ..kernel import HC, pack, paravirtualize
-from ..units import PAGE_SIZE
-from ..vm import VM
-from .doubles import FifoScheduler, FixedPolicy, Native
-from .memory import assert_owns_its_frames
+from vframework.guest.kernel import HC, pack, paravirtualize
+from vframework.guest.os import GuestOS
+from vframework.hv.hypercalls import DEVICE_PORTS, MAX_BATCH, PT_ENTRIES
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM
+from vframework.machine.cpu import EOI_PORT, HOST_GDTR, HOST_IDTR, HOST_MSW
+from vframework.machine.hardware import Machine
+from vframework.machine.isa import IF_FLAG, NREGS, Block, Op
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
+from vframework.testing.doubles import FifoScheduler, FixedPolicy, Native
+from vframework.testing.memory import assert_owns_its_frames
 
 __all__ = ["EquivalenceMachine", "ResourceControlMachine", "instructions", "kernel_code"]
 

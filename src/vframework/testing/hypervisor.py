@@ -18,14 +18,14 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ..engine import Engine
-from ..guest import GuestOS
-from ..hardware import Machine
-from ..hypervisor import Hypervisor
-from ..units import PAGE_SIZE
-from ..vm import VM, VCPUState
-from .doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
-from .memory import assert_owns_its_frames
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM, VCPUState
+from vframework.machine.hardware import Machine
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
+from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
+from vframework.testing.memory import assert_owns_its_frames
 
 __all__ = ["HypervisorMachine"]
 

@@ -21,8 +21,8 @@ from typing import Any
 from hypothesis import reporting
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
-from ..components import KINDS
-from .profiles import settings_for
+from vframework.api.contract import KINDS
+from vframework.testing.profiles import settings_for
 
 __all__ = ["Property", "PROPERTIES", "conformance", "Target", "Outcome", "select_targets", "run_checks",
            "run_property"]
@@ -121,7 +121,7 @@ def run_property(machine: type[RuleBasedStateMachine], profile: str = "default")
 def run_checks(targets: list[Target], profile: str = "default", arch: str | None = None) -> list[Outcome]:
     """Run every property that applies to each target; modes run on ``arch`` (default: the
     first architecture each mode declares)."""
-    from . import properties  # noqa: F401  (registers the kit's properties)
+    from vframework.testing import properties  # noqa: F401  (registers the kit's properties)
 
     outcomes = []
     for target in targets:

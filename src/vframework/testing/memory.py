@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ..hardware import FREE, HYPERVISOR_OWNER, STATE_NAMES, MachineMemory, OutOfMemory
+from vframework.machine.hardware import FREE, HYPERVISOR_OWNER, STATE_NAMES, MachineMemory, OutOfMemory
 
 __all__ = ["FrameTableMachine", "assert_owns_its_frames"]
 

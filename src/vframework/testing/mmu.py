@@ -28,16 +28,16 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ..engine import Engine
-from ..guest import GuestOS
-from ..guestmm import PTE_PRESENT, GuestOutOfMemory, write_content
-from ..hardware import FREE, Machine
-from ..hypervisor import Hypervisor
-from ..mmu import TLB
-from ..units import PAGE_SIZE
-from ..vm import VM
-from .doubles import FifoScheduler, FixedPolicy, Native
-from .memory import assert_owns_its_frames
+from vframework.guest.mm import PTE_PRESENT, GuestOutOfMemory, write_content
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM
+from vframework.machine.hardware import FREE, Machine
+from vframework.machine.mmu import TLB
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
+from vframework.testing.doubles import FifoScheduler, FixedPolicy, Native
+from vframework.testing.memory import assert_owns_its_frames
 
 __all__ = ["MemoryMachine"]
 

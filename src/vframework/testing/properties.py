@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import EngineMachine
-from .equivalence import EquivalenceMachine, ResourceControlMachine
-from .hypervisor import HypervisorMachine
-from .kit import KERNEL, conformance
-from .memory import FrameTableMachine
-from .mmu import MemoryMachine
-from .shares import ShareMachine
-from .workload import WorkloadMachine
+from vframework.testing.engine import EngineMachine
+from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
+from vframework.testing.hypervisor import HypervisorMachine
+from vframework.testing.kit import KERNEL, conformance
+from vframework.testing.memory import FrameTableMachine
+from vframework.testing.mmu import MemoryMachine
+from vframework.testing.shares import ShareMachine
+from vframework.testing.workload import WorkloadMachine
 
 conformance(KERNEL, "event order and cancellation")(lambda _: EngineMachine)
 conformance(KERNEL, "frame conservation")(lambda _: FrameTableMachine)

@@ -18,15 +18,15 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ..costs import CostModel
-from ..engine import Engine
-from ..guest import GuestOS
-from ..hardware import Machine
-from ..hypervisor import Hypervisor
-from ..ops import Compute, Operation
-from ..units import PAGE_SIZE
-from ..vm import VM
-from .doubles import FixedPolicy, FlatMode
+from vframework.guest.ops import Compute, Operation
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.vm import VM
+from vframework.machine.costs import CostModel
+from vframework.machine.hardware import Machine
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
+from vframework.testing.doubles import FixedPolicy, FlatMode
 
 __all__ = ["ShareMachine", "water_fill"]
 

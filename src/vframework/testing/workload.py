@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from ..components import WorkloadContext
-from ..ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.api.contract import WorkloadContext
+from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 
 __all__ = ["WorkloadMachine"]
 

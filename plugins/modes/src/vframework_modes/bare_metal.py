@@ -4,8 +4,8 @@ on the hardware with no hypervisor underneath, the 1.0 that every mode is compar
 from __future__ import annotations
 
 from vframework import VCPU, Mode
-from vframework.cpu import Action
-from vframework.isa import ORDINARY, Op
+from vframework.machine.cpu import Action
+from vframework.machine.isa import ORDINARY, Op
 
 
 class BareMetal(Mode):

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from vframework import VCPU, Mode, Params
-from vframework.cpu import Action
-from vframework.isa import ORDINARY, Op
+from vframework.machine.cpu import Action
+from vframework.machine.isa import ORDINARY, Op
 
 
 class HardwareParams(Params):

@@ -1,5 +1,5 @@
 """``paravirtual``: Xen-style. The guest kernel is ported: its sensitive instructions became
-hypercalls or shared-page accesses (see :mod:`vframework.kernel`), so it runs deprivileged
+hypercalls or shared-page accesses (see :mod:`vframework.guest.kernel`), so it runs deprivileged
 without binary translation. The hypervisor validates every hypercall argument."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from vframework import VCPU, Mode
-from vframework.cpu import Action
-from vframework.isa import ORDINARY, Op
+from vframework.machine.cpu import Action
+from vframework.machine.isa import ORDINARY, Op
 
 
 class Paravirtual(Mode):

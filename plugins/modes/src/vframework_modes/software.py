@@ -12,8 +12,8 @@ with a callout into the hypervisor, caching the translation; user code runs dire
 from __future__ import annotations
 
 from vframework import VCPU, Mode
-from vframework.cpu import Action
-from vframework.isa import ORDINARY
+from vframework.machine.cpu import Action
+from vframework.machine.isa import ORDINARY
 
 
 class _Deprivileged(Mode):

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from vframework import PAGE_SIZE, ForkWait, Operation, Params, Size, Touch, Workload
-from vframework.units import format_size
+from vframework.sim.units import format_size
 
 
 class ForkParams(Params):

@@ -16,9 +16,9 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .costs import CostModel
-from .freestack import FreeStack
-from .units import PAGE_SIZE
+from vframework.machine.costs import CostModel
+from vframework.machine.freestack import FreeStack
+from vframework.sim.units import PAGE_SIZE
 
 __all__ = [
     "FREE", "PRIVATE", "SHARED", "HYPERVISOR", "STATE_NAMES", "NO_OWNER", "HYPERVISOR_OWNER", "MAX_VMS",

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cpu import GuestCPU
-from .metrics import new_vm_counters
+from vframework.hv.metrics import new_vm_counters
+from vframework.machine.cpu import GuestCPU
 
 if TYPE_CHECKING:
-    from .components import Device, Mode, Params
-    from .guest import GuestOS, GuestProcess
+    from vframework.api.contract import Device, Mode, Params
+    from vframework.guest.os import GuestOS, GuestProcess
 
 __all__ = ["VCPUState", "VCPU", "VM", "UNBACKED"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .components import KINDS, Component
+from vframework.api import hookspecs
+from vframework.api.contract import KINDS, Component
 
 __all__ = ["PluginManager", "PluginError", "PluginInfo", "hookimpl", "REGISTER_HOOKS"]
 

@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .components import Component, Params
-from .costs import COST_FIELDS
-from .hardware import MAX_VMS
-from .plugins import PluginManager
-from .units import PAGE_SIZE, format_size, parse_duration, parse_size
+from vframework.api.contract import Component, Params
+from vframework.api.manager import PluginManager
+from vframework.machine.costs import COST_FIELDS
+from vframework.machine.hardware import MAX_VMS
+from vframework.sim.units import PAGE_SIZE, format_size, parse_duration, parse_size
 
 __all__ = [
     "ScenarioError", "Problem", "ComponentRef", "HostConfig", "VMConfig", "ScenarioConfig",
@@ -490,6 +490,6 @@ def load_scenario(path: str | Path, plugins: PluginManager, overrides: list[str]
 
 def load_default_scenario(plugins: PluginManager, overrides: list[str] | None = None) -> Scenario:
     """The scenario shipped inside the package."""
-    text = resources.files("vframework").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
+    text = resources.files("vframework.run").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
     source = f"<default scenario {DEFAULT_SCENARIO}>"
     return parse_scenario(apply_overrides(_read(text, source), overrides or []), source, plugins)

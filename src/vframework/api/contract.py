@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from .mmu import ShadowTables, asid, walk_references
-from .ops import Operation
+from vframework.guest.ops import Operation
+from vframework.machine.mmu import ShadowTables, asid, walk_references
 
 if TYPE_CHECKING:
-    from .hypervisor import Hypervisor
-    from .vm import VCPU, VM
+    from vframework.hv.hypervisor import Hypervisor
+    from vframework.hv.vm import VCPU, VM
 
 __all__ = [
     "KINDS", "DISCONTINUITIES", "Params", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
@@ -167,7 +167,7 @@ class Mode(Component):
 
     One instance per VM, so modes mix freely on a host. A mode classifies every opcode once
     (:meth:`classify`, for kernel and for user code); the kernel's interpreter
-    (:func:`vframework.cpu.execute`) then runs guest blocks and calls back here only for the
+    (:func:`vframework.machine.cpu.execute`) then runs guest blocks and calls back here only for the
     instructions that leave direct execution. Every method returns cycles and updates the
     VM's counters.
     """
@@ -184,8 +184,8 @@ class Mode(Component):
     baseline: ClassVar[bool] = False
 
     def __init__(self, params: Params, vm: VM, hypervisor: Hypervisor) -> None:
-        from .cpu import Action
-        from .isa import ARCHITECTURES, Op
+        from vframework.machine.cpu import Action
+        from vframework.machine.isa import ARCHITECTURES, Op
 
         self.params = params
         self.vm = vm
@@ -209,7 +209,7 @@ class Mode(Component):
 
     # -- what a mode decides ----------------------------------------------------------
     def classify(self, op: int, kernel: bool) -> int:
-        """The :class:`~vframework.cpu.Action` for opcode ``op`` in kernel (or user) code."""
+        """The :class:`~vframework.machine.cpu.Action` for opcode ``op`` in kernel (or user) code."""
         raise NotImplementedError
 
     def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
@@ -329,7 +329,7 @@ class Mode(Component):
     # -- the machinery every mode shares --------------------------------------------
     def execute(self, vcpu: VCPU, block: Any) -> int:
         """Run a guest block on the vCPU's state; returns its cycles."""
-        from .cpu import execute
+        from vframework.machine.cpu import execute
 
         previous, self._vcpu = self._vcpu, vcpu
         try:
@@ -361,7 +361,7 @@ class Mode(Component):
     def emulation_cycles(self, op: int) -> int:
         """The hypervisor's work to emulate one instruction; a hosted VMM crosses into the host
         OS and back for device access (a world switch each way)."""
-        from .isa import Op
+        from vframework.machine.isa import Op
 
         cycles = self.costs.emulate
         if self.hosted and op in (Op.IN, Op.OUT):
@@ -371,8 +371,8 @@ class Mode(Component):
 
     def special(self, ctx: Any, action: int, op: int, a: int, b: int) -> int:
         """Called by the interpreter for every instruction that is not executed directly."""
-        from .cpu import Action, emulate
-        from .isa import Op
+        from vframework.machine.cpu import Action, emulate
+        from vframework.machine.isa import Op
 
         counters = self.vm.counters
         if action == Action.FAULT:
@@ -413,8 +413,8 @@ class Mode(Component):
 
     def interrupt(self, ctx: Any) -> int:
         """Deliver the oldest pending external interrupt to the guest (its IF is set)."""
-        from .cpu import EOI_PORT
-        from .isa import IF_FLAG
+        from vframework.machine.cpu import EOI_PORT
+        from vframework.machine.isa import IF_FLAG
 
         assert self._vcpu is not None
         vector = ctx.pending.pop(0)
@@ -461,7 +461,7 @@ class WorkloadContext:
 
 
 class Workload(Component):
-    """What runs inside a guest: a generator of :mod:`vframework.ops` operations.
+    """What runs inside a guest: a generator of :mod:`vframework.guest.ops` operations.
 
     One instance runs per vCPU. The generator receives nothing back; it ends when the work
     is done (the vCPU then halts).

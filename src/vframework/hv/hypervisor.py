@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .components import MemoryPolicy, MemoryService, Scheduler
-from .engine import URGENT, Engine, Event, event_time
-from .guest import HALT, IO_WAIT
-from .hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine, OutOfMemory
-from .metrics import new_host_counters
-from .vm import VCPU, VM, VCPUState
+from vframework.api.contract import MemoryPolicy, MemoryService, Scheduler
+from vframework.guest.os import HALT, IO_WAIT
+from vframework.hv.metrics import new_host_counters
+from vframework.hv.vm import VCPU, VM, VCPUState
+from vframework.machine.hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine, OutOfMemory
+from vframework.sim.engine import URGENT, Engine, Event, event_time
 
 __all__ = ["Hypervisor", "HostOutOfMemory", "NoProgress"]
 
@@ -66,12 +66,12 @@ class Hypervisor:
         tlb_entries: int = 1024,
         tlb_tagged: bool = False,
     ) -> None:
-        from .isa import ARCHITECTURES
-        from .mmu import TLB
+        from vframework.machine.isa import ARCHITECTURES
+        from vframework.machine.mmu import TLB
 
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-        #: The CPU architecture (see :mod:`vframework.isa`).
+        #: The CPU architecture (see :mod:`vframework.machine.isa`).
         self.arch = arch
         #: A hosted hypervisor runs on a host OS (device emulation crosses world switches).
         self.hosted = hosted
@@ -233,7 +233,7 @@ class Hypervisor:
 
     def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
         """A para-virtual guest's explicit call; validated, performed or refused. Returns cycles."""
-        from .hypercalls import hypercall
+        from vframework.hv.hypercalls import hypercall
 
         result, cycles, entered = hypercall(self, vcpu.vm, ctx, number, arg)
         ctx.hcr = result

@@ -11,17 +11,17 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from .components import Workload, WorkloadContext
-from .costs import CostModel
-from .engine import LATE, Engine
-from .guest import GuestOS
-from .hardware import HYPERVISOR_OWNER, Machine
-from .hypervisor import Hypervisor
-from .metrics import VM_METRICS
-from .plugins import PluginManager
-from .scenario import Scenario
-from .units import PAGE_SIZE
-from .vm import VM
+from vframework.api.contract import Workload, WorkloadContext
+from vframework.api.manager import PluginManager
+from vframework.guest.os import GuestOS
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.metrics import VM_METRICS
+from vframework.hv.vm import VM
+from vframework.machine.costs import CostModel
+from vframework.machine.hardware import HYPERVISOR_OWNER, Machine
+from vframework.run.scenario import Scenario
+from vframework.sim.engine import LATE, Engine
+from vframework.sim.units import PAGE_SIZE
 
 __all__ = ["Simulation", "TIMESERIES_METRICS"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .isa import EXIT_REASONS
+from vframework.machine.isa import EXIT_REASONS
 
 __all__ = ["Metric", "VM_METRICS", "HOST_METRICS", "new_vm_counters", "new_host_counters"]
 

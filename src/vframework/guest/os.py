@@ -1,8 +1,8 @@
 """The reference guest OS model: processes, system calls, interrupts, faults, fork and memory.
 
 The guest believes its physical memory is PPNs ``0..memory_pages-1``. Its kernel code runs on
-the vCPU through the VM's mode (:mod:`vframework.kernel`); its memory manager
-(:mod:`vframework.guestmm`) keeps page tables, a frame allocator, copy-on-write and swap. The
+the vCPU through the VM's mode (:mod:`vframework.guest.kernel`); its memory manager
+(:mod:`vframework.guest.mm`) keeps page tables, a frame allocator, copy-on-write and swap. The
 same guest runs under every mode; only what reaches the hypervisor differs.
 """
 
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .guestmm import (
+from vframework.guest.kernel import GuestKernel
+from vframework.guest.mm import (
     PTE_ACCESSED,
     PTE_COW,
     PTE_DIRTY,
@@ -26,13 +27,12 @@ from .guestmm import (
     GuestProcess,
     write_content,
 )
-from .isa import IF_FLAG
-from .kernel import GuestKernel
-from .ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.machine.isa import IF_FLAG
 
 if TYPE_CHECKING:
-    from .hypervisor import Hypervisor
-    from .vm import VCPU, VM
+    from vframework.hv.hypervisor import Hypervisor
+    from vframework.hv.vm import VCPU, VM
 
 __all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "HALT", "IO_WAIT"]
 

@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) registered under the ``vframework`` entry-point group. It
 implements any of these hooks with the :data:`vframework.hookimpl` marker. Registration hooks
-return component classes (subclasses of the kind's base class in :mod:`vframework.components`);
+return component classes (subclasses of the kind's base class in :mod:`vframework.api.contract`);
 lifecycle hooks let observers attach to a run. No hook is ever called on a per-instruction or
 per-page path: registration happens once, lifecycle hooks a handful of times per run.
 """
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .scenario import Scenario
-    from .simulation import Simulation
-    from .vm import VM
+    from vframework.hv.vm import VM
+    from vframework.run.scenario import Scenario
+    from vframework.run.simulation import Simulation
 
 hookspec = pluggy.HookspecMarker("vframework")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .freestack import FreeStack
-from .ops import Operation
+from vframework.guest.ops import Operation
+from vframework.machine.freestack import FreeStack
 
 __all__ = ["GuestProcess", "GuestMemory", "GuestOutOfMemory", "PTE_PRESENT", "PTE_WRITABLE", "PTE_USER",
            "PTE_ACCESSED", "PTE_DIRTY", "PTE_COW", "PTE_SWAPPED", "write_content"]

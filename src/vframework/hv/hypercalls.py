@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .isa import IF_FLAG, NREGS
-from .kernel import DISK_PORTS, HC, HYPERCALL_NAMES, unpack
+from vframework.guest.kernel import DISK_PORTS, HC, HYPERCALL_NAMES, unpack
+from vframework.machine.isa import IF_FLAG, NREGS
 
 if TYPE_CHECKING:
-    from .cpu import GuestCPU
-    from .hypervisor import Hypervisor
-    from .vm import VM
+    from vframework.hv.hypervisor import Hypervisor
+    from vframework.hv.vm import VM
+    from vframework.machine.cpu import GuestCPU
 
 __all__ = ["hypercall", "ENOSYS", "EINVAL", "EPERM", "EBUSY", "ENOMEM", "DEVICE_PORTS", "PT_ENTRIES"]
 
@@ -190,7 +190,7 @@ def _balloon(hv: Hypervisor, vm: VM, ctx: GuestCPU, arg: int, inflate: bool) -> 
         return 0
     if vm.p2m[ppn] >= 0 or vm.counters["mem_balloon"] == 0:
         return EINVAL
-    from .hypervisor import HostOutOfMemory
+    from vframework.hv.hypervisor import HostOutOfMemory
 
     try:
         hv.back_pages(vm, np.array([ppn], dtype=np.int64), hidden=False)

@@ -64,7 +64,7 @@ def write_results(
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
         if plot:
-            from .report import plot_timeseries
+            from vframework.run.report import plot_timeseries
 
             plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
         if out.exists():

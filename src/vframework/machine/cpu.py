@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, Protocol
 
-from .isa import IF_FLAG, NREGS, Block, Op
+from vframework.machine.isa import IF_FLAG, NREGS, Block, Op
 
 __all__ = ["Action", "GuestCPU", "execute", "emulate", "deprivileged", "Handler", "HOST_GDTR", "HOST_IDTR",
            "HOST_MSW", "BOOT_GDTR", "BOOT_IDTR", "BOOT_MSW", "EOI_PORT"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .cpu import EOI_PORT
-from .isa import Block, Instruction, Op
+from vframework.machine.cpu import EOI_PORT
+from vframework.machine.isa import Block, Instruction, Op
 
 __all__ = ["GuestKernel", "paravirtualize", "port_share", "HC", "HYPERCALL_NAMES", "pack", "unpack",
            "DISK_PORTS", "JIFFIES", "SHARED_INFO"]
