@@ -58,7 +58,7 @@ def build(mode_cls: type, guest_bytes: int = GUEST_BYTES) -> tuple[Any, Any, Any
     hv = Hypervisor(Engine(seed=0), Machine(1, guest_bytes + 64 * PAGE_SIZE * 1024), FifoScheduler(None, 1),
                     FixedPolicy(None), arch=mode_cls.architectures[0])
     vm = VM(0, "bench", 1, pages)
-    vm.mode = mode_cls(mode_cls.Params(), vm, hv)
+    hv.attach_mode(vm, mode_cls, mode_cls.params_model())
     vm.guest = GuestOS(vm, hv)
     hv.add_vm(vm)
     proc = vm.guest.spawn(None, pages * 9 // 10)

@@ -42,7 +42,7 @@ def _guest(mode_cls: type) -> tuple[Any, Any, list[Any]]:
     hv = Hypervisor(Engine(seed=0), Machine(1, 256 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None),
                     arch=mode_cls.architectures[0])
     vm = VM(0, "bench", 1, 32)
-    vm.mode = mode_cls(mode_cls.Params(), vm, hv)
+    hv.attach_mode(vm, mode_cls, mode_cls.params_model())
     vm.guest = GuestOS(vm, hv)
     hv.add_vm(vm)
     if not vm.mode.preallocate:
@@ -51,8 +51,8 @@ def _guest(mode_cls: type) -> tuple[Any, Any, list[Any]]:
     if vm.mode.paravirtual:
         kernel = kernel.ported()
     vcpu = vm.vcpus[0]
-    vm.mode.execute(vcpu, kernel.boot)
-    return vm.mode, vcpu, [getattr(kernel, name) for name in ROUTINES]
+    vm.monitor.execute(vcpu, kernel.boot)
+    return vm.monitor, vcpu, [getattr(kernel, name) for name in ROUTINES]
 
 
 def instructions(mode_cls: type, rounds: int) -> Any:

@@ -34,7 +34,7 @@ WAKE_DELAY_NS = 1_000_000
 
 def _build(cls: type, seed: int = 7) -> tuple[Any, list[VCPU]]:
     rng = np.random.default_rng(seed)
-    scheduler = cls(cls.Params(), CPUS) if cls.Params is not None else cls(None, CPUS)
+    scheduler = cls(cls.params_model(), CPUS) if cls.params_model is not None else cls(None, CPUS)
     vcpus: list[VCPU] = []
     vm_id = 0
     while len(vcpus) < VCPUS:
@@ -44,9 +44,9 @@ def _build(cls: type, seed: int = 7) -> tuple[Any, list[VCPU]]:
         vm.vcpus = [VCPU(vm, i) for i in range(n)]  # type: ignore[arg-type]
         share = int(rng.choice([1, 2, 4, 8]))
         params = None
-        if cls.VMParams is not None:
+        if cls.vm_params_model is not None:
             values = {cls.share_param: share * 256} if cls.share_param else {}
-            params = cls.VMParams(**values)
+            params = cls.vm_params_model(**values)
         for v in vm.vcpus:
             scheduler.attach(v, params)
         vcpus.extend(vm.vcpus)

@@ -39,7 +39,7 @@ def test_every_scenario_key_and_component_parameter_is_described() -> None:
     pm = PluginManager()
     for components in pm.components.values():
         for cls in components.values():
-            models += [m for m in (cls.Params, getattr(cls, "VMParams", None)) if m is not None]
+            models += [m for m in (cls.params_model, getattr(cls, "VMParams", None)) if m is not None]
     for model in models:
         for key, info in model.model_fields.items():
             assert info.description, f"{model.__qualname__}.{key} has no description"

@@ -16,7 +16,7 @@ from vframework.testing.doubles import FifoScheduler, FixedPolicy, Native
 def guest(memory_pages: int, swap_pages: int) -> tuple[GuestOS, object]:
     hv = Hypervisor(Engine(seed=0), Machine(1, 64 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None))
     vm = VM(0, "vm0", 1, memory_pages, swap_pages=swap_pages)
-    vm.mode = Native(Native.Params(), vm, hv)
+    hv.attach_mode(vm, Native, Native.params_model())
     vm.guest = GuestOS(vm, hv)
     hv.add_vm(vm)
     return vm.guest, vm.vcpus[0]

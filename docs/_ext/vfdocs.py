@@ -64,8 +64,8 @@ class ScenarioReference(Directive):
         pm = PluginManager()
         for kind, components in sorted(pm.components.items()):
             for name, cls in sorted(components.items()):
-                if cls.Params is not None and cls.Params.model_fields:
-                    out.append(_table(f"{kind} {name!r}: parameters", header, _fields(cls.Params)))
+                if cls.params_model is not None and cls.params_model.model_fields:
+                    out.append(_table(f"{kind} {name!r}: parameters", header, _fields(cls.params_model)))
                 vm_params = getattr(cls, "VMParams", None)
                 if vm_params is not None and vm_params.model_fields:
                     out.append(_table(f"{kind} {name!r}: per-VM keys in [[vm]]", header, _fields(vm_params)))

@@ -1,30 +1,66 @@
-"""vframework: a virtual machine monitor simulator, built as a small kernel plus plugins."""
+"""vframework: a virtual machine monitor simulator, built as a small kernel plus plugins.
+
+The plugin contract is :mod:`vframework.api` (re-exported here); the kernel's machinery is
+in its layers (``sim``, ``machine``, ``guest``, ``hv``, ``run``) for those who drive it from
+Python.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
-from vframework.api.contract import (
+from vframework.api import (
+    DISCONTINUITIES,
+    IO,
     KINDS,
+    ORDINARY,
+    PAGE_SIZE,
+    PAGING,
+    Action,
+    Architecture,
+    Block,
     Component,
+    Compute,
     Device,
+    DeviceContext,
+    Duration,
+    Experiment,
+    ExperimentResult,
+    Fault,
+    ForkWait,
+    GuestCPU,
+    KernelCall,
+    MemoryContext,
     MemoryPolicy,
     MemoryService,
     Mode,
+    ModeContext,
+    Op,
+    Operation,
     Params,
     Scheduler,
+    Size,
+    Sleep,
+    Syscall,
+    Touch,
+    VCPUView,
+    VMView,
     Workload,
     WorkloadContext,
+    experiment,
+    format_size,
+    hookimpl,
 )
-from vframework.api.manager import PluginError, PluginManager, hookimpl
-from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.api.manager import PluginError, PluginManager
+from vframework.guest.kernel import GuestKernel, port_share
 from vframework.guest.os import GuestOS, GuestProcess
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VCPU, VM, VCPUState
 from vframework.machine.costs import CostModel
 from vframework.machine.hardware import Machine, MachineMemory, PhysicalCPU
-from vframework.run.scenario import Duration, Scenario, ScenarioError, Size, load_scenario
+from vframework.run.experiment import simulate, timeseries_rows
+from vframework.run.scenario import Scenario, ScenarioError, load_scenario
 from vframework.run.simulation import Simulation
 from vframework.sim.engine import Engine, Interrupt, Process, Signal
-from vframework.sim.units import PAGE_SIZE, parse_duration, parse_size
+from vframework.sim.units import parse_duration, parse_size
 
 try:
     __version__ = version("vframework")
@@ -32,11 +68,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
-    "__version__", "hookimpl", "KINDS", "Component", "Params", "Scheduler", "MemoryPolicy", "MemoryService",
-    "Mode", "Device", "Workload", "WorkloadContext", "CostModel", "Engine", "Process", "Signal", "Interrupt",
-    "GuestOS", "GuestProcess", "Machine", "MachineMemory", "PhysicalCPU", "Hypervisor", "Operation", "Compute",
-    "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "ForkWait", "PluginManager", "PluginError", "Scenario",
-    "ScenarioError",
-    "load_scenario", "Size", "Duration", "Simulation", "PAGE_SIZE", "parse_size", "parse_duration", "VM",
-    "VCPU", "VCPUState",
+    "__version__",
+    # the plugin contract (vframework.api)
+    "KINDS", "DISCONTINUITIES", "PAGING", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
+    "Device", "Workload", "Params", "Size", "Duration", "VCPUView", "VMView", "ModeContext", "MemoryContext",
+    "DeviceContext", "WorkloadContext", "Action", "Op", "ORDINARY", "Architecture", "Block", "GuestCPU",
+    "Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "ForkWait", "PAGE_SIZE",
+    "format_size", "hookimpl", "Experiment", "ExperimentResult", "experiment",
+    # the kernel
+    "PluginManager", "PluginError", "CostModel", "Engine", "Process", "Signal", "Interrupt", "GuestOS",
+    "GuestProcess", "Machine", "MachineMemory", "PhysicalCPU", "Hypervisor", "VM", "VCPU", "VCPUState",
+    "Scenario", "ScenarioError", "load_scenario", "Simulation", "parse_size", "parse_duration",
+    "GuestKernel", "port_share", "simulate", "timeseries_rows",
 ]

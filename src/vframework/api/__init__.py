@@ -1,2 +1,52 @@
-"""Layer 4, the plugin contract: the kind base classes, the contexts they receive, the hook
-specifications and the plugin manager."""
+"""The plugin contract, in one place: everything a plugin imports from vframework.
+
+* the kind base classes (:class:`Scheduler`, :class:`MemoryPolicy`, :class:`MemoryService`,
+  :class:`Mode`, :class:`Device`, :class:`Workload`), abstract and generic over their
+  parameter model (:class:`Params`, with the :data:`Size` and :data:`Duration` field types);
+* the views and contexts components receive (:class:`VCPUView`, :class:`VMView`,
+  :class:`ModeContext`, :class:`MemoryContext`, :class:`DeviceContext`,
+  :class:`WorkloadContext`);
+* what a mode classifies (:class:`Op`, :data:`ORDINARY`, :class:`Action`, :class:`Architecture`,
+  :class:`Block`, :class:`GuestCPU`) and what a workload yields (the operations);
+* :data:`hookimpl`, the marker of hook implementations;
+* what an experiment plugin returns (:class:`Experiment`, :func:`experiment`,
+  :class:`ExperimentResult`).
+
+Layer 4 of the kernel: it imports only the layers below (sim, machine, guest).
+"""
+
+from vframework.api.contract import (
+    DISCONTINUITIES,
+    KINDS,
+    PAGING,
+    Component,
+    Device,
+    MemoryPolicy,
+    MemoryService,
+    Mode,
+    Scheduler,
+    Workload,
+)
+from vframework.api.experiments import Experiment, ExperimentResult, experiment
+from vframework.api.manager import hookimpl
+from vframework.api.params import Duration, Params, Size
+from vframework.api.views import (
+    DeviceContext,
+    MemoryContext,
+    ModeContext,
+    VCPUView,
+    VMView,
+    WorkloadContext,
+)
+from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.machine.cpu import Action, GuestCPU
+from vframework.machine.isa import ORDINARY, Architecture, Block, Op
+from vframework.sim.units import PAGE_SIZE, format_size
+
+__all__ = [
+    "KINDS", "DISCONTINUITIES", "PAGING", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
+    "Device", "Workload", "Params", "Size", "Duration", "VCPUView", "VMView", "ModeContext", "MemoryContext",
+    "DeviceContext", "WorkloadContext", "Action", "Op", "ORDINARY", "Architecture", "Block", "GuestCPU",
+    "Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "ForkWait", "PAGE_SIZE",
+    "format_size", "hookimpl", "Experiment", "ExperimentResult", "experiment",
+]

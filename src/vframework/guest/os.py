@@ -55,25 +55,25 @@ class GuestOS:
         self._pinned: np.ndarray | None = None  # PPNs the reference being served needs
         self.processes: list[GuestProcess] = []
         self._next_pid = 1
-        mode = vm.mode
-        assert mode is not None, "the VM's mode is attached before its guest OS"
+        monitor = vm.monitor
+        assert monitor is not None, "the VM's mode is attached before its guest OS"
         kernel = GuestKernel.build()
         #: The kernel build this guest runs: the para-virtual port under a para-virtual mode.
-        self.kernel = kernel.ported() if mode.paravirtual else kernel
-        mode.kernel = self.kernel
+        self.kernel = kernel.ported() if monitor.paravirtual else kernel
+        monitor.kernel = self.kernel
         for vcpu in vm.vcpus:
-            mode.execute(vcpu, self.kernel.boot)
+            monitor.execute(vcpu, self.kernel.boot)
 
     def handle_interrupts(self, vcpu: VCPU, kind: str, count: int) -> int:
         """``count`` virtual interrupts of ``kind`` ("timer" or "device") delivered to the
         kernel and handled; returns cycles. Handlers run with IF clear, as interrupt gates do."""
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         handler = self.kernel.timer_handler if kind == "timer" else self.kernel.device_handler
         cycles = self.hypervisor.deliver(vcpu, kind, count)
         saved = vcpu.ctx.flags
         vcpu.ctx.flags &= ~IF_FLAG
-        cycles += mode.execute_many(vcpu, handler, count)
+        cycles += monitor.execute_many(vcpu, handler, count)
         vcpu.ctx.flags = saved
         return cycles
 
@@ -120,30 +120,30 @@ class GuestOS:
             return costs.ns(cycles), None
         if type(op) is Sleep:
             return 0, op.ns
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         kernel = self.kernel
         if type(op) is Syscall:
             counters["syscalls"] += 1
-            return costs.ns(self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, kernel.syscall)), None
+            return costs.ns(self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, kernel.syscall)), None
         if type(op) is KernelCall:
             return costs.ns(self._kernel_call(vcpu, op.routine, op.count)), None
         if type(op) is Fault:
-            cycles = self.hypervisor.deliver(vcpu, "exception", 1) + mode.execute(vcpu, kernel.exception_handler)
+            cycles = self.hypervisor.deliver(vcpu, "exception", 1) + monitor.execute(vcpu, kernel.exception_handler)
             return costs.ns(cycles), None
         if type(op) is IO:
             counters["io_requests"] += 1
             counters["syscalls"] += 1
             counters["io_bytes"] += op.nbytes
-            cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, kernel.disk_request)
-            cycles += mode.io(vcpu, op.device, op.nbytes, op.write)
+            cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, kernel.disk_request)
+            cycles += monitor.io(vcpu, op.device, op.nbytes, op.write)
             vcpu.io_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
             return costs.ns(cycles), IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
 
     def _kernel_call(self, vcpu: VCPU, routine: str, count: int) -> int:
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         if routine == "timer_interrupt":
             return self.handle_interrupts(vcpu, "timer", count)
         if routine == "context_switch":
@@ -152,15 +152,15 @@ class GuestOS:
             if not tlb.tagged:
                 tlb.flush()
                 self.vm.counters["tlb_flushes"] += count
-            return mode.execute_many(vcpu, self.kernel.context_switch, count)
+            return monitor.execute_many(vcpu, self.kernel.context_switch, count)
         if routine == "syscall":
             self.vm.counters["syscalls"] += count
             cycles = self.hypervisor.deliver(vcpu, "syscall", count)
-            return cycles + mode.execute_many(vcpu, self.kernel.syscall, count)
+            return cycles + monitor.execute_many(vcpu, self.kernel.syscall, count)
         block = self.kernel.routines().get(routine)
         if block is None:
             raise ValueError(f"VM {self.vm.name!r}: the guest kernel has no routine {routine!r}")
-        return mode.execute_many(vcpu, block, count)
+        return monitor.execute_many(vcpu, block, count)
 
     # -- memory ------------------------------------------------------------------------
     def touch(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> tuple[int, int]:
@@ -174,8 +174,8 @@ class GuestOS:
             raise IndexError(
                 f"VM {self.vm.name!r} process {proc.pid} touched a VPN outside its {table.size}-page address space"
             )
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         cycles = io_ns = 0
         flags = proc.pte_flags[vpns]
         # The steady state of a working set: every page present and already accessed (and, for
@@ -208,7 +208,7 @@ class GuestOS:
         if (walked < 0).any():
             cycles += self._back(vcpu, ppns)
             walked = p2m[ppns]
-        c, mpns = mode.translate(vcpu, proc, vpns, write, walked)
+        c, mpns = monitor.translate(vcpu, proc, vpns, write, walked)
         cycles += c
         if write:
             proc.writes += 1
@@ -224,12 +224,12 @@ class GuestOS:
     def _fault_in(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> tuple[int, int]:
         """Guest page faults on ``vpns`` (never mapped, or swapped out): the guest's handler maps
         them, zeroing new pages and reading swapped ones back."""
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         n = int(vpns.size)
         self.vm.counters["guest_page_faults"] += n
         cycles = self.hypervisor.deliver(vcpu, "page_fault", n)
-        cycles += mode.execute_many(vcpu, self.kernel.page_fault_handler, n)
+        cycles += monitor.execute_many(vcpu, self.kernel.page_fault_handler, n)
         ppns, c, io_ns = self._allocate(vcpu, n)
         cycles += c
         proc.page_table[vpns] = ppns
@@ -251,7 +251,7 @@ class GuestOS:
             k = int(swapped.sum())
             self.vm.counters["swap_ins"] += k
             io_ns += self.costs.ns(self.costs.io_device + k * 4096 * self.costs.byte_copy)
-        return cycles + mode.pt_write(vcpu, proc, vpns), io_ns
+        return cycles + monitor.pt_write(vcpu, proc, vpns), io_ns
 
     def _allocate(self, vcpu: VCPU, count: int) -> tuple[np.ndarray, int, int]:
         """``count`` free PPNs, swapping pages out first when there are not enough."""
@@ -293,7 +293,7 @@ class GuestOS:
             proc.swap_slot[vpns] = slots[mine]
             proc.page_table[vpns] = -1
             proc.pte_flags[vpns] = PTE_SWAPPED
-            cycles += self.vm.mode.pt_write(vcpu, proc, vpns)  # type: ignore[union-attr]
+            cycles += self.vm.monitor.pt_write(vcpu, proc, vpns)  # type: ignore[union-attr]
         mem.give_back(victims)
         self.vm.counters["swap_outs"] += count
         return cycles, self.costs.ns(self.costs.io_device + count * 4096 * self.costs.byte_copy)
@@ -305,20 +305,20 @@ class GuestOS:
         unbacked = np.unique(ppns[self.vm.p2m[ppns] < 0])
         if unbacked.size == 0:
             return 0
-        mode = self.vm.mode
-        assert mode is not None
-        return mode.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
+        monitor = self.vm.monitor
+        assert monitor is not None
+        return monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
 
     def _copy_on_write(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> int:
         """Writes to pages shared since a fork: copy those still shared, reclaim the rest."""
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         mem = self.memory
         n = int(vpns.size)
         self.vm.counters["cow_faults"] += n
         self.vm.counters["guest_page_faults"] += n
         cycles = self.hypervisor.deliver(vcpu, "page_fault", n)
-        cycles += mode.execute_many(vcpu, self.kernel.page_fault_handler, n)
+        cycles += monitor.execute_many(vcpu, self.kernel.page_fault_handler, n)
         old = proc.page_table[vpns].astype(np.int64)
         shared = mem.sharers[old] > 0
         if shared.any():
@@ -335,15 +335,15 @@ class GuestOS:
             cycles += int(copy_vpns.size) * self.costs.page_copy
         # The last sharer keeps its page: it only becomes writable again.
         proc.pte_flags[vpns] = (proc.pte_flags[vpns] & ~np.uint8(PTE_COW)) | PTE_WRITABLE
-        return cycles + mode.pt_write(vcpu, proc, vpns)
+        return cycles + monitor.pt_write(vcpu, proc, vpns)
 
     def fork(self, vcpu: VCPU, parent: GuestProcess) -> tuple[GuestProcess, int]:
         """fork(): the child shares the parent's pages copy-on-write. Returns (child, cycles)."""
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         self.vm.counters["forks"] += 1
         self.vm.counters["syscalls"] += 1
-        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, self.kernel.fork)
+        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, self.kernel.fork)
         child = self.spawn(None, parent.page_table.size)
         present = parent.mapped()
         child.page_table[present] = parent.page_table[present]
@@ -358,14 +358,14 @@ class GuestOS:
             child.pte_flags[out] = parent.pte_flags[out]
             self.memory.share_slots(parent.swap_slot[out])
         # Writing the child's table and write-protecting the parent's: page-table writes.
-        cycles += mode.pt_write(vcpu, child, present) + mode.pt_write(vcpu, parent, shared)
+        cycles += monitor.pt_write(vcpu, child, present) + monitor.pt_write(vcpu, parent, shared)
         return child, cycles
 
     def exit(self, vcpu: VCPU, proc: GuestProcess) -> int:
         """exit(): unmap everything, free pages no one else maps, drop the address space."""
-        mode = self.vm.mode
-        assert mode is not None
-        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + mode.execute(vcpu, self.kernel.exit)
+        monitor = self.vm.monitor
+        assert monitor is not None
+        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, self.kernel.exit)
         present = proc.mapped()
         ppns = proc.page_table[present].astype(np.int64)
         mem = self.memory
@@ -374,25 +374,25 @@ class GuestOS:
         np.subtract.at(mem.sharers, ppns[~sole], 1)
         proc.page_table[present] = -1
         proc.pte_flags[present] = 0
-        cycles += mode.pt_write(vcpu, proc, present)
+        cycles += monitor.pt_write(vcpu, proc, present)
         mem.give_back(freed)
         if proc.swap_slot is not None:
             mem.free_slots(proc.swap_slot[proc.swap_slot >= 0])
-        mode.address_space_gone(proc)
+        monitor.address_space_gone(proc)
         self.processes.remove(proc)
         return cycles
 
     def switch_to(self, vcpu: VCPU, proc: GuestProcess) -> int:
         """Context switch to ``proc`` on this vCPU: the kernel's switch path (a page-table
         switch, which flushes an untagged TLB)."""
-        mode = self.vm.mode
-        assert mode is not None
+        monitor = self.vm.monitor
+        assert monitor is not None
         vcpu.process = proc
         tlb = self.hypervisor.tlb_for(vcpu)
         if not tlb.tagged:
             tlb.flush()
             self.vm.counters["tlb_flushes"] += 1
-        return mode.execute(vcpu, self.kernel.context_switch)
+        return monitor.execute(vcpu, self.kernel.context_switch)
 
     def fork_wait(self, vcpu: VCPU, parent: GuestProcess, touch: int) -> tuple[int, int]:
         """One forkwait iteration: fork; the child writes ``touch`` of the parent's pages

@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from vframework.api.contract import MemoryPolicy, MemoryService, Scheduler
+from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
+from vframework.api.params import Params
 from vframework.guest.os import HALT, IO_WAIT
+from vframework.hv.contexts import HostMemory
 from vframework.hv.metrics import new_host_counters
+from vframework.hv.monitor import Monitor
 from vframework.hv.vm import VCPU, VM, VCPUState
 from vframework.machine.hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine, OutOfMemory
 from vframework.sim.engine import URGENT, Engine, Event, event_time
@@ -95,6 +98,8 @@ class Hypervisor:
         #: VMs removed by :meth:`remove_vm`; their counters still count in the accounts.
         self.retired: dict[int, VM] = {}
         self.counters = new_host_counters()
+        #: What memory policies and services see of the host.
+        self.memory = HostMemory(self)
         n = len(machine.cpus)
         self._state = [IDLE] * n
         self._since = [0] * n
@@ -132,6 +137,13 @@ class Hypervisor:
         if self._started:
             for vcpu in vm.vcpus:
                 self._wake(vcpu)
+
+    def attach_mode(self, vm: VM, mode_cls: type[Mode[Any]], params: Params) -> Monitor:
+        """Give a VM its virtualization mode (built with its monitor as context), before its
+        guest OS boots."""
+        vm.monitor = Monitor(vm, self, mode_cls, params)
+        vm.mode = vm.monitor.mode
+        return vm.monitor
 
     def remove_vm(self, vm: VM) -> None:
         """Destroy a VM now: its vCPUs leave their CPUs and queues, its frames are freed."""
@@ -223,8 +235,8 @@ class Hypervisor:
         # Shoot down every cached translation to them before the frames can be reused.
         for tlb in (*self.tlbs, self._offline_tlb):
             tlb.flush_mpns(mpns)
-        if vm.mode is not None:
-            vm.mode.frames_taken(mpns)
+        if vm.monitor is not None:
+            vm.monitor.frames_taken(mpns)
         self.machine.memory.free(mpns)
         vm.p2m[ppns] = -1
         vm.counters["mem_granted"] -= int(ppns.size)
@@ -244,7 +256,7 @@ class Hypervisor:
         return cycles
 
     def _apply_targets(self) -> None:
-        for vm_id, target in self.memory_policy.targets(self, self.engine.now).items():
+        for vm_id, target in self.memory_policy.targets(self.memory, self.engine.now).items():
             self.vms[vm_id].counters["mem_target"] = int(target)
 
     def _policy_loop(self) -> Any:
@@ -257,7 +269,7 @@ class Hypervisor:
             yield service.period_ns
             # Recorded, not yet charged to a CPU: making services compete for CPU time is
             # the memory-reclamation issue's part.
-            self.service_cycles += service.run(self, self.engine.now)
+            self.service_cycles += service.run(self.memory, self.engine.now)
 
     # -- CPU accounting -------------------------------------------------------------
     def _account(self, cpu: int) -> None:

@@ -11,8 +11,10 @@ from vframework.hv.metrics import new_vm_counters
 from vframework.machine.cpu import GuestCPU
 
 if TYPE_CHECKING:
-    from vframework.api.contract import Device, Mode, Params
+    from vframework.api.contract import Device, Mode
+    from vframework.api.params import Params
     from vframework.guest.os import GuestOS, GuestProcess
+    from vframework.hv.monitor import Monitor
 
 __all__ = ["VCPUState", "VCPU", "VM", "UNBACKED"]
 
@@ -94,7 +96,9 @@ class VM:
         self.p2m = np.full(memory_pages, UNBACKED, dtype=np.int32)  # MPNs < 2**31: 8 TiB of 4 KiB frames
         self.counters = new_vm_counters()
         self.counters["mem_target"] = memory_pages
-        self.mode: Mode | None = None
+        #: The VM's virtualization mode (policy) and the monitor that runs it.
+        self.mode: Mode[Any] | None = None
+        self.monitor: Monitor | None = None
         self.guest: GuestOS | None = None
         self.devices: dict[str, Device] = {}
         #: Para-virtual page tables registered by create_page_table: table PPN -> entries.

@@ -2,8 +2,8 @@
 
 Validation has two phases. The first (pydantic) checks the shape: types, units, positive
 sizes and durations, unique VM names. The second resolves component names through the plugin
-manager and validates each component's own parameters with its ``Params`` model, the per-VM
-keys with the chosen scheduler's and memory policy's ``VMParams``, and whether the VMs fit
+manager and validates each component's own parameters with its ``params_model``, the per-VM
+keys with the chosen scheduler's and memory policy's ``vm_params_model``, and whether the VMs fit
 on the host. All problems of both phases are reported together.
 """
 
@@ -18,11 +18,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from vframework.api.contract import Component, Params
+from vframework.api.contract import Component
 from vframework.api.manager import PluginManager
+from vframework.api.params import Duration, Params, Size, positive
 from vframework.machine.costs import COST_FIELDS
 from vframework.machine.hardware import MAX_VMS
-from vframework.sim.units import PAGE_SIZE, format_size, parse_duration, parse_size
+from vframework.sim.units import PAGE_SIZE, format_size, parse_size
 
 __all__ = [
     "ScenarioError", "Problem", "ComponentRef", "HostConfig", "VMConfig", "ScenarioConfig",
@@ -34,22 +35,21 @@ __all__ = [
 DEFAULT_SCENARIO = "default.toml"
 
 
-def _positive(parse: Any, what: str) -> Any:
-    def check(value: Any) -> int:
-        n = parse(value)
-        if n <= 0:
-            raise ValueError(f"must be a positive {what}, got {value!r}")
-        return n
-
-    return check
+def _default_components() -> dict[str, dict[str, str]]:
+    text = resources.files("vframework.run").joinpath("scenarios", "defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
 
 
-#: Bytes, from "4GiB"-style text; must be positive.
-Size = Annotated[int, BeforeValidator(_positive(parse_size, "size"))]
+#: The component a scenario gets for each key it leaves out (``scenarios/defaults.toml``).
+DEFAULT_COMPONENTS = _default_components()
+
+
+def _default_ref(table: str, key: str) -> Any:
+    return lambda: ComponentRef(name=DEFAULT_COMPONENTS[table][key])
 
 
 def _memory(value: Any) -> int:
-    n = _positive(parse_size, "size")(value)
+    n = positive(parse_size, "size")(value)
     if n < PAGE_SIZE:
         raise ValueError(f"must hold at least one {PAGE_SIZE}-byte page, got {value!r}")
     if n > MAX_MEMORY:
@@ -62,8 +62,6 @@ def _memory(value: Any) -> int:
 MAX_MEMORY = (2**31 - 1) * PAGE_SIZE
 #: Bytes of memory (host or guest), from "4GiB"-style text; at least one page.
 MemorySize = Annotated[int, BeforeValidator(_memory)]
-#: Nanoseconds, from "30ms"-style text; must be positive.
-Duration = Annotated[int, BeforeValidator(_positive(parse_duration, "duration"))]
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ class ScenarioError(ValueError):
 
 
 class ComponentRef(BaseModel):
-    """A component chosen by name, with its parameters: ``"fair"`` or ``{ name = "credit", ... }``."""
+    """A component chosen by name, with its parameters: ``"name"`` or ``{ name = "name", ... }``."""
 
     model_config = ConfigDict(frozen=True)
     name: str = Field(min_length=1)
@@ -122,8 +120,10 @@ class HostConfig(_Strict):
     hypervisor_memory: Annotated[int, BeforeValidator(parse_size)] = Field(
         0, ge=0, description="machine memory the hypervisor keeps for itself"
     )
-    scheduler: ComponentRef = Field(ComponentRef(name="fair"), description="the CPU scheduler")
-    memory_policy: ComponentRef = Field(ComponentRef(name="static"), description="the memory allocation policy")
+    scheduler: ComponentRef = Field(default_factory=_default_ref("host", "scheduler"), description="the CPU scheduler")
+    memory_policy: ComponentRef = Field(
+        default_factory=_default_ref("host", "memory_policy"), description="the memory allocation policy"
+    )
     memory_services: list[ComponentRef] = Field(default_factory=list, description="memory services to run")
     arch: Literal["x86", "classic", "x86-vt"] = Field(
         "x86-vt", description="CPU architecture: x86 (not classically virtualizable), classic, x86-vt (VT-x)"
@@ -161,8 +161,8 @@ class VMConfig(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="unique VM name")
     vcpus: int = Field(1, gt=0, le=1024, description="virtual CPUs")
     memory: MemorySize = Field(1024**3, description="guest-physical memory")
-    mode: ComponentRef = Field(ComponentRef(name="bare-metal"), description="virtualization mode")
-    workload: ComponentRef = Field(ComponentRef(name="idle"), description="what runs inside")
+    mode: ComponentRef = Field(default_factory=_default_ref("vm", "mode"), description="virtualization mode")
+    workload: ComponentRef = Field(default_factory=_default_ref("vm", "workload"), description="what runs inside")
     devices: list[ComponentRef] = Field(default_factory=list, description="virtual devices")
     swap: Annotated[int, BeforeValidator(parse_size)] = Field(
         0, ge=0, description="the guest's swap area on its virtual disk (0: no swap)"
@@ -257,7 +257,7 @@ def _resolve(
         problems.append(Problem(source, _path(loc), str(exc.args[0])))
         return None
     try:
-        params = cls.Params(**ref.params)
+        params = cls.params_model(**ref.params)
     except ValidationError as exc:
         problems.extend(_problems(exc, source, loc))
         return None
@@ -374,8 +374,9 @@ def _resolve_partial(data: dict[str, Any], source: str, plugins: PluginManager, 
     host = data.get("host", {})
     scheduler = policy = None
     if isinstance(host, dict):
-        scheduler = check("scheduler", host.get("scheduler"), ("host", "scheduler"), "fair")
-        policy = check("memory_policy", host.get("memory_policy"), ("host", "memory_policy"), "static")
+        defaults = DEFAULT_COMPONENTS["host"]
+        scheduler = check("scheduler", host.get("scheduler"), ("host", "scheduler"), defaults["scheduler"])
+        policy = check("memory_policy", host.get("memory_policy"), ("host", "memory_policy"), defaults["memory_policy"])
     vms = data.get("vm")
     if isinstance(vms, list):
         for i, vm in enumerate(vms):
@@ -410,9 +411,9 @@ def _vm_extras(
 def _vm_params(
     owner: ResolvedComponent | None, extras: dict[str, Any], index: int, source: str, problems: list[Problem]
 ) -> Any:
-    if owner is None or owner.cls.VMParams is None:
+    if owner is None or owner.cls.vm_params_model is None:
         return None
-    model = owner.cls.VMParams
+    model = owner.cls.vm_params_model
     mine = {k: extras.pop(k) for k in list(extras) if k in model.model_fields}
     try:
         return model(**mine)

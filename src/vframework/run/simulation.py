@@ -14,6 +14,7 @@ from typing import Any
 from vframework.api.contract import Workload, WorkloadContext
 from vframework.api.manager import PluginManager
 from vframework.guest.os import GuestOS
+from vframework.hv.contexts import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.metrics import VM_METRICS
 from vframework.hv.vm import VM
@@ -62,10 +63,10 @@ class Simulation:
         cfg = spec.config
         vm = VM(index, cfg.name, cfg.vcpus, cfg.memory // PAGE_SIZE, spec.scheduler_params, spec.policy_params,
                 cfg.swap // PAGE_SIZE)
-        vm.mode = spec.mode.cls(spec.mode.params, vm, self.hypervisor)
+        self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:
-            vm.devices[dev.name] = dev.cls(dev.params, vm, self.hypervisor)
+            vm.devices[dev.name] = dev.cls(dev.params, DeviceHost(self.hypervisor, vm))
         workload_cls: type[Workload] = spec.workload.cls
         for vcpu in vm.vcpus:
             rng = self.engine.rng(f"workload:{vm.name}:{vcpu.index}")

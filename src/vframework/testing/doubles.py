@@ -12,12 +12,16 @@ from typing import Any
 import numpy as np
 
 from vframework.api.contract import MemoryPolicy, Mode, Scheduler, Workload
+from vframework.api.params import Params
+from vframework.api.views import MemoryContext
+from vframework.machine.cpu import Action
+from vframework.machine.isa import ORDINARY, Op
 from vframework.guest.ops import Compute, Operation, Sleep, Touch
 
 __all__ = ["FifoScheduler", "FixedPolicy", "FlatMode", "Native", "ScriptWorkload"]
 
 
-class FifoScheduler(Scheduler):
+class FifoScheduler(Scheduler[Params]):
     """First come, first served, fixed slice."""
 
     name = "kit-fifo"
@@ -49,7 +53,7 @@ class FifoScheduler(Scheduler):
             self.queue.append(vcpu)
 
 
-class FixedPolicy(MemoryPolicy):
+class FixedPolicy(MemoryPolicy[Params]):
     """Every VM's target is its configured memory."""
 
     name = "kit-fixed"
@@ -57,19 +61,16 @@ class FixedPolicy(MemoryPolicy):
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
 
-    def targets(self, hypervisor: Any, now: int) -> dict[int, int]:
-        return {vm.id: vm.memory_pages for vm in hypervisor.vms.values()}
+    def targets(self, memory: MemoryContext, now: int) -> dict[int, int]:
+        return {vm.id: vm.memory_pages for vm in memory.vms}
 
 
-class FlatMode(Mode):
+class FlatMode(Mode[Params]):
     """Every guest operation costs a fixed 10 cycles; frames are backed on first touch."""
 
     name = "kit-flat"
 
-    def classify(self, op: int, kernel: bool) -> int:
-        from vframework.machine.cpu import Action
-        from vframework.machine.isa import ORDINARY, Op
-
+    def classify(self, op: int, kernel: bool) -> Action:
         if op == Op.HYPERCALL or (not kernel and op not in ORDINARY):
             return Action.FAULT
         return Action.DIRECT
@@ -84,7 +85,7 @@ class FlatMode(Mode):
         return 10
 
 
-class ScriptWorkload(Workload):
+class ScriptWorkload(Workload[Params]):
     """Plays a fixed list of operations (drawn by Hypothesis)."""
 
     name = "kit-script"
@@ -112,17 +113,14 @@ def script_strategy(pages: int) -> Any:
     return st.lists(st.one_of(compute, sleep, touch), min_size=1, max_size=12)
 
 
-class Native(Mode):
+class Native(Mode[Params]):
     """The bare-metal reference for equivalence: every instruction at its true privilege."""
 
     name = "kit-native"
     preallocate = True
     baseline = True
 
-    def classify(self, op: int, kernel: bool) -> int:
-        from vframework.machine.cpu import Action
-        from vframework.machine.isa import ORDINARY, Op
-
+    def classify(self, op: int, kernel: bool) -> Action:
         if op == Op.HYPERCALL:
             return Action.FAULT
         if kernel or op in ORDINARY:

@@ -55,8 +55,8 @@ class HypervisorMachine(RuleBasedStateMachine):
         super().__init__()
         self.engine = Engine(seed=0)
         self.machine = Machine(self.cpus, MAX_VMS * MAX_VCPUS * PAGES * PAGE_SIZE)
-        scheduler = self.scheduler_cls(self.scheduler_cls.Params(), self.cpus)
-        policy = self.policy_cls(self.policy_cls.Params())
+        scheduler = self.scheduler_cls(self.scheduler_cls.params_model(), self.cpus)
+        policy = self.policy_cls(self.policy_cls.params_model())
         self.hv = Hypervisor(self.engine, self.machine, scheduler, policy, arch=self.arch)
         self.hv.start()
 
@@ -65,9 +65,9 @@ class HypervisorMachine(RuleBasedStateMachine):
     def add_vm(self, vcpus: int, data: st.DataObject) -> None:
         # One process per vCPU, each may touch all PAGES of its address space.
         vm = VM(len(self.hv.vms), f"vm{len(self.hv.vms)}", vcpus, PAGES * vcpus)
-        if self.scheduler_cls.VMParams is not None:
-            vm.scheduler_params = self.scheduler_cls.VMParams()
-        vm.mode = self.mode_cls(self.mode_cls.Params(), vm, self.hv)
+        if self.scheduler_cls.vm_params_model is not None:
+            vm.scheduler_params = self.scheduler_cls.vm_params_model()
+        self.hv.attach_mode(vm, self.mode_cls, self.mode_cls.params_model())
         vm.guest = GuestOS(vm, self.hv)
         for vcpu in vm.vcpus:
             script = data.draw(script_strategy(PAGES), label=f"{vm.name}/vcpu{vcpu.index}")
@@ -114,7 +114,7 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @invariant()
     def targets_within_bounds(self) -> None:
-        targets = self.hv.memory_policy.targets(self.hv, self.engine.now)
+        targets = self.hv.memory_policy.targets(self.hv.memory, self.engine.now)
         for vm_id, target in targets.items():
             vm = self.hv.vms[vm_id]
             assert 0 <= target <= vm.memory_pages, f"{vm} target {target} outside [0, {vm.memory_pages}]"

@@ -35,7 +35,7 @@ def _policy(cls: Any) -> type[HypervisorMachine]:
 
 def _promises_shares(cls: Any) -> bool:
     try:
-        scheduler = cls(cls.Params(), 1)
+        scheduler = cls(cls.params_model(), 1)
         return scheduler.share_error_bound_ns(1) is not None
     except Exception:
         return True  # let the property run and report the failure

@@ -70,7 +70,7 @@ class ShareMachine(RuleBasedStateMachine):
         self.engine = Engine(seed=0)
         # No switch cost: the reference divides exactly the time the VMs received.
         machine = Machine(cpus, 64 * PAGE_SIZE, CostModel().replace(vcpu_switch=0))
-        scheduler = self.scheduler_cls(self.scheduler_cls.Params(), cpus)
+        scheduler = self.scheduler_cls(self.scheduler_cls.params_model(), cpus)
         self.hv = Hypervisor(self.engine, machine, scheduler, FixedPolicy(None))
         self.hv.start()
         self.weight: dict[int, float] = {}
@@ -78,7 +78,7 @@ class ShareMachine(RuleBasedStateMachine):
         self.next_id = 0
 
     def _params(self, share: int) -> Any:
-        cls, field = self.scheduler_cls.VMParams, self.scheduler_cls.share_param
+        cls, field = self.scheduler_cls.vm_params_model, self.scheduler_cls.share_param
         if cls is None:
             return None
         return cls(**{field: share}) if field else cls()
@@ -88,7 +88,7 @@ class ShareMachine(RuleBasedStateMachine):
     def add_vm(self, vcpus: int, share: int) -> None:
         vm = VM(self.next_id, f"vm{self.next_id}", vcpus, 1, self._params(share * 256))
         self.next_id += 1
-        vm.mode = FlatMode(FlatMode.Params(), vm, self.hv)  # type: ignore[arg-type]
+        self.hv.attach_mode(vm, FlatMode, FlatMode.params_model())
         vm.guest = GuestOS(vm, self.hv)
         for vcpu in vm.vcpus:
             vcpu.process = vm.guest.spawn(_forever(), 1)

@@ -26,7 +26,7 @@ class WorkloadMachine(RuleBasedStateMachine):
 
     @initialize(seed=st.integers(0, 2**32 - 1), pages=st.sampled_from([64, 1024, 65536]))
     def start(self, seed: int, pages: int) -> None:
-        params = self.workload_cls.Params()
+        params = self.workload_cls.params_model()
         self.pages = pages
         if self.workload_cls.check(params, pages):
             params = None  # defaults do not fit this VM size: nothing to run

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from vframework import MemoryPolicy, hookimpl
+from vframework.api import MemoryContext, MemoryPolicy, Params, hookimpl
 
 __all__ = ["StaticPolicy"]
 
 
-class StaticPolicy(MemoryPolicy):
+class StaticPolicy(MemoryPolicy[Params]):
     """Every VM's target is its configured memory; the host may not be overcommitted."""
 
     name = "static"
     description = "each VM gets its configured memory; no overcommitment"
     can_overcommit = False
 
-    def targets(self, hypervisor: Any, now: int) -> dict[int, int]:
-        return {vm.id: vm.memory_pages for vm in hypervisor.vms.values()}
+    def targets(self, memory: MemoryContext, now: int) -> dict[int, int]:
+        return {vm.id: vm.memory_pages for vm in memory.vms}
 
 
 @hookimpl
-def register_memory_policies() -> list[type]:
+def register_memory_policies() -> list[type[MemoryPolicy[Params]]]:
     return [StaticPolicy]

@@ -1,6 +1,6 @@
 """Standard virtualization modes for vframework (and the bare-metal baseline)."""
 
-from vframework import hookimpl
+from vframework.api import hookimpl
 
 from .bare_metal import BareMetal
 from .hardware import HardwareAssisted

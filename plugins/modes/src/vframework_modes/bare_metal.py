@@ -3,12 +3,10 @@ on the hardware with no hypervisor underneath, the 1.0 that every mode is compar
 
 from __future__ import annotations
 
-from vframework import VCPU, Mode
-from vframework.machine.cpu import Action
-from vframework.machine.isa import ORDINARY, Op
+from vframework.api import ORDINARY, Action, Mode, Op, Params, VCPUView
 
 
-class BareMetal(Mode):
+class BareMetal(Mode[Params]):
     """The guest kernel owns the CPU: every instruction executes natively at its true privilege."""
 
     name = "bare-metal"
@@ -17,7 +15,7 @@ class BareMetal(Mode):
     preallocate = True
     baseline = True
 
-    def classify(self, op: int, kernel: bool) -> int:
+    def classify(self, op: int, kernel: bool) -> Action:
         if op == Op.HYPERCALL:
             return Action.FAULT  # no hypervisor to call: an invalid opcode
         if kernel or op in ORDINARY:
@@ -28,15 +26,15 @@ class BareMetal(Mode):
             return Action.DEPRIVILEGED  # at CPL 3 the IF bit is ignored; state is the guest's own
         return Action.DIRECT  # PUSHF, SGDT...: readable at user level, and the values are the guest's own
 
-    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
         # The hardware vectors straight into the guest kernel: only the native cost.
         costs = self.costs
         native = {"syscall": costs.syscall, "page_fault": costs.page_fault}.get(kind, costs.interrupt)
         return count * native
 
-    def hidden_fault(self, vcpu: VCPU, count: int) -> int:
+    def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
         # Unreachable while preallocate holds; costed as native faults if a policy ever unbacks pages.
         return count * self.costs.page_fault
 
-    def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
+    def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return 0  # the device DMAs straight into guest memory

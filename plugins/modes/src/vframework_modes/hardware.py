@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from vframework import VCPU, Mode, Params
-from vframework.machine.cpu import Action
-from vframework.machine.isa import ORDINARY, Op
+from vframework.api import ORDINARY, Action, Mode, ModeContext, Op, Params, VCPUView
+
+#: What nested paging lets the guest kernel do without an exit.
+_NESTED_DIRECT = frozenset({Op.MOV_TO_CR3, Op.MOV_FROM_CR3, Op.INVLPG})
 
 
 class HardwareParams(Params):
@@ -19,7 +20,7 @@ class HardwareParams(Params):
     )
 
 
-class HardwareAssisted(Mode):
+class HardwareAssisted(Mode[HardwareParams]):
     """Non-root execution; configured instructions exit (``vm_exits_<reason>``).
 
     With nested paging (the default) the guest's page-table writes and switches never exit,
@@ -31,30 +32,25 @@ class HardwareAssisted(Mode):
     name = "hardware-assisted"
     description = "unmodified guest in VT-x non-root mode; configured events exit; nested paging"
     architectures = ("x86-vt",)
-    Params = HardwareParams
+    params_model = HardwareParams
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        nested = self.params.nested_paging  # type: ignore[attr-defined]
-        # Instance attribute: the same class serves both paging strategies.
-        self.paging = "nested" if nested else "shadow"  # type: ignore[misc]
-        if nested:
-            # With EPT, CR3 loads need no exit.
-            self._actions[True][Op.MOV_TO_CR3] = Action.DIRECT
-            self._actions[True][Op.MOV_FROM_CR3] = Action.DIRECT
-            self._actions[True][Op.INVLPG] = Action.DIRECT
+    def __init__(self, params: HardwareParams, context: ModeContext) -> None:
+        super().__init__(params, context)
+        self.paging = "nested" if params.nested_paging else "shadow"
 
     def pte_write_cycles(self, count: int) -> int:
         if self.paging == "nested":
             return 0
-        counters = self.vm.counters
+        counters = self.context.counters
         counters["vm_exits"] += count
         counters["vm_exits_exception"] += count  # write-protection faults on guest page tables
         return count * (self.costs.vm_exit + self.costs.emulate + self.costs.shadow_update)
 
-    def classify(self, op: int, kernel: bool) -> int:
+    def classify(self, op: int, kernel: bool) -> Action:
         if op == Op.HYPERCALL:
             return Action.FAULT
+        if kernel and self.params.nested_paging and op in _NESTED_DIRECT:
+            return Action.DIRECT  # the guest owns its page tables: CR3 and INVLPG need no exit
         if not kernel:
             if op in ORDINARY or op in (Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW):
                 return Action.DIRECT  # the registers read are the guest's own (loaded from the VMCS)
@@ -65,7 +61,7 @@ class HardwareAssisted(Mode):
             return Action.EXIT
         return Action.DIRECT
 
-    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
         costs = self.costs
         if kind == "syscall":
             return count * costs.syscall  # no exit: system calls run at native speed
@@ -74,16 +70,16 @@ class HardwareAssisted(Mode):
         if kind == "exception":
             return count * costs.interrupt
         # External interrupts exit to the hypervisor, which injects a virtual interrupt.
-        counters = self.vm.counters
+        counters = self.context.counters
         counters["vm_exits"] += count
         counters["vm_exits_external_interrupt"] += count
         return count * (costs.vm_exit + costs.interrupt)
 
-    def hidden_fault(self, vcpu: VCPU, count: int) -> int:
-        counters = self.vm.counters
+    def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
+        counters = self.context.counters
         counters["vm_exits"] += count
         counters["vm_exits_ept_violation" if self.paging == "nested" else "vm_exits_exception"] += count
         return count * (self.costs.vm_exit + self.costs.page_zero)
 
-    def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
+    def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return nbytes * self.costs.byte_copy  # emulated device

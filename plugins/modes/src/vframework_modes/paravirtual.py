@@ -4,14 +4,10 @@ without binary translation. The hypervisor validates every hypercall argument.""
 
 from __future__ import annotations
 
-from typing import Any
-
-from vframework import VCPU, Mode
-from vframework.machine.cpu import Action
-from vframework.machine.isa import ORDINARY, Op
+from vframework.api import ORDINARY, Action, GuestCPU, Mode, Op, Params, VCPUView
 
 
-class Paravirtual(Mode):
+class Paravirtual(Mode[Params]):
     """A para-virtualized guest making explicit hypercalls (Xen)."""
 
     name = "paravirtual"
@@ -20,7 +16,7 @@ class Paravirtual(Mode):
     # Xen gives a domain all its memory when it is created.
     preallocate = True
 
-    def classify(self, op: int, kernel: bool) -> int:
+    def classify(self, op: int, kernel: bool) -> Action:
         if op in ORDINARY:
             return Action.DIRECT
         if op == Op.HYPERCALL:
@@ -35,13 +31,13 @@ class Paravirtual(Mode):
         # Direct paging: the guest batches its updates into mmu_update hypercalls (up to 64
         # each), and the hypervisor validates every entry.
         batches = -(-count // 64)
-        self.vm.counters["hypercalls"] += batches
+        self.context.counters["hypercalls"] += batches
         return batches * self.costs.hypercall + count * self.costs.pte_validate
 
-    def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
-        return self.hypervisor.hypercall(vcpu, ctx, number, arg)
+    def hypercall(self, vcpu: VCPUView, ctx: GuestCPU, number: int, arg: int) -> int:
+        return self.context.hypercall(vcpu, ctx, number, arg)
 
-    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
         costs = self.costs
         if kind == "syscall":
             # Xen's fast system-call path: the guest registers its handler directly.
@@ -54,10 +50,10 @@ class Paravirtual(Mode):
         # Events arrive as an upcall on the event channel.
         return count * (costs.interrupt + costs.emulate)
 
-    def hidden_fault(self, vcpu: VCPU, count: int) -> int:
+    def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
         return count * (self.costs.trap + self.costs.page_zero)
 
-    def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
+    def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         # Zero copy: the backend DMAs into the guest's granted pages; one event-channel notify.
-        self.vm.counters["hypercalls"] += 1
+        self.context.counters["hypercalls"] += 1
         return self.costs.hypercall

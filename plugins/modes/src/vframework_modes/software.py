@@ -11,19 +11,17 @@ with a callout into the hypervisor, caching the translation; user code runs dire
 
 from __future__ import annotations
 
-from vframework import VCPU, Mode
-from vframework.machine.cpu import Action
-from vframework.machine.isa import ORDINARY
+from vframework.api import ORDINARY, Action, Block, Mode, Params, VCPUView
 
 
-class _Deprivileged(Mode):
+class _Deprivileged(Mode[Params]):
     """What the two software modes share: the costs of running a guest kernel deprivileged,
     and shadow page tables (the hypervisor keeps VPN -> MPN; guest page tables are
     write-protected so that every guest PTE write reaches it)."""
 
     paging = "shadow"
 
-    def _user(self, op: int) -> int:
+    def _user(self, op: int) -> Action:
         if op in ORDINARY:
             return Action.DIRECT
         if op in self.arch.sensitive_unprivileged:
@@ -32,17 +30,17 @@ class _Deprivileged(Mode):
             return Action.DEPRIVILEGED
         return Action.FAULT
 
-    def deliver(self, vcpu: VCPU, kind: str, count: int) -> int:
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
         # Every discontinuity enters the hypervisor first (a trap), which then reflects it
         # into the guest kernel: Adams & Agesen measured ~2,000 extra cycles per system call.
         costs = self.costs
         native = {"syscall": costs.syscall, "page_fault": costs.page_fault}.get(kind, costs.interrupt)
         return count * (native + costs.trap)
 
-    def hidden_fault(self, vcpu: VCPU, count: int) -> int:
+    def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
         return count * (self.costs.trap + self.costs.page_zero)
 
-    def io(self, vcpu: VCPU, device: str, nbytes: int, write: bool) -> int:
+    def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return nbytes * self.costs.byte_copy  # an emulated device copies the data through the VMM
 
 
@@ -56,7 +54,7 @@ class TrapAndEmulate(_Deprivileged):
     # trap-and-emulate --arch x86`` shows it failing.
     architectures = ("classic", "x86", "x86-vt")
 
-    def classify(self, op: int, kernel: bool) -> int:
+    def classify(self, op: int, kernel: bool) -> Action:
         if not kernel:
             return self._user(op)
         if op in ORDINARY:
@@ -84,7 +82,7 @@ class Full(_Deprivileged):
         # Translation cache: id(block) -> block (kept alive so ids stay unique).
         self._translated: dict[int, object] = {}
 
-    def classify(self, op: int, kernel: bool) -> int:
+    def classify(self, op: int, kernel: bool) -> Action:
         if not kernel:
             return self._user(op)
         if op in ORDINARY:
@@ -98,13 +96,13 @@ class Full(_Deprivileged):
     def pte_write_cycles(self, count: int) -> int:
         # Adaptive binary translation turns the guest's PTE stores into callouts that update
         # the shadow without a trap (Adams & Agesen's ptemod: 391 cycles).
-        self.vm.counters["bt_callouts"] += count
+        self.context.counters["bt_callouts"] += count
         return count * self.costs.shadow_update
 
-    def before_block(self, vcpu: VCPU, block: object) -> int:
-        if not getattr(block, "kernel", False):
+    def before_block(self, vcpu: VCPUView, block: Block) -> int:
+        if not block.kernel:
             return 0  # user code runs directly, untranslated
-        counters = self.vm.counters
+        counters = self.context.counters
         if id(block) in self._translated:
             counters["bt_cache_hits"] += 1
             return 0

@@ -1,7 +1,7 @@
 """Standard CPU schedulers for vframework: ``fair``, ``proportional`` (ESX-style shares, stride
 scheduling) and ``credit`` (Xen's credit scheduler)."""
 
-from vframework import hookimpl
+from vframework.api import hookimpl
 
 from .credit import CreditScheduler
 from .fair import FairScheduler

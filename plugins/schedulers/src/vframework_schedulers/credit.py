@@ -83,7 +83,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from vframework import VCPU, Duration, Params, Scheduler
+from vframework.api import Duration, Params, Scheduler, VCPUView
 
 from ._fill import water_fill
 
@@ -140,7 +140,7 @@ class _VC:
 
     __slots__ = ("vcpu", "dom", "credit", "pri", "cpu", "queued", "held", "active", "on", "since", "given")
 
-    def __init__(self, vcpu: VCPU, dom: _Dom, cpu: int) -> None:
+    def __init__(self, vcpu: VCPUView, dom: _Dom, cpu: int) -> None:
         self.vcpu = vcpu
         self.dom = dom
         self.credit = 0
@@ -154,13 +154,13 @@ class _VC:
         self.given = 0  # the slice it was given
 
 
-class CreditScheduler(Scheduler):
+class CreditScheduler(Scheduler[CreditParams]):
     """Xen's credit scheduler: weights, caps, credits, BOOST/UNDER/OVER, per-CPU run queues."""
 
     name = "credit"
     description = "Xen's credit scheduler (credit1): weight and cap, 30 ms slices, BOOST/UNDER/OVER, per-CPU queues"
-    Params = CreditParams
-    VMParams = CreditVMParams
+    params_model = CreditParams
+    vm_params_model = CreditVMParams
     share_param = "weight"
     work_conserving = True  # for uncapped VMs; capped ones are parked on purpose (see capped())
 
@@ -257,7 +257,7 @@ class CreditScheduler(Scheduler):
                 self.waiting[cv.pri] += 1
 
     # -- the scheduler interface ------------------------------------------------------------
-    def attach(self, vcpu: VCPU, vm_params: Params | None) -> None:
+    def attach(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         dom = self.doms.get(vcpu.vm.id)
         if dom is None:
             params = vm_params if isinstance(vm_params, CreditVMParams) else CreditVMParams()
@@ -267,7 +267,7 @@ class CreditScheduler(Scheduler):
         dom.vcpus.append(cv)
         vcpu.sched = cv
 
-    def detach(self, vcpu: VCPU) -> None:
+    def detach(self, vcpu: VCPUView) -> None:
         cv: _VC = vcpu.sched
         self.block(vcpu, 0)
         dom = cv.dom
@@ -278,7 +278,7 @@ class CreditScheduler(Scheduler):
         if not dom.vcpus:
             del self.doms[dom.id]
 
-    def wake(self, vcpu: VCPU, now: int) -> Sequence[int]:
+    def wake(self, vcpu: VCPUView, now: int) -> Sequence[int]:
         cv: _VC = vcpu.sched
         dom = cv.dom
         if dom.parked:
@@ -300,7 +300,7 @@ class CreditScheduler(Scheduler):
             return (cv.cpu,)
         return ()
 
-    def block(self, vcpu: VCPU, now: int) -> None:
+    def block(self, vcpu: VCPUView, now: int) -> None:
         cv: _VC = vcpu.sched
         if cv.queued:
             self._dequeue(cv)
@@ -308,7 +308,7 @@ class CreditScheduler(Scheduler):
             cv.dom.held.remove(cv)
             cv.held = False
 
-    def pick(self, cpu: int, now: int) -> tuple[VCPU | None, int]:
+    def pick(self, cpu: int, now: int) -> tuple[VCPUView | None, int]:
         while True:
             cv = self._next(cpu)
             if cv is None:
@@ -331,7 +331,7 @@ class CreditScheduler(Scheduler):
             self.idle -= 1
             return cv.vcpu, slice_ns
 
-    def charge(self, vcpu: VCPU, ran_ns: int, now: int, runnable: bool) -> None:
+    def charge(self, vcpu: VCPUView, ran_ns: int, now: int, runnable: bool) -> None:
         cv: _VC = vcpu.sched
         dom = cv.dom
         if cv.on is not None:
@@ -405,10 +405,10 @@ class CreditScheduler(Scheduler):
                 self._release(d)
         self._resort()
 
-    def capped(self, vcpu: VCPU) -> bool:
+    def capped(self, vcpu: VCPUView) -> bool:
         return vcpu.sched is not None and bool(vcpu.sched.dom.cap)
 
-    def set_vm_params(self, vcpu: VCPU, vm_params: Params | None) -> None:
+    def set_vm_params(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         dom: _Dom = vcpu.sched.dom
         new = vm_params if isinstance(vm_params, CreditVMParams) else CreditVMParams()
         dom.weight = new.weight  # used from the next accounting period, as in Xen

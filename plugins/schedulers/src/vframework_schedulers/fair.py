@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from pydantic import Field
 from sortedcontainers import SortedList
 
-from vframework import VCPU, Duration, Params, Scheduler
+from vframework.api import Duration, Params, Scheduler, VCPUView
 
 
 class FairParams(Params):
     tslice: Duration = Field(10_000_000, description="time slice a vCPU runs before the next VM's turn")
 
 
-class FairScheduler(Scheduler):
+class FairScheduler(Scheduler[FairParams]):
     """Fair share per VM: the next vCPU comes from the runnable VM that has received the least
     CPU time so far; a VM's vCPUs take turns (round robin) within its share.
 
@@ -34,27 +34,27 @@ class FairScheduler(Scheduler):
 
     name = "fair"
     description = "equal CPU share per VM (whatever its vCPU count), round robin within a VM"
-    Params = FairParams
+    params_model = FairParams
     work_conserving = True
 
     def __init__(self, params: FairParams, cpus: int) -> None:
         super().__init__(params, cpus)
         self.slice_ns = params.tslice
         self.received: dict[int, int] = {}  # VM id -> CPU ns received
-        self.queues: dict[int, deque[VCPU]] = {}  # VM id -> its queued vCPUs
+        self.queues: dict[int, deque[VCPUView]] = {}  # VM id -> its queued vCPUs
         self.order: SortedList = SortedList()  # (received, VM id) of VMs with queued vCPUs
         self.live: SortedList = SortedList()  # (received, VM id) of VMs with vCPUs queued or running
         self.active: dict[int, int] = {}  # VM id -> its vCPUs queued or running
         self.vcpus: dict[int, int] = {}  # VM id -> its vCPU count
 
-    def attach(self, vcpu: VCPU, vm_params: Params | None) -> None:
+    def attach(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         vm = vcpu.vm.id
         self.received.setdefault(vm, 0)
         self.queues.setdefault(vm, deque())
         self.active.setdefault(vm, 0)
         self.vcpus[vm] = len(vcpu.vm.vcpus)
 
-    def detach(self, vcpu: VCPU) -> None:
+    def detach(self, vcpu: VCPUView) -> None:
         self.block(vcpu, 0)
 
     def _set_received(self, vm: int, value: int) -> None:
@@ -82,19 +82,19 @@ class FairScheduler(Scheduler):
         if self.active[vm] == 0:
             self.live.remove((self.received[vm], vm))
 
-    def _enqueue(self, vcpu: VCPU) -> None:
+    def _enqueue(self, vcpu: VCPUView) -> None:
         vm = vcpu.vm.id
         queue = self.queues[vm]
         if not queue:
             self.order.add((self.received[vm], vm))
         queue.append(vcpu)
 
-    def wake(self, vcpu: VCPU, now: int) -> Sequence[int]:
+    def wake(self, vcpu: VCPUView, now: int) -> Sequence[int]:
         self._activate(vcpu.vm.id)
         self._enqueue(vcpu)
         return ()
 
-    def block(self, vcpu: VCPU, now: int) -> None:
+    def block(self, vcpu: VCPUView, now: int) -> None:
         vm = vcpu.vm.id
         queue = self.queues.get(vm)
         if queue and vcpu in queue:
@@ -103,7 +103,7 @@ class FairScheduler(Scheduler):
                 self.order.remove((self.received[vm], vm))
             self._deactivate(vm)
 
-    def pick(self, cpu: int, now: int) -> tuple[VCPU | None, int]:
+    def pick(self, cpu: int, now: int) -> tuple[VCPUView | None, int]:
         if not self.order:
             return None, 0
         received, vm = self.order.pop(0)
@@ -113,7 +113,7 @@ class FairScheduler(Scheduler):
             self.order.add((received, vm))
         return vcpu, self.slice_ns
 
-    def charge(self, vcpu: VCPU, ran_ns: int, now: int, runnable: bool) -> None:
+    def charge(self, vcpu: VCPUView, ran_ns: int, now: int, runnable: bool) -> None:
         vm = vcpu.vm.id
         value = self.received[vm] + ran_ns
         # Only time used while no other VM waited is uncontended, and only its lead is forgiven.

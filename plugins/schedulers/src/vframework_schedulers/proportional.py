@@ -60,7 +60,7 @@ from collections.abc import Sequence
 from pydantic import Field, model_validator
 from sortedcontainers import SortedList
 
-from vframework import VCPU, Duration, Params, Scheduler
+from vframework.api import Duration, Params, Scheduler, VCPUView
 
 from ._fill import water_fill
 
@@ -115,7 +115,7 @@ class _Share:
         self.pass_ = 0.0
         #: How far ahead of the global pass it was when it went idle (debt kept on rejoining).
         self.remain = 0.0
-        self.queue: deque[VCPU] = deque()
+        self.queue: deque[VCPUView] = deque()
         #: Its vCPUs queued or running; the VM is active while this is > 0.
         self.runnable = 0
         self.vcpus = 0
@@ -131,13 +131,13 @@ class _Share:
         return bool(self.reservation or self.limit)
 
 
-class ProportionalScheduler(Scheduler):
+class ProportionalScheduler(Scheduler[ProportionalParams]):
     """Proportional share by VM ``shares`` (stride scheduling), with ESX's reservation and limit."""
 
     name = "proportional"
     description = "VMware ESX-style proportional share: stride scheduling on VM shares, with reservation and limit"
-    Params = ProportionalParams
-    VMParams = ProportionalVMParams
+    params_model = ProportionalParams
+    vm_params_model = ProportionalVMParams
     share_param = "shares"
     work_conserving = True
 
@@ -270,7 +270,7 @@ class ProportionalScheduler(Scheduler):
         s.stamp = now
 
     # -- the scheduler interface ------------------------------------------------------------
-    def attach(self, vcpu: VCPU, vm_params: Params | None) -> None:
+    def attach(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         s = self.vms.get(vcpu.vm.id)
         if s is None:
             params = vm_params if isinstance(vm_params, ProportionalVMParams) else ProportionalVMParams()
@@ -280,7 +280,7 @@ class ProportionalScheduler(Scheduler):
         s.vcpus += 1
         vcpu.sched = [s, 0]  # its VM's state, the slice it was last given
 
-    def detach(self, vcpu: VCPU) -> None:
+    def detach(self, vcpu: VCPUView) -> None:
         s: _Share = vcpu.sched[0]
         if vcpu in s.queue:
             self.block(vcpu, 0)
@@ -290,21 +290,21 @@ class ProportionalScheduler(Scheduler):
             self.limited.pop(s.id, None)
             self.adjusted.discard(s.id)
 
-    def wake(self, vcpu: VCPU, now: int) -> Sequence[int]:
+    def wake(self, vcpu: VCPUView, now: int) -> Sequence[int]:
         s: _Share = vcpu.sched[0]
         s.queue.append(vcpu)
         self._runnable_delta(s, 1)
         self._sync_order(s)
         return ()
 
-    def block(self, vcpu: VCPU, now: int) -> None:
+    def block(self, vcpu: VCPUView, now: int) -> None:
         s: _Share = vcpu.sched[0]
         if vcpu in s.queue:
             s.queue.remove(vcpu)
             self._sync_order(s)
             self._runnable_delta(s, -1)
 
-    def pick(self, cpu: int, now: int) -> tuple[VCPU | None, int]:
+    def pick(self, cpu: int, now: int) -> tuple[VCPUView | None, int]:
         order = self.order
         while order:
             s = self.vms[order[0][1]]
@@ -330,7 +330,7 @@ class ProportionalScheduler(Scheduler):
             return vcpu, slice_ns
         return None, 0
 
-    def charge(self, vcpu: VCPU, ran_ns: int, now: int, runnable: bool) -> None:
+    def charge(self, vcpu: VCPUView, ran_ns: int, now: int, runnable: bool) -> None:
         seat = vcpu.sched
         s: _Share = seat[0]
         given = seat[1]
@@ -359,10 +359,10 @@ class ProportionalScheduler(Scheduler):
                     self._sync_order(s)
         return ()  # the hypervisor dispatches idle CPUs after the tick
 
-    def capped(self, vcpu: VCPU) -> bool:
+    def capped(self, vcpu: VCPUView) -> bool:
         return vcpu.sched is not None and bool(vcpu.sched[0].limit)
 
-    def set_vm_params(self, vcpu: VCPU, vm_params: Params | None) -> None:
+    def set_vm_params(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         s: _Share = vcpu.sched[0]
         new = vm_params if isinstance(vm_params, ProportionalVMParams) else ProportionalVMParams()
         if (new.shares, new.reservation, new.limit) == (s.shares, s.reservation, s.limit):

@@ -1,6 +1,6 @@
 """Standard guest workloads for vframework."""
 
-from vframework import hookimpl
+from vframework.api import hookimpl
 
 from .basic import CPUBound, Idle
 from .fork import ForkWorkload

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from vframework import Compute, Duration, Operation, Params, Sleep, Workload
+from vframework.api import Compute, Duration, Operation, Params, Sleep, Workload
 
 
 class IdleParams(Params):
@@ -15,12 +15,12 @@ class IdleParams(Params):
     work: Duration = Field(20_000, description="CPU time of the guest's timer handler per wake-up")
 
 
-class Idle(Workload):
+class Idle(Workload[IdleParams]):
     """A guest with nothing to do: it wakes on its timer, runs its handler and sleeps again."""
 
     name = "idle"
     description = "sleeps; wakes every tick for a short timer handler"
-    Params = IdleParams
+    params_model = IdleParams
 
     def run(self) -> Generator[Operation, Any, None]:
         p: IdleParams = self.params  # type: ignore[assignment]
@@ -36,12 +36,12 @@ class CPUParams(Params):
     total: int | Duration = Field(0, description="stop after this much CPU time (0: run forever)")
 
 
-class CPUBound(Workload):
+class CPUBound(Workload[CPUParams]):
     """Computes in bursts; with ``think`` > 0 it sleeps between them (an interactive guest)."""
 
     name = "cpu"
     description = "computes in bursts, optionally sleeping between them"
-    Params = CPUParams
+    params_model = CPUParams
 
     def run(self) -> Generator[Operation, Any, None]:
         p: CPUParams = self.params  # type: ignore[assignment]

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from vframework import PAGE_SIZE, ForkWait, Operation, Params, Size, Touch, Workload
-from vframework.sim.units import format_size
+from vframework.api import PAGE_SIZE, ForkWait, Operation, Params, Size, Touch, Workload, format_size
 
 
 class ForkParams(Params):
@@ -18,14 +17,14 @@ class ForkParams(Params):
     iterations: int = Field(0, ge=0, description="fork/wait iterations, then the workload ends (0: forever)")
 
 
-class ForkWorkload(Workload):
+class ForkWorkload(Workload[ForkParams]):
     """The parent maps its working set, then forks and waits in a loop; each child writes a
     few pages and exits. Nearly all the work is page-table work: copying the parent's
     entries, write-protecting them, copy-on-write faults, tearing the child down."""
 
     name = "fork"
     description = "forkwait: fork a child that writes a few pages and exits, wait, repeat"
-    Params = ForkParams
+    params_model = ForkParams
 
     @classmethod
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vframework import IO, Compute, Duration, Operation, Params, Size, Workload
+from vframework.api import IO, Compute, Duration, Operation, Params, Size, Workload
 
 
 class IOParams(Params):
@@ -17,12 +17,12 @@ class IOParams(Params):
     device: Literal["disk", "net"] = Field("disk", description="which virtual device the requests go to")
 
 
-class IOBound(Workload):
+class IOBound(Workload[IOParams]):
     """Computes briefly, submits one request, blocks until its completion interrupt; repeats."""
 
     name = "io"
     description = "short computation, then a blocking I/O request, repeatedly"
-    Params = IOParams
+    params_model = IOParams
 
     def run(self) -> Generator[Operation, Any, None]:
         p: IOParams = self.params  # type: ignore[assignment]

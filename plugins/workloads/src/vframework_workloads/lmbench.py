@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from vframework import ForkWait, KernelCall, Operation, Params, Touch, Workload
+from vframework.api import ForkWait, KernelCall, Operation, Params, Touch, Workload
 
 #: Test name -> the guest kernel routine it drives.
 TESTS = {
@@ -28,12 +28,12 @@ class LmbenchParams(Params):
     batch: int = Field(1_000, gt=0, description="iterations per operation (the engine sees one event per batch)")
 
 
-class Lmbench(Workload):
+class Lmbench(Workload[LmbenchParams]):
     """Runs one guest kernel path ``iterations`` times, then ends (its vCPU halts)."""
 
     name = "lmbench"
     description = "kernel microbenchmark: syscall, cli/sti, context switch, timer, device register, page fault, fork"
-    Params = LmbenchParams
+    params_model = LmbenchParams
 
     def address_space_pages(self) -> int:
         p: LmbenchParams = self.params  # type: ignore[assignment]

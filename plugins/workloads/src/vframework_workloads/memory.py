@@ -8,8 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from vframework import PAGE_SIZE, Compute, KernelCall, Operation, Params, Size, Touch, Workload
-from vframework.sim.units import format_size
+from vframework.api import PAGE_SIZE, Compute, KernelCall, Operation, Params, Size, Touch, Workload, format_size
 
 
 class MemoryParams(Params):
@@ -23,12 +22,12 @@ class MemoryParams(Params):
     batches: int = Field(0, ge=0, description="stop after this many batches (0: run forever)")
 
 
-class MemoryWorkload(Workload):
+class MemoryWorkload(Workload[MemoryParams]):
     """A working set referenced in batches; the batch's pages are drawn from the pattern."""
 
     name = "memory"
     description = "touches a working set (sequential, random or zipf)"
-    Params = MemoryParams
+    params_model = MemoryParams
 
     @classmethod
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:

@@ -1,0 +1,144 @@
+"""What each plugin kind may see and do: narrow views of the kernel's objects and the
+contexts the kernel hands to components. Components never receive the hypervisor itself.
+
+The kernel's own classes satisfy these protocols structurally; a plugin types its arguments
+with them, so that it depends on the contract only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from vframework.machine.costs import CostModel
+from vframework.machine.cpu import GuestCPU
+from vframework.machine.isa import Architecture
+
+__all__ = ["VMView", "VCPUView", "ModeContext", "MemoryContext", "DeviceContext", "WorkloadContext"]
+
+
+class VMView(Protocol):
+    """What a component may read of a VM (a domain)."""
+
+    #: The VM's number on its host (0, 1, ...; Xen's domain id).
+    id: int
+    #: Its name in the scenario.
+    name: str
+    #: Guest-physical memory, in pages.
+    memory_pages: int
+    #: Its counters (metric name -> value); a mode adds to its virtualization counters.
+    counters: dict[str, int]
+
+    @property
+    def vcpus(self) -> Sequence[Any]:
+        """The VM's vCPUs (each a :class:`VCPUView`)."""
+        ...
+
+
+class VCPUView(Protocol):
+    """What a scheduler or mode may see of a virtual CPU."""
+
+    #: ``"vmname/vcpuN"``.
+    name: str
+    #: N in ``vcpuN``: its index within its VM.
+    index: int
+    #: A free slot for the scheduler's own per-vCPU state.
+    sched: Any
+
+    @property
+    def vm(self) -> VMView:
+        """The VM this vCPU belongs to."""
+        ...
+
+
+class ModeContext(Protocol):
+    """What a virtualization mode is given: the machine it models and the hypervisor's entry
+    points a mode may call. One per VM."""
+
+    #: The CPU architecture the VM runs on: which instructions are privileged, sensitive,
+    #: sensitive but unprivileged, and which cause VM exits.
+    arch: Architecture
+    #: The host's cost model (cycles per mechanism).
+    costs: CostModel
+    #: Whether the hypervisor is hosted (runs on a host OS: device access crosses worlds).
+    hosted: bool
+    #: The VM's counters: a mode adds what it does (``traps``, ``hypercalls``, ``vm_exits``...).
+    counters: dict[str, int]
+
+    def hypercall(self, vcpu: VCPUView, ctx: GuestCPU, number: int, arg: int) -> int:
+        """Enter the hypervisor with an explicit hypercall (validated, performed or refused;
+        the result lands in the guest's ``hcr`` register). Returns cycles."""
+        ...
+
+    def fault(self, ctx: GuestCPU, name: str) -> int:
+        """Raise processor exception ``name`` into the guest (vectored to its handler). Returns
+        cycles."""
+        ...
+
+
+class MemoryContext(Protocol):
+    """What a memory policy or memory service is given: a read-only view of every VM's memory
+    state and the operations it may perform on it."""
+
+    #: Machine frames not owned by anyone.
+    @property
+    def free_frames(self) -> int:
+        """Machine frames free now."""
+        ...
+
+    @property
+    def vms(self) -> Sequence[VMView]:
+        """The running VMs, in creation order."""
+        ...
+
+    def p2m(self, vm_id: int) -> np.ndarray:
+        """A read-only copy of VM ``vm_id``'s P2M (PPN -> MPN, -1 where unbacked)."""
+        ...
+
+    def grant(self, vm_id: int, ppns: np.ndarray) -> int:
+        """Back these guest-physical pages with machine frames; returns how many were backed."""
+        ...
+
+    def reclaim(self, vm_id: int, ppns: np.ndarray) -> int:
+        """Take the machine frames behind these pages back (TLBs and shadow entries to them
+        are shot down first); returns how many were reclaimed."""
+        ...
+
+    def set_target(self, vm_id: int, pages: int) -> None:
+        """Set the VM's memory target (``mem_target``; a balloon driver works towards it)."""
+        ...
+
+
+class DeviceContext(Protocol):
+    """What a virtual device is given: its VM, the cost model and interrupt delivery."""
+
+    #: The VM the device belongs to.
+    vm: VMView
+    #: The host's cost model.
+    costs: CostModel
+
+    def raise_irq(self, cycles: int) -> None:
+        """A physical interrupt for this device's VM arrives now; servicing it takes ``cycles``."""
+        ...
+
+
+class WorkloadContext:
+    """What a workload may know about where it runs."""
+
+    def __init__(
+        self, vm_name: str, vcpu: int, memory_pages: int, rng: np.random.Generator,
+        clock_hz: int = 3_000_000_000,
+    ) -> None:
+        self.vm_name = vm_name
+        #: The host clock, to turn durations into cycles.
+        self.clock_hz = clock_hz
+        self.vcpu = vcpu
+        self.memory_pages = memory_pages
+        #: The workload's own random stream (named after the VM and vCPU).
+        self.rng = rng
+
+    def cycles(self, ns: int) -> int:
+        """Cycles in ``ns`` nanoseconds at the host clock (at least 1)."""
+        return max(1, ns * self.clock_hz // 1_000_000_000)
