@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vframework.errors import GuestOutOfMemory
 from vframework.guest.ops import Operation
 from vframework.machine.freestack import FreeStack
 
@@ -24,10 +25,6 @@ __all__ = ["GuestProcess", "GuestMemory", "GuestOutOfMemory", "PTE_PRESENT", "PT
 
 PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY, PTE_COW, PTE_SWAPPED = 1, 2, 4, 8, 16, 32, 64
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
-
-
-class GuestOutOfMemory(RuntimeError):
-    """The guest has no free guest-physical page and no swap space left."""
 
 
 def write_content(content: np.ndarray, mpns: np.ndarray, vpns: np.ndarray, stamp: int) -> None:

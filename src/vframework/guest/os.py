@@ -9,6 +9,7 @@ same guest runs under every mode; only what reaches the hypervisor differs.
 from __future__ import annotations
 
 from collections.abc import Generator
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,13 +35,22 @@ if TYPE_CHECKING:
     from vframework.hv.hypervisor import Hypervisor
     from vframework.hv.vm import VCPU, VM
 
-__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "HALT", "IO_WAIT"]
+__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "Then"]
 
-#: Returned as the "then" of :meth:`GuestOS.step` when the process has ended.
-HALT = -1
-#: Returned as the "then" of :meth:`GuestOS.step` when the process waits for its I/O
-#: (``vcpu.io_ns`` holds the device time; completion arrives as a device interrupt).
-IO_WAIT = -2
+
+class Then(IntEnum):
+    """What a vCPU does once the operation :meth:`GuestOS.step` started has run."""
+
+    #: Run the process's next operation.
+    NEXT = 0
+    #: Block for ``vcpu.wait_ns``; a timer wakes it.
+    SLEEP = 1
+    #: Block on its I/O (``vcpu.wait_ns`` of device time); completion is a device interrupt.
+    IO_WAIT = 2
+    #: The process has ended; the vCPU halts.
+    HALT = 3
+
+
 _MAPPED = PTE_PRESENT | PTE_WRITABLE | PTE_USER
 
 
@@ -89,56 +99,58 @@ class GuestOS:
         self.processes.append(proc)
         return proc
 
-    def step(self, vcpu: VCPU) -> tuple[int, int | None]:
+    def step(self, vcpu: VCPU) -> tuple[int, Then]:
         """Run the next operation of the vCPU's process.
 
-        Returns ``(run_ns, then)``: the CPU time the operation takes now, and afterwards
-        ``None`` (carry on), a number of ns to block for, or :data:`HALT`.
+        Returns ``(run_ns, then)``: the CPU time the operation takes now, and what the vCPU
+        does afterwards (blocking sets ``vcpu.wait_ns``).
         """
         proc = vcpu.process
         assert proc is not None and proc.ops is not None
         try:
             op = next(proc.ops)
         except StopIteration:
-            return 0, HALT
+            return 0, Then.HALT
         counters = self.vm.counters
         costs = self.costs
         if type(op) is Compute:
             counters["instructions_direct"] += op.cycles // costs.instruction
-            return costs.ns(op.cycles), None
+            return costs.ns(op.cycles), Then.NEXT
         if type(op) is Touch:
             cycles, io_ns = self.touch(vcpu, proc, op.vpns, op.write)
             if io_ns:
-                vcpu.io_ns = io_ns
-                return costs.ns(cycles), IO_WAIT
-            return costs.ns(cycles), None
+                vcpu.wait_ns = io_ns
+                return costs.ns(cycles), Then.IO_WAIT
+            return costs.ns(cycles), Then.NEXT
         if type(op) is ForkWait:
             cycles, io_ns = self.fork_wait(vcpu, proc, op.touch)
             if io_ns:
-                vcpu.io_ns = io_ns
-                return costs.ns(cycles), IO_WAIT
-            return costs.ns(cycles), None
+                vcpu.wait_ns = io_ns
+                return costs.ns(cycles), Then.IO_WAIT
+            return costs.ns(cycles), Then.NEXT
         if type(op) is Sleep:
-            return 0, op.ns
+            vcpu.wait_ns = op.ns
+            return 0, Then.SLEEP
         monitor = self.vm.monitor
         assert monitor is not None
         kernel = self.kernel
         if type(op) is Syscall:
             counters["syscalls"] += 1
-            return costs.ns(self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, kernel.syscall)), None
+            cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, kernel.syscall)
+            return costs.ns(cycles), Then.NEXT
         if type(op) is KernelCall:
-            return costs.ns(self._kernel_call(vcpu, op.routine, op.count)), None
+            return costs.ns(self._kernel_call(vcpu, op.routine, op.count)), Then.NEXT
         if type(op) is Fault:
             cycles = self.hypervisor.deliver(vcpu, "exception", 1) + monitor.execute(vcpu, kernel.exception_handler)
-            return costs.ns(cycles), None
+            return costs.ns(cycles), Then.NEXT
         if type(op) is IO:
             counters["io_requests"] += 1
             counters["syscalls"] += 1
             counters["io_bytes"] += op.nbytes
             cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, kernel.disk_request)
             cycles += monitor.io(vcpu, op.device, op.nbytes, op.write)
-            vcpu.io_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
-            return costs.ns(cycles), IO_WAIT
+            vcpu.wait_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
+            return costs.ns(cycles), Then.IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
 
     def _kernel_call(self, vcpu: VCPU, routine: str, count: int) -> int:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vframework.errors import HostOutOfMemory
 from vframework.guest.kernel import DISK_PORTS, HC, HYPERCALL_NAMES, unpack
 from vframework.machine.isa import IF_FLAG, NREGS
 
@@ -190,7 +191,6 @@ def _balloon(hv: Hypervisor, vm: VM, ctx: GuestCPU, arg: int, inflate: bool) -> 
         return 0
     if vm.p2m[ppn] >= 0 or vm.counters["mem_balloon"] == 0:
         return EINVAL
-    from vframework.hv.hypervisor import HostOutOfMemory
 
     try:
         hv.back_pages(vm, np.array([ppn], dtype=np.int64), hidden=False)

@@ -26,15 +26,19 @@ import numpy as np
 
 from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
-from vframework.guest.os import HALT, IO_WAIT
+from vframework.errors import HostOutOfMemory, NoProgress, OutOfMemory
+from vframework.guest.os import Then
 from vframework.hv.contexts import HostMemory
+from vframework.hv.hypercalls import hypercall
 from vframework.hv.metrics import new_host_counters
 from vframework.hv.monitor import Monitor
 from vframework.hv.vm import VCPU, VM, VCPUState
-from vframework.machine.hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine, OutOfMemory
+from vframework.machine.hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine
+from vframework.machine.isa import ARCHITECTURES
+from vframework.machine.mmu import TLB
 from vframework.sim.engine import URGENT, Engine, Event, event_time
 
-__all__ = ["Hypervisor", "HostOutOfMemory", "NoProgress"]
+__all__ = ["Hypervisor", "PCPU", "HostOutOfMemory", "NoProgress"]
 
 IDLE, SWITCH, RUN, IRQ = 0, 1, 2, 3
 #: Where device interrupts are serviced: always CPU 0, or each CPU in turn.
@@ -43,12 +47,30 @@ IRQ_AFFINITIES = ("round-robin", "cpu0")
 _MAX_ZERO_STEPS = 100_000
 
 
-class HostOutOfMemory(RuntimeError):
-    """The host has no machine frame left to back a guest page."""
+class PCPU:
+    """The hypervisor's state of one physical CPU (Xen's ``struct sched_resource``)."""
 
+    __slots__ = ("state", "since", "event", "running", "last", "irq_owner", "saved", "irq_queue", "irq_then",
+                 "preempt_after_irq")
 
-class NoProgress(RuntimeError):
-    """A workload keeps yielding operations that take no time."""
+    def __init__(self) -> None:
+        #: IDLE, SWITCH, RUN or IRQ; every ns of the CPU is charged by it.
+        self.state = IDLE
+        #: When the open accounting interval began.
+        self.since = 0
+        #: The engine event that ends what the CPU is doing now.
+        self.event: Event | None = None
+        #: The vCPU on it (during an interrupt: the one interrupted), and the one before.
+        self.running: VCPU | None = None
+        self.last: VCPU | None = None
+        #: Interrupt servicing: the owner served (None: the host), what the CPU was doing
+        #: before (state, ns of switch left), interrupts waiting behind it, what runs when
+        #: it ends, and whether a preemption arrived meanwhile.
+        self.irq_owner: VM | None = None
+        self.saved: tuple[int, int] = (IDLE, 0)
+        self.irq_queue: deque[tuple[VM | None, int, Callable[[], None] | None]] = deque()
+        self.irq_then: Callable[[], None] | None = None
+        self.preempt_after_irq = False
 
 
 class Hypervisor:
@@ -69,9 +91,6 @@ class Hypervisor:
         tlb_entries: int = 1024,
         tlb_tagged: bool = False,
     ) -> None:
-        from vframework.machine.isa import ARCHITECTURES
-        from vframework.machine.mmu import TLB
-
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
         #: The CPU architecture (see :mod:`vframework.machine.isa`).
@@ -100,27 +119,20 @@ class Hypervisor:
         self.counters = new_host_counters()
         #: What memory policies and services see of the host.
         self.memory = HostMemory(self)
-        n = len(machine.cpus)
-        self._state = [IDLE] * n
-        self._since = [0] * n
-        self._event: list[Event | None] = [None] * n
-        self.running: list[VCPU | None] = [None] * n
-        self._last: list[VCPU | None] = [None] * n
+        #: Per physical CPU: what it is doing, since when, and its interrupt servicing.
+        self.pcpus = [PCPU() for _ in machine.cpus]
         self._runnable: set[VCPU] = set()
-        # Interrupt servicing, per CPU: the owner being served (None: the host), what the CPU
-        # was doing before (state, ns of switch left), interrupts waiting behind it, and
-        # whether a preemption arrived meanwhile.
-        self._irq_owner: list[VM | None] = [None] * n
-        self._saved: list[tuple[int, int]] = [(IDLE, 0)] * n
-        self._irq_queue: list[deque[tuple[VM | None, int, Callable[[], None] | None]]] = [deque() for _ in range(n)]
-        self._irq_then: list[Callable[[], None] | None] = [None] * n
-        self._preempt_after_irq = [False] * n
         self._irq_next = 0
         #: Called with the VM when a VM's last vCPU halts (the simulation listens).
         self.on_vm_halted: Callable[[VM], None] | None = None
         self._started = False
         #: Cycles memory services reported using (see :meth:`_service_loop`).
         self.service_cycles = 0
+
+    @property
+    def running(self) -> list[VCPU | None]:
+        """The vCPU on each physical CPU (None: idle or switching)."""
+        return [pcpu.running for pcpu in self.pcpus]
 
     # -- VMs ------------------------------------------------------------------------
     def add_vm(self, vm: VM) -> None:
@@ -154,11 +166,11 @@ class Hypervisor:
                 cpu = vcpu.cpu
                 assert cpu is not None
                 self._account(cpu)
-                if self._state[cpu] == IRQ:
+                if self.pcpus[cpu].state == IRQ:
                     # The interrupt is serviced to its end; the CPU is empty afterwards.
-                    self.running[cpu] = None
-                    self._saved[cpu] = (IDLE, 0)
-                    self._last[cpu] = vcpu
+                    self.pcpus[cpu].running = None
+                    self.pcpus[cpu].saved = (IDLE, 0)
+                    self.pcpus[cpu].last = vcpu
                     vcpu.cpu = None
                     self.scheduler.charge(vcpu, now - vcpu.run_start, now, False)
                 else:
@@ -245,8 +257,6 @@ class Hypervisor:
 
     def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
         """A para-virtual guest's explicit call; validated, performed or refused. Returns cycles."""
-        from vframework.hv.hypercalls import hypercall
-
         result, cycles, entered = hypercall(self, vcpu.vm, ctx, number, arg)
         ctx.hcr = result
         if entered:
@@ -274,25 +284,25 @@ class Hypervisor:
     # -- CPU accounting -------------------------------------------------------------
     def _account(self, cpu: int) -> None:
         now = self.engine.now
-        elapsed = now - self._since[cpu]
-        self._since[cpu] = now
+        elapsed = now - self.pcpus[cpu].since
+        self.pcpus[cpu].since = now
         if elapsed == 0:
             return
-        state = self._state[cpu]
+        state = self.pcpus[cpu].state
         if state == RUN:
-            vcpu = self.running[cpu]
+            vcpu = self.pcpus[cpu].running
             assert vcpu is not None
             vcpu.remaining_ns -= elapsed
             vcpu.vm.counters["cpu_run_ns"] += elapsed
         elif state == SWITCH:
             self.machine.cpus[cpu].hypervisor_ns += elapsed
         elif state == IRQ:
-            owner = self._irq_owner[cpu]
+            owner = self.pcpus[cpu].irq_owner
             if owner is None:
                 self.machine.cpus[cpu].hypervisor_ns += elapsed
             else:
                 owner.counters["cpu_irq_ns"] += elapsed
-            victim = self.running[cpu]
+            victim = self.pcpus[cpu].running
             if victim is not None and victim.vm is not owner:
                 victim.vm.counters["cpu_stolen_ns"] += elapsed
         else:
@@ -301,7 +311,7 @@ class Hypervisor:
     def sync(self) -> None:
         """Bring every account up to the current time (before sampling or checking)."""
         now = self.engine.now
-        for cpu in range(len(self._state)):
+        for cpu in range(len(self.pcpus)):
             self._account(cpu)
         for vcpu in self._runnable:
             vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
@@ -330,7 +340,7 @@ class Hypervisor:
         now = self.engine.now
         vcpu, slice_ns = self.scheduler.pick(cpu, now)
         if vcpu is None:
-            self._state[cpu] = IDLE
+            self.pcpus[cpu].state = IDLE
             return
         if vcpu.state != VCPUState.RUNNABLE or vcpu.cpu is not None:
             raise RuntimeError(
@@ -349,8 +359,8 @@ class Hypervisor:
         vcpu.state = VCPUState.RUNNING
         vcpu.cpu = cpu
         vcpu.run_start = now
-        self.running[cpu] = vcpu
-        if self._last[cpu] is not vcpu:
+        self.pcpus[cpu].running = vcpu
+        if self.pcpus[cpu].last is not vcpu:
             self.counters["vcpu_switches"] += 1
             tlb = self.tlbs[cpu]
             if not tlb.tagged:
@@ -359,15 +369,15 @@ class Hypervisor:
                 vcpu.vm.counters["tlb_flushes"] += 1
             switch_ns = self.machine.costs.ns(self.machine.costs.vcpu_switch)
             vcpu.slice_end = now + switch_ns + slice_ns
-            self._state[cpu] = SWITCH
-            self._event[cpu] = self.engine.schedule(switch_ns, self._begin_run, cpu)
+            self.pcpus[cpu].state = SWITCH
+            self.pcpus[cpu].event = self.engine.schedule(switch_ns, self._begin_run, cpu)
         else:
             vcpu.slice_end = now + slice_ns
             self._begin_run(cpu)
 
     def _begin_run(self, cpu: int) -> None:
         self._account(cpu)
-        self._state[cpu] = RUN
+        self.pcpus[cpu].state = RUN
         self._advance(cpu)
 
     def _segment_end(self, cpu: int) -> None:
@@ -376,7 +386,7 @@ class Hypervisor:
 
     def _advance(self, cpu: int) -> None:
         """Run the CPU's vCPU from now: next operations, until a segment takes time."""
-        vcpu = self.running[cpu]
+        vcpu = self.pcpus[cpu].running
         assert vcpu is not None
         now = self.engine.now
         guest = vcpu.vm.guest
@@ -384,17 +394,15 @@ class Hypervisor:
         for _ in range(_MAX_ZERO_STEPS):
             if vcpu.remaining_ns <= 0:
                 after = vcpu.after
-                if after is not None:
-                    vcpu.after = None
+                if after is not Then.NEXT:
+                    vcpu.after = Then.NEXT
                     self._leave(cpu, vcpu, runnable=False)
-                    if after == HALT:
+                    if after is Then.HALT:
                         self._halt(vcpu)
                     else:
                         vcpu.state = VCPUState.BLOCKED
-                        if after == IO_WAIT:
-                            self.engine.schedule(vcpu.io_ns, self._io_complete, vcpu)
-                        else:
-                            self.engine.schedule(after, self._timer_wake, vcpu)
+                        wake = self._io_complete if after is Then.IO_WAIT else self._timer_wake
+                        self.engine.schedule(vcpu.wait_ns, wake, vcpu)
                     self._dispatch(cpu)
                     return
                 if vcpu.pending_device or vcpu.pending_timer:
@@ -408,7 +416,7 @@ class Hypervisor:
                 self._dispatch(cpu)
                 return
             end = min(now + vcpu.remaining_ns, vcpu.slice_end)
-            self._event[cpu] = self.engine.schedule_at(end, self._segment_end, cpu)
+            self.pcpus[cpu].event = self.engine.schedule_at(end, self._segment_end, cpu)
             return
         raise NoProgress(
             f"the workload of {vcpu.name} yielded {_MAX_ZERO_STEPS} operations in a row that "
@@ -418,13 +426,13 @@ class Hypervisor:
     def _leave(self, cpu: int, vcpu: VCPU, runnable: bool) -> None:
         """Take the vCPU off the CPU (interval already closed) and charge the scheduler."""
         now = self.engine.now
-        event = self._event[cpu]
+        event = self.pcpus[cpu].event
         if event is not None:
             self.engine.cancel(event)
-            self._event[cpu] = None
-        self.running[cpu] = None
-        self._last[cpu] = vcpu
-        self._state[cpu] = IDLE
+            self.pcpus[cpu].event = None
+        self.pcpus[cpu].running = None
+        self.pcpus[cpu].last = vcpu
+        self.pcpus[cpu].state = IDLE
         vcpu.cpu = None
         if runnable:
             vcpu.state = VCPUState.RUNNABLE
@@ -451,8 +459,8 @@ class Hypervisor:
         self._kick_idle()
 
     def _kick_idle(self) -> None:
-        for cpu, state in enumerate(self._state):
-            if state == IDLE and self.running[cpu] is None:
+        for cpu, pcpu in enumerate(self.pcpus):
+            if pcpu.state == IDLE and pcpu.running is None:
                 self._account(cpu)
                 self._dispatch(cpu)
 
@@ -461,11 +469,11 @@ class Hypervisor:
 
         A CPU servicing an interrupt is preempted when the interrupt ends.
         """
-        if self._state[cpu] == IRQ:
-            self._preempt_after_irq[cpu] = True
+        if self.pcpus[cpu].state == IRQ:
+            self.pcpus[cpu].preempt_after_irq = True
             return
         self._account(cpu)
-        vcpu = self.running[cpu]
+        vcpu = self.pcpus[cpu].running
         if vcpu is not None:
             self._leave(cpu, vcpu, runnable=True)
         self._dispatch(cpu)
@@ -475,7 +483,7 @@ class Hypervisor:
         while True:
             yield self.scheduler.tick_ns
             # The scheduler's tick is a host timer interrupt on every CPU.
-            for cpu in range(len(self._state)):
+            for cpu in range(len(self.pcpus)):
                 self.raise_irq(None, costs.interrupt, cpu)
             for cpu in self.scheduler.tick(self.engine.now):
                 self.preempt(cpu)
@@ -488,7 +496,7 @@ class Hypervisor:
         cycles = self.machine.costs.cycles(int(period * self.host_os_load))
         while True:
             yield period
-            for cpu in range(len(self._state)):
+            for cpu in range(len(self.pcpus)):
                 self.raise_irq(None, cycles, cpu)
 
     # -- program discontinuities and interrupts --------------------------------------
@@ -535,7 +543,7 @@ class Hypervisor:
         if self.irq_affinity == "cpu0":
             return 0
         cpu = self._irq_next
-        self._irq_next = (cpu + 1) % len(self._state)
+        self._irq_next = (cpu + 1) % len(self.pcpus)
         return cpu
 
     def raise_irq(
@@ -548,46 +556,46 @@ class Hypervisor:
             cpu = self._irq_cpu()
         ns = self.machine.costs.ns(cycles)
         self.counters["interrupts"] += 1
-        if self._state[cpu] == IRQ:
-            self._irq_queue[cpu].append((owner, ns, then))
+        if self.pcpus[cpu].state == IRQ:
+            self.pcpus[cpu].irq_queue.append((owner, ns, then))
             return cpu
         self._account(cpu)
-        state, left = self._state[cpu], 0
-        event = self._event[cpu]
+        state, left = self.pcpus[cpu].state, 0
+        event = self.pcpus[cpu].event
         if event is not None:
             if state == SWITCH:
                 left = event_time(event) - self.engine.now
             self.engine.cancel(event)
-            self._event[cpu] = None
-        self._saved[cpu] = (state, left)
+            self.pcpus[cpu].event = None
+        self.pcpus[cpu].saved = (state, left)
         self._begin_irq(cpu, owner, ns, then)
         return cpu
 
     def _begin_irq(self, cpu: int, owner: VM | None, ns: int, then: Callable[[], None] | None) -> None:
-        self._state[cpu] = IRQ
-        self._irq_owner[cpu] = owner
-        self._irq_then[cpu] = then
-        self._event[cpu] = self.engine.schedule(ns, self._irq_end, cpu, URGENT)
+        self.pcpus[cpu].state = IRQ
+        self.pcpus[cpu].irq_owner = owner
+        self.pcpus[cpu].irq_then = then
+        self.pcpus[cpu].event = self.engine.schedule(ns, self._irq_end, cpu, URGENT)
 
     def _irq_end(self, cpu: int) -> None:
         self._account(cpu)
-        self._event[cpu] = None
-        then = self._irq_then[cpu]
-        self._irq_then[cpu] = None
+        self.pcpus[cpu].event = None
+        then = self.pcpus[cpu].irq_then
+        self.pcpus[cpu].irq_then = None
         if then is not None:
             then()
-        if self._irq_queue[cpu]:
-            self._begin_irq(cpu, *self._irq_queue[cpu].popleft())
+        if self.pcpus[cpu].irq_queue:
+            self._begin_irq(cpu, *self.pcpus[cpu].irq_queue.popleft())
             return
-        state, left = self._saved[cpu]
-        self._state[cpu] = state
-        self._irq_owner[cpu] = None
-        if self._preempt_after_irq[cpu]:
-            self._preempt_after_irq[cpu] = False
+        state, left = self.pcpus[cpu].saved
+        self.pcpus[cpu].state = state
+        self.pcpus[cpu].irq_owner = None
+        if self.pcpus[cpu].preempt_after_irq:
+            self.pcpus[cpu].preempt_after_irq = False
             self.preempt(cpu)
         elif state == RUN:
             self._advance(cpu)
         elif state == SWITCH:
-            self._event[cpu] = self.engine.schedule(left, self._begin_run, cpu)
-        elif self.running[cpu] is None:
+            self.pcpus[cpu].event = self.engine.schedule(left, self._begin_run, cpu)
+        elif self.pcpus[cpu].running is None:
             self._dispatch(cpu)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vframework.guest.os import Then
 from vframework.hv.metrics import new_vm_counters
 from vframework.machine.cpu import GuestCPU
 
@@ -36,7 +37,7 @@ class VCPU:
 
     __slots__ = (
         "vm", "index", "state", "cpu", "process", "remaining_ns", "ready_since", "slice_end",
-        "sched", "name", "after", "run_start", "pending_device", "pending_timer", "woke_at", "io_ns", "ctx",
+        "sched", "name", "after", "run_start", "pending_device", "pending_timer", "woke_at", "wait_ns", "ctx",
     )
 
     def __init__(self, vm: VM, index: int) -> None:
@@ -51,8 +52,8 @@ class VCPU:
         self.remaining_ns = 0
         self.ready_since = 0
         self.slice_end = 0
-        #: What happens when ``remaining_ns`` reaches 0: None (next operation), ns to block, or HALT.
-        self.after: int | None = None
+        #: What happens when ``remaining_ns`` reaches 0.
+        self.after = Then.NEXT
         #: When it was last dispatched (to charge the scheduler for the whole stay on a CPU).
         self.run_start = 0
         #: Virtual interrupts waiting to be delivered when the vCPU next runs.
@@ -60,8 +61,8 @@ class VCPU:
         self.pending_timer = 0
         #: When it last woke (for wake-up latency), or None once it has run.
         self.woke_at: int | None = None
-        #: Device time of the I/O request it is blocked on.
-        self.io_ns = 0
+        #: How long it blocks: the sleep, or the device time of the I/O request it waits on.
+        self.wait_ns = 0
         #: The guest-visible CPU state (registers, flags, virtual privileged registers).
         self.ctx = GuestCPU()
         #: Free slot for the scheduler's per-vCPU state (any object).

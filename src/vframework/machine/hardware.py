@@ -16,6 +16,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from vframework.errors import OutOfMemory
 from vframework.machine.costs import CostModel
 from vframework.machine.freestack import FreeStack
 from vframework.sim.units import PAGE_SIZE
@@ -31,10 +32,6 @@ NO_OWNER = -1
 HYPERVISOR_OWNER = -2
 #: VM ids are below this (Xen's DOMID_FIRST_RESERVED): a frame's owner is a 16-bit number.
 MAX_VMS = 0x7FF0
-
-
-class OutOfMemory(RuntimeError):
-    """No free machine frame is left for a request."""
 
 
 def page_bytes(handle: int) -> bytes:

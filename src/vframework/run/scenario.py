@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from vframework.api.contract import Component
 from vframework.api.manager import PluginManager
 from vframework.api.params import Duration, Params, Size, positive
+from vframework.errors import Problem, ScenarioError
 from vframework.machine.costs import COST_FIELDS
 from vframework.machine.hardware import MAX_VMS
 from vframework.sim.units import PAGE_SIZE, format_size, parse_size
@@ -62,26 +63,6 @@ def _memory(value: Any) -> int:
 MAX_MEMORY = (2**31 - 1) * PAGE_SIZE
 #: Bytes of memory (host or guest), from "4GiB"-style text; at least one page.
 MemorySize = Annotated[int, BeforeValidator(_memory)]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a scenario."""
-
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
-
-
-class ScenarioError(ValueError):
-    """A scenario failed validation; ``problems`` lists every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 class ComponentRef(BaseModel):
