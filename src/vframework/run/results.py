@@ -13,11 +13,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_results", "default_results_dir", "ResultsError", "summary_json", "timeseries_csv"]
+__all__ = ["write_results", "default_results_dir", "ResultsError", "summary_json", "timeseries_csv", "atomic_folder"]
 
 
 class ResultsError(RuntimeError):
@@ -47,6 +48,29 @@ def default_results_dir(scenario: str, seed: int, base: Path | None = None) -> P
     return candidate
 
 
+@contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield a new hidden temporary folder beside ``out``; on success it is renamed to ``out``.
+
+    ``out`` must not exist yet, or be an empty folder (:class:`ResultsError` otherwise, before
+    anything is written). If the ``with`` block raises, the temporary folder is removed and
+    ``out`` is left as it was: a folder at ``out`` is always complete.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ResultsError(f"{out} already exists and is not an empty folder; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_results(
     out: Path,
     summary: dict[str, Any],
@@ -56,21 +80,11 @@ def write_results(
 ) -> Path:
     """Write the results folder ``out`` atomically; it must not exist yet (or be empty)."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ResultsError(f"{out} already exists and is not an empty folder; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
         if plot:
             from vframework.run.report import plot_timeseries
 
             plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
