@@ -1,10 +1,19 @@
 """Hook specifications: everything a plugin can provide or observe.
 
 A plugin is a module (or object) registered under the ``vframework`` entry-point group. It
-implements any of these hooks with the :data:`vframework.hookimpl` marker. Registration hooks
-return component classes (subclasses of the kind's base class in :mod:`vframework.api.contract`);
-lifecycle hooks let observers attach to a run. No hook is ever called on a per-instruction or
-per-page path: registration happens once, lifecycle hooks a handful of times per run.
+implements any of these hooks with the :data:`vframework.hookimpl` marker.
+
+* Registration hooks return component classes (subclasses of the kind's base class in
+  :mod:`vframework.api.contract`) or experiments (:class:`vframework.api.experiments.Experiment`).
+  Each plugin's are called once, when it is registered.
+* Lifecycle hooks let observers attach to a run. They are called through pluggy, in
+  registration order (entry points are registered sorted by name); pluggy's hookimpl options
+  keep their meaning: ``tryfirst=True`` runs before the other observers, ``trylast=True`` after
+  them, ``hookwrapper=True`` / ``wrapper=True`` wraps the call. An exception raised by an
+  implementation stops the run with an error naming the plugin and the hook.
+
+No hook is ever called on a per-instruction or per-page path: registration happens once,
+lifecycle hooks a handful of times per run.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from vframework.api.experiments import Experiment
     from vframework.hv.vm import VM
     from vframework.run.scenario import Scenario
     from vframework.run.simulation import Simulation
@@ -22,7 +32,7 @@ hookspec = pluggy.HookspecMarker("vframework")
 
 __all__ = [
     "hookspec", "register_schedulers", "register_memory_policies", "register_memory_services",
-    "register_modes", "register_devices", "register_workloads", "simulation_configured",
+    "register_modes", "register_devices", "register_workloads", "register_experiments", "simulation_configured",
     "simulation_started", "simulation_finished", "vm_created", "vm_destroyed",
 ]
 
@@ -33,63 +43,119 @@ def register_schedulers() -> list[type[Any]]:  # type: ignore[empty-body]
 
     Each is a subclass of :class:`vframework.Scheduler` with a unique ``name``; a scenario
     selects one with ``[host] scheduler = "name"``.
+
+    :return: scheduler classes (not instances). A class that leaves an abstract method of
+        its base unimplemented, or whose name another plugin registered, is refused with an
+        error naming the plugin.
     """
 
 
 @hookspec
 def register_memory_policies() -> list[type[Any]]:  # type: ignore[empty-body]
-    """Return the memory policy classes this plugin provides (subclasses of
-    :class:`vframework.MemoryPolicy`), selected by ``[host] memory_policy``."""
+    """Return the memory policy classes this plugin provides, selected by ``[host] memory_policy``.
+
+    :return: subclasses of :class:`vframework.MemoryPolicy` (not instances), each with a unique
+        ``name`` and every abstract method implemented.
+    """
 
 
 @hookspec
 def register_memory_services() -> list[type[Any]]:  # type: ignore[empty-body]
-    """Return the memory service classes this plugin provides (subclasses of
-    :class:`vframework.MemoryService`: ballooning, page sharing, swap...), listed in
-    ``[host] memory_services``."""
+    """Return the memory service classes this plugin provides (ballooning, page sharing,
+    swap...), listed in ``[host] memory_services``.
+
+    :return: subclasses of :class:`vframework.MemoryService` (not instances), each with a
+        unique ``name`` and every abstract method implemented.
+    """
 
 
 @hookspec
 def register_modes() -> list[type[Any]]:  # type: ignore[empty-body]
-    """Return the virtualization mode classes this plugin provides (subclasses of
-    :class:`vframework.Mode`), selected per VM by ``mode``."""
+    """Return the virtualization mode classes this plugin provides, selected per VM by ``mode``.
+
+    :return: subclasses of :class:`vframework.Mode` (not instances), each with a unique
+        ``name`` and every abstract method implemented.
+    """
 
 
 @hookspec
 def register_devices() -> list[type[Any]]:  # type: ignore[empty-body]
-    """Return the virtual device classes this plugin provides (subclasses of
-    :class:`vframework.Device`), attached per VM by ``devices``."""
+    """Return the virtual device classes this plugin provides, attached per VM by ``devices``.
+
+    :return: subclasses of :class:`vframework.Device` (not instances), each with a unique
+        ``name`` and every abstract method implemented.
+    """
 
 
 @hookspec
 def register_workloads() -> list[type[Any]]:  # type: ignore[empty-body]
-    """Return the workload classes this plugin provides (subclasses of
-    :class:`vframework.Workload`), selected per VM by ``workload``."""
+    """Return the workload classes this plugin provides, selected per VM by ``workload``.
+
+    :return: subclasses of :class:`vframework.Workload` (not instances), each with a unique
+        ``name`` and every abstract method implemented.
+    """
+
+
+@hookspec
+def register_experiments() -> list[Experiment]:  # type: ignore[empty-body]
+    """Return the experiments this plugin provides, run by ``vframework experiment NAME``.
+
+    An experiment builds scenarios in code from registered component names, runs them and
+    reduces them to tables, figures, checks and plots (see :mod:`vframework.api.experiments`).
+
+    :return: :class:`vframework.api.experiments.Experiment` objects (the
+        :func:`~vframework.api.experiments.experiment` decorator makes one from a function),
+        each with a ``name`` no other plugin registers.
+    """
 
 
 @hookspec
 def simulation_configured(scenario: Scenario) -> None:
     """Called once the scenario is validated and every component name resolved, before
-    anything is built. ``scenario`` is the validated, immutable scenario."""
+    anything is built.
+
+    :param scenario: the validated, immutable scenario (:class:`vframework.Scenario`).
+    :return: nothing (a returned value is ignored).
+    """
 
 
 @hookspec
 def simulation_started(simulation: Simulation) -> None:
     """Called after the machine, hypervisor and VMs are built, at simulated time 0, just
-    before the engine runs. Observers may schedule their own engine processes here."""
+    before the engine runs. Observers may schedule their own engine processes here.
+
+    :param simulation: the simulation about to run (:class:`vframework.Simulation`); its
+        ``engine``, ``machine``, ``hypervisor`` and ``vms`` exist.
+    :return: nothing (a returned value is ignored).
+    """
 
 
 @hookspec
 def simulation_finished(simulation: Simulation, summary: dict[str, Any]) -> None:
     """Called when the run reaches its duration, with the summary about to be written.
-    Observers may read it; the written results do not change."""
+
+    :param simulation: the finished simulation (:class:`vframework.Simulation`).
+    :param summary: a copy of the summary that is written to ``summary.json``; observers may
+        read it, and changing it does not change the written results.
+    :return: nothing (a returned value is ignored).
+    """
 
 
 @hookspec
 def vm_created(simulation: Simulation, vm: VM) -> None:
-    """Called when a VM has been built (mode, guest OS, workload attached), before it runs."""
+    """Called when a VM has been built (mode, guest OS, workload attached), before it runs.
+
+    :param simulation: the simulation the VM belongs to (:class:`vframework.Simulation`).
+    :param vm: the new VM (:class:`vframework.VM`).
+    :return: nothing (a returned value is ignored).
+    """
 
 
 @hookspec
 def vm_destroyed(simulation: Simulation, vm: VM) -> None:
-    """Called when a VM ends: every vCPU has halted, or the simulation is over."""
+    """Called when a VM ends: every vCPU has halted, or the simulation is over.
+
+    :param simulation: the simulation the VM belonged to (:class:`vframework.Simulation`).
+    :param vm: the VM that ended (:class:`vframework.VM`); its counters are final.
+    :return: nothing (a returned value is ignored).
+    """

@@ -1,8 +1,17 @@
-"""The plugin manager: loads the ``vframework`` entry-point group and indexes components by kind.
+"""The plugin manager: loads the ``vframework`` entry-point group and indexes what plugins provide.
 
 Standard plugins and third-party ones take the same path: an installed distribution declares
 an entry point in the ``vframework`` group, the manager imports it, registers it with pluggy
-and calls its registration hooks once. Errors name the distribution at fault.
+and calls its registration hooks once. Components are indexed by kind and name, experiments by
+name; a name registered twice, a class that is not of its kind or leaves an abstract method
+unimplemented, and a hook that raises are errors naming the distribution at fault.
+
+Lifecycle hooks are called through pluggy's hook callers (``pm.hook.<name>(...)``), so the
+hookimpl options mean what they mean in pluggy: ``tryfirst`` implementations run before the
+others, ``trylast`` ones after, and ``hookwrapper`` / ``wrapper`` implementations wrap the
+call. Within each of those groups, implementations run in *registration order* (entry points
+are registered sorted by name): pluggy calls the last registered first, so the manager
+registers the plugins with pluggy in reverse (see :meth:`PluginManager.register`).
 
 ``VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD=1`` skips the entry points (tests then register plugins
 by hand with :meth:`PluginManager.register`).
@@ -10,7 +19,9 @@ by hand with :meth:`PluginManager.register`).
 
 from __future__ import annotations
 
+import inspect
 import os
+import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -19,12 +30,13 @@ import pluggy
 
 from vframework.api import hookspecs
 from vframework.api.contract import KINDS, Component
+from vframework.api.experiments import Experiment
 
-__all__ = ["PluginManager", "PluginError", "PluginInfo", "hookimpl", "REGISTER_HOOKS"]
+__all__ = ["PluginManager", "PluginError", "PluginInfo", "hookimpl", "REGISTER_HOOKS", "EXPERIMENT", "LISTED"]
 
 hookimpl = pluggy.HookimplMarker("vframework")
 
-#: Registration hook of each kind.
+#: Registration hook of each component kind.
 REGISTER_HOOKS = {
     "scheduler": "register_schedulers",
     "memory_policy": "register_memory_policies",
@@ -33,6 +45,10 @@ REGISTER_HOOKS = {
     "device": "register_devices",
     "workload": "register_workloads",
 }
+#: What ``register_experiments()`` provides, as listed beside the component kinds.
+EXPERIMENT = "experiment"
+#: Everything a plugin can register, in the order it is listed (``vframework plugins``).
+LISTED = (*KINDS, EXPERIMENT)
 _BASES = {kind: cls for cls in Component.__subclasses__() for kind in [cls.kind] if kind}
 
 
@@ -42,7 +58,8 @@ class PluginError(RuntimeError):
 
 @dataclass
 class PluginInfo:
-    """One loaded plugin: its distribution and what it registered."""
+    """One loaded plugin: its distribution and what it registered (kind -> names; experiments
+    under ``"experiment"``)."""
 
     name: str
     version: str
@@ -51,15 +68,20 @@ class PluginInfo:
 
 
 class PluginManager:
-    """pluggy's manager plus the component registry."""
+    """pluggy's manager plus the component and experiment registries."""
 
     def __init__(self, autoload: bool | None = None) -> None:
         self.pm = pluggy.PluginManager("vframework")
         self.pm.add_hookspecs(hookspecs)
+        #: dist name -> what it registered, in registration order.
         self.plugins: dict[str, PluginInfo] = {}
         #: kind -> name -> component class
         self.components: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
+        #: name -> experiment
+        self.experiments: dict[str, Experiment] = {}
         self._provider: dict[tuple[str, str], str] = {}
+        #: dist name -> the registered plugin object, in registration order.
+        self._objects: dict[str, Any] = {}
         if autoload is None:
             autoload = os.environ.get("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
         if autoload:
@@ -84,29 +106,61 @@ class PluginManager:
             self.register(plugin, dist_name, version)
 
     def register(self, plugin: Any, dist_name: str, version: str = "0") -> PluginInfo:
-        """Register a plugin module or object and index the components its hooks return."""
+        """Register a plugin module or object and index what its registration hooks return.
+
+        Nothing is kept if any of it is invalid (the error names ``dist_name``). Once accepted,
+        the plugins are registered with pluggy again in reverse registration order, so that
+        pluggy's last-registered-first calls run them in registration order.
+        """
         if dist_name in self.plugins:
             raise PluginError(f"a plugin called {dist_name!r} is already registered")
-        self.pm.register(plugin, name=dist_name)
+        try:
+            self.pm.register(plugin, name=dist_name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginError(f"plugin {dist_name!r} cannot be registered: {exc}") from exc
         info = PluginInfo(dist_name, version, dist_name)
         try:
             self._check_hook_names(plugin, dist_name)
             for kind, hook_name in REGISTER_HOOKS.items():
-                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                    if impl.plugin is not plugin:
-                        continue
-                    classes = self._call(impl, hook_name, {})
+                for classes in self._call_registration(plugin, dist_name, hook_name):
                     names = [self._index(kind, cls, dist_name, hook_name) for cls in classes or []]
                     if names:
                         info.components.setdefault(kind, []).extend(names)
+            for experiments in self._call_registration(plugin, dist_name, "register_experiments"):
+                names = [self._index_experiment(exp, dist_name) for exp in experiments or []]
+                if names:
+                    info.components.setdefault(EXPERIMENT, []).extend(names)
         except PluginError:
             self.pm.unregister(plugin)
             for key in [k for k, d in self._provider.items() if d == dist_name]:
-                del self.components[key[0]][key[1]]
+                del self._registry(key[0])[key[1]]
                 del self._provider[key]
             raise
         self.plugins[dist_name] = info
+        self._objects[dist_name] = plugin
+        self._register_in_call_order()
         return info
+
+    def _register_in_call_order(self) -> None:
+        """Register every plugin with pluggy again, last one first: pluggy calls the
+        implementations of a hook last-registered first, so they then run in registration order
+        (within pluggy's tryfirst / plain / trylast groups, wrappers outermost-first)."""
+        for name in self._objects:
+            self.pm.unregister(name=name)
+        for name, plugin in reversed(self._objects.items()):
+            self.pm.register(plugin, name=name)
+
+    def _call_registration(self, plugin: Any, dist_name: str, hook_name: str) -> list[Any]:
+        """Call registration hook ``hook_name`` of ``plugin`` alone (through pluggy)."""
+        if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
+            return []
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        try:
+            return list(self.pm.subset_hook_caller(hook_name, remove_plugins=others)())
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {dist_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _check_hook_names(self, plugin: Any, dist_name: str) -> None:
         """A hookimpl whose name matches no hookspec (a typo) is an error, not silently ignored."""
@@ -121,6 +175,9 @@ class PluginManager:
                         f"define (a typo?); known hooks: {known}"
                     )
 
+    def _registry(self, kind: str) -> dict[str, Any]:
+        return self.experiments if kind == EXPERIMENT else self.components[kind]
+
     def _index(self, kind: str, cls: Any, dist_name: str, hook_name: str) -> str:
         base = _BASES[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -131,30 +188,51 @@ class PluginManager:
         name = cls.name
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {dist_name!r}: {cls.__qualname__} has no `name`")
-        if name in self.components[kind]:
+        if inspect.isabstract(cls):
             raise PluginError(
-                f"plugin {dist_name!r} registers the {kind} {name!r}, "
+                f"plugin {dist_name!r}: {kind.replace('_', ' ')} class {cls.__qualname__} does not implement "
+                f"{', '.join(_abstract_methods(cls))} (abstract methods of vframework.{base.__name__})"
+            )
+        return self._add(kind, name, cls, dist_name)
+
+    def _index_experiment(self, exp: Any, dist_name: str) -> str:
+        if not isinstance(exp, Experiment):
+            raise PluginError(
+                f"plugin {dist_name!r}: register_experiments() returned {exp!r}, "
+                f"which is not a vframework.Experiment"
+            )
+        if not isinstance(exp.name, str) or not exp.name:
+            raise PluginError(f"plugin {dist_name!r}: register_experiments() returned an experiment with no `name`")
+        return self._add(EXPERIMENT, exp.name, exp, dist_name)
+
+    def _add(self, kind: str, name: str, obj: Any, dist_name: str) -> str:
+        registry = self._registry(kind)
+        if name in registry:
+            raise PluginError(
+                f"plugin {dist_name!r} registers the {kind.replace('_', ' ')} {name!r}, "
                 f"which plugin {self._provider[(kind, name)]!r} already registered"
             )
-        self.components[kind][name] = cls
+        registry[name] = obj
         self._provider[(kind, name)] = dist_name
         return name
 
-    @staticmethod
-    def _call(impl: Any, hook_name: str, kwargs: dict[str, Any]) -> Any:
+    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call lifecycle hook ``hook_name`` through pluggy (registration order, see the module
+        docstring); returns the implementations' results that are not None, in call order.
+
+        An exception raised by an implementation becomes a :class:`PluginError` naming the
+        plugin and the hook.
+        """
+        caller = getattr(self.pm.hook, hook_name)
         try:
-            return impl.function(**{k: kwargs[k] for k in impl.argnames})
+            return list(caller(**kwargs))
         except Exception as exc:
+            impl = _raising_impl(caller.get_hookimpls(), exc)
+            if impl is None:
+                raise
             raise PluginError(
                 f"plugin {impl.plugin_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
             ) from exc
-
-    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call a lifecycle hook on every plugin, in registration order; errors name the plugin."""
-        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-        # get_hookimpls() lists implementations in registration order (pluggy itself calls
-        # them last-registered first); observers are documented to run in registration order.
-        return [self._call(impl, hook_name, kwargs) for impl in impls]
 
     def get(self, kind: str, name: str) -> type[Component]:
         """The component class registered under ``name``; KeyError lists the installed names."""
@@ -163,15 +241,52 @@ class PluginManager:
         except KeyError:
             raise KeyError(self.unknown_message(kind, name)) from None
 
+    def get_experiment(self, name: str) -> Experiment:
+        """The experiment registered under ``name``; KeyError lists the installed ones."""
+        try:
+            return self.experiments[name]
+        except KeyError:
+            raise KeyError(self.unknown_message(EXPERIMENT, name)) from None
+
     def unknown_message(self, kind: str, name: str) -> str:
-        """'unknown scheduler "x"; installed: a, b' (the message for a bad component name)."""
-        installed = ", ".join(sorted(self.components[kind])) or "none"
+        """'unknown scheduler "x"; installed: a, b' (the message for a bad component or
+        experiment name; ``kind`` is a component kind or ``"experiment"``)."""
+        installed = ", ".join(sorted(self._registry(kind))) or "none"
         return f"unknown {kind.replace('_', ' ')} {name!r}; installed: {installed}"
 
     def provider(self, kind: str, name: str) -> str:
-        """The distribution that registered a component."""
+        """The distribution that registered a component (or, with ``kind="experiment"``, an experiment)."""
         return self._provider[(kind, name)]
 
     def versions(self) -> list[dict[str, str]]:
         """``[{"name", "version"}]`` of every plugin, sorted by name (for summary.json)."""
         return [{"name": p.name, "version": p.version} for p in sorted(self.plugins.values(), key=lambda p: p.name)]
+
+
+def _abstract_methods(cls: type) -> list[str]:
+    """``cls``'s unimplemented abstract methods, in the order the classes define them (bases first)."""
+    missing = getattr(cls, "__abstractmethods__", frozenset())
+    ordered = list(dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass) if n in missing))
+    return ordered + sorted(set(missing) - set(ordered))
+
+
+def _raising_impl(impls: list[Any], exc: BaseException) -> Any:
+    """The hook implementation an exception came from: the innermost frame of its traceback
+    that runs one of ``impls`` (pluggy calls them from its own frames, and re-raises through
+    wrappers, so the innermost one is where it was raised)."""
+    by_code: dict[Any, list[Any]] = {}
+    for impl in impls:
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            by_code.setdefault(code, []).append(impl)
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        candidates = by_code.get(frame.f_code)
+        if not candidates:
+            continue
+        found = candidates[0]
+        if len(candidates) > 1:  # one function shared by several plugin objects: match `self`
+            first = frame.f_code.co_varnames[0] if frame.f_code.co_varnames else None
+            owner = frame.f_locals.get(first) if first else None
+            found = next((i for i in candidates if getattr(i.function, "__self__", None) is owner), found)
+    return found
