@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -29,11 +29,8 @@ from vframework.guest.mm import (
     write_content,
 )
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.guest.platform import GuestVCPU, GuestVM, Platform
 from vframework.machine.isa import IF_FLAG
-
-if TYPE_CHECKING:
-    from vframework.hv.hypervisor import Hypervisor
-    from vframework.hv.vm import VCPU, VM
 
 __all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "Then"]
 
@@ -57,7 +54,7 @@ _MAPPED = PTE_PRESENT | PTE_WRITABLE | PTE_USER
 class GuestOS:
     """One VM's operating system."""
 
-    def __init__(self, vm: VM, hypervisor: Hypervisor) -> None:
+    def __init__(self, vm: GuestVM, hypervisor: Platform) -> None:
         self.vm = vm
         self.hypervisor = hypervisor
         self.costs = hypervisor.machine.costs
@@ -74,7 +71,7 @@ class GuestOS:
         for vcpu in vm.vcpus:
             monitor.execute(vcpu, self.kernel.boot)
 
-    def handle_interrupts(self, vcpu: VCPU, kind: str, count: int) -> int:
+    def handle_interrupts(self, vcpu: GuestVCPU, kind: str, count: int) -> int:
         """``count`` virtual interrupts of ``kind`` ("timer" or "device") delivered to the
         kernel and handled; returns cycles. Handlers run with IF clear, as interrupt gates do."""
         monitor = self.vm.monitor
@@ -99,7 +96,7 @@ class GuestOS:
         self.processes.append(proc)
         return proc
 
-    def step(self, vcpu: VCPU) -> tuple[int, Then]:
+    def step(self, vcpu: GuestVCPU) -> tuple[int, Then]:
         """Run the next operation of the vCPU's process.
 
         Returns ``(run_ns, then)``: the CPU time the operation takes now, and what the vCPU
@@ -153,7 +150,7 @@ class GuestOS:
             return costs.ns(cycles), Then.IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
 
-    def _kernel_call(self, vcpu: VCPU, routine: str, count: int) -> int:
+    def _kernel_call(self, vcpu: GuestVCPU, routine: str, count: int) -> int:
         monitor = self.vm.monitor
         assert monitor is not None
         if routine == "timer_interrupt":
@@ -175,7 +172,7 @@ class GuestOS:
         return monitor.execute_many(vcpu, block, count)
 
     # -- memory ------------------------------------------------------------------------
-    def touch(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> tuple[int, int]:
+    def touch(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> tuple[int, int]:
         """References to ``vpns`` by ``proc``: faults as needed, then translation.
 
         Returns ``(cycles, io_ns)``: CPU cycles, and disk time the process must then wait for
@@ -233,7 +230,7 @@ class GuestOS:
                 proc.pte_flags[vpns[stale]] |= bits
         return cycles, io_ns
 
-    def _fault_in(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> tuple[int, int]:
+    def _fault_in(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: np.ndarray) -> tuple[int, int]:
         """Guest page faults on ``vpns`` (never mapped, or swapped out): the guest's handler maps
         them, zeroing new pages and reading swapped ones back."""
         monitor = self.vm.monitor
@@ -265,7 +262,7 @@ class GuestOS:
             io_ns += self.costs.ns(self.costs.io_device + k * 4096 * self.costs.byte_copy)
         return cycles + monitor.pt_write(vcpu, proc, vpns), io_ns
 
-    def _allocate(self, vcpu: VCPU, count: int) -> tuple[np.ndarray, int, int]:
+    def _allocate(self, vcpu: GuestVCPU, count: int) -> tuple[np.ndarray, int, int]:
         """``count`` free PPNs, swapping pages out first when there are not enough."""
         mem = self.memory
         cycles = io_ns = 0
@@ -274,7 +271,7 @@ class GuestOS:
             cycles, io_ns = self._swap_out(vcpu, short)
         return mem.take(count), cycles, io_ns
 
-    def _swap_out(self, vcpu: VCPU, count: int) -> tuple[int, int]:
+    def _swap_out(self, vcpu: GuestVCPU, count: int) -> tuple[int, int]:
         mem = self.memory
         victims = mem.victims(count, self._pinned)
         slots = mem.swap_slots(count) if victims.size == count else None
@@ -310,7 +307,7 @@ class GuestOS:
         self.vm.counters["swap_outs"] += count
         return cycles, self.costs.ns(self.costs.io_device + count * 4096 * self.costs.byte_copy)
 
-    def _back(self, vcpu: VCPU, ppns: np.ndarray) -> int:
+    def _back(self, vcpu: GuestVCPU, ppns: np.ndarray) -> int:
         """The guest is about to read or write the frames of ``ppns``: back those the hypervisor
         took (each a hidden fault, with a zeroed frame); returns the cycles. Never index the P2M
         of an unbacked page: its -1 would reach the last machine frame, another owner's."""
@@ -321,7 +318,7 @@ class GuestOS:
         assert monitor is not None
         return monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
 
-    def _copy_on_write(self, vcpu: VCPU, proc: GuestProcess, vpns: np.ndarray) -> int:
+    def _copy_on_write(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: np.ndarray) -> int:
         """Writes to pages shared since a fork: copy those still shared, reclaim the rest."""
         monitor = self.vm.monitor
         assert monitor is not None
@@ -349,7 +346,7 @@ class GuestOS:
         proc.pte_flags[vpns] = (proc.pte_flags[vpns] & ~np.uint8(PTE_COW)) | PTE_WRITABLE
         return cycles + monitor.pt_write(vcpu, proc, vpns)
 
-    def fork(self, vcpu: VCPU, parent: GuestProcess) -> tuple[GuestProcess, int]:
+    def fork(self, vcpu: GuestVCPU, parent: GuestProcess) -> tuple[GuestProcess, int]:
         """fork(): the child shares the parent's pages copy-on-write. Returns (child, cycles)."""
         monitor = self.vm.monitor
         assert monitor is not None
@@ -373,7 +370,7 @@ class GuestOS:
         cycles += monitor.pt_write(vcpu, child, present) + monitor.pt_write(vcpu, parent, shared)
         return child, cycles
 
-    def exit(self, vcpu: VCPU, proc: GuestProcess) -> int:
+    def exit(self, vcpu: GuestVCPU, proc: GuestProcess) -> int:
         """exit(): unmap everything, free pages no one else maps, drop the address space."""
         monitor = self.vm.monitor
         assert monitor is not None
@@ -394,7 +391,7 @@ class GuestOS:
         self.processes.remove(proc)
         return cycles
 
-    def switch_to(self, vcpu: VCPU, proc: GuestProcess) -> int:
+    def switch_to(self, vcpu: GuestVCPU, proc: GuestProcess) -> int:
         """Context switch to ``proc`` on this vCPU: the kernel's switch path (a page-table
         switch, which flushes an untagged TLB)."""
         monitor = self.vm.monitor
@@ -406,7 +403,7 @@ class GuestOS:
             self.vm.counters["tlb_flushes"] += 1
         return monitor.execute(vcpu, self.kernel.context_switch)
 
-    def fork_wait(self, vcpu: VCPU, parent: GuestProcess, touch: int) -> tuple[int, int]:
+    def fork_wait(self, vcpu: GuestVCPU, parent: GuestProcess, touch: int) -> tuple[int, int]:
         """One forkwait iteration: fork; the child writes ``touch`` of the parent's pages
         (copy-on-write faults) and exits; the parent waits. Returns (cycles, io_ns)."""
         child, cycles = self.fork(vcpu, parent)

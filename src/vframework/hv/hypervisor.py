@@ -360,7 +360,8 @@ class Hypervisor:
         vcpu.cpu = cpu
         vcpu.run_start = now
         self.pcpus[cpu].running = vcpu
-        if self.pcpus[cpu].last is not vcpu:
+        switching = self.pcpus[cpu].last is not vcpu
+        if switching:
             self.counters["vcpu_switches"] += 1
             tlb = self.tlbs[cpu]
             if not tlb.tagged:

@@ -14,9 +14,9 @@ import numpy as np
 from vframework.api.contract import MemoryPolicy, Mode, Scheduler, Workload
 from vframework.api.params import Params
 from vframework.api.views import MemoryContext
+from vframework.guest.ops import Compute, Operation, Sleep, Touch
 from vframework.machine.cpu import Action
 from vframework.machine.isa import ORDINARY, Op
-from vframework.guest.ops import Compute, Operation, Sleep, Touch
 
 __all__ = ["FifoScheduler", "FixedPolicy", "FlatMode", "Native", "ScriptWorkload"]
 

@@ -76,13 +76,12 @@ class _Side:
             hv = Hypervisor(engine, Machine(1, 256 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None), arch=arch)
         self.hv = hv
         self.vm = VM(vm_id, f"vm{vm_id}", 1, 32)
-        hv.attach_mode(self.vm, mode_cls, mode_cls.params_model())
+        self.mode = hv.attach_mode(self.vm, mode_cls, mode_cls.params_model())
         self.vm.guest = GuestOS(self.vm, hv)
         hv.add_vm(self.vm)
-        if not self.vm.mode.preallocate:
+        if not self.mode.mode.preallocate:
             hv.back_pages(self.vm, np.arange(32, dtype=np.int64), hidden=False)
         self.vcpu = self.vm.vcpus[0]
-        self.mode = self.vm.monitor
         self.ported = self.mode.paravirtual
 
     @property

@@ -49,13 +49,12 @@ SPACE = 12  # virtual pages per process
 class _Guest:
     def __init__(self, mode_cls: Any, arch: str, vm_id: int, hv: Hypervisor) -> None:
         self.vm = VM(vm_id, f"vm{vm_id}", 1, PAGES, swap_pages=PAGES)
-        hv.attach_mode(self.vm, mode_cls, mode_cls.params_model())
+        self.mode = hv.attach_mode(self.vm, mode_cls, mode_cls.params_model())
         self.vm.guest = GuestOS(self.vm, hv)
         hv.add_vm(self.vm)
         self.guest = self.vm.guest
         self.vcpu = self.vm.vcpus[0]
         self.vcpu.process = self.guest.spawn(None, SPACE)
-        self.mode = self.vm.monitor
 
 
 class MemoryMachine(RuleBasedStateMachine):

@@ -1,0 +1,86 @@
+"""What the guest OS runs on, as the guest sees it: its virtual machine, its virtual CPUs,
+the monitor that runs its code and memory references, and the platform's few entry points
+(deliver a discontinuity, the TLB of the CPU it runs on, back pages behind its back).
+
+The hypervisor's classes satisfy these protocols; the guest depends on nothing above it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from vframework.guest.kernel import GuestKernel
+from vframework.machine.cpu import GuestCPU
+from vframework.machine.hardware import Machine
+from vframework.machine.isa import Block
+from vframework.machine.mmu import TLB
+
+__all__ = ["GuestVM", "GuestVCPU", "GuestMonitor", "Platform"]
+
+
+class GuestVCPU(Protocol):
+    """A virtual CPU the guest kernel runs on."""
+
+    #: The guest-visible CPU state.
+    ctx: GuestCPU
+    #: The guest process it runs (a :class:`~vframework.guest.os.GuestProcess`).
+    process: Any
+    #: How long it blocks after the operation in progress (a sleep, or I/O device time).
+    wait_ns: int
+
+
+class GuestMonitor(Protocol):
+    """The machinery that runs the guest's code and memory references under its mode."""
+
+    #: The guest runs the para-virtual port of its kernel.
+    paravirtual: bool
+    #: The kernel build the guest booted.
+    kernel: GuestKernel | None
+
+    def execute(self, vcpu: Any, block: Block) -> int: ...
+
+    def execute_many(self, vcpu: Any, block: Block, count: int) -> int: ...
+
+    def translate(
+        self, vcpu: Any, proc: Any, vpns: np.ndarray, write: bool, walked: np.ndarray | None = None
+    ) -> tuple[int, np.ndarray]: ...
+
+    def pt_write(self, vcpu: Any, proc: Any, vpns: np.ndarray) -> int: ...
+
+    def address_space_gone(self, proc: Any) -> None: ...
+
+    def hidden_fault(self, vcpu: Any, count: int) -> int: ...
+
+    def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int: ...
+
+
+class GuestVM(Protocol):
+    """The virtual machine a guest OS runs in."""
+
+    id: int
+    name: str
+    memory_pages: int
+    swap_pages: int
+    #: PPN -> MPN (-1: no machine frame behind the page).
+    p2m: np.ndarray
+    counters: dict[str, int]
+
+    @property
+    def vcpus(self) -> list[Any]: ...
+
+    @property
+    def monitor(self) -> GuestMonitor | None: ...
+
+
+class Platform(Protocol):
+    """The hypervisor (or bare hardware) underneath."""
+
+    machine: Machine
+
+    def deliver(self, vcpu: Any, kind: str, count: int = 1) -> int: ...
+
+    def tlb_for(self, vcpu: Any) -> TLB: ...
+
+    def back_pages(self, vm: Any, ppns: np.ndarray, hidden: bool = True) -> int: ...
