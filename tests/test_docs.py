@@ -4,6 +4,7 @@ the scheduler tutorial's plugin builds, installs and passes the kit exactly as w
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import re
 import subprocess
@@ -32,6 +33,24 @@ def test_every_hook_is_in_the_hook_reference() -> None:
 def test_every_hook_has_a_docstring() -> None:
     for name in _hooks():
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hook {name} has no docstring"
+
+
+def test_every_hook_parameter_and_return_value_is_documented() -> None:
+    """Each hookspec argument has a ``:param <name>:`` line, and the return value a
+    ``:return:`` line (as pytest's hookspecs do)."""
+    problems = []
+    for name in _hooks():
+        spec = getattr(hookspecs, name)
+        doc = inspect.getdoc(spec) or ""
+        for param in inspect.signature(spec).parameters:
+            if not re.search(rf"^:param {param}:\s*\S", doc, re.M):
+                problems.append(f"{name}: no ':param {param}:'")
+        documented = set(re.findall(r"^:param (\w+):", doc, re.M))
+        problems += [f"{name}: ':param {p}:' is not a parameter" for p in documented - set(
+            inspect.signature(spec).parameters)]
+        if not re.search(r"^:return:\s*\S", doc, re.M):
+            problems.append(f"{name}: no ':return:'")
+    assert not problems, "\n".join(problems)
 
 
 def test_every_scenario_key_and_component_parameter_is_described() -> None:

@@ -27,7 +27,10 @@ STANDARD = {
     "vframework-memory": {"memory_policy": {"static"}},
     "vframework-modes": {"mode": {"bare-metal"}},
     "vframework-workloads": {"workload": {"idle", "cpu", "io", "memory"}},
+    "vframework-experiments": {"experiment": {"cpu-shares", "mmu", "modes"}},
 }
+#: What ``vframework plugins --json`` lists per distribution: the component kinds, then experiments.
+LISTED = [*KINDS, "experiment"]
 
 SCENARIO = """\
 name = "plugged"
@@ -204,7 +207,7 @@ def test_installed_plugin_distribution_is_found_and_usable(isolated_env: Path, t
     acme = listed["acme-vframework-plugin"]
     assert acme["version"] == "2.5.1"
     assert acme["components"]["workload"] == ["acme-pulse"]
-    assert all(acme["components"][k] == [] for k in KINDS if k != "workload")
+    assert all(acme["components"][k] == [] for k in LISTED if k != "workload")
 
     scenario = tmp_path / "plugged.toml"
     scenario.write_text(SCENARIO.format(workload="acme-pulse"), encoding="utf-8")
@@ -236,7 +239,7 @@ def test_plugins_json_lists_standard_distributions_by_kind(cli) -> None:
         entry = by_name[dist]
         assert set(entry) == {"name", "version", "components"}
         assert entry["version"] and entry["version"] != "unknown"
-        assert list(entry["components"]) == list(KINDS)
+        assert list(entry["components"]) == LISTED
         assert set(KINDS) == {"scheduler", "memory_policy", "memory_service", "mode", "device", "workload"}
         for kind, names in entry["components"].items():
             assert names == sorted(names)
@@ -250,7 +253,8 @@ def test_plugins_table(cli) -> None:
     output = cli(["plugins"])
     for dist in STANDARD:
         assert dist in output
-    for word in ("distribution", "version", "kind", "components", "fair", "static", "bare-metal"):
+    for word in ("distribution", "version", "kind", "components", "fair", "static", "bare-metal",
+                 "experiment", "cpu-shares"):
         assert word in output
 
 
@@ -318,9 +322,10 @@ def test_two_plugins_registering_the_same_name(make_dist, cli) -> None:
 
 def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
     make_dist("acme-fair", '''\
-        from vframework import Scheduler, hookimpl
+        from vframework import hookimpl
+        from vframework_schedulers import FairScheduler
 
-        class AnotherFair(Scheduler):
+        class AnotherFair(FairScheduler):
             name = "fair"
 
         @hookimpl
@@ -365,6 +370,76 @@ def test_component_without_a_name(make_dist, cli) -> None:
         ''')
     output = cli(["plugins"], code=2)
     assert "acme-anonymous" in output and "Nameless" in output and "name" in output
+
+
+def test_abstract_component_is_refused_at_registration(make_dist, cli) -> None:
+    make_dist("acme-lottery", '''\
+        from vframework import Scheduler, hookimpl
+
+        class Lottery(Scheduler):
+            name = "lottery"
+
+            def attach(self, vcpu, vm_params):
+                pass
+
+            def detach(self, vcpu):
+                pass
+
+            def wake(self, vcpu, now):
+                return ()
+
+            def block(self, vcpu, now):
+                pass
+
+        @hookimpl
+        def register_schedulers():
+            return [Lottery]
+        ''')
+    output = cli(["plugins"], code=2)
+    assert ("plugin 'acme-lottery': scheduler class Lottery does not implement pick, charge "
+            "(abstract methods of vframework.Scheduler)") in " ".join(output.split())
+
+
+def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
+    """The check is inspect.isabstract: it holds for abstract methods a plugin's own ABC adds."""
+    from abc import abstractmethod
+
+    from vframework import PluginError, Workload, hookimpl
+
+    class Base(Workload):
+        def run(self):  # type: ignore[override]
+            yield from ()
+
+        @abstractmethod
+        def pace(self) -> int: ...
+
+    class Incomplete(Base):
+        name = "acme-incomplete"
+
+    class Plugin:
+        @hookimpl
+        def register_workloads(self) -> list[type]:
+            return [Incomplete]
+
+    pm = PluginManager(autoload=False)
+    with pytest.raises(PluginError, match=r"plugin 'acme-abc': workload class .*Incomplete does not implement "
+                                          r"pace \(abstract methods of vframework.Workload\)"):
+        pm.register(Plugin(), "acme-abc")
+    assert pm.plugins == {} and pm.components["workload"] == {}
+
+    class Complete(Base):
+        name = "acme-complete"
+
+        def pace(self) -> int:
+            return 1
+
+    class Fixed:
+        @hookimpl
+        def register_workloads(self) -> list[type]:
+            return [Complete]
+
+    pm.register(Fixed(), "acme-abc")
+    assert pm.get("workload", "acme-complete") is Complete
 
 
 def test_registration_hook_that_raises(make_dist, cli) -> None:
@@ -561,3 +636,89 @@ def test_error_message_with_brackets_is_printed_verbatim(make_dist, cli, write_s
                  code=1)
     assert "cannot open [/var/lib/acme] or [bold]" in output
     assert not out.exists()
+
+
+def _order_plugin(tag: str, **options: bool) -> str:
+    marker = f"hookimpl({', '.join(f'{k}=True' for k in options)})" if options else "hookimpl"
+    if options.get("wrapper"):
+        body = (f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-before')\n"
+                f"    result = yield\n"
+                f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-after')\n"
+                f"    return result\n")
+    else:
+        body = f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}')\n    return '{tag}'\n"
+    header = "import builtins\nfrom vframework import hookimpl\n\n\n"
+    return f"{header}@{marker}\ndef simulation_configured(scenario):\n{body}"
+
+
+def test_lifecycle_hooks_keep_pluggy_options(make_dist) -> None:
+    """Hooks go through pluggy: tryfirst runs first, trylast last, a wrapper wraps the call;
+    plain implementations run in registration order (entry points sorted by name)."""
+    make_dist("acme-1-plain", _order_plugin("1-plain"))
+    make_dist("acme-2-last", _order_plugin("2-last", trylast=True))
+    make_dist("acme-3-first", _order_plugin("3-first", tryfirst=True))
+    make_dist("acme-4-plain", _order_plugin("4-plain"))
+    make_dist("acme-5-wrapper", _order_plugin("5-wrapper", wrapper=True))
+    import builtins
+
+    builtins.VFRAMEWORK_TEST_ORDER = []  # type: ignore[attr-defined]
+    try:
+        results = PluginManager().call("simulation_configured", scenario=None)
+        assert builtins.VFRAMEWORK_TEST_ORDER == [  # type: ignore[attr-defined]
+            "5-wrapper-before", "3-first", "1-plain", "4-plain", "2-last", "5-wrapper-after"]
+        assert results == ["3-first", "1-plain", "4-plain", "2-last"]
+    finally:
+        del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]
+
+
+def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
+    """The PluginError names the implementation that raised, not the wrapper around it nor the
+    plugins before it."""
+    from vframework import PluginError
+
+    make_dist("acme-a-calm", _order_plugin("calm"))
+    make_dist("acme-b-wrapper", _order_plugin("wrapper", wrapper=True))
+    make_dist("acme-c-angry", '''\
+        from vframework import hookimpl
+
+
+        def _helper():
+            raise KeyError("deep inside")
+
+
+        @hookimpl
+        def simulation_configured(scenario):
+            _helper()
+        ''')
+    import builtins
+
+    builtins.VFRAMEWORK_TEST_ORDER = []  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(PluginError) as info:
+            PluginManager().call("simulation_configured", scenario=None)
+    finally:
+        del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]
+    message = str(info.value)
+    assert message.startswith("plugin 'acme-c-angry' raised in hook simulation_configured: KeyError")
+    assert "deep inside" in message
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_a_hook_shared_by_two_plugin_objects_names_the_right_one() -> None:
+    from vframework import PluginError, hookimpl
+
+    class Observer:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        @hookimpl
+        def simulation_started(self, simulation: object) -> None:
+            if self.fail:
+                raise RuntimeError("this one")
+
+    pm = PluginManager(autoload=False)
+    pm.register(Observer(False), "acme-quiet")
+    pm.register(Observer(True), "acme-loud")
+    pm.register(Observer(False), "acme-late")
+    with pytest.raises(PluginError, match="^plugin 'acme-loud' raised in hook simulation_started"):
+        pm.call("simulation_started", simulation=None)

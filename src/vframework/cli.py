@@ -117,12 +117,15 @@ def _summary_table(summary: dict[str, Any]) -> Table:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins(as_json: bool) -> None:
-    """List installed plugin distributions and the components they register."""
+    """List installed plugin distributions and the components and experiments they register."""
+    from vframework.api.manager import EXPERIMENT
+
+    listed = (*KINDS, EXPERIMENT)
     pm = _plugins()
     infos = sorted(pm.plugins.values(), key=lambda p: p.name)
     if as_json:
         data = [{"name": p.name, "version": p.version,
-                 "components": {k: sorted(p.components.get(k, [])) for k in KINDS}} for p in infos]
+                 "components": {k: sorted(p.components.get(k, [])) for k in listed}} for p in infos]
         click.echo(json.dumps(data, indent=2))
         return
     table = Table(title="vframework plugins")
@@ -130,7 +133,7 @@ def plugins(as_json: bool) -> None:
         table.add_column(col)
     for p in infos:
         first = True
-        for kind in KINDS:
+        for kind in listed:
             names = sorted(p.components.get(kind, []))
             if names:
                 table.add_row(p.name if first else "", p.version if first else "", kind, ", ".join(names))
@@ -188,27 +191,36 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)")
 @click.option("--quick", is_flag=True, help="shorter simulated runs (for a first look)")
 def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
-    """List the experiments, or run NAME and write its tables (CSV, JSON) and plots (PNG)."""
-    from vframework.experiments import EXPERIMENTS, run_experiment, write_experiment
+    """List the installed experiments, or run NAME and write its tables (CSV, JSON) and plots (PNG)."""
+    from vframework.api.manager import EXPERIMENT
+    from vframework.run.experiment import write_experiment
 
+    pm = _plugins()
     if name is None:
         table = Table(title="experiments")
         table.add_column("name")
         table.add_column("what it shows")
-        for exp in sorted(EXPERIMENTS.values(), key=lambda e: e.name):
-            table.add_row(exp.name, exp.description)
+        table.add_column("distribution")
+        for exp in sorted(pm.experiments.values(), key=lambda e: e.name):
+            table.add_row(escape(exp.name), escape(exp.description), escape(pm.provider(EXPERIMENT, exp.name)))
+        if not pm.experiments:
+            table.add_row("(none installed)", "install vframework-experiments, or a plugin providing experiments", "")
         _out.print(table)
         return
-    if name not in EXPERIMENTS:
-        _fail(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}", 2)
-    pm = _plugins()
+    try:
+        exp = pm.get_experiment(name)
+    except KeyError as exc:
+        _fail(str(exc.args[0]), 2)
     try:
         with _err.status(f"running experiment {name}..."):
-            result = run_experiment(name, pm, quick)
+            result = exp.run(pm, quick)
     except ScenarioError as exc:
         _fail(f"experiment {name!r} needs components that are not installed:\n{exc}", 2)
     except (PluginError, HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
         _fail(f"{exc}; no results were written", 1)
+    except Exception as exc:  # a bug in the experiment: one message naming its distribution
+        _fail(f"experiment {name!r} of plugin {pm.provider(EXPERIMENT, name)!r} raised "
+              f"{type(exc).__name__}: {exc}; no results were written", 1)
     base = Path("vframework-results")
     target = out or default_results_dir(f"experiment-{name}", 0, base)
     try:

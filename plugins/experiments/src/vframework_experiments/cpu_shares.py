@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vframework.api.manager import PluginManager
-from vframework.experiments.base import ExperimentResult, experiment, simulate, timeseries_rows
+from vframework import PluginManager, simulate, timeseries_rows
+from vframework.api import ExperimentResult, experiment
 
 SHARES = {"a": 3000, "b": 2000, "c": 1000}
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vframework.api.manager import PluginManager
-from vframework.experiments.base import ExperimentResult, experiment, simulate
-from vframework.guest.kernel import GuestKernel, port_share
+from vframework import GuestKernel, PluginManager, port_share, simulate
+from vframework.api import ExperimentResult, experiment
 
 TESTS = ("null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault", "fork")
 MODES = ("bare-metal", "full", "paravirtual", "hardware-assisted", "trap-and-emulate")

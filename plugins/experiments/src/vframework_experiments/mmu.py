@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vframework.api.manager import PluginManager
-from vframework.experiments.base import ExperimentResult, experiment, simulate
+from vframework import PluginManager, simulate
+from vframework.api import ExperimentResult, experiment
 
 MODES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("bare-metal", {}),

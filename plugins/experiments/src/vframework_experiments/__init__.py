@@ -1,0 +1,25 @@
+"""Standard experiments for vframework: scenarios built in code, run, and reduced to tables,
+checks and plots.
+
+* ``cpu-shares``: shares 3:2:1 under ``proportional``; a 50% cap and BOOST under ``credit``;
+* ``mmu``: fork-heavy, context-switch-heavy and large working sets under each memory
+  virtualization;
+* ``modes``: lmbench-style kernel paths under each mode, native and hosted.
+
+They name components by their registered names only; ``vframework experiment NAME`` reports a
+missing plugin with the installed names.
+"""
+
+from vframework.api import Experiment, hookimpl
+
+from . import cpu_shares, mmu, modes
+
+#: The experiments this distribution registers.
+EXPERIMENTS: tuple[Experiment, ...] = (cpu_shares.cpu_shares, mmu.mmu, modes.modes)
+
+__all__ = ["EXPERIMENTS"]
+
+
+@hookimpl
+def register_experiments() -> list[Experiment]:
+    return list(EXPERIMENTS)
