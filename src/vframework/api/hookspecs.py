@@ -24,9 +24,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from vframework.api.experiments import Experiment
-    from vframework.hv.vm import VM
-    from vframework.run.scenario import Scenario
-    from vframework.run.simulation import Simulation
+    from vframework.api.views import ScenarioView, SimulationView, VMView
 
 hookspec = pluggy.HookspecMarker("vframework")
 
@@ -110,31 +108,33 @@ def register_experiments() -> list[Experiment]:  # type: ignore[empty-body]
 
 
 @hookspec
-def simulation_configured(scenario: Scenario) -> None:
+def simulation_configured(scenario: ScenarioView) -> None:
     """Called once the scenario is validated and every component name resolved, before
     anything is built.
 
-    :param scenario: the validated, immutable scenario (:class:`vframework.Scenario`).
+    :param scenario: the validated, immutable scenario (a :class:`vframework.Scenario`; an
+        observer may rely on what :class:`vframework.api.views.ScenarioView` declares).
     :return: nothing (a returned value is ignored).
     """
 
 
 @hookspec
-def simulation_started(simulation: Simulation) -> None:
+def simulation_started(simulation: SimulationView) -> None:
     """Called after the machine, hypervisor and VMs are built, at simulated time 0, just
     before the engine runs. Observers may schedule their own engine processes here.
 
-    :param simulation: the simulation about to run (:class:`vframework.Simulation`); its
-        ``engine``, ``machine``, ``hypervisor`` and ``vms`` exist.
+    :param simulation: the simulation about to run (a :class:`vframework.Simulation`, read
+        through :class:`vframework.api.views.SimulationView`); its ``engine`` and ``vms`` exist.
     :return: nothing (a returned value is ignored).
     """
 
 
 @hookspec
-def simulation_finished(simulation: Simulation, summary: dict[str, Any]) -> None:
+def simulation_finished(simulation: SimulationView, summary: dict[str, Any]) -> None:
     """Called when the run reaches its duration, with the summary about to be written.
 
-    :param simulation: the finished simulation (:class:`vframework.Simulation`).
+    :param simulation: the finished simulation (a :class:`vframework.Simulation`, read through
+        :class:`vframework.api.views.SimulationView`).
     :param summary: a copy of the summary that is written to ``summary.json``; observers may
         read it, and changing it does not change the written results.
     :return: nothing (a returned value is ignored).
@@ -142,20 +142,20 @@ def simulation_finished(simulation: Simulation, summary: dict[str, Any]) -> None
 
 
 @hookspec
-def vm_created(simulation: Simulation, vm: VM) -> None:
+def vm_created(simulation: SimulationView, vm: VMView) -> None:
     """Called when a VM has been built (mode, guest OS, workload attached), before it runs.
 
-    :param simulation: the simulation the VM belongs to (:class:`vframework.Simulation`).
-    :param vm: the new VM (:class:`vframework.VM`).
+    :param simulation: the simulation the VM belongs to (see :class:`vframework.api.views.SimulationView`).
+    :param vm: the new VM (a :class:`vframework.VM`, read through :class:`vframework.api.views.VMView`).
     :return: nothing (a returned value is ignored).
     """
 
 
 @hookspec
-def vm_destroyed(simulation: Simulation, vm: VM) -> None:
+def vm_destroyed(simulation: SimulationView, vm: VMView) -> None:
     """Called when a VM ends: every vCPU has halted, or the simulation is over.
 
-    :param simulation: the simulation the VM belonged to (:class:`vframework.Simulation`).
-    :param vm: the VM that ended (:class:`vframework.VM`); its counters are final.
+    :param simulation: the simulation the VM belonged to (see :class:`vframework.api.views.SimulationView`).
+    :param vm: the VM that ended (see :class:`vframework.api.views.VMView`); its counters are final.
     :return: nothing (a returned value is ignored).
     """

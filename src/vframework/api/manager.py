@@ -265,7 +265,7 @@ class PluginManager:
 
 def _abstract_methods(cls: type) -> list[str]:
     """``cls``'s unimplemented abstract methods, in the order the classes define them (bases first)."""
-    missing = getattr(cls, "__abstractmethods__", frozenset())
+    missing: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
     ordered = list(dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass) if n in missing))
     return ordered + sorted(set(missing) - set(ordered))
 
