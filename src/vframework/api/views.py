@@ -15,8 +15,12 @@ import numpy as np
 from vframework.machine.costs import CostModel
 from vframework.machine.cpu import GuestCPU
 from vframework.machine.isa import Architecture
+from vframework.sim.engine import Engine
 
-__all__ = ["VMView", "VCPUView", "ModeContext", "MemoryContext", "DeviceContext", "WorkloadContext"]
+__all__ = [
+    "VMView", "VCPUView", "ModeContext", "MemoryContext", "DeviceContext", "WorkloadContext", "ScenarioView",
+    "SimulationView",
+]
 
 
 class VMView(Protocol):
@@ -142,3 +146,30 @@ class WorkloadContext:
     def cycles(self, ns: int) -> int:
         """Cycles in ``ns`` nanoseconds at the host clock (at least 1)."""
         return max(1, ns * self.clock_hz // 1_000_000_000)
+
+
+class ScenarioView(Protocol):
+    """What an observer may read of a validated scenario."""
+
+    #: The scenario's name.
+    name: str
+    #: The validated configuration (the ``[host]`` table, the VMs, duration, seed...).
+    config: Any
+
+
+class SimulationView(Protocol):
+    """What an observer may read of a run (lifecycle hooks receive it)."""
+
+    #: The validated scenario.
+    scenario: Any
+    #: The run's seed.
+    seed: int
+    #: The event engine: observers may schedule their own processes on it.
+    engine: Engine
+    #: The time series sampled so far: ``(time_ns, vm, *metrics)`` rows.
+    timeseries: list[tuple[Any, ...]]
+
+    @property
+    def vms(self) -> Sequence[Any]:
+        """The VMs built from the scenario (each a :class:`VMView`)."""
+        ...

@@ -11,7 +11,7 @@ with a callout into the hypervisor, caching the translation; user code runs dire
 
 from __future__ import annotations
 
-from vframework.api import ORDINARY, Action, Block, Mode, Params, VCPUView
+from vframework.api import ORDINARY, Action, Block, Mode, ModeContext, Params, VCPUView
 
 
 class _Deprivileged(Mode[Params]):
@@ -77,10 +77,10 @@ class Full(_Deprivileged):
     name = "full"
     description = "unmodified guest: binary translation of kernel code + trap-and-emulate (VMware ESX)"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, params: Params, context: ModeContext) -> None:
+        super().__init__(params, context)
         # Translation cache: id(block) -> block (kept alive so ids stay unique).
-        self._translated: dict[int, object] = {}
+        self._translated: dict[int, Block] = {}
 
     def classify(self, op: int, kernel: bool) -> Action:
         if not kernel:

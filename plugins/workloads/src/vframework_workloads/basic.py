@@ -23,7 +23,7 @@ class Idle(Workload[IdleParams]):
     params_model = IdleParams
 
     def run(self) -> Generator[Operation, Any, None]:
-        p: IdleParams = self.params  # type: ignore[assignment]
+        p: IdleParams = self.params
         work = self.context.cycles(p.work)
         while True:
             yield Sleep(p.tick)
@@ -44,7 +44,7 @@ class CPUBound(Workload[CPUParams]):
     params_model = CPUParams
 
     def run(self) -> Generator[Operation, Any, None]:
-        p: CPUParams = self.params  # type: ignore[assignment]
+        p: CPUParams = self.params
         burst = self.context.cycles(p.burst)
         done = 0
         while not p.total or done < p.total:

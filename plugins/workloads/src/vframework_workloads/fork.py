@@ -36,10 +36,10 @@ class ForkWorkload(Workload[ForkParams]):
         return []
 
     def address_space_pages(self) -> int:
-        return max(1, self.params.working_set // PAGE_SIZE)  # type: ignore[attr-defined]
+        return max(1, self.params.working_set // PAGE_SIZE)
 
     def run(self) -> Generator[Operation, Any, None]:
-        p: ForkParams = self.params  # type: ignore[assignment]
+        p: ForkParams = self.params
         yield Touch(np.arange(self.address_space_pages(), dtype=np.int64), True)
         done = 0
         while not p.iterations or done < p.iterations:

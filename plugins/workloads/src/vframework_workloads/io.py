@@ -25,7 +25,7 @@ class IOBound(Workload[IOParams]):
     params_model = IOParams
 
     def run(self) -> Generator[Operation, Any, None]:
-        p: IOParams = self.params  # type: ignore[assignment]
+        p: IOParams = self.params
         rng = self.context.rng
         cycles = self.context.cycles(p.compute)
         while True:

@@ -36,7 +36,7 @@ class Lmbench(Workload[LmbenchParams]):
     params_model = LmbenchParams
 
     def address_space_pages(self) -> int:
-        p: LmbenchParams = self.params  # type: ignore[assignment]
+        p: LmbenchParams = self.params
         if p.test == "page_fault":
             return p.iterations  # every iteration faults in a fresh page
         return p.fork_pages if p.test == "fork" else 0
@@ -51,7 +51,7 @@ class Lmbench(Workload[LmbenchParams]):
         return []
 
     def run(self) -> Generator[Operation, Any, None]:
-        p: LmbenchParams = self.params  # type: ignore[assignment]
+        p: LmbenchParams = self.params
         if p.test == "page_fault":
             for start in range(0, p.iterations, p.batch):
                 yield Touch(np.arange(start, min(start + p.batch, p.iterations), dtype=np.int64), True)

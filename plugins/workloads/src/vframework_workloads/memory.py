@@ -39,10 +39,10 @@ class MemoryWorkload(Workload[MemoryParams]):
         return []
 
     def address_space_pages(self) -> int:
-        return max(1, self.params.working_set // PAGE_SIZE)  # type: ignore[attr-defined]
+        return max(1, self.params.working_set // PAGE_SIZE)
 
     def run(self) -> Generator[Operation, Any, None]:
-        p: MemoryParams = self.params  # type: ignore[assignment]
+        p: MemoryParams = self.params
         rng = self.context.rng
         pages = self.address_space_pages()
         batch = min(p.batch, pages) if p.pattern == "sequential" else p.batch
