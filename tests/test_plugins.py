@@ -722,3 +722,16 @@ def test_a_hook_shared_by_two_plugin_objects_names_the_right_one() -> None:
     pm.register(Observer(False), "acme-late")
     with pytest.raises(PluginError, match="^plugin 'acme-loud' raised in hook simulation_started"):
         pm.call("simulation_started", simulation=None)
+
+
+def test_hook_implementation_with_unknown_argument(make_dist, cli) -> None:
+    """pluggy refuses an argument the hookspec does not have; the message names the plugin."""
+    make_dist("acme-wrong-args", '''\
+        from vframework import hookimpl
+
+        @hookimpl
+        def vm_created(simulation, machine):
+            pass
+        ''')
+    output = cli(["plugins"], code=2)
+    assert "acme-wrong-args" in output and "vm_created" in output and "machine" in output
