@@ -3,8 +3,9 @@ copy-on-write fork, process exit and swap to the guest's virtual disk.
 
 Everything per page is numpy: a process's page table is an int32 array VPN -> PPN with a
 uint8 flags array; the allocator keeps a stack of free PPNs, a reference count per PPN
-(how many page-table entries map it: above one after a fork) and a reverse map (which
-process and VPN map a private page) used to pick swap victims. Page contents are the
+(how many page-table entries map it: above one after a fork) and a reverse map (the
+VPN that maps a private page; a page shared since a fork sits at the same VPN in every
+sharer) used to pick swap victims. Page contents are the
 machine frames' content handles, so a swapped-out page carries its content to the swap
 area and back.
 """

@@ -1,4 +1,5 @@
-"""The MMU: TLBs, page-walk costs, shadow page tables, and the batch translation path.
+"""The MMU hardware: TLBs, page-walk references and shadow page tables. The batch translation
+that composes them for a VM is the monitor's (:mod:`vframework.hv.monitor`).
 
 Translation has two levels. The guest's page table maps VPN -> PPN; the VM's P2M maps
 PPN -> MPN. What the hardware walks on a TLB miss depends on the mode:
