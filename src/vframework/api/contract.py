@@ -27,8 +27,9 @@ from vframework.api.views import (
     WorkloadContext,
 )
 from vframework.guest.ops import Operation
+from vframework.machine.costs import CostModel
 from vframework.machine.cpu import Action, GuestCPU
-from vframework.machine.isa import Block
+from vframework.machine.isa import Architecture, Block
 
 __all__ = [
     "KINDS", "DISCONTINUITIES", "PAGING", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
@@ -201,12 +202,12 @@ class Mode(Component[P]):
         self.context = context
 
     @property
-    def costs(self) -> Any:
+    def costs(self) -> CostModel:
         """The host's cost model (shorthand for ``self.context.costs``)."""
         return self.context.costs
 
     @property
-    def arch(self) -> Any:
+    def arch(self) -> Architecture:
         """The VM's architecture (shorthand for ``self.context.arch``)."""
         return self.context.arch
 
