@@ -90,7 +90,7 @@ def vframework_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
 
 
 def simpy_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
-    import simpy
+    import simpy  # noqa: PLC0415  (optional: only the SimPy baseline needs it)
 
     env = simpy.Environment()
 
@@ -138,6 +138,7 @@ def generator_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
     """The floor for any generator-process engine: the same generators resumed by a bare heapq
     loop over the engine's own event shape (int keys ``time << 42 | seq``, a dict from key to
     generator), with no engine around it: no clock attribute, no process objects, no checks."""
+
     def proc(ds: list[int]) -> Generator[int, Any, None]:
         yield from ds
 
@@ -161,6 +162,7 @@ def generator_timeouts(delays: list[list[int]]) -> Callable[[], Any]:
             targets[new] = g
             replace(queue, new)
         assert next_seq() == len(delays) + sum(len(ds) for ds in delays) + 1
+
     return body
 
 
@@ -193,7 +195,7 @@ def vframework_cancel(delays: list[list[int]]) -> Callable[[], Any]:
 
 
 def simpy_cancel(delays: list[list[int]]) -> Callable[[], Any]:
-    import simpy
+    import simpy  # noqa: PLC0415  (optional: only the SimPy baseline needs it)
 
     env = simpy.Environment()
 
@@ -247,14 +249,27 @@ def heapq_cancel(delays: list[list[int]]) -> Callable[[], Any]:
 # -- the benchmark --------------------------------------------------------------------------------
 
 
-def _compare(benchmark: str, unit: str, work: int, setups: dict[str, Setup], repeat: int,
-             **extra: Any) -> list[dict[str, Any]]:
+def _compare(
+    benchmark: str, unit: str, work: int, setups: dict[str, Setup], repeat: int, **extra: Any
+) -> list[dict[str, Any]]:
     best = best_of_interleaved(setups, repeat)
     rate = {name: work / seconds for name, seconds in best.items()}
     return [
-        row(benchmark, "vframework", rate["vframework"], unit, rate[base], base, work=work, repeat=repeat,
-            seconds=best["vframework"], baseline_seconds=best[base], **extra)
-        for base in setups if base != "vframework"
+        row(
+            benchmark,
+            "vframework",
+            rate["vframework"],
+            unit,
+            rate[base],
+            base,
+            work=work,
+            repeat=repeat,
+            seconds=best["vframework"],
+            baseline_seconds=best[base],
+            **extra,
+        )
+        for base in setups
+        if base != "vframework"
     ]
 
 
@@ -265,7 +280,7 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     number of interleaved rounds whose best is kept (default 5).
     """
     try:
-        import simpy  # noqa: F401
+        import simpy  # noqa: F401, PLC0415
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeError("bench_engine needs SimPy: pip install simpy (or vframework[bench])") from exc
     size = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
@@ -274,23 +289,29 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     work = sum(len(ds) for ds in delays)
     shape = {"processes": len(delays)}
     rows = _compare(
-        "engine.timeouts", "events/s", work,
+        "engine.timeouts",
+        "events/s",
+        work,
         {
             "vframework": lambda: vframework_timeouts(delays),
             "simpy": lambda: simpy_timeouts(delays),
             "heapq": lambda: heapq_timeouts(delays),
             "heapq+generators": lambda: generator_timeouts(delays),
         },
-        repeat, **shape,
+        repeat,
+        **shape,
     )
     rows += _compare(
-        "engine.cancel", "steps/s", work,
+        "engine.cancel",
+        "steps/s",
+        work,
         {
             "vframework": lambda: vframework_cancel(delays),
             "simpy": lambda: simpy_cancel(delays),
             "heapq": lambda: heapq_cancel(delays),
         },
-        repeat, **shape,
+        repeat,
+        **shape,
     )
     return rows
 

@@ -24,6 +24,7 @@ lower is better here (``"better": "lower"``), so its ratio is goal / value: abov
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -45,6 +46,9 @@ from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy
 
 GUEST_BYTES = 1 << 30
+#: Runs smaller than this (the smoke test) use a small guest.
+FULL_SIZE = 1_000_000
+SMOKE_GUEST_BYTES = 16 << 20
 DEFAULT_SIZE = 10_000_000
 SMOKE_SIZE = 20_000
 BATCHES = (256, 65_536)
@@ -55,8 +59,13 @@ RSS_GOAL = 32.0
 def build(mode_cls: type, guest_bytes: int = GUEST_BYTES) -> tuple[Any, Any, Any, Any]:
     """A faulted-in guest: ``(guest OS, vCPU, process, VM)``."""
     pages = guest_bytes // PAGE_SIZE
-    hv = Hypervisor(Engine(seed=0), Machine(1, guest_bytes + 64 * PAGE_SIZE * 1024), FifoScheduler(None, 1),
-                    FixedPolicy(None), arch=mode_cls.architectures[0])
+    hv = Hypervisor(
+        Engine(seed=0),
+        Machine(1, guest_bytes + 64 * PAGE_SIZE * 1024),
+        FifoScheduler(None, 1),
+        FixedPolicy(None),
+        arch=mode_cls.architectures[0],
+    )
     vm = VM(0, "bench", 1, pages)
     hv.attach_mode(vm, mode_cls, mode_cls.params_model())
     vm.guest = GuestOS(vm, hv)
@@ -78,7 +87,7 @@ def _stream(size: int, pages: int) -> np.ndarray:
 
 def _measure(built: tuple[Any, Any, Any, Any], stream: np.ndarray, batch: int, repeat: int) -> dict[str, float]:
     guest, vcpu, proc, vm = built
-    chunks = [stream[i:i + batch] for i in range(0, stream.size, batch)]
+    chunks = [stream[i : i + batch] for i in range(0, stream.size, batch)]
     table, p2m = proc.page_table, vm.p2m
 
     def translate() -> None:
@@ -92,8 +101,9 @@ def _measure(built: tuple[Any, Any, Any, Any], stream: np.ndarray, batch: int, r
     def whole() -> None:
         p2m[table[stream]]
 
-    return best_of_interleaved({"translate": lambda: translate, "gather": lambda: gather,
-                                "whole": lambda: whole}, repeat)
+    return best_of_interleaved(
+        {"translate": lambda: translate, "gather": lambda: gather, "whole": lambda: whole}, repeat
+    )
 
 
 def run(quick: bool = False, size: int | None = None, repeat: int | None = None) -> list[dict[str, Any]]:
@@ -101,7 +111,7 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     repeat = repeat or 3
     plugins = PluginManager()
     installed = [m for m in MODES if m in plugins.components["mode"]]
-    guest_bytes = GUEST_BYTES if size >= 1_000_000 else 16 << 20  # the smoke test stays small
+    guest_bytes = GUEST_BYTES if size >= FULL_SIZE else SMOKE_GUEST_BYTES
     rows: list[dict[str, Any]] = []
     for mode in installed:
         built = build(plugins.get("mode", mode), guest_bytes)
@@ -110,17 +120,45 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
             best = _measure(built, stream, batch, repeat)
             value = size / best["translate"]
             extra = {"mode": mode, "batch": batch, "accesses": size, "guest_pages": built[3].memory_pages}
-            rows.append(row("mmu.translate", f"{mode}, batch {batch}", value, "accesses/s",
-                            size / best["gather"], "gather (same batches)", **extra))
-            rows.append(row("mmu.translate", f"{mode}, batch {batch}", value, "accesses/s",
-                            size / best["whole"], "gather (whole stream)", **extra))
+            rows.append(
+                row(
+                    "mmu.translate",
+                    f"{mode}, batch {batch}",
+                    value,
+                    "accesses/s",
+                    size / best["gather"],
+                    "gather (same batches)",
+                    **extra,
+                )
+            )
+            rows.append(
+                row(
+                    "mmu.translate",
+                    f"{mode}, batch {batch}",
+                    value,
+                    "accesses/s",
+                    size / best["whole"],
+                    "gather (whole stream)",
+                    **extra,
+                )
+            )
         del built
         gc.collect()
     for mode in ("bare-metal", "full"):
         if mode in installed:
             per_page = rss_per_page(mode, guest_bytes)
-            rows.append(row("mmu.rss", mode, per_page, "bytes/page", RSS_GOAL, "goal", lower_is_better=True,
-                            guest_pages=guest_bytes // PAGE_SIZE))
+            rows.append(
+                row(
+                    "mmu.rss",
+                    mode,
+                    per_page,
+                    "bytes/page",
+                    RSS_GOAL,
+                    "goal",
+                    lower_is_better=True,
+                    guest_pages=guest_bytes // PAGE_SIZE,
+                )
+            )
     return rows
 
 
@@ -132,10 +170,9 @@ def _rss_bytes() -> int:
 def _trim() -> None:
     """Give the C heap's free memory back to the OS (glibc), so RSS counts live data only:
     numpy's temporaries of the fault-in loop are freed, but their heap pages stay resident."""
-    try:
+    # Not glibc: the figure then includes the heap's free pages.
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: the figure then includes the heap's free pages
 
 
 def _child(mode: str, guest_bytes: int) -> None:
@@ -157,7 +194,8 @@ def rss_per_page(mode: str, guest_bytes: int) -> float:
     fresh interpreter (a process's RSS does not shrink when it frees memory, so a second guest
     built in the same process would reuse the first one's pages)."""
     code = f"import bench_mmu; bench_mmu._child({mode!r}, {guest_bytes})"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent),
-                                                        os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return int(out.stdout.split()[-1]) / (guest_bytes // PAGE_SIZE)

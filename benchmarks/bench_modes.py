@@ -34,13 +34,27 @@ from vframework.testing.doubles import FifoScheduler, FixedPolicy
 #: Rounds over the kernel's routines per measurement (quick: a tenth).
 DEFAULT_SIZE = 100
 SMOKE_SIZE = 1
-ROUTINES = ("syscall", "critical_section", "context_switch", "timer_handler", "device_handler",
-            "page_fault_handler", "disk_request", "fork", "exit")
+ROUTINES = (
+    "syscall",
+    "critical_section",
+    "context_switch",
+    "timer_handler",
+    "device_handler",
+    "page_fault_handler",
+    "disk_request",
+    "fork",
+    "exit",
+)
 
 
 def _guest(mode_cls: type) -> tuple[Any, Any, list[Any]]:
-    hv = Hypervisor(Engine(seed=0), Machine(1, 256 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None),
-                    arch=mode_cls.architectures[0])
+    hv = Hypervisor(
+        Engine(seed=0),
+        Machine(1, 256 * PAGE_SIZE),
+        FifoScheduler(None, 1),
+        FixedPolicy(None),
+        arch=mode_cls.architectures[0],
+    )
     vm = VM(0, "bench", 1, 32)
     hv.attach_mode(vm, mode_cls, mode_cls.params_model())
     vm.guest = GuestOS(vm, hv)
@@ -82,9 +96,18 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     classes = installed("mode", "bare-metal")
     names = list(classes)
     per_round = {name: sum(len(b) for b in _guest(cls)[2]) for name, cls in classes.items()}
-    best = best_of_interleaved({name: (lambda c=cls: instructions(c, rounds)) for name, cls in classes.items()},
-                               repeat)
+    best = best_of_interleaved({name: (lambda c=cls: instructions(c, rounds)) for name, cls in classes.items()}, repeat)
     base = rounds * per_round["bare-metal"] / best["bare-metal"]
-    return [row("modes.instructions", name, rounds * per_round[name] / best[name], "instructions/s", base,
-                "bare-metal", architecture=classes[name].architectures[0], instructions=rounds * per_round[name])
-            for name in names]
+    return [
+        row(
+            "modes.instructions",
+            name,
+            rounds * per_round[name] / best[name],
+            "instructions/s",
+            base,
+            "bare-metal",
+            architecture=classes[name].architectures[0],
+            instructions=rounds * per_round[name],
+        )
+        for name in names
+    ]

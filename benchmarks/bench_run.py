@@ -67,11 +67,25 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     best = best_of_interleaved({"run": full_run, "bare": lambda: vframework_timeouts(delays)}, repeat)
     events, sim_ns = outcome["events"], outcome["sim_ns"]
     assert sim_ns == duration, (sim_ns, duration)
-    common = {"scenario": scenario.name, "sim_seconds": sim_ns / 1e9, "events": events, "repeat": repeat,
-              "seconds": best["run"]}
+    common = {
+        "scenario": scenario.name,
+        "sim_seconds": sim_ns / 1e9,
+        "events": events,
+        "repeat": repeat,
+        "seconds": best["run"],
+    }
     return [
-        row("run.events", "default scenario", events / best["run"], "events/s", bare_events / best["bare"],
-            "bare engine", baseline_seconds=best["bare"], baseline_events=bare_events, **common),
+        row(
+            "run.events",
+            "default scenario",
+            events / best["run"],
+            "events/s",
+            bare_events / best["bare"],
+            "bare engine",
+            baseline_seconds=best["bare"],
+            baseline_events=bare_events,
+            **common,
+        ),
         row("run.speed", "default scenario", sim_ns / 1e9 / best["run"], "sim s/s", 1.0, "real time", **common),
     ]
 

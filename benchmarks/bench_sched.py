@@ -54,11 +54,15 @@ def _build(cls: type, seed: int = 7) -> tuple[Any, list[VCPU]]:
     return scheduler, vcpus
 
 
+#: One charge in five is a partial slice after which the vCPU blocks.
+BLOCK_PROBABILITY = 0.2
+
+
 def decisions(cls: type, size: int) -> Any:
     """Setup for one measurement: returns the timed body, which makes ``size`` decisions."""
     scheduler, vcpus = _build(cls)
     rng = np.random.default_rng(11)
-    blocks = (rng.random(size * 2) < 0.2).tolist()
+    blocks = (rng.random(size * 2) < BLOCK_PROBABILITY).tolist()
     fractions = rng.integers(1, 100, size * 2).tolist()
     tick_ns = scheduler.tick_ns
 
@@ -124,5 +128,17 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     names = list(classes)
     best = best_of_interleaved({name: (lambda c=cls: decisions(c, size)) for name, cls in classes.items()}, repeat)
     base = size / best["fair"]
-    return [row("sched.decisions", name, size / best[name], "decisions/s", base, "fair",
-                cpus=CPUS, vcpus=VCPUS, decisions=size) for name in names]
+    return [
+        row(
+            "sched.decisions",
+            name,
+            size / best[name],
+            "decisions/s",
+            base,
+            "fair",
+            cpus=CPUS,
+            vcpus=VCPUS,
+            decisions=size,
+        )
+        for name in names
+    ]

@@ -14,14 +14,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["REQUIRED_KEYS", "row", "timed", "best_of_interleaved", "installed"]
+from vframework.api.manager import PluginManager
+
+__all__ = ["REQUIRED_KEYS", "best_of_interleaved", "installed", "row", "timed"]
 
 #: The keys every row has.
 REQUIRED_KEYS = ("benchmark", "variant", "value", "unit", "baseline", "baseline_name", "ratio", "better")
 
 
-def row(benchmark: str, variant: str, value: float, unit: str, baseline: float, baseline_name: str,
-        lower_is_better: bool = False, **extra: Any) -> dict[str, Any]:
+def row(
+    benchmark: str,
+    variant: str,
+    value: float,
+    unit: str,
+    baseline: float,
+    baseline_name: str,
+    lower_is_better: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
     """One result: ``value`` and ``baseline`` in the same ``unit``. The ratio reads "times
     better than the baseline": ``value / baseline`` when higher is better (rates, the usual
     case), ``baseline / value`` when lower is better (memory per page); ``better`` says which."""
@@ -65,12 +75,9 @@ def best_of_interleaved(setups: dict[str, Callable[[], Callable[[], Any]]], repe
     return best
 
 
-
 def installed(kind: str, baseline: str) -> dict[str, type]:
     """Every installed component of ``kind`` by name (sorted), found as ``vframework`` finds
     them; the one named ``baseline`` must be among them."""
-    from vframework.api.manager import PluginManager
-
     plugins = PluginManager()
     names = sorted(plugins.components[kind])
     if baseline not in names:

@@ -21,13 +21,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from common import REQUIRED_KEYS  # noqa: E402
 
-__all__ = ["discover", "load", "environment", "main"]
+__all__ = ["discover", "environment", "load", "main"]
 
 
 def discover() -> list[str]:
@@ -70,14 +73,14 @@ def _format_value(value: float) -> str:
 
 
 def _print_table(rows: list[dict[str, Any]], env: dict[str, Any], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, caption=(
-        f"python {env['python']}, numpy {env['packages']['numpy']}, simpy {env['packages']['simpy']}, "
-        f"{env['cpus']} CPUs; ratio = times better than the baseline (value / baseline; "
-        f"baseline / value where lower is better)"
-    ))
+    table = Table(
+        title=title,
+        caption=(
+            f"python {env['python']}, numpy {env['packages']['numpy']}, simpy {env['packages']['simpy']}, "
+            f"{env['cpus']} CPUs; ratio = times better than the baseline (value / baseline; "
+            f"baseline / value where lower is better)"
+        ),
+    )
     table.add_column("benchmark")
     table.add_column("variant")
     table.add_column("value", justify="right")
@@ -86,8 +89,15 @@ def _print_table(rows: list[dict[str, Any]], env: dict[str, Any], title: str) ->
     table.add_column("baseline value", justify="right")
     table.add_column("ratio", justify="right", style="bold")
     for r in rows:
-        table.add_row(r["benchmark"], r["variant"], _format_value(r["value"]), r["unit"], r["baseline_name"],
-                      _format_value(r["baseline"]), f"{r['ratio']:.3g}x")
+        table.add_row(
+            r["benchmark"],
+            r["variant"],
+            _format_value(r["value"]),
+            r["unit"],
+            r["baseline_name"],
+            _format_value(r["baseline"]),
+            f"{r['ratio']:.3g}x",
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 110))  # a pipe or a CI log: do not truncate
@@ -100,13 +110,24 @@ def main(argv: list[str] | None = None) -> int:
         prog="benchmarks/run.py",
         description="Run vframework's benchmarks; each prints a ratio against a baseline measured in the same run.",
     )
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all of {', '.join(available)})")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(available)})"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (the whole run in well under 30 s)")
-    parser.add_argument("--repeat", type=int, default=None, metavar="N",
-                        help="rounds per measurement, the best kept (default: 5 for engine, 3 for run)")
-    parser.add_argument("--output", type=Path, default=HERE / "results.json", metavar="FILE",
-                        help="where to write the rows (default: benchmarks/results.json)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rounds per measurement, the best kept (default: 5 for engine, 3 for run)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=HERE / "results.json",
+        metavar="FILE",
+        help="where to write the rows (default: benchmarks/results.json)",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in available]
     if unknown:
@@ -130,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(produced)
 
     _print_table(rows, env, "vframework benchmarks" + (" (--quick)" if args.quick else ""))
-    document = {"environment": env, "quick": args.quick, "benchmarks": names,
-                "wall_seconds": {n: round(s, 2) for n, s in timings.items()}, "rows": rows}
+    document = {
+        "environment": env,
+        "quick": args.quick,
+        "benchmarks": names,
+        "wall_seconds": {n: round(s, 2) for n, s in timings.items()},
+        "rows": rows,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_name(args.output.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

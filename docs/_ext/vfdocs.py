@@ -13,6 +13,11 @@ from typing import Any
 from docutils import nodes
 from docutils.parsers.rst import Directive
 
+from vframework.api.manager import PluginManager
+from vframework.hv.metrics import HOST_METRICS, VM_METRICS
+from vframework.machine.costs import CostModel
+from vframework.run.scenario import HostConfig, ScenarioConfig, VMConfig
+
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> nodes.table:
     table = nodes.table()
@@ -32,7 +37,7 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> nodes.table:
                 entry = nodes.entry()
                 entry += nodes.paragraph(text=str(cell))
                 row += entry
-            target += row
+            target.append(row)
     return table
 
 
@@ -45,16 +50,12 @@ def _fields(model: Any) -> list[list[str]]:
         if default is dataclasses.MISSING or repr(default) == "PydanticUndefined":
             default = "(required)"
         ann = getattr(info.annotation, "__name__", str(info.annotation)).replace("typing.", "")
-        rows.append([name, ann, repr(default) if not isinstance(default, str) else default,
-                     info.description or ""])
+        rows.append([name, ann, repr(default) if not isinstance(default, str) else default, info.description or ""])
     return rows
 
 
 class ScenarioReference(Directive):
     def run(self) -> list[nodes.Node]:
-        from vframework.api.manager import PluginManager
-        from vframework.run.scenario import HostConfig, ScenarioConfig, VMConfig
-
         header = ["key", "type", "default", "description"]
         out: list[nodes.Node] = [
             _table("top level", header, [r for r in _fields(ScenarioConfig) if r[0] not in ("host", "vm")]),
@@ -66,7 +67,7 @@ class ScenarioReference(Directive):
             for name, cls in sorted(components.items()):
                 if cls.params_model is not None and cls.params_model.model_fields:
                     out.append(_table(f"{kind} {name!r}: parameters", header, _fields(cls.params_model)))
-                vm_params = getattr(cls, "VMParams", None)
+                vm_params = getattr(cls, "vm_params_model", None)
                 if vm_params is not None and vm_params.model_fields:
                     out.append(_table(f"{kind} {name!r}: per-VM keys in [[vm]]", header, _fields(vm_params)))
         return out
@@ -74,8 +75,6 @@ class ScenarioReference(Directive):
 
 class CostReference(Directive):
     def run(self) -> list[nodes.Node]:
-        from vframework.machine.costs import CostModel
-
         rows = []
         for f in dataclasses.fields(CostModel):
             rows.append([f.name, repr(f.default), f.metadata.get("doc", f.metadata.get("description", ""))])
@@ -84,8 +83,6 @@ class CostReference(Directive):
 
 class MetricsReference(Directive):
     def run(self) -> list[nodes.Node]:
-        from vframework.hv.metrics import HOST_METRICS, VM_METRICS
-
         header = ["name", "unit", "kind", "description"]
         return [
             _table(title, header, [[m.name, m.unit, m.kind, m.description] for m in metrics.values()])

@@ -19,9 +19,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vframework.api.contract import KINDS
-from vframework.api.manager import PluginError, PluginManager
+from vframework.api.manager import EXPERIMENT, PluginError, PluginManager
 from vframework.guest.os import GuestOutOfMemory
 from vframework.hv.hypervisor import HostOutOfMemory, NoProgress
+from vframework.run.experiment import write_experiment
 from vframework.run.results import ResultsError, default_results_dir, write_results
 from vframework.run.scenario import Scenario, ScenarioError, load_default_scenario, load_scenario
 from vframework.run.simulation import TIMESERIES_METRICS, Simulation
@@ -68,19 +69,32 @@ def main() -> None:
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)")
 @click.option("--seed", type=click.IntRange(min=0), help="override the scenario's seed")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override a scenario key, e.g. host.cpus=4 or vm[0].memory=2GiB (repeatable)")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a scenario key, e.g. host.cpus=4 or vm[0].memory=2GiB (repeatable)",
+)
 @click.option("--no-plot", is_flag=True, help="skip the PNG plot")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or table")
-def run(scenario: str | None, out: Path | None, seed: int | None, overrides: tuple[str, ...],
-        no_plot: bool, quiet: bool) -> None:
+def run(
+    scenario: str | None, out: Path | None, seed: int | None, overrides: tuple[str, ...], no_plot: bool, quiet: bool
+) -> None:
     """Run SCENARIO (a TOML file; the embedded default scenario when omitted)."""
     plugins = _plugins()
     spec = _load(scenario, plugins, list(overrides))
     try:
         sim = Simulation(spec, plugins, seed)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeRemainingColumn(), console=_err, disable=quiet, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+            console=_err,
+            disable=quiet,
+            transient=True,
+        ) as bar:
             task = bar.add_task(f"{spec.name} (seed {sim.seed})", total=spec.config.duration)
             summary = sim.run(progress=lambda t, total: bar.update(task, completed=t))
     except PluginError as exc:
@@ -89,8 +103,7 @@ def run(scenario: str | None, out: Path | None, seed: int | None, overrides: tup
         _fail(f"{exc}; the run was stopped and no results were written", 1)
     target = out or default_results_dir(spec.name, sim.seed)
     try:
-        path = write_results(target, summary, ("time_ns", "vm", *TIMESERIES_METRICS), sim.timeseries,
-                             plot=not no_plot)
+        path = write_results(target, summary, ("time_ns", "vm", *TIMESERIES_METRICS), sim.timeseries, plot=not no_plot)
     except (ResultsError, OSError) as exc:
         _fail(f"cannot write results: {exc}", 1)
     if not quiet:
@@ -107,9 +120,14 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     comps = summary["components"]["vms"]
     for name, c in summary["vms"].items():
         table.add_row(
-            name, comps[name]["mode"], comps[name]["workload"],
-            f"{c['cpu_run_ns'] / 1e9:.3f}", f"{c['cpu_ready_ns'] / 1e9:.3f}",
-            f"{c['mem_consumed'] * 4096 / 2**20:.1f}", str(c["guest_page_faults"]), str(c["hidden_page_faults"]),
+            name,
+            comps[name]["mode"],
+            comps[name]["workload"],
+            f"{c['cpu_run_ns'] / 1e9:.3f}",
+            f"{c['cpu_ready_ns'] / 1e9:.3f}",
+            f"{c['mem_consumed'] * 4096 / 2**20:.1f}",
+            str(c["guest_page_faults"]),
+            str(c["hidden_page_faults"]),
         )
     return table
 
@@ -118,14 +136,14 @@ def _summary_table(summary: dict[str, Any]) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins(as_json: bool) -> None:
     """List installed plugin distributions and the components and experiments they register."""
-    from vframework.api.manager import EXPERIMENT
-
     listed = (*KINDS, EXPERIMENT)
     pm = _plugins()
     infos = sorted(pm.plugins.values(), key=lambda p: p.name)
     if as_json:
-        data = [{"name": p.name, "version": p.version,
-                 "components": {k: sorted(p.components.get(k, [])) for k in listed}} for p in infos]
+        data = [
+            {"name": p.name, "version": p.version, "components": {k: sorted(p.components.get(k, [])) for k in listed}}
+            for p in infos
+        ]
         click.echo(json.dumps(data, indent=2))
         return
     table = Table(title="vframework plugins")
@@ -154,13 +172,23 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("components", nargs=-1)
-@click.option("--profile", default="default", show_default=True,
-              type=click.Choice(["default", "thorough", "ci"]), help="Hypothesis profile (examples per property)")
-@click.option("--arch", type=click.Choice(["x86", "classic", "x86-vt"]), default=None,
-              help="architecture for mode properties (default: each mode's first declared architecture)")
+@click.option(
+    "--profile",
+    default="default",
+    show_default=True,
+    type=click.Choice(["default", "thorough", "ci"]),
+    help="Hypothesis profile (examples per property)",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["x86", "classic", "x86-vt"]),
+    default=None,
+    help="architecture for mode properties (default: each mode's first declared architecture)",
+)
 def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     """Run the conformance kit against installed components (all when none is named)."""
-    from vframework.testing.kit import run_checks, select_targets
+    # Hypothesis is only imported by the one command that needs it.
+    from vframework.testing.kit import run_checks, select_targets  # noqa: PLC0415
 
     pm = _plugins()
     try:
@@ -174,13 +202,19 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     for col in ("component", "kind", "property", "examples", "result"):
         table.add_column(col, justify="right" if col == "examples" else "left")
     for o in outcomes:
-        table.add_row(escape(o.component), o.kind, escape(o.prop), str(o.examples),
-                      "[green]pass[/]" if o.passed else "[bold red]FAIL[/]")
+        table.add_row(
+            escape(o.component),
+            o.kind,
+            escape(o.prop),
+            str(o.examples),
+            "[green]pass[/]" if o.passed else "[bold red]FAIL[/]",
+        )
     _out.print(table)
     failed = [o for o in outcomes if not o.passed]
     for o in failed:
-        _out.print(f"\n[bold red]{escape(o.component)} / {escape(o.prop)} failed[/]; minimal failing example:",
-                   markup=True)
+        _out.print(
+            f"\n[bold red]{escape(o.component)} / {escape(o.prop)} failed[/]; minimal failing example:", markup=True
+        )
         _out.print(o.report, markup=False, highlight=False)
     if failed:
         sys.exit(1)
@@ -192,9 +226,6 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
 @click.option("--quick", is_flag=True, help="shorter simulated runs (for a first look)")
 def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
     """List the installed experiments, or run NAME and write its tables (CSV, JSON) and plots (PNG)."""
-    from vframework.api.manager import EXPERIMENT
-    from vframework.run.experiment import write_experiment
-
     pm = _plugins()
     if name is None:
         table = Table(title="experiments")
@@ -219,8 +250,11 @@ def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
     except (PluginError, HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
         _fail(f"{exc}; no results were written", 1)
     except Exception as exc:  # a bug in the experiment: one message naming its distribution
-        _fail(f"experiment {name!r} of plugin {pm.provider(EXPERIMENT, name)!r} raised "
-              f"{type(exc).__name__}: {exc}; no results were written", 1)
+        _fail(
+            f"experiment {name!r} of plugin {pm.provider(EXPERIMENT, name)!r} raised "
+            f"{type(exc).__name__}: {exc}; no results were written",
+            1,
+        )
     base = Path("vframework-results")
     target = out or default_results_dir(f"experiment-{name}", 0, base)
     try:

@@ -18,8 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "VframeworkError", "Problem", "ScenarioError", "PluginError", "ResultsError", "SimulationError", "NoProgress",
-    "OutOfMemory", "HostOutOfMemory", "GuestOutOfMemory",
+    "GuestOutOfMemory",
+    "HostOutOfMemory",
+    "NoProgress",
+    "OutOfMemory",
+    "PluginError",
+    "Problem",
+    "ResultsError",
+    "ScenarioError",
+    "SimulationError",
+    "VframeworkError",
 ]
 
 

@@ -27,7 +27,7 @@ from vframework.api.contract import (
     Scheduler,
     Workload,
 )
-from vframework.api.experiments import Experiment, ExperimentResult, experiment
+from vframework.api.experiments import Experiment, ExperimentResult, experiment, pyplot
 from vframework.api.manager import hookimpl
 from vframework.api.params import Duration, Params, Size
 from vframework.api.views import (
@@ -44,9 +44,45 @@ from vframework.machine.isa import ORDINARY, Architecture, Block, Op
 from vframework.sim.units import PAGE_SIZE, format_size
 
 __all__ = [
-    "KINDS", "DISCONTINUITIES", "PAGING", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
-    "Device", "Workload", "Params", "Size", "Duration", "VCPUView", "VMView", "ModeContext", "MemoryContext",
-    "DeviceContext", "WorkloadContext", "Action", "Op", "ORDINARY", "Architecture", "Block", "GuestCPU",
-    "Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "KernelCall", "ForkWait", "PAGE_SIZE",
-    "format_size", "hookimpl", "Experiment", "ExperimentResult", "experiment",
+    "DISCONTINUITIES",
+    "IO",
+    "KINDS",
+    "ORDINARY",
+    "PAGE_SIZE",
+    "PAGING",
+    "Action",
+    "Architecture",
+    "Block",
+    "Component",
+    "Compute",
+    "Device",
+    "DeviceContext",
+    "Duration",
+    "Experiment",
+    "ExperimentResult",
+    "Fault",
+    "ForkWait",
+    "GuestCPU",
+    "KernelCall",
+    "MemoryContext",
+    "MemoryPolicy",
+    "MemoryService",
+    "Mode",
+    "ModeContext",
+    "Op",
+    "Operation",
+    "Params",
+    "Scheduler",
+    "Size",
+    "Sleep",
+    "Syscall",
+    "Touch",
+    "VCPUView",
+    "VMView",
+    "Workload",
+    "WorkloadContext",
+    "experiment",
+    "format_size",
+    "hookimpl",
+    "pyplot",
 ]

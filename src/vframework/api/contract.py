@@ -32,8 +32,16 @@ from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import Architecture, Block
 
 __all__ = [
-    "KINDS", "DISCONTINUITIES", "PAGING", "Component", "Scheduler", "MemoryPolicy", "MemoryService", "Mode",
-    "Device", "Workload",
+    "DISCONTINUITIES",
+    "KINDS",
+    "PAGING",
+    "Component",
+    "Device",
+    "MemoryPolicy",
+    "MemoryService",
+    "Mode",
+    "Scheduler",
+    "Workload",
 ]
 
 #: The plugin kinds, in the order they are listed everywhere.

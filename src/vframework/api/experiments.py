@@ -33,7 +33,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vframework.api.manager import PluginManager
 
-__all__ = ["Experiment", "ExperimentResult", "experiment"]
+__all__ = ["Experiment", "ExperimentResult", "experiment", "pyplot"]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, imported on first use.
+
+    matplotlib takes about half a second to import; plugins are loaded by every command, so
+    plotting code calls this where it draws rather than importing matplotlib at the top.
+    """
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
 
 
 @dataclass
@@ -69,8 +83,9 @@ class Experiment:
     run: Callable[[PluginManager, bool], ExperimentResult]
 
 
-def experiment(name: str, description: str) -> Callable[[Callable[[PluginManager, bool], ExperimentResult]],
-                                                        Experiment]:
+def experiment(
+    name: str, description: str
+) -> Callable[[Callable[[PluginManager, bool], ExperimentResult]], Experiment]:
     """Decorator: turn ``fn(plugins, quick) -> ExperimentResult`` into an :class:`Experiment`."""
 
     def make(fn: Callable[[PluginManager, bool], ExperimentResult]) -> Experiment:

@@ -29,9 +29,19 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("vframework")
 
 __all__ = [
-    "hookspec", "register_schedulers", "register_memory_policies", "register_memory_services",
-    "register_modes", "register_devices", "register_workloads", "register_experiments", "simulation_configured",
-    "simulation_started", "simulation_finished", "vm_created", "vm_destroyed",
+    "hookspec",
+    "register_devices",
+    "register_experiments",
+    "register_memory_policies",
+    "register_memory_services",
+    "register_modes",
+    "register_schedulers",
+    "register_workloads",
+    "simulation_configured",
+    "simulation_finished",
+    "simulation_started",
+    "vm_created",
+    "vm_destroyed",
 ]
 
 

@@ -32,7 +32,7 @@ from vframework.api import hookspecs
 from vframework.api.contract import KINDS, Component
 from vframework.api.experiments import Experiment
 
-__all__ = ["PluginManager", "PluginError", "PluginInfo", "hookimpl", "REGISTER_HOOKS", "EXPERIMENT", "LISTED"]
+__all__ = ["EXPERIMENT", "LISTED", "REGISTER_HOOKS", "PluginError", "PluginInfo", "PluginManager", "hookimpl"]
 
 hookimpl = pluggy.HookimplMarker("vframework")
 
@@ -158,9 +158,7 @@ class PluginManager:
         try:
             return list(self.pm.subset_hook_caller(hook_name, remove_plugins=others)())
         except Exception as exc:
-            raise PluginError(
-                f"plugin {dist_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise PluginError(f"plugin {dist_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}") from exc
 
     def _check_hook_names(self, plugin: Any, dist_name: str) -> None:
         """A hookimpl whose name matches no hookspec (a typo) is an error, not silently ignored."""
@@ -168,8 +166,13 @@ class PluginManager:
             if impl.spec is None:
                 impls = [i for i in impl.get_hookimpls() if i.plugin is plugin and not i.optionalhook]
                 if impls:
-                    known = ", ".join(sorted(n for n in dir(self.pm.hook) if not n.startswith("_")
-                                             and getattr(self.pm.hook, n).spec is not None))
+                    known = ", ".join(
+                        sorted(
+                            n
+                            for n in dir(self.pm.hook)
+                            if not n.startswith("_") and getattr(self.pm.hook, n).spec is not None
+                        )
+                    )
                     raise PluginError(
                         f"plugin {dist_name!r} implements hook {impl.name!r}, which vframework does not "
                         f"define (a typo?); known hooks: {known}"
@@ -198,8 +201,7 @@ class PluginManager:
     def _index_experiment(self, exp: Any, dist_name: str) -> str:
         if not isinstance(exp, Experiment):
             raise PluginError(
-                f"plugin {dist_name!r}: register_experiments() returned {exp!r}, "
-                f"which is not a vframework.Experiment"
+                f"plugin {dist_name!r}: register_experiments() returned {exp!r}, which is not a vframework.Experiment"
             )
         if not isinstance(exp.name, str) or not exp.name:
             raise PluginError(f"plugin {dist_name!r}: register_experiments() returned an experiment with no `name`")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from vframework.sim.units import parse_duration, parse_size
 
-__all__ = ["Params", "Size", "Duration", "positive"]
+__all__ = ["Duration", "Params", "Size", "positive"]
 
 
 class Params(BaseModel):

@@ -18,8 +18,14 @@ from vframework.machine.isa import Architecture
 from vframework.sim.engine import Engine
 
 __all__ = [
-    "VMView", "VCPUView", "ModeContext", "MemoryContext", "DeviceContext", "WorkloadContext", "ScenarioView",
+    "DeviceContext",
+    "MemoryContext",
+    "ModeContext",
+    "ScenarioView",
     "SimulationView",
+    "VCPUView",
+    "VMView",
+    "WorkloadContext",
 ]
 
 
@@ -132,7 +138,11 @@ class WorkloadContext:
     """What a workload may know about where it runs."""
 
     def __init__(
-        self, vm_name: str, vcpu: int, memory_pages: int, rng: np.random.Generator,
+        self,
+        vm_name: str,
+        vcpu: int,
+        memory_pages: int,
+        rng: np.random.Generator,
         clock_hz: int = 3_000_000_000,
     ) -> None:
         self.vm_name = vm_name

@@ -19,8 +19,18 @@ from dataclasses import dataclass
 from vframework.machine.cpu import EOI_PORT
 from vframework.machine.isa import Block, Instruction, Op
 
-__all__ = ["GuestKernel", "paravirtualize", "port_share", "HC", "HYPERCALL_NAMES", "pack", "unpack",
-           "DISK_PORTS", "JIFFIES", "SHARED_INFO"]
+__all__ = [
+    "DISK_PORTS",
+    "HC",
+    "HYPERCALL_NAMES",
+    "JIFFIES",
+    "SHARED_INFO",
+    "GuestKernel",
+    "pack",
+    "paravirtualize",
+    "port_share",
+    "unpack",
+]
 
 #: Disk controller registers: command, status, data.
 DISK_PORTS = (0x1F7, 0x1F6, 0x1F0)
@@ -72,16 +82,17 @@ def _work(n: int, seed: int) -> list[Instruction]:
     for i in range(n):
         k = (seed * 31 + i * 7) % 5
         r = 1 + (i % 5)
-        if k == 0:
-            code.append((Op.MOVI, r, (seed + i) & 0xFF))
-        elif k == 1:
-            code.append((Op.ADD, r, 1 + ((i + 1) % 5)))
-        elif k == 2:
-            code.append((Op.LOAD, r, 0x800 + seed * 64 + (i % 32)))
-        elif k == 3:
-            code.append((Op.STORE, 0x800 + seed * 64 + (i % 32), r))
-        else:
-            code.append((Op.XOR, r, 1 + ((i + 2) % 5)))
+        match k:
+            case 0:
+                code.append((Op.MOVI, r, (seed + i) & 0xFF))
+            case 1:
+                code.append((Op.ADD, r, 1 + ((i + 1) % 5)))
+            case 2:
+                code.append((Op.LOAD, r, 0x800 + seed * 64 + (i % 32)))
+            case 3:
+                code.append((Op.STORE, 0x800 + seed * 64 + (i % 32), r))
+            case _:
+                code.append((Op.XOR, r, 1 + ((i + 2) % 5)))
     return code
 
 
@@ -123,31 +134,63 @@ class GuestKernel:
     @classmethod
     def _assemble(cls) -> GuestKernel:
         return cls(
-            boot=Block("boot", (
-                (Op.MOVI, 1, 0x1000), (Op.LGDT, 1, 0), (Op.MOVI, 1, 0x2000), (Op.LIDT, 1, 0),
-                *_work(20, 1), (Op.STI, 0, 0),
-            )),
+            boot=Block(
+                "boot",
+                (
+                    (Op.MOVI, 1, 0x1000),
+                    (Op.LGDT, 1, 0),
+                    (Op.MOVI, 1, 0x2000),
+                    (Op.LIDT, 1, 0),
+                    *_work(20, 1),
+                    (Op.STI, 0, 0),
+                ),
+            ),
             syscall=Block("syscall", (*_work(100, 2), *_irq_save(_work(12, 3)), *_work(40, 4))),
             critical_section=Block("critical_section", tuple(_irq_save(_work(6, 5)))),
-            context_switch=Block("context_switch", (
-                *_work(1200, 6), (Op.PUSHF, 7, 0), (Op.CLI, 0, 0), (Op.MOVI, 6, 0x3000), (Op.MOV_TO_CR3, 6, 0),
-                *_work(1200, 7), (Op.POPF, 7, 0),
-            )),
-            timer_handler=Block("timer_handler", (
-                (Op.LOAD, 1, JIFFIES), (Op.MOVI, 2, 1), (Op.ADD, 1, 2), (Op.STORE, JIFFIES, 1), *_work(200, 8),
-                (Op.OUT, EOI_PORT, 2),
-            )),
-            device_handler=Block("device_handler", (
-                (Op.IN, 1, DISK_PORTS[1]), *_work(300, 9), (Op.OUT, EOI_PORT, 1),
-            )),
+            context_switch=Block(
+                "context_switch",
+                (
+                    *_work(1200, 6),
+                    (Op.PUSHF, 7, 0),
+                    (Op.CLI, 0, 0),
+                    (Op.MOVI, 6, 0x3000),
+                    (Op.MOV_TO_CR3, 6, 0),
+                    *_work(1200, 7),
+                    (Op.POPF, 7, 0),
+                ),
+            ),
+            timer_handler=Block(
+                "timer_handler",
+                (
+                    (Op.LOAD, 1, JIFFIES),
+                    (Op.MOVI, 2, 1),
+                    (Op.ADD, 1, 2),
+                    (Op.STORE, JIFFIES, 1),
+                    *_work(200, 8),
+                    (Op.OUT, EOI_PORT, 2),
+                ),
+            ),
+            device_handler=Block(
+                "device_handler",
+                (
+                    (Op.IN, 1, DISK_PORTS[1]),
+                    *_work(300, 9),
+                    (Op.OUT, EOI_PORT, 1),
+                ),
+            ),
             exception_handler=Block("exception_handler", tuple(_work(200, 10))),
             page_fault_handler=Block("page_fault_handler", (*_work(400, 11), (Op.INVLPG, 1, 0))),
-            disk_request=Block("disk_request", (
-                *_work(1000, 12), *_irq_save([(Op.MOVI, 3, 0x20), (Op.OUT, DISK_PORTS[0], 3),
-                                             (Op.IN, 4, DISK_PORTS[1])]), *_work(500, 13),
-            )),
-            device_register=Block("device_register", ((Op.MOVI, 3, 0x1), (Op.OUT, DISK_PORTS[2], 3),
-                                                      (Op.IN, 4, DISK_PORTS[1]))),
+            disk_request=Block(
+                "disk_request",
+                (
+                    *_work(1000, 12),
+                    *_irq_save([(Op.MOVI, 3, 0x20), (Op.OUT, DISK_PORTS[0], 3), (Op.IN, 4, DISK_PORTS[1])]),
+                    *_work(500, 13),
+                ),
+            ),
+            device_register=Block(
+                "device_register", ((Op.MOVI, 3, 0x1), (Op.OUT, DISK_PORTS[2], 3), (Op.IN, 4, DISK_PORTS[1]))
+            ),
             fork=Block("fork", (*_work(4000, 14), *_irq_save(_work(20, 15)))),
             exit=Block("exit", (*_work(2000, 16), *_irq_save(_work(20, 17)))),
             idle=Block("idle", ((Op.STI, 0, 0), (Op.HLT, 0, 0))),
@@ -171,8 +214,7 @@ def _build(cls: type[GuestKernel]) -> GuestKernel:
 
 @functools.cache
 def _ported(kernel: GuestKernel) -> GuestKernel:
-    return GuestKernel(**{name: paravirtualize(block) for name, block in kernel.routines().items()},
-                       paravirtual=True)
+    return GuestKernel(**{name: paravirtualize(block) for name, block in kernel.routines().items()}, paravirtual=True)
 
 
 #: How the port rewrites each sensitive instruction: (hypercall number, argument builder).
@@ -224,6 +266,5 @@ def port_share(kernel: GuestKernel) -> tuple[int, int]:
     for name, block in kernel.routines().items():
         other = ported.routines()[name]
         total += len(block)
-        changed += sum(1 for x, y in zip(block.code, other.code) if x != y)
+        changed += sum(1 for x, y in zip(block.code, other.code, strict=True) if x != y)
     return changed, total
-

@@ -21,8 +21,19 @@ from vframework.errors import GuestOutOfMemory
 from vframework.guest.ops import Operation
 from vframework.machine.freestack import FreeStack
 
-__all__ = ["GuestProcess", "GuestMemory", "GuestOutOfMemory", "PTE_PRESENT", "PTE_WRITABLE", "PTE_USER",
-           "PTE_ACCESSED", "PTE_DIRTY", "PTE_COW", "PTE_SWAPPED", "write_content"]
+__all__ = [
+    "PTE_ACCESSED",
+    "PTE_COW",
+    "PTE_DIRTY",
+    "PTE_PRESENT",
+    "PTE_SWAPPED",
+    "PTE_USER",
+    "PTE_WRITABLE",
+    "GuestMemory",
+    "GuestOutOfMemory",
+    "GuestProcess",
+    "write_content",
+]
 
 PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY, PTE_COW, PTE_SWAPPED = 1, 2, 4, 8, 16, 32, 64
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
@@ -40,7 +51,7 @@ def write_content(content: np.ndarray, mpns: np.ndarray, vpns: np.ndarray, stamp
 class GuestProcess:
     """A guest process: its page table and the workload generator that drives it."""
 
-    __slots__ = ("pid", "page_table", "pte_flags", "swap_slot", "ops", "writes")
+    __slots__ = ("ops", "page_table", "pid", "pte_flags", "swap_slot", "writes")
 
     def __init__(self, pid: int, pages: int, ops: Generator[Operation, Any, None] | None) -> None:
         self.pid = pid

@@ -12,12 +12,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Operation", "Compute", "Touch", "IO", "Sleep", "Syscall", "Fault", "FAULT_VECTORS", "KernelCall",
-           "KERNEL_ROUTINES", "ForkWait"]
+__all__ = [
+    "FAULT_VECTORS",
+    "IO",
+    "KERNEL_ROUTINES",
+    "Compute",
+    "Fault",
+    "ForkWait",
+    "KernelCall",
+    "Operation",
+    "Sleep",
+    "Syscall",
+    "Touch",
+]
 
 #: Routines a workload may ask the guest kernel to run with :class:`KernelCall`.
-KERNEL_ROUTINES = ("syscall", "critical_section", "context_switch", "timer_interrupt", "device_register",
-                   "page_fault_handler", "exception_handler")
+KERNEL_ROUTINES = (
+    "syscall",
+    "critical_section",
+    "context_switch",
+    "timer_interrupt",
+    "device_register",
+    "page_fault_handler",
+    "exception_handler",
+)
 
 #: Exceptions a guest program can raise with :class:`Fault`.
 FAULT_VECTORS = ("divide_error", "invalid_opcode", "general_protection", "breakpoint")

@@ -32,7 +32,7 @@ from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Opera
 from vframework.guest.platform import GuestVCPU, GuestVM, Platform
 from vframework.machine.isa import IF_FLAG
 
-__all__ = ["GuestOS", "GuestProcess", "GuestOutOfMemory", "Then"]
+__all__ = ["GuestOS", "GuestOutOfMemory", "GuestProcess", "Then"]
 
 
 class Then(IntEnum):
@@ -103,7 +103,8 @@ class GuestOS:
         does afterwards (blocking sets ``vcpu.wait_ns``).
         """
         proc = vcpu.process
-        assert proc is not None and proc.ops is not None
+        assert proc is not None
+        assert proc.ops is not None
         try:
             op = next(proc.ops)
         except StopIteration:

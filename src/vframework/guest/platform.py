@@ -17,7 +17,7 @@ from vframework.machine.hardware import Machine
 from vframework.machine.isa import Block
 from vframework.machine.mmu import TLB
 
-__all__ = ["GuestVM", "GuestVCPU", "GuestMonitor", "Platform"]
+__all__ = ["GuestMonitor", "GuestVCPU", "GuestVM", "Platform"]
 
 
 class GuestVCPU(Protocol):

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from vframework.hv.vm import VM
     from vframework.machine.costs import CostModel
 
-__all__ = ["HostMemory", "DeviceHost"]
+__all__ = ["DeviceHost", "HostMemory"]
 
 
 class HostMemory:

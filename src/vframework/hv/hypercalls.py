@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vframework.hv.vm import VM
     from vframework.machine.cpu import GuestCPU
 
-__all__ = ["hypercall", "ENOSYS", "EINVAL", "EPERM", "EBUSY", "ENOMEM", "DEVICE_PORTS", "PT_ENTRIES"]
+__all__ = ["DEVICE_PORTS", "EBUSY", "EINVAL", "ENOMEM", "ENOSYS", "EPERM", "PT_ENTRIES", "hypercall"]
 
 ENOSYS, EINVAL, EPERM, EBUSY, ENOMEM = -38, -22, -1, -16, -12
 #: Ports a guest may reach through device_operation: its disk and its interrupt controller.
@@ -36,6 +36,9 @@ DEVICE_PORTS = frozenset({*DISK_PORTS, 0x20})
 PT_ENTRIES = 512
 #: Updates one update_page_table call may carry.
 MAX_BATCH = 64
+
+#: READ_VIRTUAL reads one of: flags, cr3, gdtr, idtr, msw.
+_VIRTUAL_REGISTERS = 5
 
 
 def _reg(r: int) -> bool:
@@ -61,7 +64,7 @@ def hypercall(hv: Hypervisor, vm: VM, ctx: GuestCPU, number: int, arg: int) -> t
         return 0, call if unmasked_with_work else costs.memory_access, unmasked_with_work
     if number == HC.READ_VIRTUAL:
         which, r = unpack(arg, 2)
-        if which > 4 or not _reg(r):
+        if which >= _VIRTUAL_REGISTERS or not _reg(r):
             return EINVAL, call, True
         ctx.regs[r] = (ctx.flags, ctx.cr3, ctx.gdtr, ctx.idtr, ctx.msw & 0xFFFF)[which]
         return 0, costs.memory_access, False
@@ -203,4 +206,3 @@ def _balloon(hv: Hypervisor, vm: VM, ctx: GuestCPU, arg: int, inflate: bool) -> 
 def describe(number: int) -> str:
     """The hypercall's name, or 'unknown(N)'."""
     return HYPERCALL_NAMES.get(number, f"unknown({number})")
-

@@ -38,7 +38,7 @@ from vframework.machine.isa import ARCHITECTURES
 from vframework.machine.mmu import TLB
 from vframework.sim.engine import URGENT, Engine, Event, event_time
 
-__all__ = ["Hypervisor", "PCPU", "HostOutOfMemory", "NoProgress"]
+__all__ = ["PCPU", "HostOutOfMemory", "Hypervisor", "NoProgress"]
 
 IDLE, SWITCH, RUN, IRQ = 0, 1, 2, 3
 #: Where device interrupts are serviced: always CPU 0, or each CPU in turn.
@@ -50,8 +50,18 @@ _MAX_ZERO_STEPS = 100_000
 class PCPU:
     """The hypervisor's state of one physical CPU (Xen's ``struct sched_resource``)."""
 
-    __slots__ = ("state", "since", "event", "running", "last", "irq_owner", "saved", "irq_queue", "irq_then",
-                 "preempt_after_irq")
+    __slots__ = (
+        "event",
+        "irq_owner",
+        "irq_queue",
+        "irq_then",
+        "last",
+        "preempt_after_irq",
+        "running",
+        "saved",
+        "since",
+        "state",
+    )
 
     def __init__(self) -> None:
         #: IDLE, SWITCH, RUN or IRQ; every ns of the CPU is charged by it.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from vframework.machine.isa import EXIT_REASONS
 
-__all__ = ["Metric", "VM_METRICS", "HOST_METRICS", "new_vm_counters", "new_host_counters"]
+__all__ = ["HOST_METRICS", "VM_METRICS", "Metric", "new_host_counters", "new_vm_counters"]
 
 
 @dataclass(frozen=True)

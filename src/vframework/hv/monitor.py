@@ -52,8 +52,10 @@ class Monitor:
         self.paravirtual = self.mode.paravirtual
         size = max(Op) + 1
         self._actions = {
-            kernel: [int(self.mode.classify(op, kernel)) if op in Op._value2member_map_ else int(Action.FAULT)
-                     for op in range(size)]
+            kernel: [
+                int(self.mode.classify(op, kernel)) if op in Op._value2member_map_ else int(Action.FAULT)
+                for op in range(size)
+            ]
             for kernel in (True, False)
         }
         # What privileged instructions cost the hardware when they do run directly.
@@ -190,10 +192,11 @@ class Monitor:
         counters = self.counters
         before = dict(counters)
         second = self.execute(vcpu, block)
-        if count > 2:
+        repeats = count - 2
+        if repeats > 0:
             for key, value in counters.items():
                 if value != before[key]:
-                    counters[key] = value + (value - before[key]) * (count - 2)
+                    counters[key] = value + (value - before[key]) * repeats
         return first + second * (count - 1)
 
     def emulation_cycles(self, op: int) -> int:
@@ -209,8 +212,9 @@ class Monitor:
         """Called by the interpreter for every instruction that is not executed directly."""
         counters = self.counters
         if action == Action.FAULT:
-            name = "divide_error" if op == Op.DIV else ("invalid_opcode" if op == Op.HYPERCALL
-                                                         else "general_protection")
+            name = (
+                "divide_error" if op == Op.DIV else ("invalid_opcode" if op == Op.HYPERCALL else "general_protection")
+            )
             return self.fault(ctx, name)
         if action == Action.HYPERCALL:
             assert self._vcpu is not None

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from vframework.guest.os import GuestOS, GuestProcess
     from vframework.hv.monitor import Monitor
 
-__all__ = ["VCPUState", "VCPU", "VM", "UNBACKED"]
+__all__ = ["UNBACKED", "VCPU", "VM", "VCPUState"]
 
 #: P2M value of a guest-physical page with no machine frame behind it.
 UNBACKED = -1
@@ -36,8 +36,23 @@ class VCPU:
     """One virtual CPU. Its guest process supplies work; the hypervisor gives it CPU time."""
 
     __slots__ = (
-        "vm", "index", "state", "cpu", "process", "remaining_ns", "ready_since", "slice_end",
-        "sched", "name", "after", "run_start", "pending_device", "pending_timer", "woke_at", "wait_ns", "ctx",
+        "after",
+        "cpu",
+        "ctx",
+        "index",
+        "name",
+        "pending_device",
+        "pending_timer",
+        "process",
+        "ready_since",
+        "remaining_ns",
+        "run_start",
+        "sched",
+        "slice_end",
+        "state",
+        "vm",
+        "wait_ns",
+        "woke_at",
     )
 
     def __init__(self, vm: VM, index: int) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["CostModel", "COST_FIELDS"]
+__all__ = ["COST_FIELDS", "CostModel"]
 
 
 def _cost(default: int, doc: str) -> Any:

@@ -18,8 +18,21 @@ from typing import Any, Protocol
 
 from vframework.machine.isa import IF_FLAG, NREGS, Block, Op
 
-__all__ = ["Action", "GuestCPU", "execute", "emulate", "deprivileged", "Handler", "HOST_GDTR", "HOST_IDTR",
-           "HOST_MSW", "BOOT_GDTR", "BOOT_IDTR", "BOOT_MSW", "EOI_PORT"]
+__all__ = [
+    "BOOT_GDTR",
+    "BOOT_IDTR",
+    "BOOT_MSW",
+    "EOI_PORT",
+    "HOST_GDTR",
+    "HOST_IDTR",
+    "HOST_MSW",
+    "Action",
+    "GuestCPU",
+    "Handler",
+    "deprivileged",
+    "emulate",
+    "execute",
+]
 
 #: What the hypervisor's own descriptor tables and machine status word hold: a guest that
 #: reads them with SGDT / SIDT / SMSW while deprivileged sees these instead of its own.
@@ -46,7 +59,7 @@ class Action(IntEnum):
 class GuestCPU:
     """One vCPU's state as its guest sees it (its *virtual* privileged registers included)."""
 
-    __slots__ = ("regs", "flags", "cr3", "gdtr", "idtr", "msw", "mem", "ports", "pending", "log", "halts", "hcr")
+    __slots__ = ("cr3", "flags", "gdtr", "halts", "hcr", "idtr", "log", "mem", "msw", "pending", "ports", "regs")
 
     def __init__(self) -> None:
         self.regs = [0] * NREGS
@@ -71,9 +84,19 @@ class GuestCPU:
 
     def visible(self) -> tuple[Any, ...]:
         """Everything the guest can observe, for comparing runs."""
-        return (tuple(self.regs), self.flags, self.cr3, self.gdtr, self.idtr, self.msw,
-                tuple(sorted(self.mem.items())), tuple(sorted(self.ports.items())), tuple(self.pending),
-                tuple(self.log), self.halts)
+        return (
+            tuple(self.regs),
+            self.flags,
+            self.cr3,
+            self.gdtr,
+            self.idtr,
+            self.msw,
+            tuple(sorted(self.mem.items())),
+            tuple(sorted(self.ports.items())),
+            tuple(self.pending),
+            tuple(self.log),
+            self.halts,
+        )
 
 
 class Handler(Protocol):

@@ -18,7 +18,7 @@ __all__ = ["FreeStack"]
 class FreeStack:
     """Free numbers out of ``0..n-1``."""
 
-    __slots__ = ("n", "_next", "_stack", "_top")
+    __slots__ = ("_next", "_stack", "_top", "n")
 
     def __init__(self, n: int) -> None:
         if n < 0:
@@ -55,5 +55,6 @@ class FreeStack:
 
     def free(self) -> np.ndarray:
         """Every number currently in the pool (for consistency checks; not a hot path)."""
-        return np.concatenate([self._stack[: self._top].astype(np.int64),
-                               np.arange(self._next, self.n, dtype=np.int64)])
+        return np.concatenate(
+            [self._stack[: self._top].astype(np.int64), np.arange(self._next, self.n, dtype=np.int64)]
+        )

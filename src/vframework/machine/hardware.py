@@ -22,8 +22,20 @@ from vframework.machine.freestack import FreeStack
 from vframework.sim.units import PAGE_SIZE
 
 __all__ = [
-    "FREE", "PRIVATE", "SHARED", "HYPERVISOR", "STATE_NAMES", "NO_OWNER", "HYPERVISOR_OWNER", "MAX_VMS",
-    "OutOfMemory", "MachineMemory", "PhysicalCPU", "HostDevice", "Machine", "page_bytes",
+    "FREE",
+    "HYPERVISOR",
+    "HYPERVISOR_OWNER",
+    "MAX_VMS",
+    "NO_OWNER",
+    "PRIVATE",
+    "SHARED",
+    "STATE_NAMES",
+    "HostDevice",
+    "Machine",
+    "MachineMemory",
+    "OutOfMemory",
+    "PhysicalCPU",
+    "page_bytes",
 ]
 
 FREE, PRIVATE, SHARED, HYPERVISOR = 0, 1, 2, 3

@@ -22,8 +22,18 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 __all__ = [
-    "Op", "Instruction", "Block", "Architecture", "ARCHITECTURES", "IF_FLAG", "NREGS",
-    "ORDINARY", "SENSITIVE_UNPRIVILEGED_X86", "PRIVILEGED_X86", "EXIT_REASONS", "DEFAULT_EXITS",
+    "ARCHITECTURES",
+    "DEFAULT_EXITS",
+    "EXIT_REASONS",
+    "IF_FLAG",
+    "NREGS",
+    "ORDINARY",
+    "PRIVILEGED_X86",
+    "SENSITIVE_UNPRIVILEGED_X86",
+    "Architecture",
+    "Block",
+    "Instruction",
+    "Op",
 ]
 
 #: General-purpose registers per CPU.
@@ -66,9 +76,20 @@ class Op(IntEnum):
 Instruction = tuple[int, int, int]
 
 ORDINARY = frozenset({Op.NOP, Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.DIV, Op.LOAD, Op.STORE})
-PRIVILEGED_X86 = frozenset({
-    Op.CLI, Op.STI, Op.HLT, Op.MOV_TO_CR3, Op.MOV_FROM_CR3, Op.LGDT, Op.LIDT, Op.IN, Op.OUT, Op.INVLPG,
-})
+PRIVILEGED_X86 = frozenset(
+    {
+        Op.CLI,
+        Op.STI,
+        Op.HLT,
+        Op.MOV_TO_CR3,
+        Op.MOV_FROM_CR3,
+        Op.LGDT,
+        Op.LIDT,
+        Op.IN,
+        Op.OUT,
+        Op.INVLPG,
+    }
+)
 SENSITIVE_UNPRIVILEGED_X86 = frozenset({Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW})
 
 #: Why a VM exit happened (the counters are ``vm_exits_<reason>``).
@@ -76,7 +97,11 @@ EXIT_REASONS = ("cr_access", "io", "hlt", "invlpg", "external_interrupt", "excep
 #: The exits a first-generation VT-x hypervisor enables by default, by opcode. CLI/STI and
 #: POPF/PUSHF do not exit: in non-root mode they act on the guest's own IF.
 DEFAULT_EXITS: dict[int, str] = {
-    Op.MOV_TO_CR3: "cr_access", Op.MOV_FROM_CR3: "cr_access", Op.IN: "io", Op.OUT: "io", Op.HLT: "hlt",
+    Op.MOV_TO_CR3: "cr_access",
+    Op.MOV_FROM_CR3: "cr_access",
+    Op.IN: "io",
+    Op.OUT: "io",
+    Op.HLT: "hlt",
     Op.INVLPG: "invlpg",
 }
 
@@ -126,15 +151,22 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "x86": Architecture(
-        "x86", PRIVILEGED_X86, PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86,
+        "x86",
+        PRIVILEGED_X86,
+        PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86,
         description="pre-VT x86: POPF, PUSHF, SGDT, SIDT, SMSW are sensitive but do not trap",
     ),
     "classic": Architecture(
-        "classic", PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86, PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86,
+        "classic",
+        PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86,
+        PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86,
         description="Popek-Goldberg clean: every sensitive instruction traps at user level",
     ),
     "x86-vt": Architecture(
-        "x86-vt", PRIVILEGED_X86, PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86, root_mode=True,
+        "x86-vt",
+        PRIVILEGED_X86,
+        PRIVILEGED_X86 | SENSITIVE_UNPRIVILEGED_X86,
+        root_mode=True,
         exits=dict(DEFAULT_EXITS),
         description="x86 with VT-x/AMD-V: the guest runs in non-root mode; configured events exit",
     ),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TLB", "walk_references", "asid", "ShadowTables"]
+__all__ = ["TLB", "ShadowTables", "asid", "walk_references"]
 
 _KEY_SHIFT = 36
 
@@ -97,7 +97,7 @@ class TLB:
         n = keys.size
         if n == 0:
             return 0, fill
-        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 65536 else np.int64)
+        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 1 << 16 else np.int64)
         # Group the accesses by set, keeping their order within a set (a stable radix sort of
         # 16-bit set numbers). In that order an access hits when the access before it had the
         # same key: equal keys imply the same set, so a set's first access never matches its
@@ -127,8 +127,9 @@ class TLB:
         self.mpns[last_sets] = fill[order[last]]
         return hits, fill
 
-    def _stale_runs(self, fill: np.ndarray, order: np.ndarray, s_sets: np.ndarray, same: np.ndarray,
-                    starts: np.ndarray) -> None:
+    def _stale_runs(
+        self, fill: np.ndarray, order: np.ndarray, s_sets: np.ndarray, same: np.ndarray, starts: np.ndarray
+    ) -> None:
         """Give each run of equal keys that begins with a pre-batch hit the cached MPN."""
         n = fill.size
         changes = np.flatnonzero(~same) + 1  # where a new run of keys begins

@@ -20,7 +20,7 @@ from vframework.run.results import atomic_folder
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import TIMESERIES_METRICS, Simulation
 
-__all__ = ["simulate", "timeseries_rows", "run_experiment", "write_experiment", "experiment_json", "table_csv"]
+__all__ = ["experiment_json", "run_experiment", "simulate", "table_csv", "timeseries_rows", "write_experiment"]
 
 
 def simulate(plugins: PluginManager, scenario: dict[str, Any], label: str) -> Simulation:
@@ -37,7 +37,7 @@ def simulate(plugins: PluginManager, scenario: dict[str, Any], label: str) -> Si
 def timeseries_rows(sim: Simulation) -> list[dict[str, Any]]:
     """The run's time series as dicts (``time_ns``, ``vm`` and every time-series metric)."""
     cols = ("time_ns", "vm", *TIMESERIES_METRICS)
-    return [dict(zip(cols, row)) for row in sim.timeseries]
+    return [dict(zip(cols, row, strict=True)) for row in sim.timeseries]
 
 
 def run_experiment(name: str, plugins: PluginManager, quick: bool = False) -> ExperimentResult:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vframework.api.experiments import pyplot
+
 __all__ = ["plot_timeseries"]
 
 #: The metrics drawn, one panel each: (column, y-axis label, scale).
@@ -19,15 +21,11 @@ PANELS = (
 
 def plot_timeseries(columns: Sequence[str], rows: Sequence[Sequence[Any]], path: Path, title: str = "") -> None:
     """Draw one panel per metric of :data:`PANELS`, a line per VM, into a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     index = {name: i for i, name in enumerate(columns)}
     vms = sorted({row[1] for row in rows})
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(8, 2.2 * len(PANELS)), sharex=True)
-    for ax, (metric, label, scale) in zip(axes, PANELS):
+    for ax, (metric, label, scale) in zip(axes, PANELS, strict=True):
         for vm in vms:
             pts = [(r[0] * 1e-9, r[index[metric]] * scale) for r in rows if r[1] == vm]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=vm)

@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_results", "default_results_dir", "ResultsError", "summary_json", "timeseries_csv", "atomic_folder"]
+from vframework.run.report import plot_timeseries
+
+__all__ = ["ResultsError", "atomic_folder", "default_results_dir", "summary_json", "timeseries_csv", "write_results"]
 
 
 class ResultsError(RuntimeError):
@@ -84,7 +86,5 @@ def write_results(
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
         if plot:
-            from vframework.run.report import plot_timeseries
-
             plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
     return out

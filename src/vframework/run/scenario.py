@@ -27,9 +27,21 @@ from vframework.machine.hardware import MAX_VMS
 from vframework.sim.units import PAGE_SIZE, format_size, parse_size
 
 __all__ = [
-    "ScenarioError", "Problem", "ComponentRef", "HostConfig", "VMConfig", "ScenarioConfig",
-    "Scenario", "ResolvedComponent", "load_scenario", "load_default_scenario", "parse_scenario",
-    "apply_overrides", "Size", "Duration", "DEFAULT_SCENARIO",
+    "DEFAULT_SCENARIO",
+    "ComponentRef",
+    "Duration",
+    "HostConfig",
+    "Problem",
+    "ResolvedComponent",
+    "Scenario",
+    "ScenarioConfig",
+    "ScenarioError",
+    "Size",
+    "VMConfig",
+    "apply_overrides",
+    "load_default_scenario",
+    "load_scenario",
+    "parse_scenario",
 ]
 
 #: The scenario embedded in the package, run by ``vframework run`` with no file.
@@ -229,7 +241,11 @@ def _problems(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -
 
 
 def _resolve(
-    plugins: PluginManager, kind: str, ref: ComponentRef, loc: tuple[Any, ...], source: str,
+    plugins: PluginManager,
+    kind: str,
+    ref: ComponentRef,
+    loc: tuple[Any, ...],
+    source: str,
     problems: list[Problem],
 ) -> ResolvedComponent | None:
     try:
@@ -260,7 +276,8 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
     scheduler = _resolve(plugins, "scheduler", host.scheduler, ("host", "scheduler"), source, problems)
     policy = _resolve(plugins, "memory_policy", host.memory_policy, ("host", "memory_policy"), source, problems)
     services = tuple(
-        r for i, ref in enumerate(host.memory_services)
+        r
+        for i, ref in enumerate(host.memory_services)
         if (r := _resolve(plugins, "memory_service", ref, ("host", "memory_services", i), source, problems))
     )
     names: set[str] = set()
@@ -272,7 +289,8 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
         mode = _resolve(plugins, "mode", vm.mode, ("vm", i, "mode"), source, problems)
         workload = _resolve(plugins, "workload", vm.workload, ("vm", i, "workload"), source, problems)
         devices = tuple(
-            r for j, ref in enumerate(vm.devices)
+            r
+            for j, ref in enumerate(vm.devices)
             if (r := _resolve(plugins, "device", ref, ("vm", i, "devices", j), source, problems))
         )
         sched_params, policy_params = _vm_extras(scheduler, policy, dict(vm.model_extra or {}), i, source, problems)
@@ -282,24 +300,31 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
             ):
                 problems.append(Problem(source, f"vm[{i}].workload.{key}", message))
         if mode is not None and host.arch not in mode.cls.architectures:  # type: ignore[attr-defined]
-            problems.append(Problem(
-                source, f"vm[{i}].mode",
-                f"mode {mode.name!r} runs on host.arch in {list(mode.cls.architectures)}, "  # type: ignore[attr-defined]
-                f"not {host.arch!r}",
-            ))
+            problems.append(
+                Problem(
+                    source,
+                    f"vm[{i}].mode",
+                    f"mode {mode.name!r} runs on host.arch in {list(mode.cls.architectures)}, "  # type: ignore[attr-defined]
+                    f"not {host.arch!r}",
+                )
+            )
         if mode and workload:
             vms.append(ResolvedVM(vm, mode, workload, devices, sched_params, policy_params))
     if policy is not None and not policy.cls.can_overcommit:  # type: ignore[attr-defined]
         total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
         if total > host.memory:
-            problems.append(Problem(
-                source, "vm",
-                f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
-                f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
-            ))
+            problems.append(
+                Problem(
+                    source,
+                    "vm",
+                    f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
+                    f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
+                )
+            )
     if problems:
         raise ScenarioError(problems)
-    assert scheduler and policy
+    assert scheduler
+    assert policy
     return Scenario(config, source, scheduler, policy, services, tuple(vms))
 
 
@@ -445,9 +470,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
                 else:
                     node = seq[int(index)]
                     if not isinstance(node, dict):
-                        raise ScenarioError([Problem(
-                            source, key, f"{name}[{index}] is {node!r}, not a table, so it has no key {parts[n + 1]!r}"
-                        )])
+                        raise ScenarioError(
+                            [
+                                Problem(
+                                    source,
+                                    key,
+                                    f"{name}[{index}] is {node!r}, not a table, so it has no key {parts[n + 1]!r}",
+                                )
+                            ]
+                        )
     return data
 
 

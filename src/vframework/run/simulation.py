@@ -24,7 +24,7 @@ from vframework.run.scenario import Scenario
 from vframework.sim.engine import LATE, Engine
 from vframework.sim.units import PAGE_SIZE
 
-__all__ = ["Simulation", "TIMESERIES_METRICS"]
+__all__ = ["TIMESERIES_METRICS", "Simulation"]
 
 #: Columns of timeseries.csv after ``time_ns,vm``.
 TIMESERIES_METRICS = tuple(VM_METRICS)
@@ -47,9 +47,18 @@ class Simulation:
         policy = scenario.memory_policy.cls(scenario.memory_policy.params)  # type: ignore[call-arg]
         services = [s.cls(s.params) for s in scenario.memory_services]  # type: ignore[call-arg]
         self.hypervisor = Hypervisor(
-            self.engine, self.machine, scheduler, policy, services, host.irq_affinity,  # type: ignore[arg-type]
-            arch=host.arch, hosted=host.hypervisor_type == "hosted", host_os_load=host.host_os_load,
-            page_levels=host.page_levels, tlb_entries=host.tlb_entries, tlb_tagged=host.tlb_tagged,
+            self.engine,
+            self.machine,
+            scheduler,
+            policy,
+            services,
+            host.irq_affinity,  # type: ignore[arg-type]
+            arch=host.arch,
+            hosted=host.hypervisor_type == "hosted",
+            host_os_load=host.host_os_load,
+            page_levels=host.page_levels,
+            tlb_entries=host.tlb_entries,
+            tlb_tagged=host.tlb_tagged,
         )
         self.hypervisor.on_vm_halted = self._vm_halted
         self.vms: list[VM] = []
@@ -61,8 +70,15 @@ class Simulation:
 
     def _build_vm(self, index: int, spec: Any) -> None:
         cfg = spec.config
-        vm = VM(index, cfg.name, cfg.vcpus, cfg.memory // PAGE_SIZE, spec.scheduler_params, spec.policy_params,
-                cfg.swap // PAGE_SIZE)
+        vm = VM(
+            index,
+            cfg.name,
+            cfg.vcpus,
+            cfg.memory // PAGE_SIZE,
+            spec.scheduler_params,
+            spec.policy_params,
+            cfg.swap // PAGE_SIZE,
+        )
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Engine", "Event", "Process", "Signal", "Interrupt", "URGENT", "NORMAL", "LATE"]
+__all__ = ["LATE", "NORMAL", "URGENT", "Engine", "Event", "Interrupt", "Process", "Signal"]
 
 #: Priority of events that must precede ordinary ones at the same instant (interrupts).
 URGENT = 0
@@ -71,7 +71,7 @@ def event_time(event: Event) -> int:
     return event >> _TIME_SHIFT
 
 
-class Interrupt(Exception):  # noqa: N818 - the field's word, like SimPy's
+class Interrupt(Exception):
     """Thrown into a process by :meth:`Process.interrupt`; ``cause`` says why."""
 
     def __init__(self, cause: Any = None) -> None:
@@ -82,7 +82,7 @@ class Interrupt(Exception):  # noqa: N818 - the field's word, like SimPy's
 class Signal:
     """A condition processes can wait on; :meth:`fire` wakes every waiter with a value."""
 
-    __slots__ = ("engine", "_waiters", "fired", "value")
+    __slots__ = ("_waiters", "engine", "fired", "value")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -105,7 +105,7 @@ ProcessGenerator = Generator[Any, Any, Any]
 class Process:
     """A generator driven by the engine. Create with :meth:`Engine.process`."""
 
-    __slots__ = ("engine", "gen", "name", "_pending", "done", "value", "_finished", "_waiting_on")
+    __slots__ = ("_finished", "_pending", "_waiting_on", "done", "engine", "gen", "name", "value")
 
     def __init__(self, engine: Engine, gen: ProcessGenerator, name: str) -> None:
         self.engine = engine
@@ -153,8 +153,7 @@ class Process:
                 self._waiting_on = target._finished
         else:
             raise TypeError(
-                f"process {self.name!r} yielded {target!r}; expected an int delay in ns, "
-                "a Signal or a Process"
+                f"process {self.name!r} yielded {target!r}; expected an int delay in ns, a Signal or a Process"
             )
 
     @property
@@ -190,8 +189,7 @@ class Process:
 class Engine:
     """The simulation clock and event queue. One per run; no global state."""
 
-    __slots__ = ("seed", "now", "_queue", "_targets", "_seq", "_seq_reads", "_cancelled",
-                 "_stopping", "_streams")
+    __slots__ = ("_cancelled", "_queue", "_seq", "_seq_reads", "_stopping", "_streams", "_targets", "now", "seed")
 
     def __init__(self, seed: int = 0) -> None:
         if seed < 0:
@@ -211,9 +209,7 @@ class Engine:
         self._streams: dict[str, np.random.Generator] = {}
 
     # -- scheduling -----------------------------------------------------------------
-    def schedule(
-        self, delay: int, callback: Callable[[Any], Any], arg: Any = None, priority: int = NORMAL
-    ) -> Event:
+    def schedule(self, delay: int, callback: Callable[[Any], Any], arg: Any = None, priority: int = NORMAL) -> Event:
         """Call ``callback(arg)`` after ``delay`` ns; returns the event, for :meth:`cancel`."""
         if type(delay) is not int:
             delay = self._as_ns(delay)
@@ -226,9 +222,7 @@ class Engine:
         heapq.heappush(self._queue, key)
         return key
 
-    def schedule_at(
-        self, time: int, callback: Callable[[Any], Any], arg: Any = None, priority: int = NORMAL
-    ) -> Event:
+    def schedule_at(self, time: int, callback: Callable[[Any], Any], arg: Any = None, priority: int = NORMAL) -> Event:
         """Call ``callback(arg)`` at absolute time ``time`` (ns)."""
         if type(time) is not int:
             time = self._as_ns(time)
@@ -365,8 +359,7 @@ class Engine:
         if self._stopping:
             # The queue holds the outer run's stop event; an inner loop would consume it.
             raise RuntimeError(
-                f"Engine.{what}() called from inside a run (from a callback or a process); "
-                "schedule an event instead"
+                f"Engine.{what}() called from inside a run (from a callback or a process); schedule an event instead"
             )
 
     def step(self) -> bool:

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
-__all__ = ["parse_size", "parse_duration", "format_size", "format_duration", "PAGE_SIZE"]
+__all__ = ["PAGE_SIZE", "format_duration", "format_size", "parse_duration", "parse_size"]
 
 #: Bytes in one page (and one frame): 4 KiB, the x86 base page.
 PAGE_SIZE = 4096
 
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-    "page": PAGE_SIZE, "pages": PAGE_SIZE,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "page": PAGE_SIZE,
+    "pages": PAGE_SIZE,
 }
 _TIME_UNITS = {
-    "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-    "min": 60_000_000_000, "h": 3_600_000_000_000,
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "min": 60_000_000_000,
+    "h": 3_600_000_000_000,
 }
 _NUMBER = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Zµ]*)\s*$")
 
@@ -33,7 +50,7 @@ def _parse(text: str | int | float, units: dict[str, int], what: str, example: s
     if isinstance(text, int):
         value, unit = Fraction(text), ""
     elif isinstance(text, float):
-        if text != text or text in (float("inf"), float("-inf")):
+        if not math.isfinite(text):
             raise ValueError(f"expected a {what} such as {example!r}, got {text!r}")
         value, unit = Fraction(repr(text)), ""
     else:

@@ -26,8 +26,21 @@ from vframework.testing.shares import ShareMachine, water_fill
 from vframework.testing.workload import WorkloadMachine
 
 __all__ = [
-    "EngineMachine", "FrameTableMachine", "ShareMachine", "water_fill", "HypervisorMachine", "WorkloadMachine",
-    "PROPERTIES", "Property",
-    "Target", "Outcome", "conformance", "run_checks", "run_property", "select_targets", "PROFILES",
-    "load_profile", "settings_for",
+    "PROFILES",
+    "PROPERTIES",
+    "EngineMachine",
+    "FrameTableMachine",
+    "HypervisorMachine",
+    "Outcome",
+    "Property",
+    "ShareMachine",
+    "Target",
+    "WorkloadMachine",
+    "conformance",
+    "load_profile",
+    "run_checks",
+    "run_property",
+    "select_targets",
+    "settings_for",
+    "water_fill",
 ]

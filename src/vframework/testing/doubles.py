@@ -10,6 +10,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
 from vframework.api.contract import MemoryPolicy, Mode, Scheduler, Workload
 from vframework.api.params import Params
@@ -103,8 +104,6 @@ class ScriptWorkload(Workload[Params]):
 
 def script_strategy(pages: int) -> Any:
     """Hypothesis strategy for short operation scripts over ``pages`` virtual pages."""
-    from hypothesis import strategies as st
-
     compute = st.integers(1, 20_000).map(Compute)
     sleep = st.integers(1, 20_000).map(Sleep)
     touch = st.tuples(st.lists(st.integers(0, pages - 1), min_size=1, max_size=8), st.booleans()).map(

@@ -57,9 +57,15 @@ _SENSITIVE = st.one_of(
 
 def instructions(sensitive: bool = True) -> Any:
     """Strategy for one instruction (kernel code when ``sensitive``)."""
-    return st.one_of(_SENSITIVE, _ORDINARY) if sensitive else st.one_of(
-        _ORDINARY, st.tuples(st.just(Op.POPF), _REG, st.just(0)),
-        st.tuples(st.sampled_from([Op.CLI, Op.STI, Op.MOV_TO_CR3, Op.LGDT]), _REG, st.just(0)))
+    return (
+        st.one_of(_SENSITIVE, _ORDINARY)
+        if sensitive
+        else st.one_of(
+            _ORDINARY,
+            st.tuples(st.just(Op.POPF), _REG, st.just(0)),
+            st.tuples(st.sampled_from([Op.CLI, Op.STI, Op.MOV_TO_CR3, Op.LGDT]), _REG, st.just(0)),
+        )
+    )
 
 
 def kernel_code(max_size: int = 8) -> Any:
@@ -146,8 +152,9 @@ class EquivalenceMachine(RuleBasedStateMachine):
 
     @rule(cr3=st.sampled_from([0x3000, 0x4000, 0x5000]))
     def context_switch(self, cr3: int) -> None:
-        block = Block("switch", ((Op.PUSHF, 7, 0), (Op.CLI, 0, 0), (Op.MOVI, 6, cr3), (Op.MOV_TO_CR3, 6, 0),
-                                 (Op.POPF, 7, 0)))
+        block = Block(
+            "switch", ((Op.PUSHF, 7, 0), (Op.CLI, 0, 0), (Op.MOVI, 6, cr3), (Op.MOV_TO_CR3, 6, 0), (Op.POPF, 7, 0))
+        )
         self.reference.run(block)
         self.guest.run(block)
 
@@ -157,10 +164,16 @@ class EquivalenceMachine(RuleBasedStateMachine):
             return
         ref, got = self.reference.ctx.visible(), self.guest.ctx.visible()
         names = ("regs", "flags", "cr3", "gdtr", "idtr", "msw", "memory", "ports", "pending", "events", "halts")
-        diffs = [f"{n}: bare metal {a!r}, {self.mode_cls.name} {b!r}" for n, a, b in zip(names, ref, got) if a != b]
+        diffs = [
+            f"{n}: bare metal {a!r}, {self.mode_cls.name} {b!r}"
+            for n, a, b in zip(names, ref, got, strict=True)
+            if a != b
+        ]
         if (ref[1] ^ got[1]) & IF_FLAG:
-            diffs.append("the interrupt flag differs: on x86 a POPF (or PUSHF) run deprivileged neither traps "
-                         "nor changes IF; binary translation or hardware assist exists for exactly this")
+            diffs.append(
+                "the interrupt flag differs: on x86 a POPF (or PUSHF) run deprivileged neither traps "
+                "nor changes IF; binary translation or hardware assist exists for exactly this"
+            )
         assert not diffs, "guest-visible state differs from bare metal: " + "; ".join(diffs)
 
 
@@ -178,8 +191,9 @@ class ResourceControlMachine(RuleBasedStateMachine):
     @initialize()
     def boot(self) -> None:
         engine = Engine(seed=0)
-        self.hv = Hypervisor(engine, Machine(2, 256 * PAGE_SIZE), FifoScheduler(None, 2), FixedPolicy(None),
-                             arch=self.arch)
+        self.hv = Hypervisor(
+            engine, Machine(2, 256 * PAGE_SIZE), FifoScheduler(None, 2), FixedPolicy(None), arch=self.arch
+        )
         self.attacker = _Side(self.mode_cls, self.arch, 0, self.hv)
         self.victim = _Side(self.mode_cls, self.arch, 1, self.hv)
         self.victim_state = self.victim.ctx.visible()
@@ -188,15 +202,25 @@ class ResourceControlMachine(RuleBasedStateMachine):
     def _snapshot(self) -> tuple[Any, ...]:
         vm, memory = self.attacker.vm, self.hv.machine.memory
         tables = {k: v.copy() for k, v in vm.pv_tables.items()}
-        return (self.attacker.ctx.visible(), vm.p2m.copy(), tables, memory.state.copy(), memory.owner.copy(),
-                vm.counters["mem_balloon"])
+        return (
+            self.attacker.ctx.visible(),
+            vm.p2m.copy(),
+            tables,
+            memory.state.copy(),
+            memory.owner.copy(),
+            vm.counters["mem_balloon"],
+        )
 
     def _same(self, before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
-        return (before[0] == after[0] and np.array_equal(before[1], after[1])
-                and before[2].keys() == after[2].keys()
-                and all(np.array_equal(before[2][k], after[2][k]) for k in before[2])
-                and np.array_equal(before[3], after[3]) and np.array_equal(before[4], after[4])
-                and before[5] == after[5])
+        return (
+            before[0] == after[0]
+            and np.array_equal(before[1], after[1])
+            and before[2].keys() == after[2].keys()
+            and all(np.array_equal(before[2][k], after[2][k]) for k in before[2])
+            and np.array_equal(before[3], after[3])
+            and np.array_equal(before[4], after[4])
+            and before[5] == after[5]
+        )
 
     @rule(code=kernel_code(10))
     def hostile_kernel_code(self, code: tuple[Any, ...]) -> None:
@@ -208,26 +232,39 @@ class ResourceControlMachine(RuleBasedStateMachine):
         if self.attacker.ctx.hcr < 0:
             after = self._snapshot()
             # The register file and event log may differ only by what the fault path wrote.
-            assert self._same(before, after), f"hypercall {number}({arg}) failed with {self.attacker.ctx.hcr} " \
-                                              "but changed state"
+            assert self._same(before, after), (
+                f"hypercall {number}({arg}) failed with {self.attacker.ctx.hcr} but changed state"
+            )
 
     @precondition(lambda self: self.mode_cls.paravirtual)
-    @rule(number=st.integers(-2, 15), arg=st.one_of(st.integers(0, 8), st.integers(-(2**40), 2**40),
-                                                     st.builds(pack, st.integers(0, 4), st.integers(0, 9),
-                                                               st.integers(0, 0x200))))
+    @rule(
+        number=st.integers(-2, 15),
+        arg=st.one_of(
+            st.integers(0, 8),
+            st.integers(-(2**40), 2**40),
+            st.builds(pack, st.integers(0, 4), st.integers(0, 9), st.integers(0, 0x200)),
+        ),
+    )
     def arbitrary_hypercall(self, number: int, arg: int) -> None:
         self._hypercall(number, arg)
 
     @precondition(lambda self: self.mode_cls.paravirtual)
-    @rule(reg=st.integers(0, NREGS - 1), value=st.integers(-4, 80), number=st.sampled_from(
-        [HC.CREATE_PAGE_TABLE, HC.BALLOON_INFLATE, HC.BALLOON_DEFLATE, HC.SWITCH_TO_PAGE_TABLE]))
+    @rule(
+        reg=st.integers(0, NREGS - 1),
+        value=st.integers(-4, 80),
+        number=st.sampled_from([HC.CREATE_PAGE_TABLE, HC.BALLOON_INFLATE, HC.BALLOON_DEFLATE, HC.SWITCH_TO_PAGE_TABLE]),
+    )
     def frame_hypercall(self, reg: int, value: int, number: int) -> None:
         self.attacker.ctx.regs[reg] = value
         self._hypercall(number, reg)
 
     @precondition(lambda self: self.mode_cls.paravirtual)
-    @rule(data=st.data(), count=st.integers(1, 4), writable=st.booleans(),
-          whose=st.sampled_from(["own", "victim", "page_table", "garbage"]))
+    @rule(
+        data=st.data(),
+        count=st.integers(1, 4),
+        writable=st.booleans(),
+        whose=st.sampled_from(["own", "victim", "page_table", "garbage"]),
+    )
     def map_frames(self, data: st.DataObject, count: int, writable: bool, whose: str) -> None:
         vm, ctx = self.attacker.vm, self.attacker.ctx
         tables = sorted(vm.pv_tables) or [data.draw(st.integers(0, 40), label="table")]

@@ -85,7 +85,8 @@ class HypervisorMachine(RuleBasedStateMachine):
         assert len(on_cpu) == len(set(on_cpu)), "a vCPU is on two physical CPUs"
         for cpu, vcpu in enumerate(self.hv.running):
             if vcpu is not None:
-                assert vcpu.state == VCPUState.RUNNING and vcpu.cpu == cpu, f"{vcpu} is on CPU {cpu}"
+                assert vcpu.state == VCPUState.RUNNING, f"{vcpu} is on CPU {cpu} but {vcpu.state.name}"
+                assert vcpu.cpu == cpu, f"{vcpu} is on CPU {cpu} but says CPU {vcpu.cpu}"
         for vm in self.hv.vms.values():
             for vcpu in vm.vcpus:
                 if vcpu.state == VCPUState.RUNNING:

@@ -1,59 +1,22 @@
-"""The conformance kit's registry and runner (what ``vframework check`` drives).
-
-A *property* is a Hypothesis state machine class built for one component class by a
-factory. Adding the checks for a plugin kind is a matter of writing the machine and
-declaring it here with :func:`conformance`::
-
-    @conformance("scheduler", "work conservation")
-    def work_conservation(cls):
-        return SchedulerMachine.for_component(cls)
-
-Kernel properties (the engine, the frame table) use kind ``"kernel"`` and get ``None``.
-"""
+"""The conformance kit's runner (what ``vframework check`` drives): choose the components,
+run every property declared in :mod:`vframework.testing.registry` that applies to each."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import reporting
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
+# The properties module declares the kit's properties when imported; the runner needs them all.
+import vframework.testing.properties  # noqa: F401
 from vframework.api.contract import KINDS
 from vframework.testing.profiles import settings_for
+from vframework.testing.registry import KERNEL, PROPERTIES, Property, conformance
 
-__all__ = ["Property", "PROPERTIES", "conformance", "Target", "Outcome", "select_targets", "run_checks",
-           "run_property"]
-
-KERNEL = "kernel"
-
-
-@dataclass(frozen=True)
-class Property:
-    """A named check for every component of one kind."""
-
-    kind: str
-    name: str
-    factory: Callable[..., type[RuleBasedStateMachine]]
-    #: Only components for which this returns True are checked (e.g. declared work-conserving).
-    applies: Callable[[Any], bool] = lambda cls: True
-
-
-PROPERTIES: list[Property] = []
-
-
-def conformance(kind: str, name: str, applies: Callable[[Any], bool] | None = None) -> Callable[..., Any]:
-    """Declare a state-machine factory as the property ``name`` of plugin kind ``kind``."""
-    if kind != KERNEL and kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}")
-
-    def register(factory: Callable[[Any], type[RuleBasedStateMachine]]) -> Callable[[Any], type[RuleBasedStateMachine]]:
-        PROPERTIES.append(Property(kind, name, factory, applies or (lambda cls: True)))
-        return factory
-
-    return register
+__all__ = ["PROPERTIES", "Outcome", "Property", "Target", "conformance", "run_checks", "run_property", "select_targets"]
 
 
 @dataclass(frozen=True)
@@ -80,9 +43,7 @@ class Outcome:
 def select_targets(plugins: Any, names: list[str]) -> list[Target]:
     """Components named (any kind; ``kernel`` for the kernel's own), or all when none is named."""
     everything = [Target(KERNEL, KERNEL, None)] + [
-        Target(name, kind, cls)
-        for kind in KINDS
-        for name, cls in sorted(plugins.components[kind].items())
+        Target(name, kind, cls) for kind in KINDS for name, cls in sorted(plugins.components[kind].items())
     ]
     if not names:
         return everything
@@ -121,8 +82,6 @@ def run_property(machine: type[RuleBasedStateMachine], profile: str = "default")
 def run_checks(targets: list[Target], profile: str = "default", arch: str | None = None) -> list[Outcome]:
     """Run every property that applies to each target; modes run on ``arch`` (default: the
     first architecture each mode declares)."""
-    from vframework.testing import properties  # noqa: F401  (registers the kit's properties)
-
     outcomes = []
     for target in targets:
         for prop in PROPERTIES:

@@ -41,6 +41,9 @@ from vframework.testing.memory import assert_owns_its_frames
 
 __all__ = ["MemoryMachine"]
 
+#: Processes a machine grows to at most (forks stop there).
+_MAX_PROCESSES = 4
+
 PAGES = 24  # guest-physical pages per VM
 FOREIGN = 0xF0E1_6000_F0E1_6000  # the content of every frame no VM owns (see _poison_free_frames)
 SPACE = 12  # virtual pages per process
@@ -72,8 +75,15 @@ class MemoryMachine(RuleBasedStateMachine):
     @initialize(tagged=st.booleans())
     def boot(self, tagged: bool) -> None:
         def hypervisor() -> Hypervisor:
-            hv = Hypervisor(Engine(seed=0), Machine(1, 4 * PAGES * PAGE_SIZE), FifoScheduler(None, 1),
-                            FixedPolicy(None), arch=self.arch, tlb_entries=8, tlb_tagged=tagged)
+            hv = Hypervisor(
+                Engine(seed=0),
+                Machine(1, 4 * PAGES * PAGE_SIZE),
+                FifoScheduler(None, 1),
+                FixedPolicy(None),
+                arch=self.arch,
+                tlb_entries=8,
+                tlb_tagged=tagged,
+            )
             hv._offline_tlb = TLB(8, tagged)
             return hv
 
@@ -115,8 +125,9 @@ class MemoryMachine(RuleBasedStateMachine):
         return g.guest.processes[index % len(g.guest.processes)]
 
     @precondition(lambda self: not self.exhausted)
-    @rule(index=st.integers(0, 3), vpns=st.lists(st.integers(0, SPACE - 1), min_size=1, max_size=6),
-          write=st.booleans())
+    @rule(
+        index=st.integers(0, 3), vpns=st.lists(st.integers(0, SPACE - 1), min_size=1, max_size=6), write=st.booleans()
+    )
     def touch(self, index: int, vpns: list[int], write: bool) -> None:
         pages = np.array(vpns, dtype=np.int64)
 
@@ -137,13 +148,13 @@ class MemoryMachine(RuleBasedStateMachine):
             unique = np.array(sorted(set(vpns)), dtype=np.int64)
             content = np.array([model[v] for v in unique.tolist()], dtype=np.uint64)
             write_content(content, np.arange(unique.size), unique, proc.writes)
-            model.update(zip(unique.tolist(), (int(c) for c in content)))
+            model.update(zip(unique.tolist(), (int(c) for c in content), strict=True))
         # The next reference sees the current mapping, whatever was cached before.
         _, mpns = self.sut.mode.translate(self.sut.vcpu, proc, pages, False)
         expected = self.sut.vm.p2m[proc.page_table[pages]]
         assert np.array_equal(mpns, expected), f"a reference reached {mpns.tolist()}, mapping says {expected.tolist()}"
 
-    @precondition(lambda self: not self.exhausted and len(self.sut.guest.processes) < 4)
+    @precondition(lambda self: not self.exhausted and len(self.sut.guest.processes) < _MAX_PROCESSES)
     @rule(index=st.integers(0, 3))
     def fork(self, index: int) -> None:
         parent = self._proc(self.sut, index).pid
@@ -212,14 +223,15 @@ class MemoryMachine(RuleBasedStateMachine):
         for tlb in (*self.hv.tlbs, self.hv._offline_tlb):
             keys, mpns = tlb.valid()
             tags, vpns = TLB.split(keys)
-            for tag, vpn, mpn in zip(tags.tolist(), vpns.tolist(), mpns.tolist()):
+            for tag, vpn, mpn in zip(tags.tolist(), vpns.tolist(), mpns.tolist(), strict=True):
                 current = self.sut.vcpu.process
                 assert current is not None
                 pid = tag & 0xFFF if tlb.tagged else current.pid
                 proc = procs.get(pid)
                 assert proc is not None, f"a TLB entry of a dead process {pid}"
                 ppn = int(proc.page_table[vpn])
-                assert ppn >= 0 and int(vm.p2m[ppn]) == mpn, f"stale TLB entry VPN {vpn} -> MPN {mpn}"
+                assert ppn >= 0, f"stale TLB entry VPN {vpn} -> MPN {mpn}: the VPN is unmapped"
+                assert int(vm.p2m[ppn]) == mpn, f"stale TLB entry VPN {vpn} -> MPN {mpn}: PPN {ppn} is now elsewhere"
 
     @invariant()
     def isolation_and_conservation(self) -> None:
@@ -238,7 +250,7 @@ class MemoryMachine(RuleBasedStateMachine):
             # A step that ran out of memory stopped part-way (a fork_wait's child may be left
             # alive, without the lost pages of its parent): nothing after it is comparable.
             return
-        for mine, theirs in zip(self.sut.guest.processes, self.ref.guest.processes):
+        for mine, theirs in zip(self.sut.guest.processes, self.ref.guest.processes, strict=False):
             a, b = self.sut.guest.visible_memory(mine), self.ref.guest.visible_memory(theirs)
             for vpn in set(a) | set(b):
                 if (mine.pid, vpn) in self.lost:
@@ -256,9 +268,11 @@ class MemoryMachine(RuleBasedStateMachine):
             seen = self.sut.guest.visible_memory(proc)
             model = self.model[proc.pid]
             assert set(seen) == set(model), (
-                f"process {proc.pid} can read VPNs {sorted(seen)}, but touched {sorted(model)}")
+                f"process {proc.pid} can read VPNs {sorted(seen)}, but touched {sorted(model)}"
+            )
             for vpn, value in model.items():
                 if (proc.pid, vpn) not in self.lost:
                     assert seen[vpn] == value, (
                         f"process {proc.pid} VPN {vpn} reads {seen[vpn]:#x}, last wrote {value:#x} "
-                        "(a write of another process, or a lost swap or copy-on-write)")
+                        "(a write of another process, or a lost swap or copy-on-write)"
+                    )

@@ -7,9 +7,9 @@ from typing import Any
 from vframework.testing.engine import EngineMachine
 from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
 from vframework.testing.hypervisor import HypervisorMachine
-from vframework.testing.kit import KERNEL, conformance
 from vframework.testing.memory import FrameTableMachine
 from vframework.testing.mmu import MemoryMachine
+from vframework.testing.registry import KERNEL, conformance
 from vframework.testing.shares import ShareMachine
 from vframework.testing.workload import WorkloadMachine
 

@@ -30,13 +30,18 @@ from vframework.testing.doubles import FixedPolicy, FlatMode
 
 __all__ = ["ShareMachine", "water_fill"]
 
+#: Capacity below this is rounding left over, not capacity to share out.
+_EPSILON = 1e-9
+#: VMs a machine grows to at most.
+_MAX_VMS = 5
+
 
 def water_fill(capacity: float, weights: dict[int, float], caps: dict[int, float]) -> dict[int, float]:
     """Divide ``capacity`` in proportion to ``weights``, none above its cap, the excess redistributed."""
     share = {k: 0.0 for k in weights}
     open_ = {k for k in weights if caps[k] > 0}
     left = capacity
-    while open_ and left > 1e-9:
+    while open_ and left > _EPSILON:
         total = sum(weights[k] for k in open_)
         full = {k for k in open_ if share[k] + left * weights[k] / total >= caps[k]}
         if not full:
@@ -83,7 +88,7 @@ class ShareMachine(RuleBasedStateMachine):
             return None
         return cls(**{field: share}) if field else cls()
 
-    @precondition(lambda self: len(self.hv.vms) < 5)
+    @precondition(lambda self: len(self.hv.vms) < _MAX_VMS)
     @rule(vcpus=st.integers(1, 2), share=st.sampled_from([1, 2, 3, 5, 8]))
     def add_vm(self, vcpus: int, share: int) -> None:
         vm = VM(self.next_id, f"vm{self.next_id}", vcpus, 1, self._params(share * 256))
@@ -94,7 +99,8 @@ class ShareMachine(RuleBasedStateMachine):
             vcpu.process = vm.guest.spawn(_forever(), 1)
         self.hv.add_vm(vm)
         weight = self.hv.scheduler.share_weight(vm.scheduler_params)
-        assert weight is not None and weight > 0, "share_weight must be positive for a share scheduler"
+        assert weight is not None, "share_weight must return a weight for a share scheduler"
+        assert weight > 0, f"share_weight must be positive for a share scheduler, got {weight}"
         self.weight[vm.id] = float(weight)
         self.entitled[vm.id] = float(vm.counters["cpu_run_ns"])
 

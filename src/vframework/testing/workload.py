@@ -60,8 +60,10 @@ class WorkloadMachine(RuleBasedStateMachine):
         elif isinstance(op, Sleep):
             assert op.ns > 0, op
         elif isinstance(op, Touch):
-            assert op.vpns.dtype.kind == "i" and op.vpns.size > 0, op
-            assert 0 <= int(op.vpns.min()) and int(op.vpns.max()) < self.space, "VPN outside the address space"
+            assert op.vpns.dtype.kind == "i", f"{op}: VPNs must be integers"
+            assert op.vpns.size > 0, f"{op}: touches no page"
+            assert int(op.vpns.min()) >= 0, f"{op}: negative VPN {int(op.vpns.min())}"
+            assert int(op.vpns.max()) < self.space, f"{op}: VPN {int(op.vpns.max())} outside the address space"
         elif isinstance(op, IO):
             assert op.nbytes > 0, op
         elif isinstance(op, KernelCall):

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from vframework import PluginManager, simulate, timeseries_rows
-from vframework.api import ExperimentResult, experiment
+from vframework.api import ExperimentResult, experiment, pyplot
 
 SHARES = {"a": 3000, "b": 2000, "c": 1000}
+#: The share check passes when every VM is within this relative error of its entitlement.
+SHARE_TOLERANCE = 0.01
+#: The credit cap given to the capped VM, in percent of one CPU.
+CAP_PERCENT = 50
 
 
 def _vm(name: str, workload: Any, **extra: Any) -> dict[str, Any]:
@@ -25,7 +29,10 @@ def _vm(name: str, workload: Any, **extra: Any) -> dict[str, Any]:
 
 def _scenario(name: str, scheduler: Any, vms: list[dict[str, Any]], duration: str, cpus: int = 1) -> dict[str, Any]:
     return {
-        "name": name, "seed": 1, "duration": duration, "sample_interval": "50ms",
+        "name": name,
+        "seed": 1,
+        "duration": duration,
+        "sample_interval": "50ms",
         "host": {"cpus": cpus, "memory": "1GiB", "scheduler": scheduler, "memory_policy": "static"},
         "vm": vms,
     }
@@ -44,33 +51,55 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
     for vm in sim.vms:
         entitled = SHARES[vm.name] / sum(SHARES.values())
         got = vm.counters["cpu_run_ns"] / total
-        rows.append({"vm": vm.name, "shares": SHARES[vm.name], "cpu_run_ns": vm.counters["cpu_run_ns"],
-                     "fraction": round(got, 6), "entitled": round(entitled, 6),
-                     "relative_error": round(abs(got - entitled) / entitled, 6)})
+        rows.append(
+            {
+                "vm": vm.name,
+                "shares": SHARES[vm.name],
+                "cpu_run_ns": vm.counters["cpu_run_ns"],
+                "fraction": round(got, 6),
+                "entitled": round(entitled, 6),
+                "relative_error": round(abs(got - entitled) / entitled, 6),
+            }
+        )
     result.tables["shares"] = rows
     worst = max(float(r["relative_error"]) for r in rows)
     result.figures["shares_worst_relative_error"] = worst
     result.checks["shares_within_1pct"] = (
-        worst <= 0.01, f"3:2:1 shares on one CPU: worst relative error {worst:.4%} (must be <= 1%)")
+        worst <= SHARE_TOLERANCE,
+        f"3:2:1 shares on one CPU: worst relative error {worst:.4%} (must be <= 1%)",
+    )
     share_series = timeseries_rows(sim)
 
     # 2. A 50% cap under credit, everyone else idle.
-    vms = [_vm("capped", {"name": "cpu"}, cap=50), _vm("idle1", "idle"), _vm("idle2", "idle")]
+    vms = [_vm("capped", {"name": "cpu"}, cap=CAP_PERCENT), _vm("idle1", "idle"), _vm("idle2", "idle")]
     # A cap holds per accounting period (30 ms): the run covers whole periods (100 or 300), as
     # over a partial last period the VM may already have used that period's whole budget.
     cap_duration = "3s" if quick else "9s"
     sim = simulate(plugins, _scenario("credit-cap-50", "credit", vms, cap_duration), "cpu-shares")
     capped = sim.vms[0].counters["cpu_run_ns"] / sim.engine.now
-    result.tables["cap"] = [{"vm": vm.name, "cap": 50 if vm.name == "capped" else 0,
-                             "cpu_run_ns": vm.counters["cpu_run_ns"],
-                             "fraction_of_cpu": round(vm.counters["cpu_run_ns"] / sim.engine.now, 6)}
-                            for vm in sim.vms]
-    result.tables["cap"].append({"vm": "(host idle)", "cap": 0, "cpu_run_ns": sim.hypervisor.counters["idle_ns"],
-                                 "fraction_of_cpu": round(sim.hypervisor.counters["idle_ns"] / sim.engine.now, 6)})
+    result.tables["cap"] = [
+        {
+            "vm": vm.name,
+            "cap": CAP_PERCENT if vm.name == "capped" else 0,
+            "cpu_run_ns": vm.counters["cpu_run_ns"],
+            "fraction_of_cpu": round(vm.counters["cpu_run_ns"] / sim.engine.now, 6),
+        }
+        for vm in sim.vms
+    ]
+    result.tables["cap"].append(
+        {
+            "vm": "(host idle)",
+            "cap": 0,
+            "cpu_run_ns": sim.hypervisor.counters["idle_ns"],
+            "fraction_of_cpu": round(sim.hypervisor.counters["idle_ns"] / sim.engine.now, 6),
+        }
+    )
     result.figures["capped_fraction_of_cpu"] = round(capped, 6)
     result.checks["cap_at_most_50pct"] = (
-        capped <= 0.5, f"cap = 50 with the CPU otherwise idle: the VM got {capped:.2%} of a CPU over "
-        f"{cap_duration} of whole accounting periods (must be <= 50%)")
+        capped <= CAP_PERCENT / 100,
+        f"cap = 50 with the CPU otherwise idle: the VM got {capped:.2%} of a CPU over "
+        f"{cap_duration} of whole accounting periods (must be <= 50%)",
+    )
 
     # 3. Wake-up latency: an I/O-bound VM against a cpu-bound one that also blocks now and then.
     latency_rows: list[dict[str, Any]] = []
@@ -84,9 +113,15 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
         for vm in sim.vms[:2]:
             c = vm.counters
             mean = c["cpu_wakeup_latency_ns"] / c["cpu_wakeups"] if c["cpu_wakeups"] else 0.0
-            latency_rows.append({"scheduler": scheduler, "vm": vm.name, "wakeups": c["cpu_wakeups"],
-                                 "mean_wakeup_latency_us": round(mean / 1000, 3),
-                                 "cpu_run_ns": c["cpu_run_ns"]})
+            latency_rows.append(
+                {
+                    "scheduler": scheduler,
+                    "vm": vm.name,
+                    "wakeups": c["cpu_wakeups"],
+                    "mean_wakeup_latency_us": round(mean / 1000, 3),
+                    "cpu_run_ns": c["cpu_run_ns"],
+                }
+            )
     result.tables["wakeup_latency"] = latency_rows
     lat: dict[tuple[str, str], float] = {
         (r["scheduler"], r["vm"]): float(r["mean_wakeup_latency_us"]) for r in latency_rows
@@ -105,11 +140,7 @@ def cpu_shares(plugins: PluginManager, quick: bool) -> ExperimentResult:
 
 
 def _plot(series: list[dict[str, Any]], result: ExperimentResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, shares in SHARES.items():
         pts = [(r["time_ns"] / 1e9, r["cpu_run_ns"] / 1e9) for r in series if r["vm"] == name]

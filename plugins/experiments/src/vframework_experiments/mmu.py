@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vframework import PluginManager, simulate
-from vframework.api import ExperimentResult, experiment
+from vframework.api import ExperimentResult, experiment, pyplot
 
 MODES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("bare-metal", {}),
@@ -43,17 +43,41 @@ def _workloads(quick: bool) -> dict[str, tuple[dict[str, Any], str, int]]:
     return {
         "fork-heavy": ({"name": "fork", "working_set": "4MiB", "touch": 16, "iterations": forks}, "fork", forks),
         "context-switch-heavy": (
-            {"name": "memory", "working_set": "2MiB", "pattern": "random", "batch": 64, "write_ratio": 0.0,
-             "compute_per_page": 0, "switch_every": 1, "batches": batches}, "batch", batches),
+            {
+                "name": "memory",
+                "working_set": "2MiB",
+                "pattern": "random",
+                "batch": 64,
+                "write_ratio": 0.0,
+                "compute_per_page": 0,
+                "switch_every": 1,
+                "batches": batches,
+            },
+            "batch",
+            batches,
+        ),
         "large-working-set": (
-            {"name": "memory", "working_set": "256MiB", "pattern": "random", "batch": 4096, "write_ratio": 0.0,
-             "compute_per_page": 0, "batches": batches}, "batch", batches),
+            {
+                "name": "memory",
+                "working_set": "256MiB",
+                "pattern": "random",
+                "batch": 4096,
+                "write_ratio": 0.0,
+                "compute_per_page": 0,
+                "batches": batches,
+            },
+            "batch",
+            batches,
+        ),
     }
 
 
 def _run(plugins: PluginManager, mode: str, params: dict[str, Any], workload: dict[str, Any]) -> Any:
     scenario = {
-        "name": "mmu", "seed": 1, "duration": "60s", "sample_interval": "1s",
+        "name": "mmu",
+        "seed": 1,
+        "duration": "60s",
+        "sample_interval": "1s",
         "host": {"cpus": 1, "memory": "2GiB", "arch": "x86-vt", "scheduler": "fair", "memory_policy": "static"},
         "vm": [{"name": "guest", "memory": "512MiB", "mode": {"name": mode, **params}, "workload": workload}],
     }
@@ -73,17 +97,26 @@ def mmu(plugins: PluginManager, quick: bool) -> ExperimentResult:
             cycles = c["cpu_run_ns"] * sim.machine.costs.clock_hz / 1e9 / ops
             base_cycles = base_cycles or cycles
             refs = c["tlb_hits"] + c["tlb_misses"]
-            rows.append({
-                "workload": wname, "mode": label, "operation": unit, "cycles_per_op": round(cycles, 1),
-                "vs_bare_metal": round(cycles / base_cycles, 3),
-                "traps": c["traps"], "hypercalls": c["hypercalls"], "vm_exits": c["vm_exits"],
-                "shadow_pt_updates": c["shadow_pt_updates"], "shadow_faults": c["shadow_faults"],
-                "tlb_miss_rate": round(c["tlb_misses"] / refs, 4) if refs else 0.0,
-                "page_walk_refs": c["page_walk_refs"],
-            })
+            rows.append(
+                {
+                    "workload": wname,
+                    "mode": label,
+                    "operation": unit,
+                    "cycles_per_op": round(cycles, 1),
+                    "vs_bare_metal": round(cycles / base_cycles, 3),
+                    "traps": c["traps"],
+                    "hypercalls": c["hypercalls"],
+                    "vm_exits": c["vm_exits"],
+                    "shadow_pt_updates": c["shadow_pt_updates"],
+                    "shadow_faults": c["shadow_faults"],
+                    "tlb_miss_rate": round(c["tlb_misses"] / refs, 4) if refs else 0.0,
+                    "page_walk_refs": c["page_walk_refs"],
+                }
+            )
     result.tables["mmu"] = rows
-    result.tables["published_forkwait"] = [{"system": k, "seconds": v, "vs_native": round(v / 6.0, 2)}
-                                           for k, v in PUBLISHED_FORKWAIT_S.items()]
+    result.tables["published_forkwait"] = [
+        {"system": k, "seconds": v, "vs_native": round(v / 6.0, 2)} for k, v in PUBLISHED_FORKWAIT_S.items()
+    ]
     ratio = {(r["workload"], r["mode"]): r["vs_bare_metal"] for r in rows}
     result.checks["shadow_loses_on_fork"] = (
         ratio[("fork-heavy", "full")] > ratio[("fork-heavy", "hardware-assisted")],
@@ -109,11 +142,7 @@ def mmu(plugins: PluginManager, quick: bool) -> ExperimentResult:
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     modes = [m for m, _ in MODES]
     fig, ax = plt.subplots(figsize=(11, 4.5))

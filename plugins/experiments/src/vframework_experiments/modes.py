@@ -14,23 +14,39 @@ from pathlib import Path
 from typing import Any
 
 from vframework import GuestKernel, PluginManager, port_share, simulate
-from vframework.api import ExperimentResult, experiment
+from vframework.api import ExperimentResult, experiment, pyplot
 
 TESTS = ("null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault", "fork")
 MODES = ("bare-metal", "full", "paravirtual", "hardware-assisted", "trap-and-emulate")
 #: (mode, hypervisor type) columns of the table.
-COLUMNS = tuple((m, "native") for m in MODES) + (("full", "hosted"), ("hardware-assisted", "hosted"))
+COLUMNS = (*tuple((m, "native") for m in MODES), ("full", "hosted"), ("hardware-assisted", "hosted"))
 
 
-def measure(plugins: PluginManager, mode: str, test: str, hypervisor_type: str, iterations: int,
-            arch: str = "x86-vt") -> dict[str, Any]:
+def measure(
+    plugins: PluginManager, mode: str, test: str, hypervisor_type: str, iterations: int, arch: str = "x86-vt"
+) -> dict[str, Any]:
     """Run ``test`` under ``mode``; returns its per-operation figures."""
     scenario = {
-        "name": f"modes-{mode}-{test}-{hypervisor_type}", "seed": 1, "duration": "30s", "sample_interval": "1s",
-        "host": {"cpus": 1, "memory": "1GiB", "arch": arch, "hypervisor_type": hypervisor_type,
-                 "scheduler": "fair", "memory_policy": "static"},
-        "vm": [{"name": "guest", "memory": "256MiB", "mode": mode,
-                "workload": {"name": "lmbench", "test": test, "iterations": iterations}}],
+        "name": f"modes-{mode}-{test}-{hypervisor_type}",
+        "seed": 1,
+        "duration": "30s",
+        "sample_interval": "1s",
+        "host": {
+            "cpus": 1,
+            "memory": "1GiB",
+            "arch": arch,
+            "hypervisor_type": hypervisor_type,
+            "scheduler": "fair",
+            "memory_policy": "static",
+        },
+        "vm": [
+            {
+                "name": "guest",
+                "memory": "256MiB",
+                "mode": mode,
+                "workload": {"name": "lmbench", "test": test, "iterations": iterations},
+            }
+        ],
     }
     sim = simulate(plugins, scenario, "modes")
     c = sim.vms[0].counters
@@ -38,8 +54,11 @@ def measure(plugins: PluginManager, mode: str, test: str, hypervisor_type: str, 
     return {
         "cycles_per_op": c["cpu_run_ns"] * clock / 1e9 / iterations,
         "wall_ns_per_op": (c["cpu_run_ns"] + c["cpu_stolen_ns"]) / iterations,
-        "traps": c["traps"], "vm_exits": c["vm_exits"], "hypercalls": c["hypercalls"],
-        "bt_translations": c["bt_translations"], "bt_callouts": c["bt_callouts"],
+        "traps": c["traps"],
+        "vm_exits": c["vm_exits"],
+        "hypercalls": c["hypercalls"],
+        "bt_translations": c["bt_translations"],
+        "bt_callouts": c["bt_callouts"],
         "world_switches": c["world_switches"],
         "direct_share": c["instructions_direct"] / max(1, c["instructions_direct"] + c["instructions_emulated"]),
     }
@@ -58,8 +77,14 @@ def modes(plugins: PluginManager, quick: bool) -> ExperimentResult:
             got = base if (mode, kind) == ("bare-metal", "native") else measure(plugins, mode, test, kind, iterations)
             label = mode if kind == "native" else f"{mode} (hosted)"
             row[label] = round(got["cycles_per_op"] / base["cycles_per_op"], 3)
-            detail.append({"test": test, "mode": mode, "hypervisor": kind,
-                           **{k: round(v, 4) if isinstance(v, float) else v for k, v in got.items()}})
+            detail.append(
+                {
+                    "test": test,
+                    "mode": mode,
+                    "hypervisor": kind,
+                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in got.items()},
+                }
+            )
         rows.append(row)
     result.tables["modes"] = rows
     result.tables["modes_detail"] = detail
@@ -98,11 +123,7 @@ def _geomean(values: list[float]) -> float:
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [m if k == "native" else f"{m} (hosted)" for m, k in COLUMNS]
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / len(labels)

@@ -7,7 +7,7 @@ from .hardware import HardwareAssisted
 from .paravirtual import Paravirtual
 from .software import Full, TrapAndEmulate
 
-__all__ = ["BareMetal", "Full", "TrapAndEmulate", "Paravirtual", "HardwareAssisted"]
+__all__ = ["BareMetal", "Full", "HardwareAssisted", "Paravirtual", "TrapAndEmulate"]
 
 
 @hookimpl

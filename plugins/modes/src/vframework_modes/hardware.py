@@ -15,8 +15,9 @@ _NESTED_DIRECT = frozenset({Op.MOV_TO_CR3, Op.MOV_FROM_CR3, Op.INVLPG})
 
 class HardwareParams(Params):
     nested_paging: bool = Field(
-        True, description="EPT/NPT: guest edits its page tables freely; false: first-generation VT-x with "
-        "shadow paging, where every guest PTE write and CR3 load exits"
+        True,
+        description="EPT/NPT: guest edits its page tables freely; false: first-generation VT-x with "
+        "shadow paging, where every guest PTE write and CR3 load exits",
     )
 
 

@@ -7,7 +7,7 @@ from .credit import CreditScheduler
 from .fair import FairScheduler
 from .proportional import ProportionalScheduler
 
-__all__ = ["FairScheduler", "ProportionalScheduler", "CreditScheduler"]
+__all__ = ["CreditScheduler", "FairScheduler", "ProportionalScheduler"]
 
 
 @hookimpl

@@ -87,7 +87,7 @@ from vframework.api import Duration, Params, Scheduler, VCPUView
 
 from ._fill import water_fill
 
-__all__ = ["CreditScheduler", "CreditParams", "CreditVMParams", "BOOST", "UNDER", "OVER", "PRIORITIES"]
+__all__ = ["BOOST", "OVER", "PRIORITIES", "UNDER", "CreditParams", "CreditScheduler", "CreditVMParams"]
 
 #: Priorities, best first (Xen's CSCHED_PRI_TS_BOOST, _UNDER, _OVER).
 BOOST, UNDER, OVER = 0, 1, 2
@@ -109,11 +109,15 @@ class CreditParams(Params):
 
 class CreditVMParams(Params):
     weight: int = Field(
-        DEFAULT_WEIGHT, ge=1, le=65535,
+        DEFAULT_WEIGHT,
+        ge=1,
+        le=65535,
         description="relative CPU weight: a VM of weight 512 gets twice the CPU of one of 256 on a busy host",
     )
     cap: int = Field(
-        0, ge=0, le=65535,
+        0,
+        ge=0,
+        le=65535,
         description="maximum CPU in percent of one physical CPU (50 = half a CPU, 400 = four CPUs); 0 = uncapped",
     )
 
@@ -121,7 +125,7 @@ class CreditVMParams(Params):
 class _Dom:
     """One VM (Xen's domain)."""
 
-    __slots__ = ("id", "weight", "cap", "vcpus", "active", "used", "reserved", "parked", "held")
+    __slots__ = ("active", "cap", "held", "id", "parked", "reserved", "used", "vcpus", "weight")
 
     def __init__(self, vm_id: int, params: CreditVMParams) -> None:
         self.id = vm_id
@@ -138,7 +142,7 @@ class _Dom:
 class _VC:
     """One vCPU's scheduler state."""
 
-    __slots__ = ("vcpu", "dom", "credit", "pri", "cpu", "queued", "held", "active", "on", "since", "given")
+    __slots__ = ("active", "cpu", "credit", "dom", "given", "held", "on", "pri", "queued", "since", "vcpu")
 
     def __init__(self, vcpu: VCPUView, dom: _Dom, cpu: int) -> None:
         self.vcpu = vcpu

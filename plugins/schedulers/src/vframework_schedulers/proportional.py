@@ -64,7 +64,7 @@ from vframework.api import Duration, Params, Scheduler, VCPUView
 
 from ._fill import water_fill
 
-__all__ = ["ProportionalScheduler", "ProportionalParams", "ProportionalVMParams", "DEFAULT_SHARES"]
+__all__ = ["DEFAULT_SHARES", "ProportionalParams", "ProportionalScheduler", "ProportionalVMParams"]
 
 #: ESX's "normal" shares per VM.
 DEFAULT_SHARES = 1000
@@ -78,32 +78,52 @@ class ProportionalParams(Params):
 
 class ProportionalVMParams(Params):
     shares: int = Field(
-        DEFAULT_SHARES, ge=1, le=1_000_000,
+        DEFAULT_SHARES,
+        ge=1,
+        le=1_000_000,
         description="CPU shares: among the VMs that want CPU, each receives CPU in proportion to its shares",
     )
     reservation: float = Field(
-        0.0, ge=0, le=100_000,
+        0.0,
+        ge=0,
+        le=100_000,
         description="guaranteed minimum CPU, in percent of one physical CPU (0 = none)",
     )
     limit: float = Field(
-        0.0, ge=0, le=100_000,
+        0.0,
+        ge=0,
+        le=100_000,
         description="maximum CPU, in percent of one physical CPU (0 = no limit); a CPU may idle rather than exceed it",
     )
 
     @model_validator(mode="after")
     def _reservation_within_limit(self) -> ProportionalVMParams:
         if self.limit and self.reservation > self.limit:
-            raise ValueError(
-                f"reservation ({self.reservation:g}% of a CPU) exceeds limit ({self.limit:g}% of a CPU)"
-            )
+            raise ValueError(f"reservation ({self.reservation:g}% of a CPU) exceeds limit ({self.limit:g}% of a CPU)")
         return self
 
 
 class _Share:
     """One VM's state in the scheduler."""
 
-    __slots__ = ("id", "shares", "reservation", "limit", "weight", "pass_", "remain", "queue", "runnable",
-                 "vcpus", "key", "dkey", "tokens", "stamp", "reserved", "throttled")
+    __slots__ = (
+        "dkey",
+        "id",
+        "key",
+        "limit",
+        "pass_",
+        "queue",
+        "remain",
+        "reservation",
+        "reserved",
+        "runnable",
+        "shares",
+        "stamp",
+        "throttled",
+        "tokens",
+        "vcpus",
+        "weight",
+    )
 
     def __init__(self, vm_id: int, params: ProportionalVMParams) -> None:
         self.id = vm_id

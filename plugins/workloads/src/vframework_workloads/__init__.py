@@ -8,7 +8,7 @@ from .io import IOBound
 from .lmbench import Lmbench
 from .memory import MemoryWorkload
 
-__all__ = ["Idle", "CPUBound", "ForkWorkload", "IOBound", "Lmbench", "MemoryWorkload"]
+__all__ = ["CPUBound", "ForkWorkload", "IOBound", "Idle", "Lmbench", "MemoryWorkload"]
 
 
 @hookimpl

@@ -31,8 +31,13 @@ class ForkWorkload(Workload[ForkParams]):
         p: ForkParams = params  # type: ignore[assignment]
         need = p.working_set // PAGE_SIZE + p.touch
         if need > vm_memory_pages:
-            return [("working_set", f"{format_size(p.working_set)} plus the child's copies does not fit one "
-                     f"vCPU's share of the VM's memory ({format_size(vm_memory_pages * PAGE_SIZE)})")]
+            return [
+                (
+                    "working_set",
+                    f"{format_size(p.working_set)} plus the child's copies does not fit one "
+                    f"vCPU's share of the VM's memory ({format_size(vm_memory_pages * PAGE_SIZE)})",
+                )
+            ]
         return []
 
     def address_space_pages(self) -> int:

@@ -21,8 +21,9 @@ TESTS = {
 
 
 class LmbenchParams(Params):
-    test: Literal["null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault",
-                  "fork"] = Field("null_syscall", description="which kernel path to exercise")
+    test: Literal[
+        "null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault", "fork"
+    ] = Field("null_syscall", description="which kernel path to exercise")
     fork_pages: int = Field(256, gt=0, description="fork test: pages the forking process maps")
     iterations: int = Field(100_000, gt=0, description="how many times; the workload then ends")
     batch: int = Field(1_000, gt=0, description="iterations per operation (the engine sees one event per batch)")
@@ -46,8 +47,12 @@ class Lmbench(Workload[LmbenchParams]):
         p: LmbenchParams = params  # type: ignore[assignment]
         need = p.iterations if p.test == "page_fault" else (2 * p.fork_pages if p.test == "fork" else 0)
         if need > vm_memory_pages:
-            return [("iterations" if p.test == "page_fault" else "fork_pages",
-                     f"the {p.test} test needs {need} pages; one vCPU's share of the VM has {vm_memory_pages}")]
+            return [
+                (
+                    "iterations" if p.test == "page_fault" else "fork_pages",
+                    f"the {p.test} test needs {need} pages; one vCPU's share of the VM has {vm_memory_pages}",
+                )
+            ]
         return []
 
     def run(self) -> Generator[Operation, Any, None]:

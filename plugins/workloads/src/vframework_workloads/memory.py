@@ -33,9 +33,14 @@ class MemoryWorkload(Workload[MemoryParams]):
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
         p: MemoryParams = params  # type: ignore[assignment]
         if p.working_set // PAGE_SIZE > vm_memory_pages + swap_pages:
-            return [("working_set", f"{format_size(p.working_set)} is larger than one vCPU's share of the VM's "
-                     f"memory ({format_size(vm_memory_pages * PAGE_SIZE)}) plus swap "
-                     f"({format_size(swap_pages * PAGE_SIZE)}); each vCPU runs its own process")]
+            return [
+                (
+                    "working_set",
+                    f"{format_size(p.working_set)} is larger than one vCPU's share of the VM's "
+                    f"memory ({format_size(vm_memory_pages * PAGE_SIZE)}) plus swap "
+                    f"({format_size(swap_pages * PAGE_SIZE)}); each vCPU runs its own process",
+                )
+            ]
         return []
 
     def address_space_pages(self) -> int:
