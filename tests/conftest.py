@@ -4,13 +4,17 @@
   through the conformance kit's own loader, so ``tox -e invariants`` runs the same tests longer.
 * ``cli`` runs the command line in-process (click's CliRunner) and checks the contract every
   command keeps: the expected exit code, and never an uncaught exception or a traceback.
+* ``plugins`` is a plugin manager with the installed plugins, one per test module.
 * ``make_dist`` builds a real, importable plugin distribution (a module plus its ``.dist-info``
   with a ``vframework`` entry point) in a temporary folder and puts it on ``sys.path``: the plugin
-  manager finds it through ``importlib.metadata`` exactly as it finds an installed plugin.
+  manager finds it through ``importlib.metadata`` exactly as it finds an installed plugin;
+  ``hook_order`` is the list such plugins append to, to show the order their hooks ran in.
 """
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import os
 import sys
 import textwrap
@@ -24,6 +28,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 from vf_helpers import CLI  # noqa: E402
 
+from vframework import PluginManager  # noqa: E402
 from vframework.testing import load_profile  # noqa: E402
 
 #: The Hypothesis profile every property in this suite runs with.
@@ -63,7 +68,16 @@ def cli() -> CLI:
     return CLI()
 
 
-# -- scenarios ------------------------------------------------------------------------------
+# -- the installed plugins ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plugins() -> PluginManager:
+    """The installed plugins (autoloaded whatever the environment says)."""
+    return PluginManager(autoload=True)
+
+
+# -- scenario files -------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -104,8 +118,6 @@ class DistFactory:
             f"[vframework]\n{entry_point or dist} = {module}\n", encoding="utf-8"
         )
         self.modules.append(module)
-        import importlib
-
         importlib.invalidate_caches()
         return module
 
@@ -116,3 +128,13 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistF
     yield factory
     for module in factory.modules:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def hook_order() -> Iterator[list[str]]:
+    """``builtins.VFRAMEWORK_TEST_ORDER``: a list the hooks of plugins built by ``make_dist`` append
+    to, so a test sees the order they ran in; removed afterwards."""
+    order: list[str] = []
+    builtins.VFRAMEWORK_TEST_ORDER = order  # type: ignore[attr-defined]
+    yield order
+    del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from vf_helpers import ROOT
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = ROOT / "benchmarks"
 NAMES = sorted(p.stem.removeprefix("bench_") for p in BENCHMARKS.glob("bench_*.py"))
 #: Benchmarks that compare against a third-party package the `test` extra does not install.
 NEEDS = {"engine": "simpy"}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vf_helpers import results_left_behind
+from vf_helpers import flat, results_left_behind
 
 VALID = """\
 name = "small"
@@ -264,7 +264,7 @@ def test_validate_rejects_bad_scenario(case: str, cli, write_scenario) -> None:
 
 def test_validate_accepts_valid_scenario(cli, write_scenario) -> None:
     path = write_scenario(VALID)
-    output = " ".join(cli(["validate", path]).split())  # rich wraps long lines
+    output = flat(cli(["validate", path]))  # rich wraps long lines
     assert "valid scenario 'small' (2 VMs)" in output
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from vf_helpers import flat
 
 from vframework import PluginManager
 from vframework.api.contract import Workload
@@ -30,11 +31,6 @@ COLUMNS = ("component", "kind", "property", "examples", "result")
 #: its contract (kit bugs), or for known bugs of a standard plugin; each has a strict xfail
 #: reproducer. Remove an entry when its reproducer passes.
 KNOWN_CHECK_FAILURES: dict[tuple[str, str], str] = {}
-
-
-def flat(output: str) -> str:
-    """The output with rich's line wrapping undone (words joined by single spaces)."""
-    return " ".join(output.split())
 
 
 def failures(output: str) -> dict[tuple[str, str], str]:

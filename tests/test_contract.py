@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from vf_helpers import ROOT
 
 import vframework
 from vframework import api
@@ -14,7 +15,6 @@ from vframework.api import KINDS, Mode, Params, Scheduler, Workload
 from vframework.api.manager import PluginManager
 from vframework.run.scenario import DEFAULT_COMPONENTS
 
-ROOT = Path(__file__).resolve().parents[1]
 KERNEL = ROOT / "src" / "vframework"
 PLUGIN_SOURCES = sorted(p for p in (ROOT / "plugins").glob("*/src/*/**/*.py"))
 PUBLIC = {"vframework", "vframework.api"}

@@ -7,8 +7,6 @@ may depend on state left behind by an earlier run).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import subprocess
@@ -16,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vf_helpers import summary_of
+from vf_helpers import summary_of, timeseries_of
 
 from vframework import PluginManager
 from vframework.run.scenario import load_default_scenario
@@ -138,8 +136,7 @@ def test_plot_is_deterministic_too(cli, write_scenario, tmp_path: Path) -> None:
 
 
 def _rows(out: Path, vm: str) -> list[dict[str, str]]:
-    with open(out / "timeseries.csv", newline="", encoding="utf-8") as f:
-        return [row for row in csv.DictReader(io.StringIO(f.read())) if row["vm"] == vm]
+    return [row for row in timeseries_of(out)[1] if row["vm"] == vm]
 
 
 def test_adding_a_vm_does_not_change_another_vms_stream(cli, write_scenario, tmp_path: Path) -> None:

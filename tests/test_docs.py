@@ -12,11 +12,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from vf_helpers import DOCS
+
 from vframework.api import hookspecs
 from vframework.api.manager import PluginManager
 from vframework.run.scenario import HostConfig, ScenarioConfig, VMConfig
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def _hooks() -> list[str]:

@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 
 import pytest
-from vf_helpers import results_left_behind
+from vf_helpers import DOCS, flat, results_left_behind
 
 from vframework import Experiment, PluginError, PluginManager
 from vframework.run.results import ResultsError, atomic_folder
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 STANDARD = {"cpu-shares", "mmu", "modes"}
 
 
@@ -49,7 +48,7 @@ def test_experiment_list(cli) -> None:
 
 def test_unknown_experiment_lists_the_installed_ones(cli, tmp_path: Path) -> None:
     output = cli(["experiment", "nope", "--out", tmp_path / "out"], code=2)
-    assert "unknown experiment 'nope'; installed: cpu-shares, mmu, modes" in " ".join(output.split())
+    assert "unknown experiment 'nope'; installed: cpu-shares, mmu, modes" in flat(output)
     assert not (tmp_path / "out").exists()
 
 
@@ -61,7 +60,7 @@ def test_third_party_experiment_is_listed_run_and_written(make_dist, cli, tmp_pa
 
     out = tmp_path / "acme"
     output = cli(["experiment", "acme-idle", "--quick", "--out", out])
-    assert f"results: {out}" in " ".join(output.split())
+    assert f"results: {out}" in flat(output)
     assert sorted(p.name for p in out.iterdir()) == ["acme-idle.json", "cpu.csv"]
     doc = json.loads((out / "acme-idle.json").read_text(encoding="utf-8"))
     assert doc["experiment"] == "acme-idle" and doc["tables"]["cpu"][0]["vm"] == "idle"
@@ -83,7 +82,7 @@ def test_two_distributions_registering_one_experiment_name(make_dist, cli) -> No
         def register_experiments():
             return [mmu]
         ''')
-    output = " ".join(cli(["plugins"], code=2).split())
+    output = flat(cli(["plugins"], code=2))
     assert "experiment 'mmu'" in output
     assert "acme-mmu" in output and "vframework-experiments" in output
 

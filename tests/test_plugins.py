@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vf_helpers import results_left_behind, summary_of
+from vf_helpers import flat, results_left_behind, summary_of
 
 from vframework import KINDS, PluginManager
 
@@ -397,7 +397,7 @@ def test_abstract_component_is_refused_at_registration(make_dist, cli) -> None:
         ''')
     output = cli(["plugins"], code=2)
     assert ("plugin 'acme-lottery': scheduler class Lottery does not implement pick, charge "
-            "(abstract methods of vframework.Scheduler)") in " ".join(output.split())
+            "(abstract methods of vframework.Scheduler)") in flat(output)
 
 
 def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
@@ -570,7 +570,9 @@ def test_observer_cannot_alter_written_summary(make_dist, cli, write_scenario, t
     assert meddled["vms"]["guest"] == summary_of(tmp_path / "plain")["vms"]["guest"]
 
 
-def test_lifecycle_hooks_run_in_registration_order(make_dist, cli, write_scenario, tmp_path: Path) -> None:
+def test_lifecycle_hooks_run_in_registration_order(
+    make_dist, cli, write_scenario, hook_order: list[str], tmp_path: Path
+) -> None:
     """PluginManager.call: 'Call a lifecycle hook on every plugin, in registration order'."""
     source = '''\
         import builtins
@@ -582,17 +584,11 @@ def test_lifecycle_hooks_run_in_registration_order(make_dist, cli, write_scenari
         '''
     first = make_dist("acme-a-first", source)
     second = make_dist("acme-b-second", source)
-    import builtins
-
-    builtins.VFRAMEWORK_TEST_ORDER = []  # type: ignore[attr-defined]
-    try:
-        pm = PluginManager()
-        order = list(pm.plugins)
-        assert order.index("acme-a-first") < order.index("acme-b-second")
-        cli(["run", write_scenario(SCENARIO.format(workload="idle")), "--out", tmp_path / "out", "-q", "--no-plot"])
-        assert builtins.VFRAMEWORK_TEST_ORDER == [first, second]  # type: ignore[attr-defined]
-    finally:
-        del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]
+    pm = PluginManager()
+    order = list(pm.plugins)
+    assert order.index("acme-a-first") < order.index("acme-b-second")
+    cli(["run", write_scenario(SCENARIO.format(workload="idle")), "--out", tmp_path / "out", "-q", "--no-plot"])
+    assert hook_order == [first, second]
 
 
 LIFECYCLE_HOOKS = {
@@ -651,7 +647,7 @@ def _order_plugin(tag: str, **options: bool) -> str:
     return f"{header}@{marker}\ndef simulation_configured(scenario):\n{body}"
 
 
-def test_lifecycle_hooks_keep_pluggy_options(make_dist) -> None:
+def test_lifecycle_hooks_keep_pluggy_options(make_dist, hook_order: list[str]) -> None:
     """Hooks go through pluggy: tryfirst runs first, trylast last, a wrapper wraps the call;
     plain implementations run in registration order (entry points sorted by name)."""
     make_dist("acme-1-plain", _order_plugin("1-plain"))
@@ -659,18 +655,12 @@ def test_lifecycle_hooks_keep_pluggy_options(make_dist) -> None:
     make_dist("acme-3-first", _order_plugin("3-first", tryfirst=True))
     make_dist("acme-4-plain", _order_plugin("4-plain"))
     make_dist("acme-5-wrapper", _order_plugin("5-wrapper", wrapper=True))
-    import builtins
-
-    builtins.VFRAMEWORK_TEST_ORDER = []  # type: ignore[attr-defined]
-    try:
-        results = PluginManager().call("simulation_configured", scenario=None)
-        assert builtins.VFRAMEWORK_TEST_ORDER == [  # type: ignore[attr-defined]
-            "5-wrapper-before", "3-first", "1-plain", "4-plain", "2-last", "5-wrapper-after"]
-        assert results == ["3-first", "1-plain", "4-plain", "2-last"]
-    finally:
-        del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]
+    results = PluginManager().call("simulation_configured", scenario=None)
+    assert hook_order == ["5-wrapper-before", "3-first", "1-plain", "4-plain", "2-last", "5-wrapper-after"]
+    assert results == ["3-first", "1-plain", "4-plain", "2-last"]
 
 
+@pytest.mark.usefixtures("hook_order")
 def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
     """The PluginError names the implementation that raised, not the wrapper around it nor the
     plugins before it."""
@@ -690,14 +680,8 @@ def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
         def simulation_configured(scenario):
             _helper()
         ''')
-    import builtins
-
-    builtins.VFRAMEWORK_TEST_ORDER = []  # type: ignore[attr-defined]
-    try:
-        with pytest.raises(PluginError) as info:
-            PluginManager().call("simulation_configured", scenario=None)
-    finally:
-        del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as info:
+        PluginManager().call("simulation_configured", scenario=None)
     message = str(info.value)
     assert message.startswith("plugin 'acme-c-angry' raised in hook simulation_configured: KeyError")
     assert "deep inside" in message

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vf_helpers import scenario
 
 from vframework import PluginManager, ScenarioError
 from vframework.run.scenario import (
@@ -22,11 +23,6 @@ from vframework.run.scenario import (
 )
 
 MiB, GiB = 1024**2, 1024**3
-
-
-@pytest.fixture(scope="module")
-def plugins() -> PluginManager:
-    return PluginManager(autoload=True)
 
 
 def default_data() -> dict[str, Any]:
@@ -157,17 +153,6 @@ def test_override_errors(item: str, words: list[str]) -> None:
 # -- validation ---------------------------------------------------------------------------------
 
 
-def scenario_data(**top: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "t",
-        "duration": "100ms",
-        "host": {"cpus": 2, "memory": "1GiB"},
-        "vm": [{"name": "a", "memory": "64MiB", "workload": "cpu"}, {"name": "b", "memory": "64MiB"}],
-    }
-    data.update(top)
-    return data
-
-
 def problems_of(data: dict[str, Any], plugins: PluginManager) -> dict[str, str]:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, "test.toml", plugins)
@@ -177,7 +162,7 @@ def problems_of(data: dict[str, Any], plugins: PluginManager) -> dict[str, str]:
 
 
 def test_valid_scenario_resolves_everything(plugins: PluginManager) -> None:
-    spec = parse_scenario(scenario_data(), "test.toml", plugins)
+    spec = parse_scenario(scenario(), "test.toml", plugins)
     assert spec.source == "test.toml"
     assert [vm.config.name for vm in spec.vms] == ["a", "b"]
     assert spec.vms[0].config.memory == 64 * MiB
@@ -189,7 +174,7 @@ def test_valid_scenario_resolves_everything(plugins: PluginManager) -> None:
 
 
 def test_sizes_and_durations_must_be_positive(plugins: PluginManager) -> None:
-    data = scenario_data(duration="-1s", sample_interval="0ms")
+    data = scenario(duration="-1s", sample_interval="0ms")
     data["vm"][0]["memory"] = "0GiB"
     data["vm"][1]["memory"] = "-64MiB"
     data["host"]["memory"] = 0
@@ -199,7 +184,7 @@ def test_sizes_and_durations_must_be_positive(plugins: PluginManager) -> None:
 
 
 def test_unknown_vm_key_names_the_components_asked(plugins: PluginManager) -> None:
-    data = scenario_data()
+    data = scenario()
     data["vm"][1]["shares"] = 2000
     found = problems_of(data, plugins)
     assert "vm[1].shares" in found
@@ -207,14 +192,14 @@ def test_unknown_vm_key_names_the_components_asked(plugins: PluginManager) -> No
 
 
 def test_unknown_cost_is_refused(plugins: PluginManager) -> None:
-    data = scenario_data()
+    data = scenario()
     data["host"]["costs"] = {"teleport": 5}
     found = problems_of(data, plugins)
     assert any(path.startswith("host") and "teleport" in message for path, message in found.items()), found
 
 
 def test_mode_must_run_on_the_host_architecture(plugins: PluginManager) -> None:
-    data = scenario_data()
+    data = scenario()
     data["host"]["arch"] = "x86"
     data["vm"][0]["mode"] = "hardware-assisted"
     found = problems_of(data, plugins)
@@ -222,7 +207,7 @@ def test_mode_must_run_on_the_host_architecture(plugins: PluginManager) -> None:
 
 
 def test_every_vm_problem_is_reported(plugins: PluginManager) -> None:
-    data = scenario_data()
+    data = scenario()
     data["vm"] = [
         {"name": "a", "memory": "64MiB", "workload": "nope"},
         {"name": "a", "memory": "64MiB", "mode": "nope"},

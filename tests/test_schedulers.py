@@ -8,15 +8,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from vf_helpers import scenario, simulate
 from vframework_schedulers._fill import water_fill
 
-from vframework import PluginManager, Simulation
+from vframework import PluginManager
 from vframework.run.scenario import ScenarioError, parse_scenario
-
-
-@pytest.fixture(scope="module")
-def plugins() -> PluginManager:
-    return PluginManager(autoload=True)
 
 
 def vm(name: str, workload: Any = "cpu", vcpus: int = 1, **extra: Any) -> dict[str, Any]:
@@ -27,11 +23,9 @@ def vm(name: str, workload: Any = "cpu", vcpus: int = 1, **extra: Any) -> dict[s
 
 def run(plugins: PluginManager, scheduler: Any, vms: list[dict[str, Any]], duration: str = "2s",
         cpus: int = 1) -> dict[str, dict[str, int]]:
-    data = {"name": "sched", "seed": 3, "duration": duration,
-            "host": {"cpus": cpus, "memory": "1GiB", "scheduler": scheduler, "memory_policy": "static"},
-            "vm": vms}
-    sim = Simulation(parse_scenario(data, "test.toml", plugins), plugins)
-    sim.run()
+    data = scenario(vms, name="sched", seed=3, duration=duration, cpus=cpus, scheduler=scheduler,
+                    memory_policy="static")
+    sim, _ = simulate(data, plugins)
     out = {v.name: dict(v.counters) for v in sim.vms}
     out["(host)"] = dict(sim.hypervisor.counters) | {"elapsed_ns": sim.engine.now}
     return out
@@ -126,8 +120,7 @@ def test_credit_upper_bound_discards_credit(plugins: PluginManager) -> None:
 def test_a_key_the_scheduler_does_not_use_is_an_error_naming_it(
     plugins: PluginManager, scheduler: str, key: str, value: int
 ) -> None:
-    data = {"name": "x", "host": {"cpus": 1, "memory": "1GiB", "scheduler": scheduler},
-            "vm": [vm("a", **{key: value})]}
+    data = scenario([vm("a", **{key: value})], name="x", cpus=1, scheduler=scheduler)
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, "bad.toml", plugins)
     message = str(info.value)
@@ -138,7 +131,7 @@ def test_a_key_the_scheduler_does_not_use_is_an_error_naming_it(
     ({"shares": 0}, "vm[0].shares"), ({"reservation": 60, "limit": 50}, "exceeds limit"),
 ])
 def test_proportional_rejects_bad_values(plugins: PluginManager, extra: dict[str, Any], fragment: str) -> None:
-    data = {"name": "x", "host": {"cpus": 1, "memory": "1GiB", "scheduler": "proportional"}, "vm": [vm("a", **extra)]}
+    data = scenario([vm("a", **extra)], name="x", cpus=1, scheduler="proportional")
     with pytest.raises(ScenarioError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         parse_scenario(data, "bad.toml", plugins)
 

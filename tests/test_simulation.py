@@ -2,71 +2,47 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from vf_helpers import results_left_behind, summary_of
+from vf_helpers import results_left_behind, scenario, simulate, summary_of, timeseries_of
 
 from vframework import PluginManager, Simulation, hookimpl
 from vframework.hv.metrics import HOST_METRICS, VM_METRICS
 from vframework.machine.hardware import STATE_NAMES
 from vframework.run.results import ResultsError, write_results
-from vframework.run.scenario import load_default_scenario, parse_scenario
+from vframework.run.scenario import load_default_scenario
 from vframework.run.simulation import TIMESERIES_METRICS
 from vframework.sim.units import PAGE_SIZE
 
-
-@pytest.fixture(scope="module")
-def plugins() -> PluginManager:
-    return PluginManager(autoload=True)
-
-
-def simulate(data: dict[str, Any], plugins: PluginManager, check_every_step: bool = False) -> tuple[Simulation, dict]:
-    spec = parse_scenario(data, "test.toml", plugins)
-    sim = Simulation(spec, plugins)
-    balances: list[tuple[int, int]] = []
-
-    def progress(t: int, total: int) -> None:
-        if check_every_step:
-            sim.hypervisor.sync()
-            balances.append(sim.hypervisor.cpu_time_balance())
-
-    summary = sim.run(progress=progress)
-    for charged, elapsed in balances:
-        assert charged == elapsed, f"CPU time not conserved mid-run: {charged} != {elapsed}"
-    return sim, summary
-
-
-def scenario(vms: list[dict[str, Any]], duration: str = "200ms", **host: Any) -> dict[str, Any]:
-    return {"name": "t", "seed": 4, "duration": duration, "sample_interval": "20ms",
-            "host": {"cpus": 2, "memory": "2GiB", **host}, "vm": vms}
+#: The runs here: seed 4, a sample every 20 ms, 2 GiB of host memory, 200 ms unless said otherwise.
+mix = partial(scenario, seed=4, duration="200ms", sample_interval="20ms", memory="2GiB")
 
 
 MIXES = {
-    "one-cpu": scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"},
+    "one-cpu": mix([{"name": "a", "memory": "64MiB", "workload": "cpu"},
                          {"name": "b", "memory": "64MiB", "workload": "io"},
                          {"name": "c", "memory": "64MiB", "workload": "idle"}], cpus=1),
-    "three-cpus-irq-on-cpu0": scenario(
+    "three-cpus-irq-on-cpu0": mix(
         [{"name": "io1", "memory": "64MiB", "workload": {"name": "io", "compute": "20us"}},
          {"name": "io2", "vcpus": 2, "memory": "64MiB", "workload": "io"},
          {"name": "mem", "vcpus": 2, "memory": "128MiB",
           "workload": {"name": "memory", "working_set": "16MiB", "batch": 512}},
          {"name": "cpu", "memory": "64MiB", "workload": {"name": "cpu", "burst": "3ms", "think": "1ms"}}],
         cpus=3, irq_affinity="cpu0"),
-    "modes": scenario(
+    "modes": mix(
         [{"name": m, "memory": "64MiB", "mode": m, "workload": w}
          for m, w in [("bare-metal", "io"), ("full", "io"), ("paravirtual", "io"), ("hardware-assisted", "cpu"),
                       ("trap-and-emulate", {"name": "memory", "working_set": "8MiB", "batch": 256})]]),
-    "hosted": scenario([{"name": "a", "memory": "64MiB", "mode": "full", "workload": "io"},
+    "hosted": mix([{"name": "a", "memory": "64MiB", "mode": "full", "workload": "io"},
                         {"name": "b", "memory": "64MiB", "mode": "full", "workload": "cpu"}],
                        hypervisor_type="hosted", host_os_load=0.2),
-    "lmbench": scenario([{"name": "a", "memory": "64MiB", "mode": "full",
+    "lmbench": mix([{"name": "a", "memory": "64MiB", "mode": "full",
                           "workload": {"name": "lmbench", "test": "context_switch", "iterations": 20000}},
                          {"name": "b", "memory": "64MiB", "workload": "idle"}], duration="50ms"),
 }
@@ -122,7 +98,7 @@ def test_frames_are_conserved(mix: str, plugins: PluginManager) -> None:
 def test_ready_time_is_runnable_time_not_running(plugins: PluginManager) -> None:
     """Two always-runnable VMs on one CPU: each is running or ready the whole time, except while the
     CPU switches to it (hypervisor time)."""
-    data = scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"},
+    data = mix([{"name": "a", "memory": "64MiB", "workload": "cpu"},
                      {"name": "b", "memory": "64MiB", "workload": "cpu"}], duration="300ms", cpus=1)
     sim, summary = simulate(data, plugins)
     duration = summary["sim_time_ns"]
@@ -139,7 +115,7 @@ def test_ready_time_is_runnable_time_not_running(plugins: PluginManager) -> None
 def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, plugins: PluginManager) -> None:
     """Fair share is per VM, whatever its vCPU count: on one CPU two busy VMs get the same CPU time
     within one time slice."""
-    data = scenario([{"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
+    data = mix([{"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
                      {"name": "b", "memory": "64MiB", "workload": "cpu"}],
                     duration="1s", cpus=1, scheduler={"name": "fair", "tslice": tslice})
     _, summary = simulate(data, plugins)
@@ -150,7 +126,7 @@ def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, p
 
 
 def test_fair_scheduler_is_work_conserving(plugins: PluginManager) -> None:
-    data = scenario([{"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
+    data = mix([{"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
                      {"name": "b", "memory": "64MiB", "workload": "idle"}], duration="200ms", cpus=2)
     _, summary = simulate(data, plugins)
     # Two busy vCPUs, two CPUs: the CPUs are idle only while the idle VM's tick handler runs elsewhere.
@@ -164,7 +140,7 @@ def test_fair_scheduler_is_work_conserving(plugins: PluginManager) -> None:
 def test_guest_page_faults_equal_the_working_set(mode: str, plugins: PluginManager) -> None:
     working_set = 4 * 1024**2
     pages = working_set // PAGE_SIZE
-    data = scenario([{"name": "a", "memory": "64MiB", "mode": mode,
+    data = mix([{"name": "a", "memory": "64MiB", "mode": mode,
                       "workload": {"name": "memory", "working_set": "4MiB", "pattern": "sequential"}}],
                     duration="100ms", cpus=1)
     sim, summary = simulate(data, plugins)
@@ -180,7 +156,7 @@ def test_guest_page_faults_equal_the_working_set(mode: str, plugins: PluginManag
 
 def test_guest_page_faults_per_vcpu_process(plugins: PluginManager) -> None:
     """Each vCPU runs its own process with its own address space."""
-    data = scenario([{"name": "a", "vcpus": 2, "memory": "64MiB",
+    data = mix([{"name": "a", "vcpus": 2, "memory": "64MiB",
                       "workload": {"name": "memory", "working_set": "2MiB", "pattern": "sequential"}}],
                     duration="100ms")
     _, summary = simulate(data, plugins)
@@ -213,12 +189,6 @@ def test_summary_json(cli, tmp_path: Path, plugins: PluginManager) -> None:
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n", "canonical JSON"
 
 
-def read_timeseries(out: Path) -> tuple[list[str], list[dict[str, str]]]:
-    text = (out / "timeseries.csv").read_text(encoding="utf-8")
-    reader = csv.DictReader(io.StringIO(text))
-    return list(reader.fieldnames or []), list(reader)
-
-
 @pytest.mark.parametrize(("duration", "times"), [
     ("300ms", [0, 100, 200, 300]),
     ("250ms", [0, 100, 200, 250]),
@@ -227,7 +197,7 @@ def read_timeseries(out: Path) -> tuple[list[str], list[dict[str, str]]]:
 def test_timeseries_csv(duration: str, times: list[int], cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     summary = run_cli(cli, out, "--set", f"duration={duration}", "--set", "sample_interval=100ms")
-    header, rows = read_timeseries(out)
+    header, rows = timeseries_of(out)
     assert (out / "timeseries.csv").read_text(encoding="utf-8").startswith("time_ns,vm,")
     assert header == ["time_ns", "vm", *TIMESERIES_METRICS]
     vms = list(summary["vms"])
@@ -244,7 +214,7 @@ def test_timeseries_csv(duration: str, times: list[int], cli, tmp_path: Path) ->
 def test_last_sample_matches_the_summary(cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     summary = run_cli(cli, out, "--set", "duration=300ms")
-    _, rows = read_timeseries(out)
+    _, rows = timeseries_of(out)
     last = {row["vm"]: row for row in rows if int(row["time_ns"]) == summary["sim_time_ns"]}
     for name, counters in summary["vms"].items():
         for metric in TIMESERIES_METRICS:
@@ -254,7 +224,7 @@ def test_last_sample_matches_the_summary(cli, tmp_path: Path) -> None:
 def test_cumulative_counters_never_decrease(cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     run_cli(cli, out, "--set", "duration=400ms", "--set", "sample_interval=20ms")
-    _, rows = read_timeseries(out)
+    _, rows = timeseries_of(out)
     counters = [m for m in TIMESERIES_METRICS if VM_METRICS[m].kind == "counter"]
     previous: dict[str, dict[str, str]] = {}
     for row in rows:
@@ -354,8 +324,5 @@ def test_samples_see_every_event_of_their_instant() -> None:
     plugins = PluginManager(autoload=True)
     probe = _Probe()
     plugins.register(probe, "acme-probe")
-    data = scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"}], duration="200ms")
-    data["sample_interval"] = "100ms"
-    spec = parse_scenario(data, "test.toml", plugins)
-    Simulation(spec, plugins).run()
+    simulate(mix([{"name": "a", "memory": "64MiB", "workload": "cpu"}], sample_interval="100ms"), plugins)
     assert probe.seen == [1], "at 100 ms only the 0 ns sample may exist when an ordinary event runs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,7 +11,16 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
+from vframework import PluginManager, Simulation
 from vframework.cli import main
+from vframework.run.scenario import parse_scenario
+
+#: The repository's root folder, and its documentation.
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+# -- the command line -----------------------------------------------------------------------
 
 
 def check_clean(result: Result, code: int) -> str:
@@ -37,6 +48,62 @@ class CLI:
         return check_clean(self.invoke(args, env), code)
 
 
+def flat(output: str) -> str:
+    """The output with rich's line wrapping undone (words joined by single spaces)."""
+    return " ".join(output.split())
+
+
+# -- scenarios and runs ---------------------------------------------------------------------
+
+
+def scenario(
+    vms: list[dict[str, Any]] | None = None,
+    *,
+    name: str = "t",
+    seed: int | None = None,
+    duration: str = "100ms",
+    sample_interval: str | None = None,
+    **host: Any,
+) -> dict[str, Any]:
+    """Scenario data as a TOML file gives it. Top-level keys come from the keyword arguments
+    (``seed`` and ``sample_interval`` only when given), every other keyword is a ``host`` key
+    (2 CPUs and 1 GiB unless given); ``vms`` is the ``vm`` list (by default VM ``a`` running
+    ``cpu`` and VM ``b`` with the default workload, 64 MiB each)."""
+    data: dict[str, Any] = {"name": name, "duration": duration}
+    if seed is not None:
+        data["seed"] = seed
+    if sample_interval is not None:
+        data["sample_interval"] = sample_interval
+    data["host"] = {"cpus": 2, "memory": "1GiB", **host}
+    if vms is None:
+        vms = [{"name": "a", "memory": "64MiB", "workload": "cpu"}, {"name": "b", "memory": "64MiB"}]
+    data["vm"] = vms
+    return data
+
+
+def simulate(
+    data: dict[str, Any], plugins: PluginManager, check_every_step: bool = False
+) -> tuple[Simulation, dict[str, Any]]:
+    """Validate ``data`` and run it to the end: the simulation and its summary. With
+    ``check_every_step``, CPU time must be conserved at every progress report, not only at the end."""
+    spec = parse_scenario(data, "test.toml", plugins)
+    sim = Simulation(spec, plugins)
+    balances: list[tuple[int, int]] = []
+
+    def progress(t: int, total: int) -> None:
+        if check_every_step:
+            sim.hypervisor.sync()
+            balances.append(sim.hypervisor.cpu_time_balance())
+
+    summary = sim.run(progress=progress)
+    for charged, elapsed in balances:
+        assert charged == elapsed, f"CPU time not conserved mid-run: {charged} != {elapsed}"
+    return sim, summary
+
+
+# -- the results folder ---------------------------------------------------------------------
+
+
 def results_left_behind(out: Path) -> list[str]:
     """Anything in ``out``'s parent that looks like (part of) the results folder ``out``."""
     if not out.parent.exists():
@@ -46,3 +113,10 @@ def results_left_behind(out: Path) -> list[str]:
 
 def summary_of(out: Path) -> dict[str, Any]:
     return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+def timeseries_of(out: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of ``out/timeseries.csv``."""
+    text = (out / "timeseries.csv").read_text(encoding="utf-8")
+    reader = csv.DictReader(io.StringIO(text))
+    return list(reader.fieldnames or []), list(reader)
