@@ -1,4 +1,8 @@
-"""Shared fixtures for the vframework test suite.
+"""Shared fixtures for the vframework test suite, in every folder (helpers are in vf_helpers.py).
+
+The folders mirror the kernel's layers (sim, machine, guest, hv, api, run, testing), with cli for
+the command line's own contract, plugins/<distribution> for the standard plugins and project for
+the repository as a whole (docs, versions, benchmarks).
 
 * The Hypothesis profile comes from ``VFRAMEWORK_HYPOTHESIS_PROFILE`` (``default`` when unset),
   through the conformance kit's own loader, so ``tox -e invariants`` runs the same tests longer.

@@ -1,4 +1,5 @@
-"""Helpers shared by the test modules (imported as ``vf_helpers``; tests/ is on sys.path)."""
+"""Helpers shared by the test modules, in every folder (imported as ``vf_helpers``: pytest's
+``pythonpath`` setting in pyproject.toml puts tests/ on sys.path). Fixtures are in conftest.py."""
 
 from __future__ import annotations
 
@@ -54,6 +55,30 @@ def flat(output: str) -> str:
 
 
 # -- scenarios and runs ---------------------------------------------------------------------
+
+
+#: A scenario file: VM ``guest`` runs ``{workload}`` next to a busy ``neighbour`` for 50 ms on
+#: one CPU (the plugin tests put a third party's workload or observers in it).
+PLUGGED = """\
+name = "plugged"
+seed = 2
+duration = "50ms"
+sample_interval = "10ms"
+
+[host]
+cpus = 1
+memory = "512MiB"
+
+[[vm]]
+name = "guest"
+memory = "64MiB"
+workload = "{workload}"
+
+[[vm]]
+name = "neighbour"
+memory = "64MiB"
+workload = "cpu"
+"""
 
 
 def scenario(

@@ -1,10 +1,12 @@
-"""Plugins: found through the ``vframework`` entry-point group, exactly as a third party's would be.
+"""The plugin manager: plugins are found through the ``vframework`` entry-point group, exactly as a
+third party's would be, registered, listed, and their hooks called.
 
 One test builds a real plugin distribution (pyproject.toml, a module) in a temporary folder,
 installs it with pip into an isolated virtual environment and uses it from there. The others
 put a distribution (a module plus its ``.dist-info``) on ``sys.path`` in-process: the plugin
 manager sees it through ``importlib.metadata`` like any installed one, and each failure mode of
 a plugin must give a message naming the distribution (and the hook), never a traceback.
+Lifecycle hooks during a run: ``tests/run/test_lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vf_helpers import flat, results_left_behind, summary_of
+from vf_helpers import PLUGGED, flat, summary_of
 
 from vframework import KINDS, PluginManager
 
@@ -32,26 +34,6 @@ STANDARD = {
 #: What ``vframework plugins --json`` lists per distribution: the component kinds, then experiments.
 LISTED = [*KINDS, "experiment"]
 
-SCENARIO = """\
-name = "plugged"
-seed = 2
-duration = "50ms"
-sample_interval = "10ms"
-
-[host]
-cpus = 1
-memory = "512MiB"
-
-[[vm]]
-name = "guest"
-memory = "64MiB"
-workload = "{workload}"
-
-[[vm]]
-name = "neighbour"
-memory = "64MiB"
-workload = "cpu"
-"""
 
 PULSE = '''\
 """A third-party workload: computes a little, sleeps a little."""
@@ -210,7 +192,7 @@ def test_installed_plugin_distribution_is_found_and_usable(isolated_env: Path, t
     assert all(acme["components"][k] == [] for k in LISTED if k != "workload")
 
     scenario = tmp_path / "plugged.toml"
-    scenario.write_text(SCENARIO.format(workload="acme-pulse"), encoding="utf-8")
+    scenario.write_text(PLUGGED.format(workload="acme-pulse"), encoding="utf-8")
     out = tmp_path / "results"
     proc = _run([python, "-m", "vframework", "run", scenario, "--out", out, "-q", "--no-plot"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -473,165 +455,14 @@ def test_hook_implementation_with_unknown_name(make_dist, cli) -> None:
 def test_in_process_plugin_component_runs(make_dist, cli, write_scenario, tmp_path: Path) -> None:
     make_dist("acme-pulse", PULSE, version="0.3")
     out = tmp_path / "out"
-    cli(["run", write_scenario(SCENARIO.format(workload="acme-pulse")), "--out", out, "-q", "--no-plot"])
+    cli(["run", write_scenario(PLUGGED.format(workload="acme-pulse")), "--out", out, "-q", "--no-plot"])
     summary = summary_of(out)
     assert summary["components"]["vms"]["guest"]["workload"] == "acme-pulse"
     assert {"name": "acme-pulse", "version": "0.3"} in summary["plugins"]
     assert summary["vms"]["guest"]["cpu_run_ns"] > 0
 
 
-# -- lifecycle hooks --------------------------------------------------------------------------
-
-OBSERVER = '''\
-from vframework import hookimpl
-
-CALLS = []
-
-
-@hookimpl
-def simulation_configured(scenario):
-    CALLS.append(("simulation_configured", scenario.name, 0))
-
-
-@hookimpl
-def vm_created(simulation, vm):
-    CALLS.append(("vm_created", vm.name, simulation.engine.now))
-
-
-@hookimpl
-def simulation_started(simulation):
-    CALLS.append(("simulation_started", len(simulation.vms), simulation.engine.now))
-
-
-@hookimpl
-def vm_destroyed(simulation, vm):
-    CALLS.append(("vm_destroyed", vm.name, simulation.engine.now))
-
-
-@hookimpl
-def simulation_finished(simulation, summary):
-    CALLS.append(("simulation_finished", summary["sim_time_ns"], simulation.engine.now))
-'''
-
-
-def test_lifecycle_hooks_are_called_in_order(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    module = make_dist("acme-observer", OBSERVER)
-    path = write_scenario(SCENARIO.format(workload="idle"))
-    cli(["run", path, "--out", tmp_path / "out", "-q", "--no-plot"])
-    calls = sys.modules[module].CALLS
-    end = 50_000_000
-    assert calls == [
-        ("simulation_configured", "plugged", 0),
-        ("vm_created", "guest", 0),
-        ("vm_created", "neighbour", 0),
-        ("simulation_started", 2, 0),
-        ("vm_destroyed", "guest", end),
-        ("vm_destroyed", "neighbour", end),
-        ("simulation_finished", end, end),
-    ]
-
-
-def test_vm_destroyed_when_its_last_vcpu_halts(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    module = make_dist("acme-observer", OBSERVER)
-    text = SCENARIO.format(workload="cpu").replace('workload = "cpu"\n\n[[vm]]', 'workload = { name = "cpu", '
-                                                   'burst = "5ms", total = "5ms" }\n\n[[vm]]', 1)
-    cli(["run", write_scenario(text), "--out", tmp_path / "out", "-q", "--no-plot"])
-    destroyed = {name: t for hook, name, t in sys.modules[module].CALLS if hook == "vm_destroyed"}
-    assert set(destroyed) == {"guest", "neighbour"}
-    assert 5_000_000 <= destroyed["guest"] < 50_000_000, "the finished VM is reported when it halts"
-    assert destroyed["neighbour"] == 50_000_000
-
-
-def test_observers_do_not_change_results(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    path = write_scenario(SCENARIO.format(workload="io"))
-    cli(["run", path, "--out", tmp_path / "plain", "-q", "--no-plot"])
-    make_dist("acme-observer", OBSERVER)
-    cli(["run", path, "--out", tmp_path / "observed", "-q", "--no-plot"])
-    plain, observed = summary_of(tmp_path / "plain"), summary_of(tmp_path / "observed")
-    assert {k: v for k, v in plain.items() if k != "plugins"} == {k: v for k, v in observed.items() if k != "plugins"}
-    series = [(tmp_path / name / "timeseries.csv").read_bytes() for name in ("plain", "observed")]
-    assert series[0] == series[1]
-
-
-def test_observer_cannot_alter_written_summary(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    path = write_scenario(SCENARIO.format(workload="cpu"))
-    cli(["run", path, "--out", tmp_path / "plain", "-q", "--no-plot"])
-    make_dist("acme-meddler", '''\
-        from vframework import hookimpl
-
-        @hookimpl
-        def simulation_finished(simulation, summary):
-            summary["vms"]["guest"]["cpu_run_ns"] = -1
-            summary["scenario"] = "tampered"
-        ''')
-    cli(["run", path, "--out", tmp_path / "meddled", "-q", "--no-plot"])
-    meddled = summary_of(tmp_path / "meddled")
-    assert meddled["scenario"] == "plugged"
-    assert meddled["vms"]["guest"] == summary_of(tmp_path / "plain")["vms"]["guest"]
-
-
-def test_lifecycle_hooks_run_in_registration_order(
-    make_dist, cli, write_scenario, hook_order: list[str], tmp_path: Path
-) -> None:
-    """PluginManager.call: 'Call a lifecycle hook on every plugin, in registration order'."""
-    source = '''\
-        import builtins
-        from vframework import hookimpl
-
-        @hookimpl
-        def simulation_configured(scenario):
-            builtins.VFRAMEWORK_TEST_ORDER.append(__name__)
-        '''
-    first = make_dist("acme-a-first", source)
-    second = make_dist("acme-b-second", source)
-    pm = PluginManager()
-    order = list(pm.plugins)
-    assert order.index("acme-a-first") < order.index("acme-b-second")
-    cli(["run", write_scenario(SCENARIO.format(workload="idle")), "--out", tmp_path / "out", "-q", "--no-plot"])
-    assert hook_order == [first, second]
-
-
-LIFECYCLE_HOOKS = {
-    "simulation_configured": "scenario",
-    "simulation_started": "simulation",
-    "vm_created": "simulation, vm",
-    "vm_destroyed": "simulation, vm",
-    "simulation_finished": "simulation, summary",
-}
-
-
-@pytest.mark.parametrize("hook", sorted(LIFECYCLE_HOOKS))
-def test_lifecycle_hook_that_raises_stops_the_run(hook: str, make_dist, cli, write_scenario,
-                                                  tmp_path: Path) -> None:
-    make_dist("acme-faulty", f'''\
-        from vframework import hookimpl
-
-        @hookimpl
-        def {hook}({LIFECYCLE_HOOKS[hook]}):
-            raise ValueError("observer exploded")
-        ''')
-    out = tmp_path / "results" / "run"
-    output = cli(["run", write_scenario(SCENARIO.format(workload="cpu")), "--out", out, "-q", "--no-plot"],
-                 code=1)
-    assert "acme-faulty" in output and hook in output and "observer exploded" in output
-    assert "no results were written" in output
-    assert not out.exists()
-    assert results_left_behind(out) == [], "a partial results folder was left behind"
-
-
-def test_error_message_with_brackets_is_printed_verbatim(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    make_dist("acme-brackets", '''\
-        from vframework import hookimpl
-
-        @hookimpl
-        def simulation_started(simulation):
-            raise OSError("cannot open [/var/lib/acme] or [bold]")
-        ''')
-    out = tmp_path / "out"
-    output = cli(["run", write_scenario(SCENARIO.format(workload="cpu")), "--out", out, "-q", "--no-plot"],
-                 code=1)
-    assert "cannot open [/var/lib/acme] or [bold]" in output
-    assert not out.exists()
+# -- calling hooks ----------------------------------------------------------------------------
 
 
 def _order_plugin(tag: str, **options: bool) -> str:

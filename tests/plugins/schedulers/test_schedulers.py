@@ -1,5 +1,6 @@
 """The standard schedulers' promises, measured on whole runs: shares, reservation, limit, cap,
-BOOST, Xen's credit bounds; the water-fill they share; and scenario keys checked per scheduler."""
+BOOST, Xen's credit bounds, fair share per VM; the water-fill they share; and scenario keys checked
+per scheduler."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from vframework_schedulers._fill import water_fill
 
 from vframework import PluginManager
 from vframework.run.scenario import ScenarioError, parse_scenario
+from vframework.testing import ShareMachine
 
 
 def vm(name: str, workload: Any = "cpu", vcpus: int = 1, **extra: Any) -> dict[str, Any]:
@@ -110,6 +112,46 @@ def test_credit_upper_bound_discards_credit(plugins: PluginManager) -> None:
     got = fractions(run(plugins, "credit", [vm("heavy", weight=2048), vm("light", vcpus=2, weight=512)], "3s"))
     assert got["heavy"] < 0.8 - 0.03, got  # entitled to 80%
     assert got["heavy"] > 0.5, got
+
+
+# -- fair ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("vcpus_a", "tslice"), [(1, "10ms"), (1, "3ms"), (2, "10ms"), (3, "5ms")])
+def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, plugins: PluginManager) -> None:
+    """Fair share is per VM, whatever its vCPU count: on one CPU two busy VMs get the same CPU time
+    within one time slice."""
+    vms = [{"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
+           {"name": "b", "memory": "64MiB", "workload": "cpu"}]
+    data = scenario(vms, seed=4, duration="1s", sample_interval="20ms", memory="2GiB", cpus=1,
+                    scheduler={"name": "fair", "tslice": tslice})
+    _, summary = simulate(data, plugins)
+    a, b = summary["vms"]["a"]["cpu_run_ns"], summary["vms"]["b"]["cpu_run_ns"]
+    slice_ns = {"10ms": 10_000_000, "5ms": 5_000_000, "3ms": 3_000_000}[tslice]
+    assert abs(a - b) <= slice_ns, (a, b)
+    assert a + b >= 0.99 * summary["sim_time_ns"]
+
+
+def test_fair_scheduler_is_work_conserving(plugins: PluginManager) -> None:
+    vms = [{"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
+           {"name": "b", "memory": "64MiB", "workload": "idle"}]
+    data = scenario(vms, seed=4, duration="200ms", sample_interval="20ms", memory="2GiB", cpus=2)
+    _, summary = simulate(data, plugins)
+    # Two busy vCPUs, two CPUs: the CPUs are idle only while the idle VM's tick handler runs elsewhere.
+    assert summary["vms"]["a"]["cpu_run_ns"] >= 2 * summary["sim_time_ns"] * 0.97
+
+
+def test_fair_scheduler_keeps_its_proportional_share_bound(plugins: PluginManager) -> None:
+    """The falsifying example of the kit's proportional-share property, replayed step by step."""
+    machine = ShareMachine.for_component(plugins.get("scheduler", "fair"))()
+    machine.setup(cpus=3)
+    machine.add_vm(vcpus=2, share=1)
+    machine.add_vm(vcpus=1, share=1)
+    machine.run_for(span=106_000_000)
+    machine.within_bound()
+    machine.add_vm(vcpus=1, share=1)
+    machine.add_vm(vcpus=1, share=1)
+    machine.run_for(span=78_000_000)
+    machine.within_bound()
+    machine.teardown()
 
 
 # -- scenario keys -------------------------------------------------------------------------

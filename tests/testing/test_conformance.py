@@ -1,5 +1,6 @@
 """The conformance kit: ``vframework check`` on what is installed, and on components that are wrong
-on purpose (it must catch them and show a minimal failing example)."""
+on purpose (it must catch them and show a minimal failing example); and the kit's own kernel
+machines, which must not fail a correct kernel."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from vframework.guest import ops
 from vframework.guest.ops import IO, Compute, Fault, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.testing import (
     PROPERTIES,
+    EngineMachine,
     HypervisorMachine,
-    ShareMachine,
     WorkloadMachine,
     run_property,
     select_targets,
@@ -89,12 +90,6 @@ def test_check_every_installed_component(cli, hypothesis_profile: str, without_s
         known = KNOWN_CHECK_FAILURES.get((component, prop))
         assert known is not None and known in report, f"{component} failed {prop!r}:\n{report}"
     assert result.exit_code == (1 if failed else 0), output
-
-
-@pytest.mark.invariants
-class TestHypervisorMachine(HypervisorMachine.TestCase):  # type: ignore[name-defined, misc]
-    """The kit's hypervisor machine with its own doubles (FIFO scheduler, flat mode, fixed policy):
-    VMs of 1 to 3 vCPUs, each vCPU's process touching its pages, must all fit and run."""
 
 
 def test_check_one_component(cli) -> None:
@@ -248,62 +243,15 @@ def test_workload_kit_accepts_every_operation() -> None:
     assert report is None, report
 
 
-def test_fair_scheduler_keeps_its_proportional_share_bound() -> None:
-    """The falsifying example of the kit's proportional-share property, replayed step by step."""
-    machine = ShareMachine.for_component(PluginManager().get("scheduler", "fair"))()
-    machine.setup(cpus=3)
-    machine.add_vm(vcpus=2, share=1)
-    machine.add_vm(vcpus=1, share=1)
-    machine.run_for(span=106_000_000)
-    machine.within_bound()
-    machine.add_vm(vcpus=1, share=1)
-    machine.add_vm(vcpus=1, share=1)
-    machine.run_for(span=78_000_000)
-    machine.within_bound()
-    machine.teardown()
+# -- the kit's kernel machines ---------------------------------------------------------------
 
 
-def _pv_guest_mapping(ppn: int, writable: bool) -> Any:
-    """A paravirtual attacker in the resource-control machine, booted, with PPN 0 made a page
-    table whose entry 0 maps PPN ``ppn``'s frame."""
-    from vframework.guest.kernel import HC, pack
-    from vframework.testing.equivalence import ResourceControlMachine
-
-    plugins = PluginManager(autoload=True)
-    machine = ResourceControlMachine.for_component(plugins.get("mode", "paravirtual"))()
-    machine.boot()
-    machine.frame_hypercall(reg=0, value=0, number=HC.CREATE_PAGE_TABLE)
-    vm, ctx = machine.attacker.vm, machine.attacker.ctx
-    ctx.mem[0x40], ctx.mem[0x41], ctx.mem[0x42] = 0, 0, (int(vm.p2m[ppn]) << 1) | int(writable)
-    ctx.regs[0] = 0x40
-    machine._hypercall(HC.UPDATE_PAGE_TABLE, pack(0, 1))
-    assert ctx.hcr == 0
-    return machine
-
-
-def test_a_frame_mapped_by_a_page_table_cannot_be_ballooned_out() -> None:
-    """The kit's falsifying example (paravirtual resource control), replayed: a guest maps its own
-    frame read-only in one of its page tables, then balloons that frame out. Releasing it would
-    leave the table mapping a frame the VM no longer owns; the hypercall must fail instead."""
-    from vframework.guest.kernel import HC
-    from vframework.hv.hypercalls import EBUSY
-
-    machine = _pv_guest_mapping(2, writable=False)
-    machine.frame_hypercall(reg=0, value=2, number=HC.BALLOON_INFLATE)
-    assert machine.attacker.ctx.hcr == EBUSY
-    machine.frames_owned_and_typed()
-    machine.teardown()
-
-
-def test_a_frame_mapped_writable_cannot_become_a_page_table() -> None:
-    """The kit's falsifying example (paravirtual resource control, thorough profile), replayed:
-    the guest maps one of its frames writable in its page table, then asks for that frame to
-    become a page table. Accepting would leave a page table the guest can write directly."""
-    from vframework.guest.kernel import HC
-    from vframework.hv.hypercalls import EBUSY
-
-    machine = _pv_guest_mapping(1, writable=True)
-    machine.frame_hypercall(reg=0, value=1, number=HC.CREATE_PAGE_TABLE)
-    assert machine.attacker.ctx.hcr == EBUSY
-    machine.frames_owned_and_typed()
+def test_kit_engine_machine_accepts_a_more_urgent_event_scheduled_after_one_fired() -> None:
+    """The falsifying example Hypothesis finds, replayed step by step."""
+    machine = EngineMachine()
+    machine.schedule(delay=0, priority=1)
+    machine.step()
+    machine.schedule(delay=0, priority=0)
+    machine.step()
+    machine.fired_in_order()
     machine.teardown()

@@ -118,7 +118,7 @@ def test_parse_duration_rejects(text: object, words: list[str]) -> None:
 
 
 def test_negative_values_parse_and_are_left_to_the_scenario() -> None:
-    # The scenario's Size and Duration types refuse them (see test_scenario.py).
+    # The scenario's Size and Duration types refuse them (see tests/run/test_scenario.py).
     assert parse_size("-1GiB") == -GiB
     assert parse_duration("-1s") == -(10**9)
 
