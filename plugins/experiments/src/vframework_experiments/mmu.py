@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vframework import PluginManager, simulate
+from vframework import PluginManager, Simulation, simulate
 from vframework.api import ExperimentResult, experiment, pyplot
 
 MODES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -72,7 +72,7 @@ def _workloads(quick: bool) -> dict[str, tuple[dict[str, Any], str, int]]:
     }
 
 
-def _run(plugins: PluginManager, mode: str, params: dict[str, Any], workload: dict[str, Any]) -> Any:
+def _run(plugins: PluginManager, mode: str, params: dict[str, Any], workload: dict[str, Any]) -> Simulation:
     scenario = {
         "name": "mmu",
         "seed": 1,

@@ -119,7 +119,8 @@ def _geomean(values: list[float]) -> float:
     product = 1.0
     for v in values:
         product *= v
-    return product ** (1 / len(values))
+    mean: float = product ** (1 / len(values))  # float ** float is typed Any (a complex for x < 0)
+    return mean
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
 
 from pydantic import Field
 
@@ -22,7 +21,7 @@ class Idle(Workload[IdleParams]):
     description = "sleeps; wakes every tick for a short timer handler"
     params_model = IdleParams
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         p: IdleParams = self.params
         work = self.context.cycles(p.work)
         while True:
@@ -43,7 +42,7 @@ class CPUBound(Workload[CPUParams]):
     description = "computes in bursts, optionally sleeping between them"
     params_model = CPUParams
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         p: CPUParams = self.params
         burst = self.context.cycles(p.burst)
         done = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -28,7 +27,8 @@ class ForkWorkload(Workload[ForkParams]):
 
     @classmethod
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
-        p: ForkParams = params  # type: ignore[assignment]
+        assert isinstance(params, ForkParams)  # the scenario validated it with params_model
+        p: ForkParams = params
         need = p.working_set // PAGE_SIZE + p.touch
         if need > vm_memory_pages:
             return [
@@ -43,7 +43,7 @@ class ForkWorkload(Workload[ForkParams]):
     def address_space_pages(self) -> int:
         return max(1, self.params.working_set // PAGE_SIZE)
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         p: ForkParams = self.params
         yield Touch(np.arange(self.address_space_pages(), dtype=np.int64), True)
         done = 0

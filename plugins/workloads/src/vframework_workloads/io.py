@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -24,7 +24,7 @@ class IOBound(Workload[IOParams]):
     description = "short computation, then a blocking I/O request, repeatedly"
     params_model = IOParams
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         p: IOParams = self.params
         rng = self.context.rng
         cycles = self.context.cycles(p.compute)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -44,7 +44,8 @@ class Lmbench(Workload[LmbenchParams]):
 
     @classmethod
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
-        p: LmbenchParams = params  # type: ignore[assignment]
+        assert isinstance(params, LmbenchParams)  # the scenario validated it with params_model
+        p: LmbenchParams = params
         need = p.iterations if p.test == "page_fault" else (2 * p.fork_pages if p.test == "fork" else 0)
         if need > vm_memory_pages:
             return [
@@ -55,7 +56,7 @@ class Lmbench(Workload[LmbenchParams]):
             ]
         return []
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         p: LmbenchParams = self.params
         if p.test == "page_fault":
             for start in range(0, p.iterations, p.batch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -31,7 +31,8 @@ class MemoryWorkload(Workload[MemoryParams]):
 
     @classmethod
     def check(cls, params: Params, vm_memory_pages: int, swap_pages: int = 0) -> list[tuple[str, str]]:
-        p: MemoryParams = params  # type: ignore[assignment]
+        assert isinstance(params, MemoryParams)  # the scenario validated it with params_model
+        p: MemoryParams = params
         if p.working_set // PAGE_SIZE > vm_memory_pages + swap_pages:
             return [
                 (
@@ -46,7 +47,7 @@ class MemoryWorkload(Workload[MemoryParams]):
     def address_space_pages(self) -> int:
         return max(1, self.params.working_set // PAGE_SIZE)
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         p: MemoryParams = self.params
         rng = self.context.rng
         pages = self.address_space_pages()
