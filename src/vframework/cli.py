@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -20,6 +20,7 @@ from rich.table import Table
 
 from vframework.api.contract import KINDS
 from vframework.api.manager import EXPERIMENT, PluginError, PluginManager
+from vframework.api.views import Summary
 from vframework.guest.os import GuestOutOfMemory
 from vframework.hv.hypervisor import HostOutOfMemory, NoProgress
 from vframework.run.experiment import write_experiment
@@ -33,7 +34,7 @@ _err = Console(stderr=True, highlight=False)
 _out = Console(highlight=False)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     _err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 
@@ -111,7 +112,7 @@ def run(
     _out.print(f"results: {path}")
 
 
-def _summary_table(summary: dict[str, Any]) -> Table:
+def _summary_table(summary: Summary) -> Table:
     secs = summary["sim_time_ns"] / 1e9
     table = Table(title=f"{summary['scenario']} — seed {summary['seed']}, {secs:g} s simulated")
     cols = ["VM", "mode", "workload", "run s", "ready s", "mem MiB", "guest PF", "hidden PF"]

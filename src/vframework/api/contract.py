@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from vframework.api.params import Params
 from vframework.api.views import (
@@ -54,10 +54,12 @@ DISCONTINUITIES = ("syscall", "page_fault", "exception", "device", "timer")
 #: para-virtual direct paging), hypervisor-kept VPN -> MPN shadow tables, or nested paging.
 PAGING = ("native", "shadow", "nested")
 
-P = TypeVar("P", bound=Params)
+#: A component's parameter model. Covariant: parameters are frozen once validated, so a
+#: ``Scheduler[CreditParams]`` is a ``Scheduler[Params]`` (what the kernel holds).
+P_co = TypeVar("P_co", bound=Params, covariant=True)
 
 
-class Component(ABC, Generic[P]):
+class Component(ABC, Generic[P_co]):
     """What every component class declares."""
 
     #: The registered name a scenario uses (``"fair"``, ``"memory"``...).
@@ -71,10 +73,10 @@ class Component(ABC, Generic[P]):
     #: The model of the per-VM scenario keys this component understands (host-level kinds).
     vm_params_model: ClassVar[type[Params] | None] = None
 
-    params: P
+    params: P_co
 
 
-class Scheduler(Component[P]):
+class Scheduler(Component[P_co]):
     """Decides which vCPU runs on which physical CPU, for how long, and charges the time.
 
     The hypervisor calls :meth:`attach` once per vCPU, then :meth:`wake` / :meth:`block` as
@@ -92,7 +94,7 @@ class Scheduler(Component[P]):
     #: Period of :meth:`tick` in ns (0: no tick).
     tick_ns: int = 0
 
-    def __init__(self, params: P, cpus: int) -> None:
+    def __init__(self, params: P_co, cpus: int) -> None:
         self.params = params
         self.cpus = cpus
 
@@ -113,7 +115,7 @@ class Scheduler(Component[P]):
         """``vcpu`` stopped being runnable (it blocked, halted or left the CPU for good)."""
 
     @abstractmethod
-    def pick(self, cpu: int, now: int) -> tuple[Any, int]:
+    def pick(self, cpu: int, now: int) -> tuple[VCPUView | None, int]:
         """The runnable vCPU to run next on physical CPU ``cpu`` and its slice in ns.
 
         The vCPU (one of those attached) is removed from the run queue; return ``(None, 0)``
@@ -149,7 +151,7 @@ class Scheduler(Component[P]):
         return None
 
 
-class MemoryPolicy(Component[P]):
+class MemoryPolicy(Component[P_co]):
     """Decides each VM's memory target (pages) from its configuration and activity."""
 
     kind = "memory_policy"
@@ -158,7 +160,7 @@ class MemoryPolicy(Component[P]):
     #: How often :meth:`targets` runs, in ns (0: only at start).
     period_ns: int = 0
 
-    def __init__(self, params: P) -> None:
+    def __init__(self, params: P_co) -> None:
         self.params = params
 
     @abstractmethod
@@ -166,14 +168,14 @@ class MemoryPolicy(Component[P]):
         """VM id -> target in pages."""
 
 
-class MemoryService(Component[P]):
+class MemoryService(Component[P_co]):
     """Reclaims or saves machine frames (ballooning, page sharing, swap); runs periodically."""
 
     kind = "memory_service"
     #: How often :meth:`run` runs, in ns.
     period_ns: int = 1_000_000_000
 
-    def __init__(self, params: P) -> None:
+    def __init__(self, params: P_co) -> None:
         self.params = params
 
     @abstractmethod
@@ -181,7 +183,7 @@ class MemoryService(Component[P]):
         """Do one period's work; return the cycles of hypervisor time it took."""
 
 
-class Mode(Component[P]):
+class Mode(Component[P_co]):
     """How one VM's privileged operations, memory and I/O reach the hypervisor (or hardware).
 
     A mode is policy: it classifies every opcode once (:meth:`classify`, for kernel and for
@@ -205,7 +207,7 @@ class Mode(Component[P]):
     #: One of :data:`PAGING`; a mode may also choose it from its parameters in ``__init__``.
     paging: str = "native"
 
-    def __init__(self, params: P, context: ModeContext) -> None:
+    def __init__(self, params: P_co, context: ModeContext) -> None:
         self.params = params
         self.context = context
 
@@ -251,17 +253,17 @@ class Mode(Component[P]):
         return self.context.fault(ctx, "invalid_opcode")
 
 
-class Device(Component[P]):
+class Device(Component[P_co]):
     """A virtual device: a guest-facing model and a host backend."""
 
     kind = "device"
 
-    def __init__(self, params: P, context: DeviceContext) -> None:
+    def __init__(self, params: P_co, context: DeviceContext) -> None:
         self.params = params
         self.context = context
 
 
-class Workload(Component[P]):
+class Workload(Component[P_co]):
     """What runs inside a guest: a generator of :mod:`vframework.guest.ops` operations.
 
     One instance runs per vCPU. The generator receives nothing back; it ends when the work
@@ -270,7 +272,7 @@ class Workload(Component[P]):
 
     kind = "workload"
 
-    def __init__(self, params: P, context: WorkloadContext) -> None:
+    def __init__(self, params: P_co, context: WorkloadContext) -> None:
         self.params = params
         self.context = context
 
@@ -288,5 +290,5 @@ class Workload(Component[P]):
         return 0
 
     @abstractmethod
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         """Yield operations until the work is done."""

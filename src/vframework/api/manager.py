@@ -22,15 +22,30 @@ from __future__ import annotations
 import inspect
 import os
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from types import CodeType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pluggy
 
 from vframework.api import hookspecs
-from vframework.api.contract import KINDS, Component
+from vframework.api.contract import (
+    KINDS,
+    Component,
+    Device,
+    MemoryPolicy,
+    MemoryService,
+    Mode,
+    Scheduler,
+    Workload,
+)
 from vframework.api.experiments import Experiment
+from vframework.api.params import Params
+
+if TYPE_CHECKING:
+    from pluggy import HookImpl
 
 __all__ = ["EXPERIMENT", "LISTED", "REGISTER_HOOKS", "PluginError", "PluginInfo", "PluginManager", "hookimpl"]
 
@@ -75,13 +90,13 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         #: dist name -> what it registered, in registration order.
         self.plugins: dict[str, PluginInfo] = {}
-        #: kind -> name -> component class
-        self.components: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
+        #: kind -> name -> component class (a subclass of the kind's base: see :meth:`get`)
+        self.components: dict[str, dict[str, type[Component[Params]]]] = {k: {} for k in KINDS}
         #: name -> experiment
         self.experiments: dict[str, Experiment] = {}
         self._provider: dict[tuple[str, str], str] = {}
         #: dist name -> the registered plugin object, in registration order.
-        self._objects: dict[str, Any] = {}
+        self._objects: dict[str, object] = {}
         if autoload is None:
             autoload = os.environ.get("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
         if autoload:
@@ -105,7 +120,7 @@ class PluginManager:
                 ) from exc
             self.register(plugin, dist_name, version)
 
-    def register(self, plugin: Any, dist_name: str, version: str = "0") -> PluginInfo:
+    def register(self, plugin: object, dist_name: str, version: str = "0") -> PluginInfo:
         """Register a plugin module or object and index what its registration hooks return.
 
         Nothing is kept if any of it is invalid (the error names ``dist_name``). Once accepted,
@@ -150,8 +165,9 @@ class PluginManager:
         for name, plugin in reversed(self._objects.items()):
             self.pm.register(plugin, name=name)
 
-    def _call_registration(self, plugin: Any, dist_name: str, hook_name: str) -> list[Any]:
-        """Call registration hook ``hook_name`` of ``plugin`` alone (through pluggy)."""
+    def _call_registration(self, plugin: object, dist_name: str, hook_name: str) -> list[Iterable[object] | None]:
+        """Call registration hook ``hook_name`` of ``plugin`` alone (through pluggy); what it
+        returned, not yet checked (see :meth:`_index`)."""
         if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook_name).get_hookimpls()):
             return []
         others = [p for p in self.pm.get_plugins() if p is not plugin]
@@ -160,7 +176,7 @@ class PluginManager:
         except Exception as exc:
             raise PluginError(f"plugin {dist_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}") from exc
 
-    def _check_hook_names(self, plugin: Any, dist_name: str) -> None:
+    def _check_hook_names(self, plugin: object, dist_name: str) -> None:
         """A hookimpl whose name matches no hookspec (a typo) is an error, not silently ignored."""
         for impl in self.pm.get_hookcallers(plugin) or []:
             if impl.spec is None:
@@ -179,9 +195,10 @@ class PluginManager:
                     )
 
     def _registry(self, kind: str) -> dict[str, Any]:
+        # Any: the experiments or one kind's components, by ``kind``; _add stores either.
         return self.experiments if kind == EXPERIMENT else self.components[kind]
 
-    def _index(self, kind: str, cls: Any, dist_name: str, hook_name: str) -> str:
+    def _index(self, kind: str, cls: object, dist_name: str, hook_name: str) -> str:
         base = _BASES[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(
@@ -198,7 +215,7 @@ class PluginManager:
             )
         return self._add(kind, name, cls, dist_name)
 
-    def _index_experiment(self, exp: Any, dist_name: str) -> str:
+    def _index_experiment(self, exp: object, dist_name: str) -> str:
         if not isinstance(exp, Experiment):
             raise PluginError(
                 f"plugin {dist_name!r}: register_experiments() returned {exp!r}, which is not a vframework.Experiment"
@@ -207,7 +224,7 @@ class PluginManager:
             raise PluginError(f"plugin {dist_name!r}: register_experiments() returned an experiment with no `name`")
         return self._add(EXPERIMENT, exp.name, exp, dist_name)
 
-    def _add(self, kind: str, name: str, obj: Any, dist_name: str) -> str:
+    def _add(self, kind: str, name: str, obj: type[Component[Params]] | Experiment, dist_name: str) -> str:
         registry = self._registry(kind)
         if name in registry:
             raise PluginError(
@@ -218,7 +235,7 @@ class PluginManager:
         self._provider[(kind, name)] = dist_name
         return name
 
-    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+    def call(self, hook_name: str, **kwargs: object) -> list[object]:
         """Call lifecycle hook ``hook_name`` through pluggy (registration order, see the module
         docstring); returns the implementations' results that are not None, in call order.
 
@@ -236,8 +253,25 @@ class PluginManager:
                 f"plugin {impl.plugin_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def get(self, kind: str, name: str) -> type[Component]:
-        """The component class registered under ``name``; KeyError lists the installed names."""
+    @overload
+    def get(self, kind: Literal["scheduler"], name: str) -> type[Scheduler[Params]]: ...
+    @overload
+    def get(self, kind: Literal["memory_policy"], name: str) -> type[MemoryPolicy[Params]]: ...
+    @overload
+    def get(self, kind: Literal["memory_service"], name: str) -> type[MemoryService[Params]]: ...
+    @overload
+    def get(self, kind: Literal["mode"], name: str) -> type[Mode[Params]]: ...
+    @overload
+    def get(self, kind: Literal["device"], name: str) -> type[Device[Params]]: ...
+    @overload
+    def get(self, kind: Literal["workload"], name: str) -> type[Workload[Params]]: ...
+    @overload
+    def get(self, kind: str, name: str) -> type[Component[Params]]: ...
+    def get(self, kind: str, name: str) -> type[Component[Params]]:
+        """The component class registered under ``name``; KeyError lists the installed names.
+
+        The class is a subclass of ``kind``'s base class (:meth:`register` refuses any other),
+        which is what the overloads by kind say."""
         try:
             return self.components[kind][name]
         except KeyError:
@@ -272,11 +306,11 @@ def _abstract_methods(cls: type) -> list[str]:
     return ordered + sorted(set(missing) - set(ordered))
 
 
-def _raising_impl(impls: list[Any], exc: BaseException) -> Any:
+def _raising_impl(impls: list[HookImpl], exc: BaseException) -> HookImpl | None:
     """The hook implementation an exception came from: the innermost frame of its traceback
     that runs one of ``impls`` (pluggy calls them from its own frames, and re-raises through
     wrappers, so the innermost one is where it was raised)."""
-    by_code: dict[Any, list[Any]] = {}
+    by_code: dict[CodeType, list[HookImpl]] = {}
     for impl in impls:
         code = getattr(impl.function, "__code__", None)
         if code is not None:

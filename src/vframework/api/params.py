@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -19,10 +19,13 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def positive(parse: Callable[[Any], int], what: str) -> Callable[[Any], int]:
+_T = TypeVar("_T")
+
+
+def positive(parse: Callable[[_T], int], what: str) -> Callable[[_T], int]:
     """A validator: ``parse`` the value, which must then be positive."""
 
-    def check(value: Any) -> int:
+    def check(value: _T) -> int:
         n = parse(value)
         if n <= 0:
             raise ValueError(f"must be a positive {what}, got {value!r}")

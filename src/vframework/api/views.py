@@ -8,7 +8,7 @@ with them, so that it depends on the contract only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import numpy as np
 
@@ -17,13 +17,20 @@ from vframework.machine.cpu import GuestCPU
 from vframework.machine.isa import Architecture
 from vframework.sim.engine import Engine
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 __all__ = [
+    "ComponentsSummary",
     "DeviceContext",
     "MemoryContext",
     "ModeContext",
     "ScenarioView",
     "SimulationView",
+    "Summary",
+    "TimeseriesRow",
     "VCPUView",
+    "VMComponents",
     "VMView",
     "WorkloadContext",
 ]
@@ -42,8 +49,8 @@ class VMView(Protocol):
     counters: dict[str, int]
 
     @property
-    def vcpus(self) -> Sequence[Any]:
-        """The VM's vCPUs (each a :class:`VCPUView`)."""
+    def vcpus(self) -> Sequence[VCPUView]:
+        """The VM's vCPUs."""
         ...
 
 
@@ -54,7 +61,8 @@ class VCPUView(Protocol):
     name: str
     #: N in ``vcpuN``: its index within its VM.
     index: int
-    #: A free slot for the scheduler's own per-vCPU state.
+    #: A free slot for the scheduler's own per-vCPU state (whatever object the scheduler keeps
+    #: there: only it reads the slot back).
     sched: Any
 
     @property
@@ -103,15 +111,15 @@ class MemoryContext(Protocol):
         """The running VMs, in creation order."""
         ...
 
-    def p2m(self, vm_id: int) -> np.ndarray:
+    def p2m(self, vm_id: int) -> npt.NDArray[np.int32]:
         """A read-only copy of VM ``vm_id``'s P2M (PPN -> MPN, -1 where unbacked)."""
         ...
 
-    def grant(self, vm_id: int, ppns: np.ndarray) -> int:
+    def grant(self, vm_id: int, ppns: npt.ArrayLike) -> int:
         """Back these guest-physical pages with machine frames; returns how many were backed."""
         ...
 
-    def reclaim(self, vm_id: int, ppns: np.ndarray) -> int:
+    def reclaim(self, vm_id: int, ppns: npt.ArrayLike) -> int:
         """Take the machine frames behind these pages back (TLBs and shadow entries to them
         are shot down first); returns how many were reclaimed."""
         ...
@@ -124,10 +132,13 @@ class MemoryContext(Protocol):
 class DeviceContext(Protocol):
     """What a virtual device is given: its VM, the cost model and interrupt delivery."""
 
-    #: The VM the device belongs to.
-    vm: VMView
     #: The host's cost model.
     costs: CostModel
+
+    @property
+    def vm(self) -> VMView:
+        """The VM the device belongs to."""
+        ...
 
     def raise_irq(self, cycles: int) -> None:
         """A physical interrupt for this device's VM arrives now; servicing it takes ``cycles``."""
@@ -161,25 +172,71 @@ class WorkloadContext:
 class ScenarioView(Protocol):
     """What an observer may read of a validated scenario."""
 
-    #: The scenario's name.
-    name: str
-    #: The validated configuration (the ``[host]`` table, the VMs, duration, seed...).
-    config: Any
+    @property
+    def name(self) -> str:
+        """The scenario's name."""
+        ...
+
+    @property
+    def config(self) -> Any:
+        """The validated configuration (a :class:`vframework.run.scenario.ScenarioConfig`: the
+        ``[host]`` table, the VMs, duration, seed...; the run layer's type, above this one)."""
+        ...
+
+
+#: One row of a run's time series: ``(time_ns, vm name, *metrics)``, the metrics in the order
+#: of :data:`vframework.run.simulation.TIMESERIES_METRICS`.
+TimeseriesRow = tuple[int, str, *tuple[int, ...]]
+
+
+class VMComponents(TypedDict):
+    """``summary["components"]["vms"][name]``: the components one VM was built from."""
+
+    mode: str
+    workload: str
+    devices: list[str]
+
+
+class ComponentsSummary(TypedDict):
+    """``summary["components"]``: the registered names of every component of the run."""
+
+    scheduler: str
+    memory_policy: str
+    memory_services: list[str]
+    vms: dict[str, VMComponents]
+
+
+class Summary(TypedDict):
+    """A run's results as plain data, as written to summary.json."""
+
+    scenario: str
+    seed: int
+    sim_time_ns: int
+    #: ``{"name", "version"}`` of every installed plugin distribution (provenance).
+    plugins: list[dict[str, str]]
+    components: ComponentsSummary
+    #: The host's counters (metric name -> value).
+    host: dict[str, int]
+    #: VM name -> its counters.
+    vms: dict[str, dict[str, int]]
 
 
 class SimulationView(Protocol):
     """What an observer may read of a run (lifecycle hooks receive it)."""
 
-    #: The validated scenario.
-    scenario: Any
     #: The run's seed.
     seed: int
     #: The event engine: observers may schedule their own processes on it.
     engine: Engine
     #: The time series sampled so far: ``(time_ns, vm, *metrics)`` rows.
-    timeseries: list[tuple[Any, ...]]
+    timeseries: list[TimeseriesRow]
 
     @property
-    def vms(self) -> Sequence[Any]:
-        """The VMs built from the scenario (each a :class:`VMView`)."""
+    def scenario(self) -> ScenarioView:
+        """The validated scenario."""
+        ...
+
+    @property
+    def vms(self) -> Sequence[VMView]:
+        """The VMs built from the scenario."""
         ...

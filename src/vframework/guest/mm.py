@@ -13,13 +13,16 @@ area and back.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vframework.errors import GuestOutOfMemory
 from vframework.guest.ops import Operation
 from vframework.machine.freestack import FreeStack
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "PTE_ACCESSED",
@@ -39,7 +42,9 @@ PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY, PTE_COW, PTE_SWAPP
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
 
 
-def write_content(content: np.ndarray, mpns: np.ndarray, vpns: np.ndarray, stamp: int) -> None:
+def write_content(
+    content: npt.NDArray[np.uint64], mpns: npt.NDArray[np.integer], vpns: npt.NDArray[np.int64], stamp: int
+) -> None:
     """A write to pages ``vpns`` (at frames ``mpns``) changes their content deterministically:
     the new handle depends only on the old one, the page and the write's stamp, never on
     which frame holds it, so runs under different modes can be compared byte for byte."""
@@ -53,18 +58,18 @@ class GuestProcess:
 
     __slots__ = ("ops", "page_table", "pid", "pte_flags", "swap_slot", "writes")
 
-    def __init__(self, pid: int, pages: int, ops: Generator[Operation, Any, None] | None) -> None:
+    def __init__(self, pid: int, pages: int, ops: Generator[Operation, None, None] | None) -> None:
         self.pid = pid
         #: VPN -> PPN (-1: not mapped).
         self.page_table = np.full(pages, -1, dtype=np.int32)
         self.pte_flags = np.zeros(pages, dtype=np.uint8)
         #: VPN -> swap slot while swapped out (allocated on first swap-out).
-        self.swap_slot: np.ndarray | None = None
+        self.swap_slot: npt.NDArray[np.int32] | None = None
         self.ops = ops
         #: Write batches so far (stamps content writes).
         self.writes = 0
 
-    def mapped(self) -> np.ndarray:
+    def mapped(self) -> npt.NDArray[np.int64]:
         """VPNs currently present."""
         return np.flatnonzero(self.pte_flags & PTE_PRESENT).astype(np.int64)
 
@@ -98,16 +103,16 @@ class GuestMemory:
     def free_swap_slots(self) -> int:
         return len(self._swap_free)
 
-    def take(self, count: int) -> np.ndarray:
+    def take(self, count: int) -> npt.NDArray[np.int64]:
         """``count`` free PPNs (the caller checked there are enough)."""
         return self._free.take(count)
 
-    def give_back(self, ppns: np.ndarray) -> None:
+    def give_back(self, ppns: npt.NDArray[np.integer]) -> None:
         """Return PPNs whose last mapping went away."""
         self.rmap_vpn[ppns] = -1
         self._free.give(ppns)
 
-    def victims(self, count: int, pinned: np.ndarray | None = None) -> np.ndarray:
+    def victims(self, count: int, pinned: npt.NDArray[np.integer] | None = None) -> npt.NDArray[np.int64]:
         """Up to ``count`` mapped PPNs to swap out, chosen by a clock hand; never one of
         ``pinned`` (the pages the faulting reference itself needs). A page shared since a fork
         may go too: every process that maps it then points at the same swap slot."""
@@ -122,7 +127,7 @@ class GuestMemory:
         self._clock = int(ordered[-1]) + 1 if ordered.size else 0
         return ordered.astype(np.int64)
 
-    def swap_slots(self, count: int) -> np.ndarray | None:
+    def swap_slots(self, count: int) -> npt.NDArray[np.int64] | None:
         """``count`` free swap slots, or None if the swap area has fewer."""
         if count > len(self._swap_free):
             return None
@@ -130,11 +135,11 @@ class GuestMemory:
         self.slot_refs[slots] = 1
         return slots
 
-    def share_slots(self, slots: np.ndarray) -> None:
+    def share_slots(self, slots: npt.NDArray[np.integer]) -> None:
         """A forked child maps these swapped pages too."""
         np.add.at(self.slot_refs, slots, 1)
 
-    def free_slots(self, slots: np.ndarray) -> None:
+    def free_slots(self, slots: npt.NDArray[np.integer]) -> None:
         """One process no longer points at ``slots``; a slot no one points at is free again."""
         np.subtract.at(self.slot_refs, slots, 1)
         freed = slots[self.slot_refs[slots] == 0]

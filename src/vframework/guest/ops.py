@@ -9,8 +9,12 @@ the vCPU, and may be preempted and resumed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "FAULT_VECTORS",
@@ -57,7 +61,7 @@ class Compute(Operation):
 class Touch(Operation):
     """Reference the virtual pages ``vpns`` (an int64 array), for writing when ``write``."""
 
-    vpns: np.ndarray
+    vpns: npt.NDArray[np.int64]
     write: bool = False
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from vframework.guest.mm import (
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.guest.platform import GuestVCPU, GuestVM, Platform
 from vframework.machine.isa import IF_FLAG
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["GuestOS", "GuestOutOfMemory", "GuestProcess", "Then"]
 
@@ -59,7 +62,7 @@ class GuestOS:
         self.hypervisor = hypervisor
         self.costs = hypervisor.machine.costs
         self.memory = GuestMemory(vm.memory_pages, vm.swap_pages)
-        self._pinned: np.ndarray | None = None  # PPNs the reference being served needs
+        self._pinned: npt.NDArray[np.integer] | None = None  # PPNs the reference being served needs
         self.processes: list[GuestProcess] = []
         self._next_pid = 1
         monitor = vm.monitor
@@ -89,7 +92,7 @@ class GuestOS:
         """Guest-physical pages the guest has not allocated."""
         return self.memory.free_pages
 
-    def spawn(self, ops: Generator[Operation, Any, None] | None, pages: int) -> GuestProcess:
+    def spawn(self, ops: Generator[Operation, None, None] | None, pages: int) -> GuestProcess:
         """Create a process with an address space of ``pages`` virtual pages."""
         proc = GuestProcess(self._next_pid, pages, ops)
         self._next_pid += 1
@@ -173,7 +176,7 @@ class GuestOS:
         return monitor.execute_many(vcpu, block, count)
 
     # -- memory ------------------------------------------------------------------------
-    def touch(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: np.ndarray, write: bool) -> tuple[int, int]:
+    def touch(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: npt.NDArray[np.int64], write: bool) -> tuple[int, int]:
         """References to ``vpns`` by ``proc``: faults as needed, then translation.
 
         Returns ``(cycles, io_ns)``: CPU cycles, and disk time the process must then wait for
@@ -231,7 +234,7 @@ class GuestOS:
                 proc.pte_flags[vpns[stale]] |= bits
         return cycles, io_ns
 
-    def _fault_in(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: np.ndarray) -> tuple[int, int]:
+    def _fault_in(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> tuple[int, int]:
         """Guest page faults on ``vpns`` (never mapped, or swapped out): the guest's handler maps
         them, zeroing new pages and reading swapped ones back."""
         monitor = self.vm.monitor
@@ -263,7 +266,7 @@ class GuestOS:
             io_ns += self.costs.ns(self.costs.io_device + k * 4096 * self.costs.byte_copy)
         return cycles + monitor.pt_write(vcpu, proc, vpns), io_ns
 
-    def _allocate(self, vcpu: GuestVCPU, count: int) -> tuple[np.ndarray, int, int]:
+    def _allocate(self, vcpu: GuestVCPU, count: int) -> tuple[npt.NDArray[np.int64], int, int]:
         """``count`` free PPNs, swapping pages out first when there are not enough."""
         mem = self.memory
         cycles = io_ns = 0
@@ -308,7 +311,7 @@ class GuestOS:
         self.vm.counters["swap_outs"] += count
         return cycles, self.costs.ns(self.costs.io_device + count * 4096 * self.costs.byte_copy)
 
-    def _back(self, vcpu: GuestVCPU, ppns: np.ndarray) -> int:
+    def _back(self, vcpu: GuestVCPU, ppns: npt.NDArray[np.integer]) -> int:
         """The guest is about to read or write the frames of ``ppns``: back those the hypervisor
         took (each a hidden fault, with a zeroed frame); returns the cycles. Never index the P2M
         of an unbacked page: its -1 would reach the last machine frame, another owner's."""
@@ -319,7 +322,7 @@ class GuestOS:
         assert monitor is not None
         return monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
 
-    def _copy_on_write(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: np.ndarray) -> int:
+    def _copy_on_write(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> int:
         """Writes to pages shared since a fork: copy those still shared, reclaim the rest."""
         monitor = self.vm.monitor
         assert monitor is not None

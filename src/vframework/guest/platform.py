@@ -7,15 +7,20 @@ The hypervisor's classes satisfy these protocols; the guest depends on nothing a
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from vframework.guest.kernel import GuestKernel
+from vframework.guest.mm import GuestProcess
 from vframework.machine.cpu import GuestCPU
 from vframework.machine.hardware import Machine
 from vframework.machine.isa import Block
 from vframework.machine.mmu import TLB
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["GuestMonitor", "GuestVCPU", "GuestVM", "Platform"]
 
@@ -25,14 +30,18 @@ class GuestVCPU(Protocol):
 
     #: The guest-visible CPU state.
     ctx: GuestCPU
-    #: The guest process it runs (a :class:`~vframework.guest.os.GuestProcess`).
-    process: Any
+    #: The guest process it runs.
+    process: GuestProcess | None
     #: How long it blocks after the operation in progress (a sleep, or I/O device time).
     wait_ns: int
 
 
 class GuestMonitor(Protocol):
-    """The machinery that runs the guest's code and memory references under its mode."""
+    """The machinery that runs the guest's code and memory references under its mode.
+
+    ``vcpu`` is one of the VM's own vCPUs, passed back to the platform that made it: typed Any
+    because the platform's methods take its own vCPU class, which the guest cannot name.
+    """
 
     #: The guest runs the para-virtual port of its kernel.
     paravirtual: bool
@@ -44,12 +53,17 @@ class GuestMonitor(Protocol):
     def execute_many(self, vcpu: Any, block: Block, count: int) -> int: ...
 
     def translate(
-        self, vcpu: Any, proc: Any, vpns: np.ndarray, write: bool, walked: np.ndarray | None = None
-    ) -> tuple[int, np.ndarray]: ...
+        self,
+        vcpu: Any,
+        proc: GuestProcess,
+        vpns: npt.NDArray[np.int64],
+        write: bool,
+        walked: npt.NDArray[np.int32] | None = None,
+    ) -> tuple[int, npt.NDArray[np.integer]]: ...
 
-    def pt_write(self, vcpu: Any, proc: Any, vpns: np.ndarray) -> int: ...
+    def pt_write(self, vcpu: Any, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> int: ...
 
-    def address_space_gone(self, proc: Any) -> None: ...
+    def address_space_gone(self, proc: GuestProcess) -> None: ...
 
     def hidden_fault(self, vcpu: Any, count: int) -> int: ...
 
@@ -64,18 +78,21 @@ class GuestVM(Protocol):
     memory_pages: int
     swap_pages: int
     #: PPN -> MPN (-1: no machine frame behind the page).
-    p2m: np.ndarray
+    p2m: npt.NDArray[np.int32]
     counters: dict[str, int]
 
     @property
-    def vcpus(self) -> list[Any]: ...
+    def vcpus(self) -> Sequence[GuestVCPU]: ...
 
     @property
     def monitor(self) -> GuestMonitor | None: ...
 
 
 class Platform(Protocol):
-    """The hypervisor (or bare hardware) underneath."""
+    """The hypervisor (or bare hardware) underneath.
+
+    ``vcpu`` and ``vm`` are the guest's own, passed back to the platform that made them (typed
+    Any, as in :class:`GuestMonitor`)."""
 
     machine: Machine
 
@@ -83,4 +100,4 @@ class Platform(Protocol):
 
     def tlb_for(self, vcpu: Any) -> TLB: ...
 
-    def back_pages(self, vm: Any, ppns: np.ndarray, hidden: bool = True) -> int: ...
+    def back_pages(self, vm: Any, ppns: npt.NDArray[np.integer], hidden: bool = True) -> int: ...

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from vframework.hv.hypervisor import Hypervisor
     from vframework.hv.vm import VM
     from vframework.machine.costs import CostModel
@@ -37,17 +39,17 @@ class HostMemory:
         except KeyError:
             raise KeyError(f"no running VM with id {vm_id}") from None
 
-    def p2m(self, vm_id: int) -> np.ndarray:
+    def p2m(self, vm_id: int) -> npt.NDArray[np.int32]:
         """A read-only copy of the VM's P2M (PPN -> MPN, -1 where unbacked)."""
         view = self._vm(vm_id).p2m.copy()
         view.flags.writeable = False
         return view
 
-    def grant(self, vm_id: int, ppns: np.ndarray) -> int:
+    def grant(self, vm_id: int, ppns: npt.ArrayLike) -> int:
         """Back these guest-physical pages with machine frames; returns how many were backed."""
         return self._hv.back_pages(self._vm(vm_id), np.asarray(ppns, dtype=np.int64), hidden=False)
 
-    def reclaim(self, vm_id: int, ppns: np.ndarray) -> int:
+    def reclaim(self, vm_id: int, ppns: npt.ArrayLike) -> int:
         """Take the machine frames behind these pages back; returns how many."""
         return self._hv.release_pages(self._vm(vm_id), np.asarray(ppns, dtype=np.int64))
 

@@ -19,8 +19,8 @@ never per instruction or per page.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +37,11 @@ from vframework.machine.hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHAR
 from vframework.machine.isa import ARCHITECTURES
 from vframework.machine.mmu import TLB
 from vframework.sim.engine import URGENT, Engine, Event, event_time
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from vframework.machine.cpu import GuestCPU
 
 __all__ = ["PCPU", "HostOutOfMemory", "Hypervisor", "NoProgress"]
 
@@ -90,9 +95,9 @@ class Hypervisor:
         self,
         engine: Engine,
         machine: Machine,
-        scheduler: Scheduler,
-        memory_policy: MemoryPolicy,
-        memory_services: list[MemoryService] | None = None,
+        scheduler: Scheduler[Params],
+        memory_policy: MemoryPolicy[Params],
+        memory_services: list[MemoryService[Params]] | None = None,
         irq_affinity: str = "round-robin",
         arch: str = "x86",
         hosted: bool = False,
@@ -160,7 +165,7 @@ class Hypervisor:
             for vcpu in vm.vcpus:
                 self._wake(vcpu)
 
-    def attach_mode(self, vm: VM, mode_cls: type[Mode[Any]], params: Params) -> Monitor:
+    def attach_mode(self, vm: VM, mode_cls: type[Mode[Params]], params: Params) -> Monitor:
         """Give a VM its virtualization mode (built with its monitor as context), before its
         guest OS boots."""
         vm.monitor = Monitor(vm, self, mode_cls, params)
@@ -224,7 +229,7 @@ class Hypervisor:
             self.engine.process(self._service_loop(service), f"memory-service:{service.name}")
 
     # -- memory ---------------------------------------------------------------------
-    def back_pages(self, vm: VM, ppns: np.ndarray, hidden: bool = True) -> int:
+    def back_pages(self, vm: VM, ppns: npt.NDArray[np.integer], hidden: bool = True) -> int:
         """Give machine frames to guest-physical pages that have none; returns how many.
 
         ``hidden``: the guest touched them unknowingly (a hidden page fault), as opposed to
@@ -246,11 +251,11 @@ class Hypervisor:
             vm.counters["hidden_page_faults"] += int(ppns.size)
         return int(ppns.size)
 
-    def tlb_for(self, vcpu: VCPU) -> Any:
+    def tlb_for(self, vcpu: VCPU) -> TLB:
         """The TLB of the physical CPU the vCPU runs on."""
         return self._offline_tlb if vcpu.cpu is None else self.tlbs[vcpu.cpu]
 
-    def release_pages(self, vm: VM, ppns: np.ndarray) -> int:
+    def release_pages(self, vm: VM, ppns: npt.NDArray[np.integer]) -> int:
         """Take the machine frames behind guest pages back (the guest gave them up); returns how many."""
         ppns = ppns[vm.p2m[ppns] >= 0]
         mpns = vm.p2m[ppns]
@@ -265,7 +270,7 @@ class Hypervisor:
         vm.counters["mem_consumed"] -= int(ppns.size)
         return int(ppns.size)
 
-    def hypercall(self, vcpu: VCPU, ctx: Any, number: int, arg: int) -> int:
+    def hypercall(self, vcpu: VCPU, ctx: GuestCPU, number: int, arg: int) -> int:
         """A para-virtual guest's explicit call; validated, performed or refused. Returns cycles."""
         result, cycles, entered = hypercall(self, vcpu.vm, ctx, number, arg)
         ctx.hcr = result
@@ -279,12 +284,12 @@ class Hypervisor:
         for vm_id, target in self.memory_policy.targets(self.memory, self.engine.now).items():
             self.vms[vm_id].counters["mem_target"] = int(target)
 
-    def _policy_loop(self) -> Any:
+    def _policy_loop(self) -> Generator[int, None, None]:
         while True:
             yield self.memory_policy.period_ns
             self._apply_targets()
 
-    def _service_loop(self, service: MemoryService) -> Any:
+    def _service_loop(self, service: MemoryService[Params]) -> Generator[int, None, None]:
         while True:
             yield service.period_ns
             # Recorded, not yet charged to a CPU: making services compete for CPU time is
@@ -348,7 +353,9 @@ class Hypervisor:
     def _dispatch(self, cpu: int) -> None:
         """Give an empty CPU its next vCPU (or leave it idle). Its interval is already closed."""
         now = self.engine.now
-        vcpu, slice_ns = self.scheduler.pick(cpu, now)
+        # The scheduler returns one of the vCPUs it was attached (this hypervisor's VCPUs), or None.
+        vcpu: VCPU | None
+        vcpu, slice_ns = self.scheduler.pick(cpu, now)  # type: ignore[assignment]
         if vcpu is None:
             self.pcpus[cpu].state = IDLE
             return
@@ -489,7 +496,7 @@ class Hypervisor:
             self._leave(cpu, vcpu, runnable=True)
         self._dispatch(cpu)
 
-    def _ticker(self) -> Any:
+    def _ticker(self) -> Generator[int, None, None]:
         costs = self.machine.costs
         while True:
             yield self.scheduler.tick_ns
@@ -500,7 +507,7 @@ class Hypervisor:
                 self.preempt(cpu)
             self._kick_idle()
 
-    def _host_os(self) -> Any:
+    def _host_os(self) -> Generator[int, None, None]:
         # A hosted hypervisor shares the CPUs with its host OS: every millisecond the host OS
         # takes its share of each CPU, as interrupt-level work owned by the host.
         period = 1_000_000

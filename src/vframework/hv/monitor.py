@@ -23,6 +23,9 @@ from vframework.machine.isa import ARCHITECTURES, IF_FLAG, Block, Op
 from vframework.machine.mmu import ShadowTables, asid, walk_references
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from vframework.guest.mm import GuestProcess
     from vframework.hv.hypervisor import Hypervisor
     from vframework.hv.vm import VCPU, VM
 
@@ -35,7 +38,7 @@ _INLINE = frozenset({Op.CLI, Op.STI, Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMS
 class Monitor:
     """Runs one VM's guest code and memory references under its mode."""
 
-    def __init__(self, vm: VM, hypervisor: Hypervisor, mode_cls: type[Mode[Any]], params: Params) -> None:
+    def __init__(self, vm: VM, hypervisor: Hypervisor, mode_cls: type[Mode[Params]], params: Params) -> None:
         self.vm = vm
         self.hypervisor = hypervisor
         self.arch = ARCHITECTURES[hypervisor.arch]
@@ -66,7 +69,9 @@ class Monitor:
 
     # -- the mode's context ------------------------------------------------------------
     def hypercall(self, vcpu: Any, ctx: GuestCPU, number: int, arg: int) -> int:
-        """Enter the hypervisor with an explicit hypercall."""
+        """Enter the hypervisor with an explicit hypercall. (``vcpu`` is one of this VM's
+        :class:`~vframework.hv.vm.VCPU`, passed back by the mode, which sees it as a
+        :class:`~vframework.api.VCPUView`: hence Any.)"""
         return self.hypervisor.hypercall(vcpu, ctx, number, arg)
 
     def fault(self, ctx: GuestCPU, name: str) -> int:
@@ -81,8 +86,13 @@ class Monitor:
 
     # -- what the guest's memory manager calls -------------------------------------------
     def translate(
-        self, vcpu: VCPU, proc: Any, vpns: np.ndarray, write: bool, walked: np.ndarray | None = None
-    ) -> tuple[int, np.ndarray]:
+        self,
+        vcpu: VCPU,
+        proc: GuestProcess,
+        vpns: npt.NDArray[np.int64],
+        write: bool,
+        walked: npt.NDArray[np.int32] | None = None,
+    ) -> tuple[int, npt.NDArray[np.integer]]:
         """Memory references to ``vpns`` of guest process ``proc`` (all mapped by the guest and
         backed by the hypervisor). Returns ``(cycles, mpns)``: the TLB / page-walk cost and the
         machine frame each reference reached (through the TLB: a stale entry would show).
@@ -115,7 +125,7 @@ class Monitor:
         counters["page_walk_refs"] += refs
         return cycles + refs * costs.page_walk_level, mpns
 
-    def _shadow_walk(self, proc: Any, vpns: np.ndarray) -> tuple[np.ndarray, int]:
+    def _shadow_walk(self, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
         shadow = self.shadows.table(proc.pid, proc.page_table.size)
         values = shadow[vpns]
         missing = values < 0
@@ -133,7 +143,7 @@ class Monitor:
             self._shadows = ShadowTables()
         return self._shadows
 
-    def pt_write(self, vcpu: VCPU, proc: Any, vpns: np.ndarray) -> int:
+    def pt_write(self, vcpu: VCPU, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> int:
         """The guest changed the entries of ``vpns`` in ``proc``'s page table (already written).
         Keeps shadows and TLBs coherent; returns the cycles of the writes."""
         count = int(vpns.size)
@@ -150,12 +160,12 @@ class Monitor:
         tlb.flush_keys(tlb.key(asid(self.vm.id, proc.pid), vpns))
         return count * self.costs.instruction + self.mode.pte_write_cycles(count)
 
-    def address_space_gone(self, proc: Any) -> None:
+    def address_space_gone(self, proc: GuestProcess) -> None:
         """A guest process exited: drop its shadow table."""
         if self.paging == "shadow":
             self.shadows.drop(proc.pid)
 
-    def frames_taken(self, mpns: np.ndarray) -> None:
+    def frames_taken(self, mpns: npt.NDArray[np.integer]) -> None:
         """The hypervisor took these frames from the VM: no shadow entry may point at them."""
         if self.paging == "shadow":
             self.shadows.invalidate_mpns(mpns)

@@ -12,6 +12,8 @@ from vframework.hv.metrics import new_vm_counters
 from vframework.machine.cpu import GuestCPU
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from vframework.api.contract import Device, Mode
     from vframework.api.params import Params
     from vframework.guest.os import GuestOS, GuestProcess
@@ -80,7 +82,7 @@ class VCPU:
         self.wait_ns = 0
         #: The guest-visible CPU state (registers, flags, virtual privileged registers).
         self.ctx = GuestCPU()
-        #: Free slot for the scheduler's per-vCPU state (any object).
+        #: Free slot for the scheduler's per-vCPU state (any object: only the scheduler reads it).
         self.sched: Any = None
 
     def __repr__(self) -> str:
@@ -108,17 +110,18 @@ class VM:
         self.scheduler_params = scheduler_params
         self.policy_params = policy_params
         self.vcpus = [VCPU(self, i) for i in range(vcpus)]
-        #: PPN -> MPN; UNBACKED where no machine frame backs the page.
-        self.p2m = np.full(memory_pages, UNBACKED, dtype=np.int32)  # MPNs < 2**31: 8 TiB of 4 KiB frames
+        #: PPN -> MPN; UNBACKED where no machine frame backs the page (int32: MPNs < 2**31, 8 TiB
+        #: of 4 KiB frames).
+        self.p2m: npt.NDArray[np.int32] = np.full(memory_pages, UNBACKED, dtype=np.int32)
         self.counters = new_vm_counters()
         self.counters["mem_target"] = memory_pages
         #: The VM's virtualization mode (policy) and the monitor that runs it.
-        self.mode: Mode[Any] | None = None
+        self.mode: Mode[Params] | None = None
         self.monitor: Monitor | None = None
         self.guest: GuestOS | None = None
-        self.devices: dict[str, Device] = {}
+        self.devices: dict[str, Device[Params]] = {}
         #: Para-virtual page tables registered by create_page_table: table PPN -> entries.
-        self.pv_tables: dict[int, np.ndarray] = {}
+        self.pv_tables: dict[int, npt.NDArray[np.int64]] = {}
 
     def __repr__(self) -> str:
         return f"<VM {self.id} {self.name!r}>"

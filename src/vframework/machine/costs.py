@@ -16,12 +16,11 @@ Sources quoted below:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 __all__ = ["COST_FIELDS", "CostModel"]
 
 
-def _cost(default: int, doc: str) -> Any:
+def _cost(default: int, doc: str) -> int:
     return field(default=default, metadata={"doc": doc})
 
 

@@ -14,7 +14,7 @@ The guest-visible state (:meth:`GuestCPU.visible`) is what the equivalence prope
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from vframework.machine.isa import IF_FLAG, NREGS, Block, Op
 
@@ -82,7 +82,21 @@ class GuestCPU:
     def interrupts_enabled(self) -> bool:
         return bool(self.flags & IF_FLAG)
 
-    def visible(self) -> tuple[Any, ...]:
+    def visible(
+        self,
+    ) -> tuple[
+        tuple[int, ...],
+        int,
+        int,
+        int,
+        int,
+        int,
+        tuple[tuple[int, int], ...],
+        tuple[tuple[int, int], ...],
+        tuple[int, ...],
+        tuple[tuple[str, int | str], ...],
+        int,
+    ]:
         """Everything the guest can observe, for comparing runs."""
         return (
             tuple(self.regs),

@@ -10,7 +10,12 @@ simulated guest page that was never freed costs nothing here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["FreeStack"]
 
@@ -31,7 +36,7 @@ class FreeStack:
     def __len__(self) -> int:
         return self._top + self.n - self._next
 
-    def take(self, count: int) -> np.ndarray:
+    def take(self, count: int) -> npt.NDArray[np.int64]:
         """``count`` free numbers (int64), removed from the pool; the caller checked there are
         enough (a ValueError otherwise)."""
         if count < 0 or count > len(self):
@@ -43,7 +48,7 @@ class FreeStack:
         self._next += count - k
         return fresh if k == 0 else reused if k == count else np.concatenate([reused, fresh])
 
-    def give(self, numbers: np.ndarray) -> None:
+    def give(self, numbers: npt.NDArray[np.integer]) -> None:
         """Return ``numbers`` (taken earlier, not yet returned) to the pool."""
         k = int(numbers.size)
         if self._top + k > self._stack.size:
@@ -53,7 +58,7 @@ class FreeStack:
         self._stack[self._top : self._top + k] = numbers[::-1]
         self._top += k
 
-    def free(self) -> np.ndarray:
+    def free(self) -> npt.NDArray[np.int64]:
         """Every number currently in the pool (for consistency checks; not a hot path)."""
         return np.concatenate(
             [self._stack[: self._top].astype(np.int64), np.arange(self._next, self.n, dtype=np.int64)]

@@ -11,7 +11,7 @@ swapping see real bytes while the table costs 17 bytes per frame instead of 4 Ki
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -20,6 +20,9 @@ from vframework.errors import OutOfMemory
 from vframework.machine.costs import CostModel
 from vframework.machine.freestack import FreeStack
 from vframework.sim.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "FREE",
@@ -73,7 +76,7 @@ class MachineMemory:
         """Frames currently free."""
         return len(self._free)
 
-    def allocate(self, count: int, owner: int) -> np.ndarray:
+    def allocate(self, count: int, owner: int) -> npt.NDArray[np.int64]:
         """Take ``count`` free frames for ``owner`` (a VM id, or HYPERVISOR_OWNER); zeroed."""
         if count < 0:
             raise ValueError(f"cannot allocate {count} frames")
@@ -89,7 +92,7 @@ class MachineMemory:
         self.content[mpns] = 0
         return mpns
 
-    def free(self, mpns: np.ndarray) -> None:
+    def free(self, mpns: npt.ArrayLike) -> None:
         """Return frames to the free pool. Freeing a free or shared frame is a bug: it raises."""
         mpns = np.asarray(mpns, dtype=np.int64)
         if mpns.size == 0:
@@ -142,8 +145,8 @@ class PhysicalCPU:
     msw: int = 0x8005_003B
     idle_ns: int = 0
     hypervisor_ns: int = 0
-    #: The vCPU currently dispatched here, or None.
-    current: Any = None
+    #: The vCPU currently dispatched here, or None (the machine layer knows no vCPU type).
+    current: object = None
 
 
 @dataclass
@@ -153,7 +156,7 @@ class HostDevice:
     name: str
     kind: str
     socket: int = 0
-    properties: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, object] = field(default_factory=dict)
 
 
 class Machine:

@@ -19,7 +19,12 @@ process, like VPID/ASID) when the TLB is tagged; untagged TLBs are flushed on ev
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["TLB", "ShadowTables", "asid", "walk_references"]
 
@@ -48,7 +53,7 @@ class TLB:
         self.mpns = np.full(entries, -1, dtype=np.int64)
         self.flushes = 0
 
-    def key(self, tag: int, vpns: np.ndarray) -> np.ndarray:
+    def key(self, tag: int, vpns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Lookup keys for VPNs in the address space ``tag`` (ignored when untagged)."""
         if not self.tagged or tag == 0:
             return vpns  # the key is the VPN itself: no copy on the batch path
@@ -74,19 +79,19 @@ class TLB:
         if self.keys[slot] == k:
             self.keys[slot] = -1
 
-    def flush_keys(self, keys: np.ndarray) -> None:
+    def flush_keys(self, keys: npt.NDArray[np.int64]) -> None:
         """Invalidate the entries of these keys, if present (INVLPG of each page)."""
         slots = keys & (self.entries - 1)
         match = self.keys[slots] == keys
         self.keys[slots[match]] = -1
 
-    def flush_mpns(self, mpns: np.ndarray) -> None:
+    def flush_mpns(self, mpns: npt.NDArray[np.integer]) -> None:
         """Invalidate entries that translate to any of ``mpns`` (a shootdown after the
         hypervisor takes frames away)."""
         stale = np.isin(self.mpns, mpns) & (self.keys >= 0)
         self.keys[stale] = -1
 
-    def access(self, keys: np.ndarray, fill: np.ndarray) -> tuple[int, np.ndarray]:
+    def access(self, keys: npt.NDArray[np.int64], fill: npt.NDArray[np.integer]) -> tuple[int, npt.NDArray[np.integer]]:
         """Look up ``keys`` in order; misses are filled with ``fill`` (the walk's result).
 
         Returns ``(hits, mpns)``: how many accesses hit, and the MPN each access used. A hit
@@ -128,7 +133,12 @@ class TLB:
         return hits, fill
 
     def _stale_runs(
-        self, fill: np.ndarray, order: np.ndarray, s_sets: np.ndarray, same: np.ndarray, starts: np.ndarray
+        self,
+        fill: npt.NDArray[np.integer],
+        order: npt.NDArray[np.intp],
+        s_sets: npt.NDArray[np.int64],
+        same: npt.NDArray[np.bool_],
+        starts: npt.NDArray[np.intp],
     ) -> None:
         """Give each run of equal keys that begins with a pre-batch hit the cached MPN."""
         n = fill.size
@@ -140,13 +150,13 @@ class TLB:
         inside = np.cumsum(mark[:n]) > 0
         fill[order[inside]] = self.mpns[s_sets[inside]]
 
-    def valid(self) -> tuple[np.ndarray, np.ndarray]:
+    def valid(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(keys, mpns) of the valid entries."""
         ok = self.keys >= 0
         return self.keys[ok], self.mpns[ok]
 
     @staticmethod
-    def split(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def split(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(tags, vpns) of keys."""
         return keys >> _KEY_SHIFT, keys & ((1 << _KEY_SHIFT) - 1)
 
@@ -159,9 +169,9 @@ class ShadowTables:
     """
 
     def __init__(self) -> None:
-        self.tables: dict[int, np.ndarray] = {}
+        self.tables: dict[int, npt.NDArray[np.int32]] = {}
 
-    def table(self, pid: int, pages: int) -> np.ndarray:
+    def table(self, pid: int, pages: int) -> npt.NDArray[np.int32]:
         shadow = self.tables.get(pid)
         if shadow is None or shadow.size < pages:
             grown = np.full(pages, -1, dtype=np.int32)  # MPNs, as the P2M
@@ -170,7 +180,7 @@ class ShadowTables:
             shadow = self.tables[pid] = grown
         return shadow
 
-    def invalidate(self, pid: int, vpns: np.ndarray) -> None:
+    def invalidate(self, pid: int, vpns: npt.NDArray[np.int64]) -> None:
         shadow = self.tables.get(pid)
         if shadow is not None:
             shadow[vpns[vpns < shadow.size]] = -1
@@ -178,7 +188,7 @@ class ShadowTables:
     def drop(self, pid: int) -> None:
         self.tables.pop(pid, None)
 
-    def invalidate_mpns(self, mpns: np.ndarray) -> int:
+    def invalidate_mpns(self, mpns: npt.NDArray[np.integer]) -> int:
         """Invalidate entries pointing at frames the hypervisor took back; returns how many."""
         count = 0
         for shadow in self.tables.values():

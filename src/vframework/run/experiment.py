@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def run_experiment(name: str, plugins: PluginManager, quick: bool = False) -> Ex
     return plugins.get_experiment(name).run(plugins, quick)
 
 
-def table_csv(rows: list[dict[str, Any]]) -> str:
+def table_csv(rows: Sequence[Mapping[str, object]]) -> str:
     """A table as CSV: the union of the rows' keys (first-seen order) as the header."""
     buf = io.StringIO()
     if rows:

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,12 @@ class ResultsError(RuntimeError):
     """The results folder cannot be written where asked."""
 
 
-def summary_json(summary: dict[str, Any]) -> str:
+def summary_json(summary: Mapping[str, object]) -> str:
     """The canonical text of summary.json (sorted keys, so identical runs give identical bytes)."""
     return json.dumps(summary, indent=2, sort_keys=True) + "\n"
 
 
-def timeseries_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def timeseries_csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """The text of timeseries.csv: a header, then one row per sample time per VM."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -75,7 +75,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
 
 def write_results(
     out: Path,
-    summary: dict[str, Any],
+    summary: Mapping[str, object],
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     plot: bool = True,

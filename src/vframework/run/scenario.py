@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from vframework.api.contract import Component
+from vframework.api.contract import Component, Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
 from vframework.api.manager import PluginManager
 from vframework.api.params import Duration, Params, Size, positive
 from vframework.errors import Problem, ScenarioError
@@ -57,7 +58,7 @@ def _default_components() -> dict[str, dict[str, str]]:
 DEFAULT_COMPONENTS = _default_components()
 
 
-def _default_ref(table: str, key: str) -> Any:
+def _default_ref(table: str, key: str) -> Callable[[], ComponentRef]:
     return lambda: ComponentRef(name=DEFAULT_COMPONENTS[table][key])
 
 
@@ -86,7 +87,7 @@ class ComponentRef(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _split(cls, value: Any) -> Any:
+    def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return {"name": value, "params": {}}
         if isinstance(value, dict):
@@ -173,12 +174,17 @@ class ScenarioConfig(_Strict):
     vm: list[VMConfig] = Field(min_length=1, max_length=MAX_VMS, description="the virtual machines")
 
 
+#: The kind of component a :class:`ResolvedComponent` holds (``Scheduler[Params]``...).
+C_co = TypeVar("C_co", bound=Component[Params], covariant=True)
+
+
 @dataclass(frozen=True)
-class ResolvedComponent:
+class ResolvedComponent(Generic[C_co]):
     """A component class with its validated parameters."""
 
-    cls: type[Component]
-    params: Any
+    cls: type[C_co]
+    #: An instance of ``cls.params_model``.
+    params: Params
 
     @property
     def name(self) -> str:
@@ -190,9 +196,9 @@ class ResolvedVM:
     """A VM with its components resolved."""
 
     config: VMConfig
-    mode: ResolvedComponent
-    workload: ResolvedComponent
-    devices: tuple[ResolvedComponent, ...]
+    mode: ResolvedComponent[Mode[Params]]
+    workload: ResolvedComponent[Workload[Params]]
+    devices: tuple[ResolvedComponent[Device[Params]], ...]
     scheduler_params: Params | None
     policy_params: Params | None
 
@@ -203,9 +209,9 @@ class Scenario:
 
     config: ScenarioConfig
     source: str
-    scheduler: ResolvedComponent
-    memory_policy: ResolvedComponent
-    memory_services: tuple[ResolvedComponent, ...]
+    scheduler: ResolvedComponent[Scheduler[Params]]
+    memory_policy: ResolvedComponent[MemoryPolicy[Params]]
+    memory_services: tuple[ResolvedComponent[MemoryService[Params]], ...]
     vms: tuple[ResolvedVM, ...] = field(default=())
 
     @property
@@ -213,7 +219,7 @@ class Scenario:
         return self.config.name
 
 
-def _path(loc: tuple[Any, ...]) -> str:
+def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -225,7 +231,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problems(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -> list[Problem]:
+def _problems(exc: ValidationError, source: str, prefix: tuple[int | str, ...] = ()) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = prefix + tuple(err["loc"])
@@ -240,14 +246,79 @@ def _problems(exc: ValidationError, source: str, prefix: tuple[Any, ...] = ()) -
     return problems
 
 
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["scheduler"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[Scheduler[Params]] | None: ...
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["memory_policy"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[MemoryPolicy[Params]] | None: ...
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["memory_service"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[MemoryService[Params]] | None: ...
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["mode"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[Mode[Params]] | None: ...
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["device"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[Device[Params]] | None: ...
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["workload"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[Workload[Params]] | None: ...
+@overload
 def _resolve(
     plugins: PluginManager,
     kind: str,
     ref: ComponentRef,
-    loc: tuple[Any, ...],
+    loc: tuple[int | str, ...],
     source: str,
     problems: list[Problem],
-) -> ResolvedComponent | None:
+) -> ResolvedComponent[Component[Params]] | None: ...
+def _resolve(
+    plugins: PluginManager,
+    kind: str,
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[Component[Params]] | None:
+    """The component ``ref`` names, of ``kind`` (the overloads: a ``kind`` literal gives that
+    kind's base class, as :meth:`PluginManager.get` does), with its parameters validated."""
     try:
         cls = plugins.get(kind, ref.name)
     except KeyError as exc:
@@ -289,28 +360,27 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
         mode = _resolve(plugins, "mode", vm.mode, ("vm", i, "mode"), source, problems)
         workload = _resolve(plugins, "workload", vm.workload, ("vm", i, "workload"), source, problems)
         devices = tuple(
-            r
+            dev
             for j, ref in enumerate(vm.devices)
-            if (r := _resolve(plugins, "device", ref, ("vm", i, "devices", j), source, problems))
+            if (dev := _resolve(plugins, "device", ref, ("vm", i, "devices", j), source, problems))
         )
         sched_params, policy_params = _vm_extras(scheduler, policy, dict(vm.model_extra or {}), i, source, problems)
         if workload is not None:
-            for key, message in workload.cls.check(  # type: ignore[attr-defined]
+            for key, message in workload.cls.check(
                 workload.params, vm.memory // PAGE_SIZE // vm.vcpus, vm.swap // PAGE_SIZE // vm.vcpus
             ):
                 problems.append(Problem(source, f"vm[{i}].workload.{key}", message))
-        if mode is not None and host.arch not in mode.cls.architectures:  # type: ignore[attr-defined]
+        if mode is not None and host.arch not in mode.cls.architectures:
             problems.append(
                 Problem(
                     source,
                     f"vm[{i}].mode",
-                    f"mode {mode.name!r} runs on host.arch in {list(mode.cls.architectures)}, "  # type: ignore[attr-defined]
-                    f"not {host.arch!r}",
+                    f"mode {mode.name!r} runs on host.arch in {list(mode.cls.architectures)}, not {host.arch!r}",
                 )
             )
         if mode and workload:
             vms.append(ResolvedVM(vm, mode, workload, devices, sched_params, policy_params))
-    if policy is not None and not policy.cls.can_overcommit:  # type: ignore[attr-defined]
+    if policy is not None and not policy.cls.can_overcommit:
         total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
         if total > host.memory:
             problems.append(
@@ -364,7 +434,9 @@ def _resolve_partial(data: dict[str, Any], source: str, plugins: PluginManager, 
     """Report unknown component names in a scenario whose shape is invalid."""
     seen = {p.path for p in problems}
 
-    def check(kind: str, raw: Any, loc: tuple[Any, ...], default: str | None = None) -> ResolvedComponent | None:
+    def check(
+        kind: str, raw: object, loc: tuple[int | str, ...], default: str | None = None
+    ) -> ResolvedComponent[Component[Params]] | None:
         if _path(loc) in seen or any(p.startswith(_path(loc) + ".") for p in seen):
             return None
         if raw is None:
@@ -396,14 +468,14 @@ def _resolve_partial(data: dict[str, Any], source: str, plugins: PluginManager, 
 
 
 def _vm_extras(
-    scheduler: ResolvedComponent | None,
-    policy: ResolvedComponent | None,
+    scheduler: ResolvedComponent[Component[Params]] | None,
+    policy: ResolvedComponent[Component[Params]] | None,
     extras: dict[str, Any],
     index: int,
     source: str,
     problems: list[Problem],
     note: str = "",
-) -> tuple[Any, Any]:
+) -> tuple[Params | None, Params | None]:
     """A VM's keys beyond :class:`VMConfig` belong to the scheduler or the memory policy."""
     sched_params = _vm_params(scheduler, extras, index, source, problems)
     policy_params = _vm_params(policy, extras, index, source, problems)
@@ -415,8 +487,12 @@ def _vm_extras(
 
 
 def _vm_params(
-    owner: ResolvedComponent | None, extras: dict[str, Any], index: int, source: str, problems: list[Problem]
-) -> Any:
+    owner: ResolvedComponent[Component[Params]] | None,
+    extras: dict[str, Any],
+    index: int,
+    source: str,
+    problems: list[Problem],
+) -> Params | None:
     if owner is None or owner.cls.vm_params_model is None:
         return None
     model = owner.cls.vm_params_model

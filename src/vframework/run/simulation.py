@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
 
-from vframework.api.contract import Workload, WorkloadContext
 from vframework.api.manager import PluginManager
+from vframework.api.views import Summary, TimeseriesRow, WorkloadContext
 from vframework.guest.os import GuestOS
 from vframework.hv.contexts import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
@@ -20,7 +19,7 @@ from vframework.hv.metrics import VM_METRICS
 from vframework.hv.vm import VM
 from vframework.machine.costs import CostModel
 from vframework.machine.hardware import HYPERVISOR_OWNER, Machine
-from vframework.run.scenario import Scenario
+from vframework.run.scenario import ResolvedVM, Scenario
 from vframework.sim.engine import LATE, Engine
 from vframework.sim.units import PAGE_SIZE
 
@@ -43,16 +42,16 @@ class Simulation:
         self.machine = Machine(host.cpus, host.memory, CostModel().replace(**host.costs), host.sockets)
         if host.hypervisor_memory:
             self.machine.memory.allocate(-(-host.hypervisor_memory // PAGE_SIZE), HYPERVISOR_OWNER)
-        scheduler = scenario.scheduler.cls(scenario.scheduler.params, host.cpus)  # type: ignore[call-arg]
-        policy = scenario.memory_policy.cls(scenario.memory_policy.params)  # type: ignore[call-arg]
-        services = [s.cls(s.params) for s in scenario.memory_services]  # type: ignore[call-arg]
+        scheduler = scenario.scheduler.cls(scenario.scheduler.params, host.cpus)
+        policy = scenario.memory_policy.cls(scenario.memory_policy.params)
+        services = [s.cls(s.params) for s in scenario.memory_services]
         self.hypervisor = Hypervisor(
             self.engine,
             self.machine,
             scheduler,
             policy,
             services,
-            host.irq_affinity,  # type: ignore[arg-type]
+            host.irq_affinity,
             arch=host.arch,
             hosted=host.hypervisor_type == "hosted",
             host_os_load=host.host_os_load,
@@ -62,13 +61,13 @@ class Simulation:
         )
         self.hypervisor.on_vm_halted = self._vm_halted
         self.vms: list[VM] = []
-        self.timeseries: list[tuple[Any, ...]] = []
+        self.timeseries: list[TimeseriesRow] = []
         self._destroyed: set[int] = set()
         self.plugins.call("simulation_configured", scenario=scenario)
         for index, spec in enumerate(scenario.vms):
             self._build_vm(index, spec)
 
-    def _build_vm(self, index: int, spec: Any) -> None:
+    def _build_vm(self, index: int, spec: ResolvedVM) -> None:
         cfg = spec.config
         vm = VM(
             index,
@@ -83,7 +82,7 @@ class Simulation:
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:
             vm.devices[dev.name] = dev.cls(dev.params, DeviceHost(self.hypervisor, vm))
-        workload_cls: type[Workload] = spec.workload.cls
+        workload_cls = spec.workload.cls
         for vcpu in vm.vcpus:
             rng = self.engine.rng(f"workload:{vm.name}:{vcpu.index}")
             context = WorkloadContext(vm.name, vcpu.index, vm.memory_pages, rng, self.machine.costs.clock_hz)
@@ -112,7 +111,7 @@ class Simulation:
                 c["mem_active"] = vm.guest.sample_active()
             self.timeseries.append((now, vm.name, *(c[m] for m in TIMESERIES_METRICS)))
 
-    def run(self, progress: Callable[[int, int], None] | None = None, steps: int = 100) -> dict[str, Any]:
+    def run(self, progress: Callable[[int, int], None] | None = None, steps: int = 100) -> Summary:
         """Run to the scenario's duration; returns the summary (see :meth:`summary`)."""
         config = self.scenario.config
         duration = config.duration
@@ -137,7 +136,7 @@ class Simulation:
         self.plugins.call("simulation_finished", simulation=self, summary=copy.deepcopy(summary))
         return summary
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Summary:
         """The run's results as plain data (written as summary.json)."""
         return {
             "scenario": self.scenario.name,

@@ -32,7 +32,7 @@ import heapq
 import itertools
 import operator
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, SupportsIndex, TypeVar, overload
 
 import numpy as np
 
@@ -46,6 +46,7 @@ NORMAL = 1
 LATE = 2
 #: Priorities are 0 (most urgent) to ``PRIORITIES - 1``.
 PRIORITIES = 3
+_T = TypeVar("_T")
 #: The engine's own priority, below every other: the event that ends :meth:`Engine.run`.
 _STOP = 3
 _STOP_RUN = ("stop", None)
@@ -74,7 +75,7 @@ def event_time(event: Event) -> int:
 class Interrupt(Exception):
     """Thrown into a process by :meth:`Process.interrupt`; ``cause`` says why."""
 
-    def __init__(self, cause: Any = None) -> None:
+    def __init__(self, cause: object = None) -> None:
         super().__init__(cause)
         self.cause = cause
 
@@ -88,9 +89,9 @@ class Signal:
         self.engine = engine
         self._waiters: list[Process] = []
         self.fired = False
-        self.value: Any = None
+        self.value: object = None
 
-    def fire(self, value: Any = None) -> None:
+    def fire(self, value: object = None) -> None:
         """Wake every waiting process now (at the current time, in the order they waited)."""
         self.fired, self.value = True, value
         waiters, self._waiters = self._waiters, []
@@ -99,7 +100,10 @@ class Signal:
             proc._pending = self.engine._wake(0, proc, value)
 
 
-ProcessGenerator = Generator[Any, Any, Any]
+#: A process: it yields delays (int ns), signals and processes to wait on; what it is sent back
+#: depends on what it yielded (None after a delay, the value a signal fired with, the return
+#: value of a process), hence Any; what it returns becomes :attr:`Process.value`.
+ProcessGenerator = Generator["int | Signal | Process", Any, object]
 
 
 class Process:
@@ -113,12 +117,12 @@ class Process:
         self.name = name
         self._pending: Event | None = None
         self.done = False
-        self.value: Any = None
+        self.value: object = None
         self._finished: Signal | None = None
         #: The signal (or another process's finished signal) this process waits on, if any.
         self._waiting_on: Signal | None = None
 
-    def _resume(self, value: Any = None, throw: BaseException | None = None) -> None:
+    def _resume(self, value: object = None, throw: BaseException | None = None) -> None:
         self._pending = None
         try:
             target = self.gen.throw(throw) if throw is not None else self.gen.send(value)
@@ -127,12 +131,12 @@ class Process:
             return
         self._wait_on(target)
 
-    def _finish(self, value: Any) -> None:
+    def _finish(self, value: object) -> None:
         self.done, self.value = True, value
         if self._finished is not None:
             self._finished.fire(value)
 
-    def _wait_on(self, target: Any) -> None:
+    def _wait_on(self, target: object) -> None:
         if type(target) is int:
             if target < 0:
                 raise ValueError(f"process {self.name!r} yielded a negative delay {target}")
@@ -165,7 +169,7 @@ class Process:
                 self._finished.fire(self.value)
         return self._finished
 
-    def interrupt(self, cause: Any = None) -> None:
+    def interrupt(self, cause: object = None) -> None:
         """Throw :class:`Interrupt` into the process at the current time, abandoning its wait."""
         if self.done:
             return
@@ -198,7 +202,9 @@ class Engine:
         self.now = 0
         #: Heap of event keys, live or cancelled.
         self._queue: list[Event] = []
-        #: Live key -> a Process (resume it) or a ``(callback, arg)`` pair (call it).
+        #: Live key -> a Process (resume it) or a ``(callback, arg)`` pair (call it); Any because
+        #: the run loop tells them apart with ``type(target) is Process`` through local aliases
+        #: (its hot path), which no type checker follows.
         self._targets: dict[Event, Any] = {}
         # One counter per priority, starting at the priority's bits: next() gives the low bits
         # of a key directly. Counting from 1 keeps every key truthy (0 would be a trap).
@@ -209,7 +215,13 @@ class Engine:
         self._streams: dict[str, np.random.Generator] = {}
 
     # -- scheduling -----------------------------------------------------------------
-    def schedule(self, delay: int, callback: Callable[[Any], Any], arg: Any = None, priority: int = NORMAL) -> Event:
+    @overload
+    def schedule(
+        self, delay: int, callback: Callable[[None], object], arg: None = None, priority: int = NORMAL
+    ) -> Event: ...
+    @overload
+    def schedule(self, delay: int, callback: Callable[[_T], object], arg: _T, priority: int = NORMAL) -> Event: ...
+    def schedule(self, delay: int, callback: Callable[[Any], object], arg: Any = None, priority: int = NORMAL) -> Event:
         """Call ``callback(arg)`` after ``delay`` ns; returns the event, for :meth:`cancel`."""
         if type(delay) is not int:
             delay = self._as_ns(delay)
@@ -222,20 +234,28 @@ class Engine:
         heapq.heappush(self._queue, key)
         return key
 
-    def schedule_at(self, time: int, callback: Callable[[Any], Any], arg: Any = None, priority: int = NORMAL) -> Event:
+    @overload
+    def schedule_at(
+        self, time: int, callback: Callable[[None], object], arg: None = None, priority: int = NORMAL
+    ) -> Event: ...
+    @overload
+    def schedule_at(self, time: int, callback: Callable[[_T], object], arg: _T, priority: int = NORMAL) -> Event: ...
+    def schedule_at(
+        self, time: int, callback: Callable[[Any], object], arg: Any = None, priority: int = NORMAL
+    ) -> Event:
         """Call ``callback(arg)`` at absolute time ``time`` (ns)."""
         if type(time) is not int:
             time = self._as_ns(time)
         return self.schedule(time - self.now, callback, arg, priority)
 
     @staticmethod
-    def _as_ns(value: Any) -> int:
+    def _as_ns(value: SupportsIndex) -> int:
         try:
             return operator.index(value)  # numpy integers are fine; floats are not
         except TypeError:
             raise TypeError(f"event times are whole nanoseconds (int), got {value!r}") from None
 
-    def _wake(self, delay: int, proc: Process, value: Any = None) -> Event:
+    def _wake(self, delay: int, proc: Process, value: object = None) -> Event:
         """Schedule ``proc`` to resume with ``value`` after ``delay`` ns (NORMAL priority)."""
         key = ((self.now + delay) << _TIME_SHIFT) | self._seq[NORMAL]()
         # Only a plain Process takes the run loop's inline path; a subclass is called instead.

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from vframework.api.contract import MemoryPolicy, Mode, Scheduler, Workload
 from vframework.api.params import Params
-from vframework.api.views import MemoryContext
+from vframework.api.views import MemoryContext, VCPUView
 from vframework.guest.ops import Compute, Operation, Sleep, Touch
 from vframework.machine.cpu import Action
 from vframework.machine.isa import ORDINARY, Op
@@ -28,28 +28,29 @@ class FifoScheduler(Scheduler[Params]):
     name = "kit-fifo"
     slice_ns = 1_000
 
+    # params: the double ignores its parameters (the kit passes None).
     def __init__(self, params: Any = None, cpus: int = 1) -> None:
         super().__init__(params, cpus)
-        self.queue: deque[Any] = deque()
+        self.queue: deque[VCPUView] = deque()
 
-    def attach(self, vcpu: Any, vm_params: Any) -> None:
+    def attach(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         pass
 
-    def detach(self, vcpu: Any) -> None:
+    def detach(self, vcpu: VCPUView) -> None:
         if vcpu in self.queue:
             self.queue.remove(vcpu)
 
-    def wake(self, vcpu: Any, now: int) -> Sequence[int]:
+    def wake(self, vcpu: VCPUView, now: int) -> Sequence[int]:
         self.queue.append(vcpu)
         return ()
 
-    def block(self, vcpu: Any, now: int) -> None:
+    def block(self, vcpu: VCPUView, now: int) -> None:
         self.detach(vcpu)
 
-    def pick(self, cpu: int, now: int) -> tuple[Any, int]:
+    def pick(self, cpu: int, now: int) -> tuple[VCPUView | None, int]:
         return (self.queue.popleft(), self.slice_ns) if self.queue else (None, 0)
 
-    def charge(self, vcpu: Any, ran_ns: int, now: int, runnable: bool) -> None:
+    def charge(self, vcpu: VCPUView, ran_ns: int, now: int, runnable: bool) -> None:
         if runnable:
             self.queue.append(vcpu)
 
@@ -59,6 +60,7 @@ class FixedPolicy(MemoryPolicy[Params]):
 
     name = "kit-fixed"
 
+    # params: the double ignores its parameters (the kit passes None).
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
 
@@ -76,13 +78,13 @@ class FlatMode(Mode[Params]):
             return Action.FAULT
         return Action.DIRECT
 
-    def deliver(self, vcpu: Any, kind: str, count: int) -> int:
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
         return 10 * count
 
-    def hidden_fault(self, vcpu: Any, count: int) -> int:
+    def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
         return 10 * count
 
-    def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int:
+    def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return 10
 
 
@@ -91,18 +93,18 @@ class ScriptWorkload(Workload[Params]):
 
     name = "kit-script"
 
-    def __init__(self, script: list[Operation], pages: int) -> None:
+    def __init__(self, script: Sequence[Operation], pages: int) -> None:
         self.script = script
         self.pages = pages
 
     def address_space_pages(self) -> int:
         return self.pages
 
-    def run(self) -> Generator[Operation, Any, None]:
+    def run(self) -> Generator[Operation, None, None]:
         yield from self.script
 
 
-def script_strategy(pages: int) -> Any:
+def script_strategy(pages: int) -> st.SearchStrategy[list[Compute | Sleep | Touch]]:
     """Hypothesis strategy for short operation scripts over ``pages`` virtual pages."""
     compute = st.integers(1, 20_000).map(Compute)
     sleep = st.integers(1, 20_000).map(Sleep)
@@ -128,11 +130,11 @@ class Native(Mode[Params]):
             return Action.FAULT  # privileged at user level: general protection fault
         return Action.DEPRIVILEGED if op == Op.POPF else Action.DIRECT
 
-    def deliver(self, vcpu: Any, kind: str, count: int) -> int:
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
         return count
 
-    def hidden_fault(self, vcpu: Any, count: int) -> int:
+    def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
         return count
 
-    def io(self, vcpu: Any, device: str, nbytes: int, write: bool) -> int:
+    def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return 0

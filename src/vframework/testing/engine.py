@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Generator
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from vframework.sim.engine import Engine
+from vframework.sim.engine import Engine, Event
 
 __all__ = ["EngineMachine"]
 
@@ -17,17 +17,17 @@ class EngineMachine(RuleBasedStateMachine):
     wake exactly when they asked to. Parametrize with :meth:`for_component` to check another
     engine class with the same interface."""
 
-    engine_cls: Any = Engine
+    engine_cls: type[Engine] = Engine
 
     @classmethod
-    def for_component(cls, engine_cls: Any) -> type[EngineMachine]:
+    def for_component(cls, engine_cls: type[Engine]) -> type[EngineMachine]:
         return type(f"{cls.__name__}[{engine_cls.__name__}]", (cls,), {"engine_cls": engine_cls})
 
     def __init__(self) -> None:
         super().__init__()
         self.engine = self.engine_cls(seed=0)
         self.fired: list[tuple[int, int, int]] = []  # (time, priority, order scheduled)
-        self.pending: dict[int, Any] = {}  # order -> event
+        self.pending: dict[int, Event] = {}  # order -> event
         self.keys: dict[int, tuple[int, int, int]] = {}  # order -> (time, priority, order) not yet fired
         self.cancelled: set[int] = set()
         self.order = 0
@@ -65,7 +65,7 @@ class EngineMachine(RuleBasedStateMachine):
     def spawn_process(self, delays: list[int]) -> None:
         engine = self.engine
 
-        def sleeper() -> Any:
+        def sleeper() -> Generator[int, None, None]:
             expected = engine.now
             for d in delays:
                 yield d

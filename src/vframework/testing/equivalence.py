@@ -17,24 +17,40 @@ an error changes nothing at all.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from vframework.api.contract import Mode
+from vframework.api.params import Params
 from vframework.guest.kernel import HC, pack, paravirtualize
 from vframework.guest.os import GuestOS
 from vframework.hv.hypercalls import DEVICE_PORTS, MAX_BATCH, PT_ENTRIES
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VM
-from vframework.machine.cpu import EOI_PORT, HOST_GDTR, HOST_IDTR, HOST_MSW
+from vframework.machine.cpu import EOI_PORT, HOST_GDTR, HOST_IDTR, HOST_MSW, GuestCPU
 from vframework.machine.hardware import Machine
-from vframework.machine.isa import IF_FLAG, NREGS, Block, Op
+from vframework.machine.isa import IF_FLAG, NREGS, Block, Instruction, Op
 from vframework.sim.engine import Engine
 from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, Native
 from vframework.testing.memory import assert_owns_its_frames
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    #: What :meth:`ResourceControlMachine._snapshot` records: the guest-visible CPU state, the
+    #: P2M, the para-virtual page tables, the frame table's states and owners, the balloon.
+    _Snapshot = tuple[
+        tuple[object, ...],
+        npt.NDArray[np.int32],
+        dict[int, npt.NDArray[np.int64]],
+        npt.NDArray[np.uint8],
+        npt.NDArray[np.int16],
+        int,
+    ]
 
 __all__ = ["EquivalenceMachine", "ResourceControlMachine", "instructions", "kernel_code"]
 
@@ -55,7 +71,7 @@ _SENSITIVE = st.one_of(
 )
 
 
-def instructions(sensitive: bool = True) -> Any:
+def instructions(sensitive: bool = True) -> st.SearchStrategy[Instruction]:
     """Strategy for one instruction (kernel code when ``sensitive``)."""
     return (
         st.one_of(_SENSITIVE, _ORDINARY)
@@ -68,7 +84,7 @@ def instructions(sensitive: bool = True) -> Any:
     )
 
 
-def kernel_code(max_size: int = 8) -> Any:
+def kernel_code(max_size: int = 8) -> st.SearchStrategy[tuple[Instruction, ...]]:
     """Strategy for a kernel block's code."""
     return st.lists(instructions(True), min_size=1, max_size=max_size).map(tuple)
 
@@ -76,7 +92,7 @@ def kernel_code(max_size: int = 8) -> Any:
 class _Side:
     """One guest: a VM with a mode on a one-CPU hypervisor of the given architecture."""
 
-    def __init__(self, mode_cls: Any, arch: str, vm_id: int = 0, hv: Hypervisor | None = None) -> None:
+    def __init__(self, mode_cls: type[Mode[Params]], arch: str, vm_id: int = 0, hv: Hypervisor | None = None) -> None:
         if hv is None:
             engine = Engine(seed=0)
             hv = Hypervisor(engine, Machine(1, 256 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None), arch=arch)
@@ -91,7 +107,7 @@ class _Side:
         self.ported = self.mode.paravirtual
 
     @property
-    def ctx(self) -> Any:
+    def ctx(self) -> GuestCPU:
         return self.vcpu.ctx
 
     def run(self, block: Block) -> None:
@@ -107,18 +123,20 @@ class _Side:
 
     def syscall(self) -> None:
         self.hv.deliver(self.vcpu, "syscall", 1)
-        self.mode.execute(self.vcpu, self.vm.guest.kernel.syscall)  # type: ignore[union-attr]
+        assert self.vm.guest is not None  # booted in __init__
+        self.mode.execute(self.vcpu, self.vm.guest.kernel.syscall)
         self.drain()
 
 
 class EquivalenceMachine(RuleBasedStateMachine):
     """Parametrize with :meth:`for_component` (and an architecture)."""
 
+    #: The mode under test, set by :meth:`for_component` (None on this unparametrized base).
     mode_cls: Any = None
     arch = "x86"
 
     @classmethod
-    def for_component(cls, mode_cls: Any, arch: str | None = None) -> type[EquivalenceMachine]:
+    def for_component(cls, mode_cls: type[Mode[Params]], arch: str | None = None) -> type[EquivalenceMachine]:
         arch = arch or mode_cls.architectures[0]
         return type(f"{cls.__name__}[{mode_cls.name}@{arch}]", (cls,), {"mode_cls": mode_cls, "arch": arch})
 
@@ -128,13 +146,13 @@ class EquivalenceMachine(RuleBasedStateMachine):
         self.guest = _Side(self.mode_cls, self.arch)
 
     @rule(code=kernel_code())
-    def kernel_block(self, code: tuple[Any, ...]) -> None:
+    def kernel_block(self, code: tuple[Instruction, ...]) -> None:
         block = Block("generated", code, kernel=True)
         self.reference.run(block)
         self.guest.run(block)
 
     @rule(code=st.lists(instructions(False), min_size=1, max_size=6).map(tuple))
-    def user_block(self, code: tuple[Any, ...]) -> None:
+    def user_block(self, code: tuple[Instruction, ...]) -> None:
         block = Block("generated-user", code, kernel=False)
         self.reference.run(block)
         self.guest.run(block)
@@ -180,11 +198,12 @@ class EquivalenceMachine(RuleBasedStateMachine):
 class ResourceControlMachine(RuleBasedStateMachine):
     """Parametrize with :meth:`for_component`."""
 
+    #: The mode under test, set by :meth:`for_component` (None on this unparametrized base).
     mode_cls: Any = None
     arch = "x86"
 
     @classmethod
-    def for_component(cls, mode_cls: Any, arch: str | None = None) -> type[ResourceControlMachine]:
+    def for_component(cls, mode_cls: type[Mode[Params]], arch: str | None = None) -> type[ResourceControlMachine]:
         arch = arch or mode_cls.architectures[0]
         return type(f"{cls.__name__}[{mode_cls.name}@{arch}]", (cls,), {"mode_cls": mode_cls, "arch": arch})
 
@@ -199,7 +218,7 @@ class ResourceControlMachine(RuleBasedStateMachine):
         self.victim_state = self.victim.ctx.visible()
         self.victim_p2m = self.victim.vm.p2m.copy()
 
-    def _snapshot(self) -> tuple[Any, ...]:
+    def _snapshot(self) -> _Snapshot:
         vm, memory = self.attacker.vm, self.hv.machine.memory
         tables = {k: v.copy() for k, v in vm.pv_tables.items()}
         return (
@@ -211,7 +230,7 @@ class ResourceControlMachine(RuleBasedStateMachine):
             vm.counters["mem_balloon"],
         )
 
-    def _same(self, before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    def _same(self, before: _Snapshot, after: _Snapshot) -> bool:
         return (
             before[0] == after[0]
             and np.array_equal(before[1], after[1])
@@ -223,7 +242,7 @@ class ResourceControlMachine(RuleBasedStateMachine):
         )
 
     @rule(code=kernel_code(10))
-    def hostile_kernel_code(self, code: tuple[Any, ...]) -> None:
+    def hostile_kernel_code(self, code: tuple[Instruction, ...]) -> None:
         self.attacker.run(Block("hostile", code))
 
     def _hypercall(self, number: int, arg: int) -> None:

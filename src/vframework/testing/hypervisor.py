@@ -18,6 +18,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from vframework.api.contract import MemoryPolicy, Mode, Scheduler
+from vframework.api.params import Params
 from vframework.guest.os import GuestOS
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VM, VCPUState
@@ -37,12 +39,13 @@ MAX_VCPUS = 3
 class HypervisorMachine(RuleBasedStateMachine):
     """Parametrize with :meth:`for_components`; unset kinds use the kit's doubles."""
 
-    scheduler_cls: Any = FifoScheduler
-    mode_cls: Any = FlatMode
-    policy_cls: Any = FixedPolicy
+    scheduler_cls: type[Scheduler[Params]] = FifoScheduler
+    mode_cls: type[Mode[Params]] = FlatMode
+    policy_cls: type[MemoryPolicy[Params]] = FixedPolicy
     cpus = 2
     arch = "x86"
 
+    # components: scheduler=, mode= and/or policy= classes (Any: a mode's architectures is read).
     @classmethod
     def for_components(cls, **components: Any) -> type[HypervisorMachine]:
         label = ",".join(c.name for c in components.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import reporting
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
@@ -16,6 +16,9 @@ from vframework.api.contract import KINDS
 from vframework.testing.profiles import settings_for
 from vframework.testing.registry import KERNEL, PROPERTIES, Property, conformance
 
+if TYPE_CHECKING:
+    from vframework.api.manager import PluginManager
+
 __all__ = ["PROPERTIES", "Outcome", "Property", "Target", "conformance", "run_checks", "run_property", "select_targets"]
 
 
@@ -25,6 +28,8 @@ class Target:
 
     name: str
     kind: str
+    #: A subclass of the kind's base class (Any: its attributes are read by kind, e.g. a
+    #: mode's ``architectures``), or None for the kernel.
     cls: Any
 
 
@@ -40,7 +45,7 @@ class Outcome:
     report: str = ""
 
 
-def select_targets(plugins: Any, names: list[str]) -> list[Target]:
+def select_targets(plugins: PluginManager, names: list[str]) -> list[Target]:
     """Components named (any kind; ``kernel`` for the kernel's own), or all when none is named."""
     everything = [Target(KERNEL, KERNEL, None)] + [
         Target(name, kind, cls) for kind in KINDS for name, cls in sorted(plugins.components[kind].items())

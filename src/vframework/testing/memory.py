@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from hypothesis import strategies as st
@@ -10,10 +10,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from vframework.machine.hardware import FREE, HYPERVISOR_OWNER, STATE_NAMES, MachineMemory, OutOfMemory
 
+if TYPE_CHECKING:
+    from vframework.hv.vm import VM
+
 __all__ = ["FrameTableMachine", "assert_owns_its_frames"]
 
 
-def assert_owns_its_frames(memory: MachineMemory, vm: Any, who: str) -> None:
+def assert_owns_its_frames(memory: MachineMemory, vm: VM, who: str) -> None:
     """Isolation: every machine frame the VM's P2M names is owned by the VM."""
     mpns = vm.p2m[vm.p2m >= 0]
     assert np.all(memory.owner[mpns] == vm.id), f"{who} maps a frame it does not own"
@@ -22,11 +25,11 @@ def assert_owns_its_frames(memory: MachineMemory, vm: Any, who: str) -> None:
 class FrameTableMachine(RuleBasedStateMachine):
     """Allocations and frees, checked against a plain model of who owns which frame."""
 
-    memory_cls: Any = MachineMemory
+    memory_cls: type[MachineMemory] = MachineMemory
     frames = 64
 
     @classmethod
-    def for_component(cls, memory_cls: Any) -> type[FrameTableMachine]:
+    def for_component(cls, memory_cls: type[MachineMemory]) -> type[FrameTableMachine]:
         return type(f"{cls.__name__}[{memory_cls.__name__}]", (cls,), {"memory_cls": memory_cls})
 
     def __init__(self) -> None:

@@ -22,13 +22,16 @@ After every step:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from vframework.guest.mm import PTE_PRESENT, GuestOutOfMemory, write_content
+from vframework.api.contract import Mode
+from vframework.api.params import Params
+from vframework.guest.mm import PTE_PRESENT, GuestOutOfMemory, GuestProcess, write_content
 from vframework.guest.os import GuestOS
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VM
@@ -50,7 +53,7 @@ SPACE = 12  # virtual pages per process
 
 
 class _Guest:
-    def __init__(self, mode_cls: Any, arch: str, vm_id: int, hv: Hypervisor) -> None:
+    def __init__(self, mode_cls: type[Mode[Params]], arch: str, vm_id: int, hv: Hypervisor) -> None:
         self.vm = VM(vm_id, f"vm{vm_id}", 1, PAGES, swap_pages=PAGES)
         self.mode = hv.attach_mode(self.vm, mode_cls, mode_cls.params_model())
         self.vm.guest = GuestOS(self.vm, hv)
@@ -63,12 +66,13 @@ class _Guest:
 class MemoryMachine(RuleBasedStateMachine):
     """Parametrize with :meth:`for_component` (and an architecture)."""
 
+    #: The mode under test, set by :meth:`for_component` (None on this unparametrized base).
     mode_cls: Any = None
     arch = "x86"
     exhausted = False  # both guests ran out of memory alike: nothing more to compare
 
     @classmethod
-    def for_component(cls, mode_cls: Any, arch: str | None = None) -> type[MemoryMachine]:
+    def for_component(cls, mode_cls: type[Mode[Params]], arch: str | None = None) -> type[MemoryMachine]:
         arch = arch or mode_cls.architectures[0]
         return type(f"{cls.__name__}[{mode_cls.name}@{arch}]", (cls,), {"mode_cls": mode_cls, "arch": arch})
 
@@ -106,7 +110,7 @@ class MemoryMachine(RuleBasedStateMachine):
     def _both(self) -> tuple[_Guest, _Guest]:
         return self.sut, self.ref
 
-    def _same_outcome(self, step: Any) -> bool:
+    def _same_outcome(self, step: Callable[[_Guest], None]) -> bool:
         """Run ``step(guest)`` on both guests. Forked processes can need more pages than the
         small VM has in memory and swap together: then both must fail alike, and the run ends
         there."""
@@ -121,7 +125,7 @@ class MemoryMachine(RuleBasedStateMachine):
         self.exhausted = failed[0]
         return not failed[0]
 
-    def _proc(self, g: _Guest, index: int) -> Any:
+    def _proc(self, g: _Guest, index: int) -> GuestProcess:
         return g.guest.processes[index % len(g.guest.processes)]
 
     @precondition(lambda self: not self.exhausted)

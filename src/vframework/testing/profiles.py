@@ -8,17 +8,24 @@ Select one for pytest with ``--hypothesis-profile`` or ``VFRAMEWORK_HYPOTHESIS_P
 from __future__ import annotations
 
 import os
+from typing import TypedDict
 
 from hypothesis import HealthCheck, settings
 
 __all__ = ["PROFILES", "load_profile", "settings_for"]
 
-_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+class _Common(TypedDict):
+    deadline: None
+    suppress_health_check: list[HealthCheck]
+
+
+_COMMON: _Common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 PROFILES = {
-    "default": settings(max_examples=30, stateful_step_count=25, **_COMMON),  # type: ignore[arg-type]
-    "ci": settings(max_examples=30, stateful_step_count=25, database=None, **_COMMON),  # type: ignore[arg-type]
-    "thorough": settings(max_examples=400, stateful_step_count=60, **_COMMON),  # type: ignore[arg-type]
+    "default": settings(max_examples=30, stateful_step_count=25, **_COMMON),
+    "ci": settings(max_examples=30, stateful_step_count=25, database=None, **_COMMON),
+    "thorough": settings(max_examples=400, stateful_step_count=60, **_COMMON),
 }
 for _name, _settings in PROFILES.items():
     settings.register_profile(f"vframework-{_name}", _settings)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from vframework.api.contract import MemoryPolicy, Mode, Scheduler
+from vframework.api.params import Params
 from vframework.testing.engine import EngineMachine
 from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
 from vframework.testing.hypervisor import HypervisorMachine
@@ -19,21 +19,21 @@ conformance("workload", "well-formed, deterministic operations")(WorkloadMachine
 
 
 @conformance("scheduler", "one CPU per vCPU, CPU time conservation, work conservation")
-def _scheduler(cls: Any) -> type[HypervisorMachine]:
+def _scheduler(cls: type[Scheduler[Params]]) -> type[HypervisorMachine]:
     return HypervisorMachine.for_components(scheduler=cls)
 
 
 @conformance("mode", "isolation and frame conservation under guest accesses")
-def _mode(cls: Any, arch: str | None = None) -> type[HypervisorMachine]:
+def _mode(cls: type[Mode[Params]], arch: str | None = None) -> type[HypervisorMachine]:
     return HypervisorMachine.for_components(mode=cls)
 
 
 @conformance("memory_policy", "targets within [0, configured memory], no overcommit unless declared")
-def _policy(cls: Any) -> type[HypervisorMachine]:
+def _policy(cls: type[MemoryPolicy[Params]]) -> type[HypervisorMachine]:
     return HypervisorMachine.for_components(policy=cls)
 
 
-def _promises_shares(cls: Any) -> bool:
+def _promises_shares(cls: type[Scheduler[Params]]) -> bool:
     try:
         scheduler = cls(cls.params_model(), 1)
         return scheduler.share_error_bound_ns(1) is not None
@@ -42,20 +42,20 @@ def _promises_shares(cls: Any) -> bool:
 
 
 @conformance("scheduler", "proportional share within the declared error bound", applies=_promises_shares)
-def _shares(cls: Any) -> type[ShareMachine]:
+def _shares(cls: type[Scheduler[Params]]) -> type[ShareMachine]:
     return ShareMachine.for_component(cls)
 
 
 @conformance("mode", "equivalence with bare metal (Popek & Goldberg)")
-def _equivalence(cls: Any, arch: str | None = None) -> type[EquivalenceMachine]:
+def _equivalence(cls: type[Mode[Params]], arch: str | None = None) -> type[EquivalenceMachine]:
     return EquivalenceMachine.for_component(cls, arch)
 
 
 @conformance("mode", "resource control under hostile code and hypercalls", applies=lambda cls: not cls.baseline)
-def _resource_control(cls: Any, arch: str | None = None) -> type[ResourceControlMachine]:
+def _resource_control(cls: type[Mode[Params]], arch: str | None = None) -> type[ResourceControlMachine]:
     return ResourceControlMachine.for_component(cls, arch)
 
 
 @conformance("mode", "memory: coherence, isolation, frame conservation, equivalence, copy-on-write")
-def _memory(cls: Any, arch: str | None = None) -> type[MemoryMachine]:
+def _memory(cls: type[Mode[Params]], arch: str | None = None) -> type[MemoryMachine]:
     return MemoryMachine.for_component(cls, arch)

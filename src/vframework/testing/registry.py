@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis.stateful import RuleBasedStateMachine
 
@@ -39,13 +39,18 @@ class Property:
 
 PROPERTIES: list[Property] = []
 
+#: A factory: component class (and, for modes, an architecture) -> state machine class.
+_Factory = TypeVar("_Factory", bound=Callable[..., type[RuleBasedStateMachine]])
 
-def conformance(kind: str, name: str, applies: Callable[[Any], bool] | None = None) -> Callable[..., Any]:
-    """Declare a state-machine factory as the property ``name`` of plugin kind ``kind``."""
+
+def conformance(kind: str, name: str, applies: Callable[[Any], bool] | None = None) -> Callable[[_Factory], _Factory]:
+    """Declare a state-machine factory as the property ``name`` of plugin kind ``kind``.
+
+    ``applies`` gets the component class (of the kind's base class; None for the kernel)."""
     if kind != KERNEL and kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
 
-    def register(factory: Callable[[Any], type[RuleBasedStateMachine]]) -> Callable[[Any], type[RuleBasedStateMachine]]:
+    def register(factory: _Factory) -> _Factory:
         PROPERTIES.append(Property(kind, name, factory, applies or (lambda cls: True)))
         return factory
 

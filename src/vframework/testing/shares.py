@@ -18,6 +18,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from vframework.api.contract import Scheduler
+from vframework.api.params import Params
 from vframework.guest.ops import Compute, Operation
 from vframework.guest.os import GuestOS
 from vframework.hv.hypervisor import Hypervisor
@@ -55,7 +57,7 @@ def water_fill(capacity: float, weights: dict[int, float], caps: dict[int, float
     return share
 
 
-def _forever() -> Generator[Operation, Any, None]:
+def _forever() -> Generator[Operation, None, None]:
     while True:
         yield Compute(3_000_000)
 
@@ -63,10 +65,11 @@ def _forever() -> Generator[Operation, Any, None]:
 class ShareMachine(RuleBasedStateMachine):
     """Parametrize with :meth:`for_component`."""
 
+    #: The scheduler under test, set by :meth:`for_component` (None on this unparametrized base).
     scheduler_cls: Any = None
 
     @classmethod
-    def for_component(cls, scheduler_cls: Any) -> type[ShareMachine]:
+    def for_component(cls, scheduler_cls: type[Scheduler[Params]]) -> type[ShareMachine]:
         return type(f"{cls.__name__}[{scheduler_cls.name}]", (cls,), {"scheduler_cls": scheduler_cls})
 
     @initialize(cpus=st.integers(1, 3))
@@ -82,7 +85,9 @@ class ShareMachine(RuleBasedStateMachine):
         self.entitled: dict[int, float] = {}
         self.next_id = 0
 
-    def _params(self, share: int) -> Any:
+    def _params(self, share: int) -> Params | None:
+        cls: type[Params] | None
+        field: str | None
         cls, field = self.scheduler_cls.vm_params_model, self.scheduler_cls.share_param
         if cls is None:
             return None

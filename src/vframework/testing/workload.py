@@ -8,7 +8,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from vframework.api.contract import WorkloadContext
+from vframework.api.contract import Workload
+from vframework.api.params import Params
+from vframework.api.views import WorkloadContext
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 
 __all__ = ["WorkloadMachine"]
@@ -18,10 +20,11 @@ class WorkloadMachine(RuleBasedStateMachine):
     """Two instances of the workload with the same seed yield the same operations, and every
     operation is well-formed: positive cycles and durations, VPNs inside the address space."""
 
+    #: The workload under test, set by :meth:`for_component` (None on this unparametrized base).
     workload_cls: Any = None
 
     @classmethod
-    def for_component(cls, workload_cls: Any) -> type[WorkloadMachine]:
+    def for_component(cls, workload_cls: type[Workload[Params]]) -> type[WorkloadMachine]:
         return type(f"{cls.__name__}[{workload_cls.name}]", (cls,), {"workload_cls": workload_cls})
 
     @initialize(seed=st.integers(0, 2**32 - 1), pages=st.sampled_from([64, 1024, 65536]))
