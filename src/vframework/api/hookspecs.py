@@ -18,13 +18,15 @@ lifecycle hooks a handful of times per run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from vframework.api.contract import Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
     from vframework.api.experiments import Experiment
-    from vframework.api.views import ScenarioView, SimulationView, VMView
+    from vframework.api.params import Params
+    from vframework.api.views import ScenarioView, SimulationView, Summary, VMView
 
 hookspec = pluggy.HookspecMarker("vframework")
 
@@ -46,7 +48,7 @@ __all__ = [
 
 
 @hookspec
-def register_schedulers() -> list[type[Any]]:  # type: ignore[empty-body]
+def register_schedulers() -> list[type[Scheduler[Params]]]:
     """Return the scheduler classes this plugin provides.
 
     Each is a subclass of :class:`vframework.Scheduler` with a unique ``name``; a scenario
@@ -59,7 +61,7 @@ def register_schedulers() -> list[type[Any]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_memory_policies() -> list[type[Any]]:  # type: ignore[empty-body]
+def register_memory_policies() -> list[type[MemoryPolicy[Params]]]:
     """Return the memory policy classes this plugin provides, selected by ``[host] memory_policy``.
 
     :return: subclasses of :class:`vframework.MemoryPolicy` (not instances), each with a unique
@@ -68,7 +70,7 @@ def register_memory_policies() -> list[type[Any]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_memory_services() -> list[type[Any]]:  # type: ignore[empty-body]
+def register_memory_services() -> list[type[MemoryService[Params]]]:
     """Return the memory service classes this plugin provides (ballooning, page sharing,
     swap...), listed in ``[host] memory_services``.
 
@@ -78,7 +80,7 @@ def register_memory_services() -> list[type[Any]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_modes() -> list[type[Any]]:  # type: ignore[empty-body]
+def register_modes() -> list[type[Mode[Params]]]:
     """Return the virtualization mode classes this plugin provides, selected per VM by ``mode``.
 
     :return: subclasses of :class:`vframework.Mode` (not instances), each with a unique
@@ -87,7 +89,7 @@ def register_modes() -> list[type[Any]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_devices() -> list[type[Any]]:  # type: ignore[empty-body]
+def register_devices() -> list[type[Device[Params]]]:
     """Return the virtual device classes this plugin provides, attached per VM by ``devices``.
 
     :return: subclasses of :class:`vframework.Device` (not instances), each with a unique
@@ -96,7 +98,7 @@ def register_devices() -> list[type[Any]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_workloads() -> list[type[Any]]:  # type: ignore[empty-body]
+def register_workloads() -> list[type[Workload[Params]]]:
     """Return the workload classes this plugin provides, selected per VM by ``workload``.
 
     :return: subclasses of :class:`vframework.Workload` (not instances), each with a unique
@@ -105,7 +107,7 @@ def register_workloads() -> list[type[Any]]:  # type: ignore[empty-body]
 
 
 @hookspec
-def register_experiments() -> list[Experiment]:  # type: ignore[empty-body]
+def register_experiments() -> list[Experiment]:
     """Return the experiments this plugin provides, run by ``vframework experiment NAME``.
 
     An experiment builds scenarios in code from registered component names, runs them and
@@ -140,7 +142,7 @@ def simulation_started(simulation: SimulationView) -> None:
 
 
 @hookspec
-def simulation_finished(simulation: SimulationView, summary: dict[str, Any]) -> None:
+def simulation_finished(simulation: SimulationView, summary: Summary) -> None:
     """Called when the run reaches its duration, with the summary about to be written.
 
     :param simulation: the finished simulation (a :class:`vframework.Simulation`, read through
