@@ -30,10 +30,10 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from vf_helpers import CLI  # noqa: E402
+from vf_helpers import CLI
 
-from vframework import PluginManager  # noqa: E402
-from vframework.testing import load_profile  # noqa: E402
+from vframework import PluginManager
+from vframework.testing import load_profile
 
 #: The Hypothesis profile every property in this suite runs with.
 HYPOTHESIS_PROFILE = load_profile()
@@ -118,9 +118,7 @@ class DistFactory:
         info = self.root / f"{module}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
-        (info / "entry_points.txt").write_text(
-            f"[vframework]\n{entry_point or dist} = {module}\n", encoding="utf-8"
-        )
+        (info / "entry_points.txt").write_text(f"[vframework]\n{entry_point or dist} = {module}\n", encoding="utf-8")
         self.modules.append(module)
         importlib.invalidate_caches()
         return module

@@ -11,18 +11,20 @@ Lifecycle hooks during a run: ``tests/run/test_lifecycle.py``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
 import pytest
 from vf_helpers import PLUGGED, flat, summary_of
 
-from vframework import KINDS, PluginManager
+from vframework import KINDS, PluginError, PluginManager, Workload, hookimpl
 
 STANDARD = {
     "vframework-schedulers": {"scheduler": {"fair"}},
@@ -64,11 +66,19 @@ def _venv_python(venv: Path) -> Path:
 
 
 def _run(argv: list[Any], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", "PIP_NO_INPUT": "1",
-           "MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1"}
+    env = {
+        **os.environ,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_INPUT": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONNOUSERSITE": "1",
+    }
     env.pop("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", None)
     env.pop("PIP_REQUIRE_VIRTUALENV", None)
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env, timeout=300, **kwargs)
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, env=env, timeout=300, check=False, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +102,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: A minimal PEP 517 backend, used only when setuptools here cannot build wheels (setuptools < 70.1
 #: without the ``wheel`` package): it reads the same ``[project]`` table and writes a plain wheel.
-FALLBACK_BACKEND = r'''
+FALLBACK_BACKEND = r"""
 import base64, hashlib, pathlib, tomllib, zipfile
 
 
@@ -125,15 +135,15 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for path, data in files.items():
             wheel.writestr(path, data)
     return wheel_name
-'''
+"""
 
 
 def _setuptools_builds_wheels() -> bool:
-    import importlib.util
-
     try:
-        return (importlib.util.find_spec("wheel") is not None
-                or importlib.util.find_spec("setuptools.command.bdist_wheel") is not None)
+        return (
+            importlib.util.find_spec("wheel") is not None
+            or importlib.util.find_spec("setuptools.command.bdist_wheel") is not None
+        )
     except ImportError:  # pragma: no cover - no setuptools at all
         return False
 
@@ -142,21 +152,23 @@ def write_plugin_project(project: Path) -> None:
     """acme-vframework-plugin: a pyproject.toml with a ``vframework`` entry point and one module."""
     project.mkdir()
     if _setuptools_builds_wheels():
-        build = '''\
+        build = """\
             [build-system]
             requires = ["setuptools>=61"]
             build-backend = "setuptools.build_meta"
-            '''
+            """
     else:
         (project / "_backend").mkdir()
         (project / "_backend" / "acme_test_backend.py").write_text(FALLBACK_BACKEND, encoding="utf-8")
-        build = '''\
+        build = """\
             [build-system]
             requires = []
             build-backend = "acme_test_backend"
             backend-path = ["_backend"]
-            '''
-    (project / "pyproject.toml").write_text(textwrap.dedent(build) + textwrap.dedent("""\
+            """
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(build)
+        + textwrap.dedent("""\
 
         [project]
         name = "acme-vframework-plugin"
@@ -169,7 +181,9 @@ def write_plugin_project(project: Path) -> None:
 
         [tool.setuptools]
         py-modules = ["acme_vframework_plugin"]
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     (project / "acme_vframework_plugin.py").write_text(PULSE, encoding="utf-8")
 
 
@@ -178,8 +192,7 @@ def test_installed_plugin_distribution_is_found_and_usable(isolated_env: Path, t
     write_plugin_project(project)
     python = _venv_python(isolated_env)
 
-    proc = _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", project],
-                cwd=tmp_path)
+    proc = _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", project], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     proc = _run([python, "-m", "vframework", "plugins", "--json"], cwd=tmp_path)
@@ -220,7 +233,8 @@ def test_plugins_json_lists_standard_distributions_by_kind(cli) -> None:
     for dist, expected in STANDARD.items():
         entry = by_name[dist]
         assert set(entry) == {"name", "version", "components"}
-        assert entry["version"] and entry["version"] != "unknown"
+        assert entry["version"]
+        assert entry["version"] != "unknown"
         assert list(entry["components"]) == LISTED
         assert set(KINDS) == {"scheduler", "memory_policy", "memory_service", "mode", "device", "workload"}
         for kind, names in entry["components"].items():
@@ -235,8 +249,17 @@ def test_plugins_table(cli) -> None:
     output = cli(["plugins"])
     for dist in STANDARD:
         assert dist in output
-    for word in ("distribution", "version", "kind", "components", "fair", "static", "bare-metal",
-                 "experiment", "cpu-shares"):
+    for word in (
+        "distribution",
+        "version",
+        "kind",
+        "components",
+        "fair",
+        "static",
+        "bare-metal",
+        "experiment",
+        "cpu-shares",
+    ):
         assert word in output
 
 
@@ -268,22 +291,23 @@ def test_summary_lists_plugins_with_versions(cli, tmp_path: Path) -> None:
 
 def test_plugin_that_raises_on_import(make_dist, cli, tmp_path: Path) -> None:
     make_dist("acme-broken", "raise RuntimeError('the acme plugin cannot start')\n")
-    for args in (["plugins", "--json"], ["run", "--out", tmp_path / "out", "-q", "--no-plot"],
-                 ["check", "kernel"]):
+    for args in (["plugins", "--json"], ["run", "--out", tmp_path / "out", "-q", "--no-plot"], ["check", "kernel"]):
         output = cli(args, code=2)
         assert "acme-broken" in output
-        assert "failed to import" in output and "the acme plugin cannot start" in output
+        assert "failed to import" in output
+        assert "the acme plugin cannot start" in output
     assert not (tmp_path / "out").exists()
 
 
 def test_plugin_with_a_missing_dependency(make_dist, cli) -> None:
     make_dist("acme-needs-more", "import acme_library_that_is_not_installed\n")
     output = cli(["plugins"], code=2)
-    assert "acme-needs-more" in output and "acme_library_that_is_not_installed" in output
+    assert "acme-needs-more" in output
+    assert "acme_library_that_is_not_installed" in output
 
 
 def test_two_plugins_registering_the_same_name(make_dist, cli) -> None:
-    source = '''\
+    source = """\
         from vframework import Compute, Workload, hookimpl
 
         class Twin(Workload):
@@ -295,15 +319,19 @@ def test_two_plugins_registering_the_same_name(make_dist, cli) -> None:
         @hookimpl
         def register_workloads():
             return [Twin]
-        '''
+        """
     make_dist("acme-first", source)
     make_dist("acme-second", source)
     output = cli(["plugins", "--json"], code=2)
-    assert "acme-first" in output and "acme-second" in output and "'twin'" in output
+    assert "acme-first" in output
+    assert "acme-second" in output
+    assert "'twin'" in output
 
 
 def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
-    make_dist("acme-fair", '''\
+    make_dist(
+        "acme-fair",
+        """\
         from vframework import hookimpl
         from vframework_schedulers import FairScheduler
 
@@ -313,9 +341,12 @@ def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
         @hookimpl
         def register_schedulers():
             return [AnotherFair]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert "acme-fair" in output and "vframework-schedulers" in output and "'fair'" in output
+    assert "acme-fair" in output
+    assert "vframework-schedulers" in output
+    assert "'fair'" in output
 
 
 @pytest.mark.parametrize(
@@ -324,7 +355,9 @@ def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
     ids=["object-class", "a-string", "wrong-kind", "an-int"],
 )
 def test_hook_returning_a_non_component(returned: str, make_dist, cli) -> None:
-    make_dist("acme-confused", f'''\
+    make_dist(
+        "acme-confused",
+        f"""\
         from vframework import Scheduler, hookimpl
 
         class Sneaky(Scheduler):
@@ -333,14 +366,18 @@ def test_hook_returning_a_non_component(returned: str, make_dist, cli) -> None:
         @hookimpl
         def register_workloads():
             return {returned}
-        ''')
+        """,
+    )
     output = cli(["plugins", "--json"], code=2)
-    assert "acme-confused" in output and "register_workloads" in output
+    assert "acme-confused" in output
+    assert "register_workloads" in output
     assert "Workload" in output
 
 
 def test_component_without_a_name(make_dist, cli) -> None:
-    make_dist("acme-anonymous", '''\
+    make_dist(
+        "acme-anonymous",
+        """\
         from vframework import Workload, hookimpl
 
         class Nameless(Workload):
@@ -349,13 +386,18 @@ def test_component_without_a_name(make_dist, cli) -> None:
         @hookimpl
         def register_workloads():
             return [Nameless]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert "acme-anonymous" in output and "Nameless" in output and "name" in output
+    assert "acme-anonymous" in output
+    assert "Nameless" in output
+    assert "name" in output
 
 
 def test_abstract_component_is_refused_at_registration(make_dist, cli) -> None:
-    make_dist("acme-lottery", '''\
+    make_dist(
+        "acme-lottery",
+        """\
         from vframework import Scheduler, hookimpl
 
         class Lottery(Scheduler):
@@ -376,17 +418,17 @@ def test_abstract_component_is_refused_at_registration(make_dist, cli) -> None:
         @hookimpl
         def register_schedulers():
             return [Lottery]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert ("plugin 'acme-lottery': scheduler class Lottery does not implement pick, charge "
-            "(abstract methods of vframework.Scheduler)") in flat(output)
+    assert (
+        "plugin 'acme-lottery': scheduler class Lottery does not implement pick, charge "
+        "(abstract methods of vframework.Scheduler)"
+    ) in flat(output)
 
 
 def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
     """The check is inspect.isabstract: it holds for abstract methods a plugin's own ABC adds."""
-    from abc import abstractmethod
-
-    from vframework import PluginError, Workload, hookimpl
 
     class Base(Workload):
         def run(self):  # type: ignore[override]
@@ -404,10 +446,14 @@ def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
             return [Incomplete]
 
     pm = PluginManager(autoload=False)
-    with pytest.raises(PluginError, match=r"plugin 'acme-abc': workload class .*Incomplete does not implement "
-                                          r"pace \(abstract methods of vframework.Workload\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'acme-abc': workload class .*Incomplete does not implement "
+        r"pace \(abstract methods of vframework.Workload\)",
+    ):
         pm.register(Plugin(), "acme-abc")
-    assert pm.plugins == {} and pm.components["workload"] == {}
+    assert pm.plugins == {}
+    assert pm.components["workload"] == {}
 
     class Complete(Base):
         name = "acme-complete"
@@ -425,28 +471,37 @@ def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
 
 
 def test_registration_hook_that_raises(make_dist, cli) -> None:
-    make_dist("acme-grumpy", '''\
+    make_dist(
+        "acme-grumpy",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def register_modes():
             raise LookupError("no modes today")
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert "acme-grumpy" in output and "register_modes" in output and "no modes today" in output
+    assert "acme-grumpy" in output
+    assert "register_modes" in output
+    assert "no modes today" in output
 
 
 def test_hook_implementation_with_unknown_name(make_dist, cli) -> None:
     """pluggy refuses a hookimpl that matches no hookspec; the message names the plugin."""
-    make_dist("acme-typo", '''\
+    make_dist(
+        "acme-typo",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def register_workload():  # singular: not a hook
             return []
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert "acme-typo" in output and "register_workload" in output
+    assert "acme-typo" in output
+    assert "register_workload" in output
 
 
 # -- a third-party component in use -------------------------------------------------------------
@@ -468,10 +523,12 @@ def test_in_process_plugin_component_runs(make_dist, cli, write_scenario, tmp_pa
 def _order_plugin(tag: str, **options: bool) -> str:
     marker = f"hookimpl({', '.join(f'{k}=True' for k in options)})" if options else "hookimpl"
     if options.get("wrapper"):
-        body = (f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-before')\n"
-                f"    result = yield\n"
-                f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-after')\n"
-                f"    return result\n")
+        body = (
+            f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-before')\n"
+            f"    result = yield\n"
+            f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-after')\n"
+            f"    return result\n"
+        )
     else:
         body = f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}')\n    return '{tag}'\n"
     header = "import builtins\nfrom vframework import hookimpl\n\n\n"
@@ -495,11 +552,11 @@ def test_lifecycle_hooks_keep_pluggy_options(make_dist, hook_order: list[str]) -
 def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
     """The PluginError names the implementation that raised, not the wrapper around it nor the
     plugins before it."""
-    from vframework import PluginError
-
     make_dist("acme-a-calm", _order_plugin("calm"))
     make_dist("acme-b-wrapper", _order_plugin("wrapper", wrapper=True))
-    make_dist("acme-c-angry", '''\
+    make_dist(
+        "acme-c-angry",
+        """\
         from vframework import hookimpl
 
 
@@ -510,7 +567,8 @@ def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
         @hookimpl
         def simulation_configured(scenario):
             _helper()
-        ''')
+        """,
+    )
     with pytest.raises(PluginError) as info:
         PluginManager().call("simulation_configured", scenario=None)
     message = str(info.value)
@@ -520,8 +578,6 @@ def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
 
 
 def test_a_hook_shared_by_two_plugin_objects_names_the_right_one() -> None:
-    from vframework import PluginError, hookimpl
-
     class Observer:
         def __init__(self, fail: bool) -> None:
             self.fail = fail
@@ -535,18 +591,23 @@ def test_a_hook_shared_by_two_plugin_objects_names_the_right_one() -> None:
     pm.register(Observer(False), "acme-quiet")
     pm.register(Observer(True), "acme-loud")
     pm.register(Observer(False), "acme-late")
-    with pytest.raises(PluginError, match="^plugin 'acme-loud' raised in hook simulation_started"):
+    with pytest.raises(PluginError, match=r"^plugin 'acme-loud' raised in hook simulation_started"):
         pm.call("simulation_started", simulation=None)
 
 
 def test_hook_implementation_with_unknown_argument(make_dist, cli) -> None:
     """pluggy refuses an argument the hookspec does not have; the message names the plugin."""
-    make_dist("acme-wrong-args", '''\
+    make_dist(
+        "acme-wrong-args",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def vm_created(simulation, machine):
             pass
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert "acme-wrong-args" in output and "vm_created" in output and "machine" in output
+    assert "acme-wrong-args" in output
+    assert "vm_created" in output
+    assert "machine" in output

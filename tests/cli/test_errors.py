@@ -77,11 +77,13 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
         [("name", ["required"])],
     ),
     "no-vm": (
-        VALID.split("[[vm]]")[0],
+        VALID.split("[[vm]]", maxsplit=1)[0],
         [("vm", ["[[vm]]"])],
     ),
     "empty-vm-list": (
-        VALID.split("[host]")[0] + "vm = []\n\n[host]" + VALID.split("[host]")[1].split("[[vm]]")[0],
+        VALID.split("[host]", maxsplit=1)[0]
+        + "vm = []\n\n[host]"
+        + VALID.split("[host]")[1].split("[[vm]]", maxsplit=1)[0],
         [("vm", ["[[vm]]"])],
     ),
     "cpus-wrong-type": (
@@ -157,7 +159,7 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
         [("host.frobnicate", ["unknown key"])],
     ),
     "unknown-top-level-key": (
-        edit('seed = 3', 'seed = 3\nfrobnicate = 3'),
+        edit("seed = 3", "seed = 3\nfrobnicate = 3"),
         [("frobnicate", ["unknown key"])],
     ),
     "duplicate-vm-name": (
@@ -209,7 +211,7 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
         [("host", ["host.costs.trap", ">= 0"])],
     ),
     "host-wrong-type": (
-        VALID.split("[host]")[0] + "host = 3\n\n[[vm]]" + VALID.split("[[vm]]", 1)[1],
+        VALID.split("[host]", maxsplit=1)[0] + "host = 3\n\n[[vm]]" + VALID.split("[[vm]]", 1)[1],
         [("host", ["dictionary"])],
     ),
 }
@@ -222,8 +224,7 @@ def count_problems(output: str, source: str) -> int:
 def problem_lines(output: str, source: str) -> dict[str, str]:
     """``key path -> message`` of every problem line (``  FILE: PATH: MESSAGE``) in the output."""
     found: dict[str, str] = {}
-    for line in output.splitlines():
-        line = line.strip()
+    for line in map(str.strip, output.splitlines()):
         if line.startswith(f"{source}: "):
             rest = line[len(source) + 2 :]
             path, sep, message = rest.partition(": ")
@@ -247,7 +248,8 @@ def test_run_rejects_bad_scenario(case: str, cli, write_scenario, tmp_path: Path
     output = cli(["run", path, "--out", out, "-q", "--no-plot"], code=2)
     assert "invalid scenario" in output
     assert_problems(output, str(path), expected)
-    assert not out.exists() and results_left_behind(out) == []
+    assert not out.exists()
+    assert results_left_behind(out) == []
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
@@ -326,8 +328,11 @@ def test_malformed_toml(cli, write_scenario, tmp_path: Path) -> None:
     out = tmp_path / "out"
     for args in (["run", path, "--out", out, "-q", "--no-plot"], ["validate", path]):
         output = cli(args, code=2)
-        assert str(path) in output and "TOML" in output and "line 3" in output
-    assert not out.exists() and results_left_behind(out) == []
+        assert str(path) in output
+        assert "TOML" in output
+        assert "line 3" in output
+    assert not out.exists()
+    assert results_left_behind(out) == []
 
 
 def test_missing_file(cli, tmp_path: Path) -> None:
@@ -335,15 +340,18 @@ def test_missing_file(cli, tmp_path: Path) -> None:
     out = tmp_path / "out"
     for args in (["run", path, "--out", out, "-q", "--no-plot"], ["validate", path]):
         output = cli(args, code=2)
-        assert str(path) in output and "cannot read" in output and "No such file" in output
+        assert str(path) in output
+        assert "cannot read" in output
+        assert "No such file" in output
     assert not out.exists()
 
 
 def test_file_that_is_not_text(cli, tmp_path: Path) -> None:
     path = tmp_path / "binary.toml"
-    path.write_bytes(b"name = \"\xff\xfe\"\n\x00\x81")
+    path.write_bytes(b'name = "\xff\xfe"\n\x00\x81')
     output = cli(["validate", path], code=2)
-    assert str(path) in output and "cannot read" in output
+    assert str(path) in output
+    assert "cannot read" in output
 
 
 def test_directory_instead_of_file(cli, tmp_path: Path) -> None:
@@ -351,7 +359,8 @@ def test_directory_instead_of_file(cli, tmp_path: Path) -> None:
     folder.mkdir()
     out = tmp_path / "out"
     output = cli(["run", folder, "--out", out, "-q", "--no-plot"], code=2)
-    assert "a-folder.toml" in output and "directory" in output
+    assert "a-folder.toml" in output
+    assert "directory" in output
     assert not out.exists()
 
 
@@ -382,7 +391,8 @@ def test_bad_set_on_default_scenario(case: str, cli, tmp_path: Path) -> None:
     output = cli(["run", *args, "--out", out, "-q", "--no-plot"], code=2)
     for word in words:
         assert word in output, f"{word!r} not in {output!r}"
-    assert not out.exists() and results_left_behind(out) == []
+    assert not out.exists()
+    assert results_left_behind(out) == []
 
 
 def test_bad_set_on_a_file_names_the_file(cli, write_scenario, tmp_path: Path) -> None:
@@ -403,8 +413,9 @@ def test_bad_set_on_a_file_names_the_file(cli, write_scenario, tmp_path: Path) -
     ],
     ids=["service-given-by-name", "vm-replaced-by-a-number"],
 )
-def test_set_through_a_list_element_that_is_not_a_table(overrides: list[str], cli, write_scenario,
-                                                        tmp_path: Path) -> None:
+def test_set_through_a_list_element_that_is_not_a_table(
+    overrides: list[str], cli, write_scenario, tmp_path: Path
+) -> None:
     path = write_scenario(edit('memory_policy = "static"', 'memory_policy = "static"\nmemory_services = ["x"]'))
     args = [a for o in overrides for a in ("--set", o)]
     out = tmp_path / "out"
@@ -480,7 +491,8 @@ def test_guest_out_of_memory_is_a_runtime_failure(cli, write_scenario, tmp_path:
     assert "Traceback" not in output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "'a'" in output or "vm[0]" in output
-    assert not out.exists() and results_left_behind(out) == []
+    assert not out.exists()
+    assert results_left_behind(out) == []
 
 
 def test_validate_counts_one_working_set_per_vcpu(cli, write_scenario) -> None:
@@ -513,9 +525,16 @@ def test_real_process_prints_message_not_traceback(args: list[str], write_scenar
     out = tmp_path / "out"
     if argv[0] == "run":
         argv += ["--out", str(out)]
-    proc = subprocess.run([sys.executable, "-m", "vframework", *argv], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vframework", *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.startswith("error:"), proc.stderr
-    assert not out.exists() and not (tmp_path / "vframework-results").exists()
+    assert not out.exists()
+    assert not (tmp_path / "vframework-results").exists()

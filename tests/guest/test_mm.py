@@ -33,7 +33,8 @@ def test_pages_shared_since_fork_are_swapped_and_read_back_intact() -> None:
     # Six new pages with two free: four must be swapped out, and all mapped pages are shared.
     os_.touch(vcpu, parent, np.arange(6, 12, dtype=np.int64), write=True)
     assert os_.vm.counters["swap_outs"] >= 4
-    assert child.swap_slot is not None and (child.swap_slot >= 0).sum() >= 4
+    assert child.swap_slot is not None
+    assert (child.swap_slot >= 0).sum() >= 4
     # The child still reads what the parent had written before the fork, swapped or not.
     assert {v: c for v, c in os_.visible_memory(child).items() if v < 6} == before
     # Reading back swaps the child's pages in, intact, as its own copies.

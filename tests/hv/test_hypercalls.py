@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from vframework import PluginManager
+from vframework.guest.kernel import HC, pack
+from vframework.hv.hypercalls import EBUSY
+from vframework.testing.equivalence import ResourceControlMachine
 
 
 def _pv_guest_mapping(ppn: int, writable: bool) -> Any:
     """A paravirtual attacker in the resource-control machine, booted, with PPN 0 made a page
     table whose entry 0 maps PPN ``ppn``'s frame."""
-    from vframework.guest.kernel import HC, pack
-    from vframework.testing.equivalence import ResourceControlMachine
-
     plugins = PluginManager(autoload=True)
     machine = ResourceControlMachine.for_component(plugins.get("mode", "paravirtual"))()
     machine.boot()
@@ -30,9 +30,6 @@ def test_a_frame_mapped_by_a_page_table_cannot_be_ballooned_out() -> None:
     """The kit's falsifying example (paravirtual resource control), replayed: a guest maps its own
     frame read-only in one of its page tables, then balloons that frame out. Releasing it would
     leave the table mapping a frame the VM no longer owns; the hypercall must fail instead."""
-    from vframework.guest.kernel import HC
-    from vframework.hv.hypercalls import EBUSY
-
     machine = _pv_guest_mapping(2, writable=False)
     machine.frame_hypercall(reg=0, value=2, number=HC.BALLOON_INFLATE)
     assert machine.attacker.ctx.hcr == EBUSY
@@ -44,9 +41,6 @@ def test_a_frame_mapped_writable_cannot_become_a_page_table() -> None:
     """The kit's falsifying example (paravirtual resource control, thorough profile), replayed:
     the guest maps one of its frames writable in its page table, then asks for that frame to
     become a page table. Accepting would leave a page table the guest can write directly."""
-    from vframework.guest.kernel import HC
-    from vframework.hv.hypercalls import EBUSY
-
     machine = _pv_guest_mapping(1, writable=True)
     machine.frame_hypercall(reg=0, value=1, number=HC.CREATE_PAGE_TABLE)
     assert machine.attacker.ctx.hcr == EBUSY

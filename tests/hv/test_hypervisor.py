@@ -21,26 +21,61 @@ run_scenario = partial(scenario, seed=4, duration="200ms", sample_interval="20ms
 
 
 MIXES = {
-    "one-cpu": run_scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"},
-                         {"name": "b", "memory": "64MiB", "workload": "io"},
-                         {"name": "c", "memory": "64MiB", "workload": "idle"}], cpus=1),
+    "one-cpu": run_scenario(
+        [
+            {"name": "a", "memory": "64MiB", "workload": "cpu"},
+            {"name": "b", "memory": "64MiB", "workload": "io"},
+            {"name": "c", "memory": "64MiB", "workload": "idle"},
+        ],
+        cpus=1,
+    ),
     "three-cpus-irq-on-cpu0": run_scenario(
-        [{"name": "io1", "memory": "64MiB", "workload": {"name": "io", "compute": "20us"}},
-         {"name": "io2", "vcpus": 2, "memory": "64MiB", "workload": "io"},
-         {"name": "mem", "vcpus": 2, "memory": "128MiB",
-          "workload": {"name": "memory", "working_set": "16MiB", "batch": 512}},
-         {"name": "cpu", "memory": "64MiB", "workload": {"name": "cpu", "burst": "3ms", "think": "1ms"}}],
-        cpus=3, irq_affinity="cpu0"),
+        [
+            {"name": "io1", "memory": "64MiB", "workload": {"name": "io", "compute": "20us"}},
+            {"name": "io2", "vcpus": 2, "memory": "64MiB", "workload": "io"},
+            {
+                "name": "mem",
+                "vcpus": 2,
+                "memory": "128MiB",
+                "workload": {"name": "memory", "working_set": "16MiB", "batch": 512},
+            },
+            {"name": "cpu", "memory": "64MiB", "workload": {"name": "cpu", "burst": "3ms", "think": "1ms"}},
+        ],
+        cpus=3,
+        irq_affinity="cpu0",
+    ),
     "modes": run_scenario(
-        [{"name": m, "memory": "64MiB", "mode": m, "workload": w}
-         for m, w in [("bare-metal", "io"), ("full", "io"), ("paravirtual", "io"), ("hardware-assisted", "cpu"),
-                      ("trap-and-emulate", {"name": "memory", "working_set": "8MiB", "batch": 256})]]),
-    "hosted": run_scenario([{"name": "a", "memory": "64MiB", "mode": "full", "workload": "io"},
-                        {"name": "b", "memory": "64MiB", "mode": "full", "workload": "cpu"}],
-                       hypervisor_type="hosted", host_os_load=0.2),
-    "lmbench": run_scenario([{"name": "a", "memory": "64MiB", "mode": "full",
-                          "workload": {"name": "lmbench", "test": "context_switch", "iterations": 20000}},
-                         {"name": "b", "memory": "64MiB", "workload": "idle"}], duration="50ms"),
+        [
+            {"name": m, "memory": "64MiB", "mode": m, "workload": w}
+            for m, w in [
+                ("bare-metal", "io"),
+                ("full", "io"),
+                ("paravirtual", "io"),
+                ("hardware-assisted", "cpu"),
+                ("trap-and-emulate", {"name": "memory", "working_set": "8MiB", "batch": 256}),
+            ]
+        ]
+    ),
+    "hosted": run_scenario(
+        [
+            {"name": "a", "memory": "64MiB", "mode": "full", "workload": "io"},
+            {"name": "b", "memory": "64MiB", "mode": "full", "workload": "cpu"},
+        ],
+        hypervisor_type="hosted",
+        host_os_load=0.2,
+    ),
+    "lmbench": run_scenario(
+        [
+            {
+                "name": "a",
+                "memory": "64MiB",
+                "mode": "full",
+                "workload": {"name": "lmbench", "test": "context_switch", "iterations": 20000},
+            },
+            {"name": "b", "memory": "64MiB", "workload": "idle"},
+        ],
+        duration="50ms",
+    ),
 }
 
 
@@ -69,10 +104,13 @@ def check_frames(sim: Simulation, summary: dict[str, Any]) -> None:
     memory = sim.machine.memory
     memory.check()
     counts = memory.counts()
-    assert set(counts) == set(STATE_NAMES) and sum(counts.values()) == memory.frames
+    assert set(counts) == set(STATE_NAMES)
+    assert sum(counts.values()) == memory.frames
     host = summary["host"]
-    assert host["free_frames"] + host["private_frames"] + host["shared_frames"] + host["hypervisor_frames"] \
+    assert (
+        host["free_frames"] + host["private_frames"] + host["shared_frames"] + host["hypervisor_frames"]
         == memory.frames
+    )
     assert host["hypervisor_frames"] == -(-sim.scenario.config.host.hypervisor_memory // PAGE_SIZE)
     backed_total = 0
     for vm in sim.vms:
@@ -94,9 +132,12 @@ def test_frames_are_conserved(mix: str, plugins: PluginManager) -> None:
 def test_ready_time_is_runnable_time_not_running(plugins: PluginManager) -> None:
     """Two always-runnable VMs on one CPU: each is running or ready the whole time, except while the
     CPU switches to it (hypervisor time)."""
-    data = run_scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"},
-                     {"name": "b", "memory": "64MiB", "workload": "cpu"}], duration="300ms", cpus=1)
-    sim, summary = simulate(data, plugins)
+    data = run_scenario(
+        [{"name": "a", "memory": "64MiB", "workload": "cpu"}, {"name": "b", "memory": "64MiB", "workload": "cpu"}],
+        duration="300ms",
+        cpus=1,
+    )
+    _, summary = simulate(data, plugins)
     duration = summary["sim_time_ns"]
     switches = summary["host"]["hypervisor_ns"]
     for vm in summary["vms"].values():

@@ -14,14 +14,14 @@ from vframework.machine.freestack import FreeStack
 def test_same_order_as_a_full_stack(n: int, script: list[tuple[bool, int]]) -> None:
     pool, reference = FreeStack(n), list(range(n - 1, -1, -1))
     taken: list[int] = []
-    for give, k in script:
+    for give, count in script:
         if give:
-            k = min(k, len(taken))
+            k = min(count, len(taken))
             back, taken = taken[:k], taken[k:]
             pool.give(np.array(back, dtype=np.int64))
             reference.extend(back[::-1])
         else:
-            k = min(k, len(reference))
+            k = min(count, len(reference))
             got = pool.take(k).tolist()
             want = [reference.pop() for _ in range(k)]
             assert got == want

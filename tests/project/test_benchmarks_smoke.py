@@ -41,11 +41,15 @@ def test_benchmark_returns_well_formed_rows(name: str) -> None:
     assert rows, f"bench_{name} returned no rows"
     for r in rows:
         assert set(common.REQUIRED_KEYS) <= set(r), r
-        assert r["benchmark"] and r["variant"] and r["unit"] and r["baseline_name"], r
+        for key in ("benchmark", "variant", "unit", "baseline_name"):
+            assert r[key], (key, r)
         for key in ("value", "baseline", "ratio"):
-            assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, (key, r)
+            assert isinstance(r[key], float), (key, r)
+            assert math.isfinite(r[key]), (key, r)
+            assert r[key] > 0, (key, r)
         expected = r["baseline"] / r["value"] if r["better"] == "lower" else r["value"] / r["baseline"]
-        assert r["better"] in ("lower", "higher") and math.isclose(r["ratio"], expected), r
+        assert r["better"] in ("lower", "higher"), r
+        assert math.isclose(r["ratio"], expected), r
 
 
 def test_harness_writes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +60,8 @@ def test_harness_writes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     out = tmp_path / "results.json"
     assert harness.main(["run", "--quick", "--repeat", "1", "--output", str(out)]) == 0
     document = json.loads(out.read_text(encoding="utf-8"))
-    assert document["benchmarks"] == ["run"] and document["quick"] is True
+    assert document["benchmarks"] == ["run"]
+    assert document["quick"] is True
     assert {"python", "cpus", "packages", "date"} <= set(document["environment"])
     assert [r["benchmark"] for r in document["rows"]] == ["run.events", "run.speed"]
 

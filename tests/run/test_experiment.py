@@ -36,7 +36,8 @@ def test_third_party_experiment_is_listed_run_and_written(make_dist, cli, tmp_pa
     assert f"results: {out}" in flat(output)
     assert sorted(p.name for p in out.iterdir()) == ["acme-idle.json", "cpu.csv"]
     doc = json.loads((out / "acme-idle.json").read_text(encoding="utf-8"))
-    assert doc["experiment"] == "acme-idle" and doc["tables"]["cpu"][0]["vm"] == "idle"
+    assert doc["experiment"] == "acme-idle"
+    assert doc["tables"]["cpu"][0]["vm"] == "idle"
     assert (out / "cpu.csv").read_text(encoding="utf-8").startswith("vm,cpu_run_ns\nidle,")
     # The folder is not overwritten.
     output = cli(["experiment", "acme-idle", "--quick", "--out", out], code=1)
@@ -44,7 +45,9 @@ def test_third_party_experiment_is_listed_run_and_written(make_dist, cli, tmp_pa
 
 
 def test_experiment_that_raises_writes_nothing(make_dist, cli, tmp_path: Path) -> None:
-    make_dist("acme-crashy", '''\
+    make_dist(
+        "acme-crashy",
+        """\
         from vframework import experiment, hookimpl
 
         @experiment("acme-crash", "always fails")
@@ -54,16 +57,23 @@ def test_experiment_that_raises_writes_nothing(make_dist, cli, tmp_path: Path) -
         @hookimpl
         def register_experiments():
             return [crash]
-        ''')
+        """,
+    )
     out = tmp_path / "results" / "crash"
     output = cli(["experiment", "acme-crash", "--out", out], code=1)
-    assert "acme-crashy" in output and "no figures today" in output and "no results were written" in output
-    assert not out.exists() and results_left_behind(out) == []
+    assert "acme-crashy" in output
+    assert "no figures today" in output
+    assert "no results were written" in output
+    assert not out.exists()
+    assert results_left_behind(out) == []
 
 
 def test_experiment_needing_a_missing_component(make_dist, cli, tmp_path: Path) -> None:
-    make_dist("acme-needy", _docs_example().replace('"workload": "idle"', '"workload": "acme-absent"')
-              .replace("acme-idle", "acme-needy"))
+    make_dist(
+        "acme-needy",
+        _docs_example().replace('"workload": "idle"', '"workload": "acme-absent"').replace("acme-idle", "acme-needy"),
+    )
     output = cli(["experiment", "acme-needy", "--out", tmp_path / "out"], code=2)
-    assert "not installed" in output and "acme-absent" in output
+    assert "not installed" in output
+    assert "acme-absent" in output
     assert not (tmp_path / "out").exists()

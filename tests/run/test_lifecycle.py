@@ -11,7 +11,7 @@ from vf_helpers import PLUGGED, results_left_behind, summary_of
 
 from vframework import PluginManager
 
-OBSERVER = '''\
+OBSERVER = """\
 from vframework import hookimpl
 
 CALLS = []
@@ -40,7 +40,7 @@ def vm_destroyed(simulation, vm):
 @hookimpl
 def simulation_finished(simulation, summary):
     CALLS.append(("simulation_finished", summary["sim_time_ns"], simulation.engine.now))
-'''
+"""
 
 
 def test_lifecycle_hooks_are_called_in_order(make_dist, cli, write_scenario, tmp_path: Path) -> None:
@@ -62,8 +62,9 @@ def test_lifecycle_hooks_are_called_in_order(make_dist, cli, write_scenario, tmp
 
 def test_vm_destroyed_when_its_last_vcpu_halts(make_dist, cli, write_scenario, tmp_path: Path) -> None:
     module = make_dist("acme-observer", OBSERVER)
-    text = PLUGGED.format(workload="cpu").replace('workload = "cpu"\n\n[[vm]]', 'workload = { name = "cpu", '
-                                                   'burst = "5ms", total = "5ms" }\n\n[[vm]]', 1)
+    text = PLUGGED.format(workload="cpu").replace(
+        'workload = "cpu"\n\n[[vm]]', 'workload = { name = "cpu", burst = "5ms", total = "5ms" }\n\n[[vm]]', 1
+    )
     cli(["run", write_scenario(text), "--out", tmp_path / "out", "-q", "--no-plot"])
     destroyed = {name: t for hook, name, t in sys.modules[module].CALLS if hook == "vm_destroyed"}
     assert set(destroyed) == {"guest", "neighbour"}
@@ -85,14 +86,17 @@ def test_observers_do_not_change_results(make_dist, cli, write_scenario, tmp_pat
 def test_observer_cannot_alter_written_summary(make_dist, cli, write_scenario, tmp_path: Path) -> None:
     path = write_scenario(PLUGGED.format(workload="cpu"))
     cli(["run", path, "--out", tmp_path / "plain", "-q", "--no-plot"])
-    make_dist("acme-meddler", '''\
+    make_dist(
+        "acme-meddler",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def simulation_finished(simulation, summary):
             summary["vms"]["guest"]["cpu_run_ns"] = -1
             summary["scenario"] = "tampered"
-        ''')
+        """,
+    )
     cli(["run", path, "--out", tmp_path / "meddled", "-q", "--no-plot"])
     meddled = summary_of(tmp_path / "meddled")
     assert meddled["scenario"] == "plugged"
@@ -103,14 +107,14 @@ def test_lifecycle_hooks_run_in_registration_order(
     make_dist, cli, write_scenario, hook_order: list[str], tmp_path: Path
 ) -> None:
     """PluginManager.call: 'Call a lifecycle hook on every plugin, in registration order'."""
-    source = '''\
+    source = """\
         import builtins
         from vframework import hookimpl
 
         @hookimpl
         def simulation_configured(scenario):
             builtins.VFRAMEWORK_TEST_ORDER.append(__name__)
-        '''
+        """
     first = make_dist("acme-a-first", source)
     second = make_dist("acme-b-second", source)
     pm = PluginManager()
@@ -130,34 +134,39 @@ LIFECYCLE_HOOKS = {
 
 
 @pytest.mark.parametrize("hook", sorted(LIFECYCLE_HOOKS))
-def test_lifecycle_hook_that_raises_stops_the_run(hook: str, make_dist, cli, write_scenario,
-                                                  tmp_path: Path) -> None:
-    make_dist("acme-faulty", f'''\
+def test_lifecycle_hook_that_raises_stops_the_run(hook: str, make_dist, cli, write_scenario, tmp_path: Path) -> None:
+    make_dist(
+        "acme-faulty",
+        f"""\
         from vframework import hookimpl
 
         @hookimpl
         def {hook}({LIFECYCLE_HOOKS[hook]}):
             raise ValueError("observer exploded")
-        ''')
+        """,
+    )
     out = tmp_path / "results" / "run"
-    output = cli(["run", write_scenario(PLUGGED.format(workload="cpu")), "--out", out, "-q", "--no-plot"],
-                 code=1)
-    assert "acme-faulty" in output and hook in output and "observer exploded" in output
+    output = cli(["run", write_scenario(PLUGGED.format(workload="cpu")), "--out", out, "-q", "--no-plot"], code=1)
+    assert "acme-faulty" in output
+    assert hook in output
+    assert "observer exploded" in output
     assert "no results were written" in output
     assert not out.exists()
     assert results_left_behind(out) == [], "a partial results folder was left behind"
 
 
 def test_error_message_with_brackets_is_printed_verbatim(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    make_dist("acme-brackets", '''\
+    make_dist(
+        "acme-brackets",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def simulation_started(simulation):
             raise OSError("cannot open [/var/lib/acme] or [bold]")
-        ''')
+        """,
+    )
     out = tmp_path / "out"
-    output = cli(["run", write_scenario(PLUGGED.format(workload="cpu")), "--out", out, "-q", "--no-plot"],
-                 code=1)
+    output = cli(["run", write_scenario(PLUGGED.format(workload="cpu")), "--out", out, "-q", "--no-plot"], code=1)
     assert "cannot open [/var/lib/acme] or [bold]" in output
     assert not out.exists()

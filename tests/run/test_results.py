@@ -8,22 +8,23 @@ from typing import Any
 import pytest
 from vf_helpers import results_left_behind
 
+from vframework.run import report
 from vframework.run.results import ResultsError, atomic_folder, write_results
 
 
 def test_write_results_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vframework.run.report
-
     def broken_plot(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(vframework.run.report, "plot_timeseries", broken_plot)
+    monkeypatch.setattr(report, "plot_timeseries", broken_plot)
     out = tmp_path / "results"
     with pytest.raises(RuntimeError, match="matplotlib exploded"):
         write_results(out, {"scenario": "x"}, ["time_ns", "vm"], [(0, "a")], plot=True)
-    assert not out.exists() and results_left_behind(out) == []
+    assert not out.exists()
+    assert results_left_behind(out) == []
     path = write_results(out, {"scenario": "x"}, ["time_ns", "vm"], [(0, "a")], plot=False)
-    assert path == out and sorted(p.name for p in out.iterdir()) == ["summary.json", "timeseries.csv"]
+    assert path == out
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "timeseries.csv"]
     with pytest.raises(ResultsError):
         write_results(out, {"scenario": "x"}, ["time_ns", "vm"], [(0, "a")], plot=False)
 
@@ -31,7 +32,9 @@ def test_write_results_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Mon
 def test_atomic_folder_appears_only_when_complete(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b"
     with atomic_folder(out) as tmp:
-        assert tmp.parent == out.parent and tmp.name.startswith(".b.") and not out.exists()
+        assert tmp.parent == out.parent
+        assert tmp.name.startswith(".b.")
+        assert not out.exists()
         (tmp / "x.txt").write_text("x", encoding="utf-8")
     assert (out / "x.txt").read_text(encoding="utf-8") == "x"
     assert [p.name for p in out.parent.iterdir()] == ["b"]

@@ -38,13 +38,17 @@ def test_default_scenario_validates(plugins: PluginManager) -> None:
     config = spec.config
     assert spec.name == config.name == "default"
     assert config.host.cpus == 2
-    assert len(spec.vms) >= 3 and len(spec.vms) == len(config.vm)
-    assert config.duration > 0 and 0 < config.sample_interval <= config.duration
-    assert spec.scheduler.cls.kind == "scheduler" and spec.memory_policy.cls.kind == "memory_policy"
+    assert len(spec.vms) >= 3
+    assert len(spec.vms) == len(config.vm)
+    assert config.duration > 0
+    assert 0 < config.sample_interval <= config.duration
+    assert spec.scheduler.cls.kind == "scheduler"
+    assert spec.memory_policy.cls.kind == "memory_policy"
     names = [vm.config.name for vm in spec.vms]
     assert len(set(names)) == len(names)
     for vm in spec.vms:
-        assert vm.mode.cls.kind == "mode" and vm.workload.cls.kind == "workload"
+        assert vm.mode.cls.kind == "mode"
+        assert vm.workload.cls.kind == "workload"
     # More than one kind of guest, so the default run shows something.
     assert len({vm.workload.name for vm in spec.vms}) >= 3
     assert sum(vm.memory for vm in config.vm) + config.host.hypervisor_memory <= config.host.memory
@@ -55,12 +59,15 @@ def test_default_scenario_source_names_it(plugins: PluginManager) -> None:
 
 
 def test_default_scenario_with_overrides(plugins: PluginManager) -> None:
-    spec = load_default_scenario(plugins, ["host.cpus=4", "vm[0].memory=2GiB", "duration=750ms",
-                                           'host.scheduler={ name = "fair", tslice = "5ms" }'])
+    spec = load_default_scenario(
+        plugins,
+        ["host.cpus=4", "vm[0].memory=2GiB", "duration=750ms", 'host.scheduler={ name = "fair", tslice = "5ms" }'],
+    )
     assert spec.config.host.cpus == 4
     assert spec.vms[0].config.memory == 2 * GiB
     assert spec.config.duration == 750_000_000
-    assert spec.scheduler.name == "fair" and spec.scheduler.params.tslice == 5_000_000
+    assert spec.scheduler.name == "fair"
+    assert spec.scheduler.params.tslice == 5_000_000
 
 
 # -- apply_overrides ----------------------------------------------------------------------------
@@ -69,7 +76,9 @@ def test_default_scenario_with_overrides(plugins: PluginManager) -> None:
 def test_override_an_int() -> None:
     data = default_data()
     out = apply_overrides(data, ["host.cpus=4"])
-    assert out is data and data["host"]["cpus"] == 4 and type(data["host"]["cpus"]) is int
+    assert out is data
+    assert data["host"]["cpus"] == 4
+    assert type(data["host"]["cpus"]) is int
 
 
 def test_override_an_indexed_vm() -> None:
@@ -169,8 +178,10 @@ def test_valid_scenario_resolves_everything(plugins: PluginManager) -> None:
     assert spec.vms[0].workload.name == "cpu"
     assert spec.vms[1].workload.name == "idle", "the default workload"
     assert spec.vms[1].mode.name == "bare-metal", "the default mode"
-    assert spec.config.seed == 0 and spec.config.duration == 100_000_000
-    assert spec.scheduler.name == "fair" and spec.memory_policy.name == "static"
+    assert spec.config.seed == 0
+    assert spec.config.duration == 100_000_000
+    assert spec.scheduler.name == "fair"
+    assert spec.memory_policy.name == "static"
 
 
 def test_sizes_and_durations_must_be_positive(plugins: PluginManager) -> None:
@@ -180,7 +191,8 @@ def test_sizes_and_durations_must_be_positive(plugins: PluginManager) -> None:
     data["host"]["memory"] = 0
     found = problems_of(data, plugins)
     for path in ("duration", "sample_interval", "vm[0].memory", "vm[1].memory", "host.memory"):
-        assert path in found and "positive" in found[path], (path, found)
+        assert path in found, (path, found)
+        assert "positive" in found[path], (path, found)
 
 
 def test_unknown_vm_key_names_the_components_asked(plugins: PluginManager) -> None:
@@ -188,7 +200,8 @@ def test_unknown_vm_key_names_the_components_asked(plugins: PluginManager) -> No
     data["vm"][1]["shares"] = 2000
     found = problems_of(data, plugins)
     assert "vm[1].shares" in found
-    assert "scheduler 'fair'" in found["vm[1].shares"] and "memory policy 'static'" in found["vm[1].shares"]
+    assert "scheduler 'fair'" in found["vm[1].shares"]
+    assert "memory policy 'static'" in found["vm[1].shares"]
 
 
 def test_unknown_cost_is_refused(plugins: PluginManager) -> None:
@@ -203,7 +216,8 @@ def test_mode_must_run_on_the_host_architecture(plugins: PluginManager) -> None:
     data["host"]["arch"] = "x86"
     data["vm"][0]["mode"] = "hardware-assisted"
     found = problems_of(data, plugins)
-    assert "vm[0].mode" in found and "x86-vt" in found["vm[0].mode"]
+    assert "vm[0].mode" in found
+    assert "x86-vt" in found["vm[0].mode"]
 
 
 def test_every_vm_problem_is_reported(plugins: PluginManager) -> None:
@@ -219,11 +233,13 @@ def test_every_vm_problem_is_reported(plugins: PluginManager) -> None:
 
 def test_component_refs() -> None:
     ref = ComponentRef.model_validate("fair")
-    assert ref.name == "fair" and ref.params == {}
+    assert ref.name == "fair"
+    assert ref.params == {}
     ref = ComponentRef.model_validate({"name": "fair", "tslice": "5ms"})
-    assert ref.name == "fair" and ref.params == {"tslice": "5ms"}
+    assert ref.name == "fair"
+    assert ref.params == {"tslice": "5ms"}
     for bad in ({"tslice": "5ms"}, {"name": 3}, 7, ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="validation error for ComponentRef"):
             ComponentRef.model_validate(bad)
 
 
@@ -242,7 +258,8 @@ def test_load_scenario_from_file(tmp_path: Path, plugins: PluginManager) -> None
     path = tmp_path / "s.toml"
     path.write_text('name = "file"\n[[vm]]\nname = "only"\nmemory = "32MiB"\n', encoding="utf-8")
     spec = load_scenario(path, plugins, ["vm[0].vcpus=2"])
-    assert spec.name == "file" and spec.source == str(path)
+    assert spec.name == "file"
+    assert spec.source == str(path)
     assert spec.vms[0].config.vcpus == 2
     with pytest.raises(ScenarioError) as info:
         load_scenario(tmp_path / "missing.toml", plugins)

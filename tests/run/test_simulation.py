@@ -12,6 +12,7 @@ from vf_helpers import results_left_behind, scenario, simulate, summary_of, time
 
 from vframework import PluginManager, Simulation, hookimpl
 from vframework.hv.metrics import HOST_METRICS, VM_METRICS
+from vframework.run import report
 from vframework.run.scenario import load_default_scenario
 from vframework.run.simulation import TIMESERIES_METRICS
 
@@ -27,9 +28,11 @@ def test_summary_json(cli, tmp_path: Path, plugins: PluginManager) -> None:
     out = tmp_path / "results"
     summary = run_cli(cli, out, "--set", "duration=300ms", "--seed", "9")
     assert {"scenario", "seed", "sim_time_ns", "plugins", "host", "vms"} <= set(summary)
-    assert summary["scenario"] == "default" and summary["seed"] == 9
+    assert summary["scenario"] == "default"
+    assert summary["seed"] == 9
     assert summary["sim_time_ns"] == 300_000_000
-    assert isinstance(summary["plugins"], list) and summary["plugins"]
+    assert isinstance(summary["plugins"], list)
+    assert summary["plugins"]
     assert all(set(p) == {"name", "version"} and isinstance(p["version"], str) for p in summary["plugins"])
     assert set(HOST_METRICS) <= set(summary["host"])
     spec = load_default_scenario(plugins)
@@ -41,11 +44,14 @@ def test_summary_json(cli, tmp_path: Path, plugins: PluginManager) -> None:
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n", "canonical JSON"
 
 
-@pytest.mark.parametrize(("duration", "times"), [
-    ("300ms", [0, 100, 200, 300]),
-    ("250ms", [0, 100, 200, 250]),
-    ("50ms", [0, 50]),
-])
+@pytest.mark.parametrize(
+    ("duration", "times"),
+    [
+        ("300ms", [0, 100, 200, 300]),
+        ("250ms", [0, 100, 200, 250]),
+        ("50ms", [0, 50]),
+    ],
+)
 def test_timeseries_csv(duration: str, times: list[int], cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     summary = run_cli(cli, out, "--set", f"duration={duration}", "--set", "sample_interval=100ms")
@@ -107,7 +113,8 @@ def test_results_never_overwrite_a_folder(cli, tmp_path: Path) -> None:
     out.mkdir()
     (out / "precious.txt").write_text("keep me", encoding="utf-8")
     output = cli(["run", "--set", "duration=20ms", "--out", out, "-q", "--no-plot"], code=1)
-    assert "taken" in output and "already exists" in output
+    assert "taken" in output
+    assert "already exists" in output
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
     assert results_left_behind(out) == ["taken"]
 
@@ -117,20 +124,21 @@ def test_default_results_folder_is_new_each_run(cli, tmp_path: Path, monkeypatch
     first = cli(["run", "--set", "duration=20ms", "-q", "--no-plot"])
     second = cli(["run", "--set", "duration=20ms", "-q", "--no-plot"])
     folders = sorted(p.name for p in (tmp_path / "vframework-results").iterdir())
-    assert len(folders) == 2 and folders[0] in first and folders[1] in second
+    assert len(folders) == 2
+    assert folders[0] in first
+    assert folders[1] in second
     assert all(name.startswith("default-seed") for name in folders)
 
 
 def test_results_folder_is_atomic_when_the_plot_fails(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vframework.run.report
-
     def broken_plot(*args: Any, **kwargs: Any) -> None:
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(vframework.run.report, "plot_timeseries", broken_plot)
+    monkeypatch.setattr(report, "plot_timeseries", broken_plot)
     out = tmp_path / "nested" / "results"
     output = cli(["run", "--set", "duration=50ms", "--out", out, "-q"], code=1)
-    assert "cannot write results" in output and "no space left on device" in output
+    assert "cannot write results" in output
+    assert "no space left on device" in output
     assert not out.exists()
     assert results_left_behind(out) == [], "the temporary .partial folder was left behind"
 
@@ -159,7 +167,12 @@ def test_samples_see_every_event_of_their_instant() -> None:
     plugins = PluginManager(autoload=True)
     probe = _Probe()
     plugins.register(probe, "acme-probe")
-    data = scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"}], seed=4, duration="200ms",
-                    sample_interval="100ms", memory="2GiB")
+    data = scenario(
+        [{"name": "a", "memory": "64MiB", "workload": "cpu"}],
+        seed=4,
+        duration="200ms",
+        sample_interval="100ms",
+        memory="2GiB",
+    )
     simulate(data, plugins)
     assert probe.seen == [1], "at 100 ms only the 0 ns sample may exist when an ordinary event runs"

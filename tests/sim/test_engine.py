@@ -93,7 +93,8 @@ def test_run_until_stops_at_the_limit_and_keeps_later_events() -> None:
     assert engine.now == 25, "the clock ends at `until` even without an event there"
     assert engine.peek() == 30
     engine.run(until=1000)
-    assert log[-1] == (30, 30) and engine.now == 1000
+    assert log[-1] == (30, 30)
+    assert engine.now == 1000
 
 
 def test_run_until_on_an_empty_queue_advances_the_clock() -> None:
@@ -122,8 +123,11 @@ def test_step() -> None:
     cancelled = engine.schedule(1, recorder(engine, log), "cancelled")
     engine.schedule(9, recorder(engine, log), "b")
     engine.cancel(cancelled)
-    assert engine.step() is True and log == [(5, "a")] and engine.now == 5
-    assert engine.step() is True and log[-1] == (9, "b")
+    assert engine.step() is True
+    assert log == [(5, "a")]
+    assert engine.now == 5
+    assert engine.step() is True
+    assert log[-1] == (9, "b")
     assert engine.step() is False
     assert engine.events_fired == 2
 
@@ -138,7 +142,8 @@ def test_cancelled_events_never_fire() -> None:
     assert engine.is_pending(drop)
     engine.cancel(drop)
     engine.cancel(drop)  # twice is harmless
-    assert not engine.is_pending(drop) and engine.is_pending(keep)
+    assert not engine.is_pending(drop)
+    assert engine.is_pending(keep)
     engine.run()
     assert log == [(10, "keep")]
     assert engine.events_fired == 1
@@ -181,16 +186,20 @@ def test_process_sleeps_for_int_delays() -> None:
         return "done"
 
     proc = engine.process(sleeper(), "sleeper")
-    assert isinstance(proc, Process) and proc.name == "sleeper" and not proc.done
+    assert isinstance(proc, Process)
+    assert proc.name == "sleeper"
+    assert not proc.done
     engine.run()
     assert log == [0, 10, 10, 15]
-    assert proc.done and proc.value == "done"
+    assert proc.done
+    assert proc.value == "done"
 
 
 def test_process_waits_on_a_signal_and_receives_its_value() -> None:
     engine, log = Engine(), []
     signal = engine.signal()
-    assert isinstance(signal, Signal) and not signal.fired
+    assert isinstance(signal, Signal)
+    assert not signal.fired
 
     def waiter(name: str) -> Any:
         value = yield signal
@@ -306,8 +315,7 @@ def test_a_process_interrupting_another_at_its_own_wake_up() -> None:
 
     engine.process(attacker())
     engine.run()
-    assert log == [("interrupted", 10, "now"), ("attacker slept", 13), ("attacker slept", 14),
-                   ("victim slept", 15)]
+    assert log == [("interrupted", 10, "now"), ("attacker slept", 13), ("attacker slept", 14), ("victim slept", 15)]
     assert engine.events_fired == 2 + 3 + 2  # two starts, the attacker's sleeps, throw + sleep
 
 
@@ -338,9 +346,11 @@ def test_events_fired_counts_what_fired_even_mid_run() -> None:
     engine.process(sleeper())
     engine.run(until=2)
     # the event firing counts itself: the process's start (at 0) and the reader
-    assert seen == [2] and engine.events_fired == 3
+    assert seen == [2]
+    assert engine.events_fired == 3
     engine.run()
-    assert seen == [2, 4] and engine.events_fired == 4, "a cancelled event is not counted"
+    assert seen == [2, 4]
+    assert engine.events_fired == 4, "a cancelled event is not counted"
     engine.cancel(drop)  # twice: still not counted
     assert engine.events_fired == 4
 
@@ -377,8 +387,10 @@ def test_run_and_step_cannot_be_nested() -> None:
     engine.schedule(2, lambda _: nested(engine.step))
     engine.schedule(3, lambda _: None)
     engine.run(until=5)
-    assert len(errors) == 2 and all("inside a run" in e for e in errors)
-    assert engine.now == 5 and engine.events_fired == 3, "the outer run goes on unharmed"
+    assert len(errors) == 2
+    assert all("inside a run" in e for e in errors)
+    assert engine.now == 5, "the outer run goes on unharmed"
+    assert engine.events_fired == 3, "the outer run goes on unharmed"
     assert engine.step() is False  # outside a run, step works
 
 
@@ -397,17 +409,19 @@ def test_process_subclasses_and_the_first_key() -> None:
     first = engine.schedule(0, lambda _: None, priority=URGENT)
     assert first, "no event key is 0 (falsy)"
     engine.run()
-    assert log == [3] and proc.done
+    assert log == [3]
+    assert proc.done
 
 
 def test_bad_delays_and_priorities_are_refused() -> None:
     engine = Engine()
     with pytest.raises(TypeError, match="whole nanoseconds"):
         engine.schedule(1.5, lambda _: None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="priority must be 0..2"):
+    with pytest.raises(ValueError, match=r"priority must be 0\.\.2"):
         engine.schedule(1, lambda _: None, priority=3)
     event = engine.schedule(np.int64(7), lambda _: None)  # type: ignore[arg-type]
-    assert event_time(event) == 7 and type(event) is int
+    assert event_time(event) == 7
+    assert type(event) is int
     later = engine.schedule_at(np.int64(2) ** 40, lambda _: None)  # type: ignore[arg-type]
     assert event_time(later) == 2**40, "a numpy time past 2**21 ns must not overflow the key"
 
@@ -529,7 +543,9 @@ def test_negative_seed_is_refused() -> None:
 
 def test_names_with_colliding_crc32_give_different_streams() -> None:
     a, b = "workload:uablaijhsa:0", "workload:pfcxpytzcn:0"
-    assert a != b and len(a) == len(b) and zlib.crc32(a.encode()) == zlib.crc32(b.encode())
+    assert a != b
+    assert len(a) == len(b)
+    assert zlib.crc32(a.encode()) == zlib.crc32(b.encode())
     engine = Engine(3)
     assert draw(engine, a) != draw(engine, b)
 

@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import Phase, settings
 from vf_helpers import flat
 
+# The properties module registers the properties PROPERTIES lists (expected_outcomes counts them).
+import vframework.testing.properties  # noqa: F401
 from vframework import PluginManager
 from vframework.api.contract import Workload
 from vframework.guest import ops
@@ -21,10 +24,12 @@ from vframework.testing import (
     EngineMachine,
     HypervisorMachine,
     WorkloadMachine,
+    kit,
     run_property,
     select_targets,
 )
 from vframework.testing.doubles import FifoScheduler
+from vframework.testing.equivalence import EquivalenceMachine
 
 COLUMNS = ("component", "kind", "property", "examples", "result")
 
@@ -43,15 +48,12 @@ def failures(output: str) -> dict[tuple[str, str], str]:
     for i, m in enumerate(found):
         end = found[i + 1].start() if i + 1 < len(found) else len(text)
         prop = re.sub(r"\s*\[[\w-]+\]$", "", m.group(2).strip())
-        reports[(m.group(1), prop)] = text[m.end():end]
+        reports[(m.group(1), prop)] = text[m.end() : end]
     return reports
 
 
 def expected_outcomes(plugins: PluginManager) -> int:
-    from vframework.testing import properties  # noqa: F401  (registers the properties)
-
-    return sum(1 for t in select_targets(plugins, []) for p in PROPERTIES
-               if p.kind == t.kind and p.applies(t.cls))
+    return sum(1 for t in select_targets(plugins, []) for p in PROPERTIES if p.kind == t.kind and p.applies(t.cls))
 
 
 @pytest.fixture
@@ -59,10 +61,6 @@ def without_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the kit's properties without Hypothesis's shrink phase: a failure still fails, but its
     report is not minimized (shrinking a failure of the expensive machines can take minutes; the
     minimal examples are tested below on components broken on purpose)."""
-    from hypothesis import Phase, settings
-
-    from vframework.testing import kit
-
     original = kit.settings_for
     phases = [p for p in Phase if p is not Phase.shrink and p.name != "explain"]
     monkeypatch.setattr(kit, "settings_for", lambda profile: settings(original(profile), phases=phases))
@@ -88,7 +86,8 @@ def test_check_every_installed_component(cli, hypothesis_profile: str, without_s
     assert len(failed) == results.count("FAIL")
     for (component, prop), report in failed.items():
         known = KNOWN_CHECK_FAILURES.get((component, prop))
-        assert known is not None and known in report, f"{component} failed {prop!r}:\n{report}"
+        assert known is not None, f"{component} failed {prop!r}:\n{report}"
+        assert known in report, f"{component} failed {prop!r}:\n{report}"
     assert result.exit_code == (1 if failed else 0), output
 
 
@@ -96,20 +95,26 @@ def test_check_one_component(cli) -> None:
     output = cli(["check", "static", "--profile", "ci"])
     for column in COLUMNS:
         assert column in output
-    assert "static" in output and "memory_policy" in output and "pass" in output
-    assert "FAIL" not in output and "fair" not in output and "kernel" not in output
+    assert "static" in output
+    assert "memory_policy" in output
+    assert "pass" in output
+    assert "FAIL" not in output
+    assert "fair" not in output
+    assert "kernel" not in output
 
 
 def test_check_unknown_component(cli) -> None:
     output = cli(["check", "nonexistent"], code=2)
-    assert "nonexistent" in output and "installed" in output
+    assert "nonexistent" in output
+    assert "installed" in output
     for name in ("kernel", "fair", "static", "bare-metal", "cpu", "idle", "io", "memory"):
         assert name in output
 
 
 def test_check_when_nothing_applies(cli) -> None:
     output = cli(["check", "hardware-assisted", "--arch", "classic"], code=2)
-    assert "no conformance property applies" in output and "classic" in output
+    assert "no conformance property applies" in output
+    assert "classic" in output
 
 
 def test_check_unknown_profile(cli) -> None:
@@ -139,19 +144,24 @@ def test_kit_catches_a_scheduler_that_breaks_work_conservation() -> None:
     examples, report = run_property(HypervisorMachine.for_components(scheduler=NeverRequeue), "ci")
     assert report is not None, "the kit let a non-work-conserving scheduler pass"
     assert examples > 0
-    assert "idle while" in report and "RUNNABLE" in report
+    assert "idle while" in report
+    assert "RUNNABLE" in report
     assert "Falsifying example" in report or "Failing test case" in report  # wording of Hypothesis < / >= 6.14x
     # Small: one VM with one vCPU, then time (Hypothesis's shrinker occasionally stops at two
     # stretches of time instead of one, so the count of run_for steps is not pinned).
     names = [s.split("(")[0] for s in steps(report)]
-    assert names[0] == "state.add_vm" and set(names[1:]) == {"state.run_for"} and len(names) <= 3, report
+    assert names[0] == "state.add_vm", report
+    assert set(names[1:]) == {"state.run_for"}, report
+    assert len(names) <= 3, report
     assert "vcpus=1" in report
 
 
 def test_check_command_shows_a_failing_plugin_scheduler(make_dist, cli) -> None:
     """An installed third-party scheduler whose pick() returns the head of its queue without taking
     it off: the second CPU is handed a vCPU that is already running on the first."""
-    make_dist("acme-sched", '''\
+    make_dist(
+        "acme-sched",
+        """\
         from vframework import hookimpl
         from vframework.testing.doubles import FifoScheduler
 
@@ -164,10 +174,11 @@ def test_check_command_shows_a_failing_plugin_scheduler(make_dist, cli) -> None:
         @hookimpl
         def register_schedulers():
             return [DoublePick]
-        ''')
+        """,
+    )
     output = cli(["check", "double-pick", "--profile", "ci"], code=1)
     assert re.search(r"│ double-pick\s+│ scheduler\s+│.*│\s+FAIL\s+│", output), output
-    [(key, report)] = [(k, r) for k, r in failures(output).items() if k[0] == "double-pick"]
+    [(_, report)] = [(k, r) for k, r in failures(output).items() if k[0] == "double-pick"]
     assert "picked vm0/vcpu0, which is running on CPU 0" in report, report
     assert "Falsifying example" in report or "Failing test case" in report  # wording of Hypothesis < / >= 6.14x
     # Minimal: one VM with one vCPU is enough; no time needs to pass.
@@ -178,16 +189,19 @@ def test_check_command_shows_a_failing_plugin_scheduler(make_dist, cli) -> None:
 def test_kit_shows_trap_and_emulate_breaking_equivalence_on_x86() -> None:
     """Popek & Goldberg: plain trap-and-emulate is correct on a classically virtualizable
     architecture, and not on x86, where POPF run deprivileged neither traps nor changes IF."""
-    from vframework.testing.equivalence import EquivalenceMachine
-
     mode = PluginManager().get("mode", "trap-and-emulate")
     assert run_property(EquivalenceMachine.for_component(mode, "classic"), "ci")[1] is None
     _, report = run_property(EquivalenceMachine.for_component(mode, "x86"), "ci")
     assert report is not None, "trap-and-emulate passed equivalence on x86"
-    assert "guest-visible state differs from bare metal" in report and "interrupt flag" in report
-    assert "state = EquivalenceMachine[trap-and-emulate@x86]()" in report and "state.boot()" in report
-    rules = [line.strip() for line in report.splitlines()
-             if line.strip().startswith("state.") and not line.strip().startswith(("state.same_", "state.teardown"))]
+    assert "guest-visible state differs from bare metal" in report
+    assert "interrupt flag" in report
+    assert "state = EquivalenceMachine[trap-and-emulate@x86]()" in report
+    assert "state.boot()" in report
+    rules = [
+        line.strip()
+        for line in report.splitlines()
+        if line.strip().startswith("state.") and not line.strip().startswith(("state.same_", "state.teardown"))
+    ]
     assert len(rules) <= 3, f"not a minimal example: {rules}"
 
 
@@ -217,8 +231,13 @@ class BasicOperations(EveryOperation):
     name = "basic-operations"
 
     def operations(self) -> list[Operation]:
-        return [Compute(100), Touch(np.arange(4, dtype=np.int64), True), Sleep(1_000), Syscall(),
-                IO(512, False, "disk")]
+        return [
+            Compute(100),
+            Touch(np.arange(4, dtype=np.int64), True),
+            Sleep(1_000),
+            Syscall(),
+            IO(512, False, "disk"),
+        ]
 
 
 class OutOfBounds(EveryOperation):
@@ -235,7 +254,8 @@ def test_workload_kit_passes_basic_operations() -> None:
 
 def test_workload_kit_catches_a_touch_outside_the_address_space() -> None:
     _, report = run_property(WorkloadMachine.for_component(OutOfBounds), "ci")
-    assert report is not None and "outside the address space" in report
+    assert report is not None
+    assert "outside the address space" in report
 
 
 def test_workload_kit_accepts_every_operation() -> None:

@@ -23,10 +23,12 @@ def vm(name: str, workload: Any = "cpu", vcpus: int = 1, **extra: Any) -> dict[s
     return {"name": name, "vcpus": vcpus, "memory": "64MiB", "mode": "bare-metal", "workload": workload, **extra}
 
 
-def run(plugins: PluginManager, scheduler: Any, vms: list[dict[str, Any]], duration: str = "2s",
-        cpus: int = 1) -> dict[str, dict[str, int]]:
-    data = scenario(vms, name="sched", seed=3, duration=duration, cpus=cpus, scheduler=scheduler,
-                    memory_policy="static")
+def run(
+    plugins: PluginManager, scheduler: Any, vms: list[dict[str, Any]], duration: str = "2s", cpus: int = 1
+) -> dict[str, dict[str, int]]:
+    data = scenario(
+        vms, name="sched", seed=3, duration=duration, cpus=cpus, scheduler=scheduler, memory_policy="static"
+    )
     sim, _ = simulate(data, plugins)
     out = {v.name: dict(v.counters) for v in sim.vms}
     out["(host)"] = dict(sim.hypervisor.counters) | {"elapsed_ns": sim.engine.now}
@@ -70,8 +72,9 @@ def test_proportional_reservation_beats_shares(plugins: PluginManager) -> None:
 
 def test_proportional_spare_vcpu_capacity_goes_to_others(plugins: PluginManager) -> None:
     # 2 CPUs: a 1-vCPU VM with nearly all the shares can use only one CPU; the rest is not lost.
-    got = fractions(run(plugins, "proportional", [vm("one", shares=100_000), vm("two", vcpus=2, shares=1)], cpus=2),
-                    cpus=2)
+    got = fractions(
+        run(plugins, "proportional", [vm("one", shares=100_000), vm("two", vcpus=2, shares=1)], cpus=2), cpus=2
+    )
     assert got["one"] == pytest.approx(0.5, abs=0.01), got
     assert got["two"] == pytest.approx(0.5, abs=0.01), got
 
@@ -119,10 +122,19 @@ def test_credit_upper_bound_discards_credit(plugins: PluginManager) -> None:
 def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, plugins: PluginManager) -> None:
     """Fair share is per VM, whatever its vCPU count: on one CPU two busy VMs get the same CPU time
     within one time slice."""
-    vms = [{"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
-           {"name": "b", "memory": "64MiB", "workload": "cpu"}]
-    data = scenario(vms, seed=4, duration="1s", sample_interval="20ms", memory="2GiB", cpus=1,
-                    scheduler={"name": "fair", "tslice": tslice})
+    vms = [
+        {"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
+        {"name": "b", "memory": "64MiB", "workload": "cpu"},
+    ]
+    data = scenario(
+        vms,
+        seed=4,
+        duration="1s",
+        sample_interval="20ms",
+        memory="2GiB",
+        cpus=1,
+        scheduler={"name": "fair", "tslice": tslice},
+    )
     _, summary = simulate(data, plugins)
     a, b = summary["vms"]["a"]["cpu_run_ns"], summary["vms"]["b"]["cpu_run_ns"]
     slice_ns = {"10ms": 10_000_000, "5ms": 5_000_000, "3ms": 3_000_000}[tslice]
@@ -131,8 +143,10 @@ def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, p
 
 
 def test_fair_scheduler_is_work_conserving(plugins: PluginManager) -> None:
-    vms = [{"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
-           {"name": "b", "memory": "64MiB", "workload": "idle"}]
+    vms = [
+        {"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
+        {"name": "b", "memory": "64MiB", "workload": "idle"},
+    ]
     data = scenario(vms, seed=4, duration="200ms", sample_interval="20ms", memory="2GiB", cpus=2)
     _, summary = simulate(data, plugins)
     # Two busy vCPUs, two CPUs: the CPUs are idle only while the idle VM's tick handler runs elsewhere.
@@ -155,10 +169,16 @@ def test_fair_scheduler_keeps_its_proportional_share_bound(plugins: PluginManage
 
 
 # -- scenario keys -------------------------------------------------------------------------
-@pytest.mark.parametrize(("scheduler", "key", "value"), [
-    ("proportional", "weight", 256), ("proportional", "cap", 50),
-    ("credit", "shares", 1000), ("credit", "limit", 20), ("fair", "shares", 10),
-])
+@pytest.mark.parametrize(
+    ("scheduler", "key", "value"),
+    [
+        ("proportional", "weight", 256),
+        ("proportional", "cap", 50),
+        ("credit", "shares", 1000),
+        ("credit", "limit", 20),
+        ("fair", "shares", 10),
+    ],
+)
 def test_a_key_the_scheduler_does_not_use_is_an_error_naming_it(
     plugins: PluginManager, scheduler: str, key: str, value: int
 ) -> None:
@@ -166,12 +186,17 @@ def test_a_key_the_scheduler_does_not_use_is_an_error_naming_it(
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, "bad.toml", plugins)
     message = str(info.value)
-    assert f"vm[0].{key}" in message and scheduler in message, message
+    assert f"vm[0].{key}" in message, message
+    assert scheduler in message, message
 
 
-@pytest.mark.parametrize(("extra", "fragment"), [
-    ({"shares": 0}, "vm[0].shares"), ({"reservation": 60, "limit": 50}, "exceeds limit"),
-])
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"shares": 0}, "vm[0].shares"),
+        ({"reservation": 60, "limit": 50}, "exceeds limit"),
+    ],
+)
 def test_proportional_rejects_bad_values(plugins: PluginManager, extra: dict[str, Any], fragment: str) -> None:
     data = scenario([vm("a", **extra)], name="x", cpus=1, scheduler="proportional")
     with pytest.raises(ScenarioError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
@@ -179,9 +204,7 @@ def test_proportional_rejects_bad_values(plugins: PluginManager, extra: dict[str
 
 
 # -- the water-fill ------------------------------------------------------------------------
-bounds = st.lists(
-    st.tuples(st.floats(0.01, 100), st.floats(0, 4), st.floats(0, 4)), min_size=1, max_size=8
-)
+bounds = st.lists(st.tuples(st.floats(0.01, 100), st.floats(0, 4), st.floats(0, 4)), min_size=1, max_size=8)
 
 
 @given(capacity=st.floats(0.1, 16), rows=bounds)
@@ -191,7 +214,8 @@ def test_water_fill_sums_to_capacity_within_bounds(capacity: float, rows: list[t
     hi = [max(a, b) for _, a, b in rows]
     fill, lam = water_fill(capacity, weights, lo, hi)
     if sum(hi) <= capacity:
-        assert fill == hi and lam == float("inf")
+        assert fill == hi
+        assert lam == float("inf")
         return
     assert sum(fill) == pytest.approx(capacity, rel=1e-9, abs=1e-9)
     if sum(lo) >= capacity:
