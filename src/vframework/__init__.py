@@ -48,6 +48,7 @@ from vframework.api import (
     experiment,
     format_size,
     hookimpl,
+    pyplot,
 )
 from vframework.api.manager import PluginError, PluginManager
 from vframework.guest.kernel import GuestKernel, port_share
@@ -135,6 +136,7 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "port_share",
+    "pyplot",
     "simulate",
     "timeseries_rows",
 ]

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vframework.run.report import plot_timeseries
+from vframework.run import report
 
 __all__ = ["ResultsError", "atomic_folder", "default_results_dir", "summary_json", "timeseries_csv", "write_results"]
 
@@ -86,5 +86,5 @@ def write_results(
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
         if plot:
-            plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
+            report.plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
     return out
