@@ -21,6 +21,7 @@ from vframework.guest.kernel import GuestKernel
 from vframework.machine.cpu import EOI_PORT, Action, GuestCPU, emulate, execute
 from vframework.machine.isa import ARCHITECTURES, IF_FLAG, Block, Op
 from vframework.machine.mmu import ShadowTables, asid, walk_references
+from vframework.machine.translate import TranslationCache
 
 if TYPE_CHECKING:
     from vframework.hv.hypervisor import Hypervisor
@@ -63,6 +64,8 @@ class Monitor:
         self._direct_cost[Op.IN] = self._direct_cost[Op.OUT] = self.costs.port_io
         self._direct_cost[Op.MOV_TO_CR3] = self.costs.tlb_flush
         self._direct_cost[Op.INVLPG] = self.costs.page_walk_level
+        #: Blocks this VM runs often, translated (exactly what the interpreter does, faster).
+        self.translations = TranslationCache()
 
     # -- the mode's context ------------------------------------------------------------
     def hypercall(self, vcpu: Any, ctx: GuestCPU, number: int, arg: int) -> int:
@@ -174,7 +177,12 @@ class Monitor:
         previous, self._vcpu = self._vcpu, vcpu
         try:
             cycles = self.mode.before_block(vcpu, block)
-            direct, extra = execute(vcpu.ctx, block, self._actions[block.kernel], self, self._direct_cost)
+            actions = self._actions[block.kernel]
+            translated = self.translations.lookup(block, actions)
+            if translated is None:
+                direct, extra = execute(vcpu.ctx, block, actions, self, self._direct_cost)
+            else:
+                direct, extra = translated(vcpu.ctx, self, self._direct_cost)
         finally:
             self._vcpu = previous
         self.counters["instructions_direct"] += direct
