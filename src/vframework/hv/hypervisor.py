@@ -36,6 +36,7 @@ from vframework.hv.vm import VCPU, VM, VCPUState
 from vframework.machine.hardware import MAX_VMS, Machine
 from vframework.machine.isa import ARCHITECTURES
 from vframework.machine.mmu import TLB
+from vframework.machine.translate import TranslationCache
 from vframework.sim.engine import URGENT, Engine, Event, event_time
 
 __all__ = ["PCPU", "HostOutOfMemory", "Hypervisor", "NoProgress"]
@@ -138,6 +139,8 @@ class Hypervisor:
         self._started = False
         #: Cycles memory services reported using (see :meth:`_service_loop`).
         self.service_cycles = 0
+        #: Translations of guest blocks, shared by every VM's monitor.
+        self.translations = TranslationCache()
 
     @property
     def running(self) -> list[VCPU | None]:

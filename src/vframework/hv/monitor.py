@@ -21,11 +21,11 @@ from vframework.guest.kernel import GuestKernel
 from vframework.machine.cpu import EOI_PORT, Action, GuestCPU, emulate, execute
 from vframework.machine.isa import ARCHITECTURES, IF_FLAG, Block, Op
 from vframework.machine.mmu import ShadowTables, asid, walk_references
-from vframework.machine.translate import TranslationCache
 
 if TYPE_CHECKING:
     from vframework.hv.hypervisor import Hypervisor
     from vframework.hv.vm import VCPU, VM
+    from vframework.machine.translate import TranslationCache
 
 __all__ = ["Monitor"]
 
@@ -64,8 +64,10 @@ class Monitor:
         self._direct_cost[Op.IN] = self._direct_cost[Op.OUT] = self.costs.port_io
         self._direct_cost[Op.MOV_TO_CR3] = self.costs.tlb_flush
         self._direct_cost[Op.INVLPG] = self.costs.page_walk_level
-        #: Blocks this VM runs often, translated (exactly what the interpreter does, faster).
-        self.translations = TranslationCache()
+        #: Blocks run often, translated (exactly what the interpreter does, faster); the
+        #: host's cache, shared with every VM whose mode classifies instructions alike.
+        self.translations: TranslationCache = hypervisor.translations
+        self._actions = {kernel: self.translations.intern(table) for kernel, table in self._actions.items()}
 
     # -- the mode's context ------------------------------------------------------------
     def hypercall(self, vcpu: Any, ctx: GuestCPU, number: int, arg: int) -> int:

@@ -94,17 +94,24 @@ def translate(block: Block, actions: list[int]) -> Translated:
 
 
 class TranslationCache:
-    """Translations of the blocks one mode runs, made on a block's second execution (a block
-    run once is cheaper to interpret than to translate). Blocks are kept alive by the cache,
-    so their ids stay theirs; the cache holds at most ``capacity`` blocks and starts afresh
-    when full."""
+    """Translations of the blocks a host runs, made on a block's second execution (a block run
+    once is cheaper to interpret than to translate). One cache serves every VM: VMs under the
+    same mode share their action tables (:meth:`intern`) and so their translations. Blocks
+    are kept alive by the cache, so their ids stay theirs; the cache holds at most
+    ``capacity`` blocks and starts afresh when full."""
 
-    __slots__ = ("_seen", "_translated", "capacity")
+    __slots__ = ("_seen", "_tables", "_translated", "capacity")
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
         self._seen: dict[int, Block] = {}
         self._translated: dict[tuple[int, int], tuple[Block, Translated]] = {}
+        self._tables: dict[tuple[int, ...], list[int]] = {}
+
+    def intern(self, actions: list[int]) -> list[int]:
+        """The one action table equal to ``actions`` that this cache keys translations by (do
+        not change it afterwards)."""
+        return self._tables.setdefault(tuple(actions), actions)
 
     def lookup(self, block: Block, actions: list[int]) -> Translated | None:
         """The translation of ``block`` under ``actions``, or None the first time it is seen."""
