@@ -31,6 +31,7 @@ import pluggy
 from vframework.api import hookspecs
 from vframework.api.contract import KINDS, Component
 from vframework.api.experiments import Experiment
+from vframework.errors import PluginError
 
 __all__ = ["EXPERIMENT", "LISTED", "REGISTER_HOOKS", "PluginError", "PluginInfo", "PluginManager", "hookimpl"]
 
@@ -50,10 +51,6 @@ EXPERIMENT = "experiment"
 #: Everything a plugin can register, in the order it is listed (``vframework plugins``).
 LISTED = (*KINDS, EXPERIMENT)
 _BASES = {kind: cls for cls in Component.__subclasses__() for kind in [cls.kind] if kind}
-
-
-class PluginError(RuntimeError):
-    """A plugin failed to load, registered something invalid, or raised in a hook."""
 
 
 @dataclass
