@@ -20,6 +20,8 @@ Rows:
 * ``scale.time_cost`` -- wall seconds per simulated second for twice the simulated duration;
   baseline: the same for the base duration (lower is better: 1 means cost is linear in
   simulated time, below 1 that later simulated seconds cost more than earlier ones).
+* ``scale.fork`` -- simulated seconds per wall second of one VM whose one vCPU forks, exits
+  and waits without end (copy-on-write faults, page-table copies); baseline: real time.
 * ``scale.rss`` -- peak resident memory of the 200-VM run (MiB); baseline: the 4 GiB goal
   (lower is better).
 """
@@ -81,6 +83,23 @@ def scale_scenario(vms: int, duration_ns: int) -> dict[str, Any]:
     }
 
 
+#: Passed as the VM count: one ``fork`` VM (one vCPU, forking and waiting without end) on a
+#: two-CPU, 4 GiB host instead of the big host.
+FORK_VM = 0
+
+
+def fork_scenario(duration_ns: int) -> dict[str, Any]:
+    """One VM running the ``fork`` workload (a fork/exit/wait loop, copy-on-write faults)."""
+    return {
+        "name": "fork",
+        "seed": 7,
+        "duration": f"{duration_ns}ns",
+        "sample_interval": f"{max(duration_ns // 10, 1_000_000)}ns",
+        "host": {"cpus": 2, "memory": "4GiB"},
+        "vm": [{"name": "forker", "vcpus": 1, "memory": "1GiB", "mode": "full", "workload": "fork"}],
+    }
+
+
 def _child(vms: int, duration_ns: int) -> None:
     """In the child process: build, run (timed), print one JSON line."""
     import resource  # noqa: PLC0415  (child side only)
@@ -91,7 +110,8 @@ def _child(vms: int, duration_ns: int) -> None:
     from vframework.run.simulation import Simulation  # noqa: PLC0415
 
     plugins = PluginManager()
-    scenario = parse_scenario(scale_scenario(vms, duration_ns), f"scale-{vms}", plugins)
+    data = fork_scenario(duration_ns) if vms == FORK_VM else scale_scenario(vms, duration_ns)
+    scenario = parse_scenario(data, str(data["name"]), plugins)
     sim = Simulation(scenario, plugins)
     start = time.perf_counter()
     sim.run()
@@ -126,7 +146,7 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
     duration = size or (QUICK_DURATION_NS if quick else DURATION_NS)
     counts = SMOKE_VMS if duration <= SMOKE_SIZE else VMS
     best: dict[tuple[int, int], dict[str, Any]] = {}
-    configs = [(n, duration) for n in counts] + [(counts[0], 2 * duration)]
+    configs = [(n, duration) for n in counts] + [(counts[0], 2 * duration), (FORK_VM, duration)]
     for _ in range(repeat):
         for vms, ns in configs:  # interleaved rounds: a slow spell costs every configuration alike
             got = measure(vms, ns)
@@ -156,6 +176,17 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
             short["seconds"] / (duration / 1e9),
             f"{duration / 1e9:g} s",
             True,
+        )
+    )
+    fork = best[(FORK_VM, duration)]
+    rows.append(
+        row(
+            "scale.fork",
+            "one fork VM, 1 vCPU",
+            duration / 1e9 / fork["seconds"],
+            "sim s/s per busy vCPU",
+            1.0,
+            "real time",
         )
     )
     biggest = best[(counts[-1], duration)]

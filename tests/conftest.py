@@ -100,9 +100,7 @@ class DistFactory:
         info = self.root / f"{module}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
-        (info / "entry_points.txt").write_text(
-            f"[vframework]\n{entry_point or dist} = {module}\n", encoding="utf-8"
-        )
+        (info / "entry_points.txt").write_text(f"[vframework]\n{entry_point or dist} = {module}\n", encoding="utf-8")
         self.modules.append(module)
         import importlib
 

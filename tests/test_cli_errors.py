@@ -157,7 +157,7 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
         [("host.frobnicate", ["unknown key"])],
     ),
     "unknown-top-level-key": (
-        edit('seed = 3', 'seed = 3\nfrobnicate = 3'),
+        edit("seed = 3", "seed = 3\nfrobnicate = 3"),
         [("frobnicate", ["unknown key"])],
     ),
     "duplicate-vm-name": (
@@ -341,7 +341,7 @@ def test_missing_file(cli, tmp_path: Path) -> None:
 
 def test_file_that_is_not_text(cli, tmp_path: Path) -> None:
     path = tmp_path / "binary.toml"
-    path.write_bytes(b"name = \"\xff\xfe\"\n\x00\x81")
+    path.write_bytes(b'name = "\xff\xfe"\n\x00\x81')
     output = cli(["validate", path], code=2)
     assert str(path) in output and "cannot read" in output
 
@@ -403,8 +403,9 @@ def test_bad_set_on_a_file_names_the_file(cli, write_scenario, tmp_path: Path) -
     ],
     ids=["service-given-by-name", "vm-replaced-by-a-number"],
 )
-def test_set_through_a_list_element_that_is_not_a_table(overrides: list[str], cli, write_scenario,
-                                                        tmp_path: Path) -> None:
+def test_set_through_a_list_element_that_is_not_a_table(
+    overrides: list[str], cli, write_scenario, tmp_path: Path
+) -> None:
     path = write_scenario(edit('memory_policy = "static"', 'memory_policy = "static"\nmemory_services = ["x"]'))
     args = [a for o in overrides for a in ("--set", o)]
     out = tmp_path / "out"
@@ -513,8 +514,9 @@ def test_real_process_prints_message_not_traceback(args: list[str], write_scenar
     out = tmp_path / "out"
     if argv[0] == "run":
         argv += ["--out", str(out)]
-    proc = subprocess.run([sys.executable, "-m", "vframework", *argv], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vframework", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.startswith("error:"), proc.stderr

@@ -46,15 +46,14 @@ def failures(output: str) -> dict[tuple[str, str], str]:
     for i, m in enumerate(found):
         end = found[i + 1].start() if i + 1 < len(found) else len(text)
         prop = re.sub(r"\s*\[[\w-]+\]$", "", m.group(2).strip())
-        reports[(m.group(1), prop)] = text[m.end():end]
+        reports[(m.group(1), prop)] = text[m.end() : end]
     return reports
 
 
 def expected_outcomes(plugins: PluginManager) -> int:
     from vframework.testing import properties  # noqa: F401  (registers the properties)
 
-    return sum(1 for t in select_targets(plugins, []) for p in PROPERTIES
-               if p.kind == t.kind and p.applies(t.cls))
+    return sum(1 for t in select_targets(plugins, []) for p in PROPERTIES if p.kind == t.kind and p.applies(t.cls))
 
 
 @pytest.fixture
@@ -160,7 +159,9 @@ def test_kit_catches_a_scheduler_that_breaks_work_conservation() -> None:
 def test_check_command_shows_a_failing_plugin_scheduler(make_dist, cli) -> None:
     """An installed third-party scheduler whose pick() returns the head of its queue without taking
     it off: the second CPU is handed a vCPU that is already running on the first."""
-    make_dist("acme-sched", '''\
+    make_dist(
+        "acme-sched",
+        """\
         from vframework import hookimpl
         from vframework.testing.doubles import FifoScheduler
 
@@ -173,7 +174,8 @@ def test_check_command_shows_a_failing_plugin_scheduler(make_dist, cli) -> None:
         @hookimpl
         def register_schedulers():
             return [DoublePick]
-        ''')
+        """,
+    )
     output = cli(["check", "double-pick", "--profile", "ci"], code=1)
     assert re.search(r"│ double-pick\s+│ scheduler\s+│.*│\s+FAIL\s+│", output), output
     [(key, report)] = [(k, r) for k, r in failures(output).items() if k[0] == "double-pick"]
@@ -195,8 +197,11 @@ def test_kit_shows_trap_and_emulate_breaking_equivalence_on_x86() -> None:
     assert report is not None, "trap-and-emulate passed equivalence on x86"
     assert "guest-visible state differs from bare metal" in report and "interrupt flag" in report
     assert "state = EquivalenceMachine[trap-and-emulate@x86]()" in report and "state.boot()" in report
-    rules = [line.strip() for line in report.splitlines()
-             if line.strip().startswith("state.") and not line.strip().startswith(("state.same_", "state.teardown"))]
+    rules = [
+        line.strip()
+        for line in report.splitlines()
+        if line.strip().startswith("state.") and not line.strip().startswith(("state.same_", "state.teardown"))
+    ]
     assert len(rules) <= 3, f"not a minimal example: {rules}"
 
 
@@ -226,8 +231,13 @@ class BasicOperations(EveryOperation):
     name = "basic-operations"
 
     def operations(self) -> list[Operation]:
-        return [Compute(100), Touch(np.arange(4, dtype=np.int64), True), Sleep(1_000), Syscall(),
-                IO(512, False, "disk")]
+        return [
+            Compute(100),
+            Touch(np.arange(4, dtype=np.int64), True),
+            Sleep(1_000),
+            Syscall(),
+            IO(512, False, "disk"),
+        ]
 
 
 class OutOfBounds(EveryOperation):

@@ -49,20 +49,30 @@ def test_plugin_modules_import_only_the_public_contract(path: Path) -> None:
 def _string_constants(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docstrings = {
-        id(node.body[0].value) for node in ast.walk(tree)
+        id(node.body[0].value)
+        for node in ast.walk(tree)
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
     }
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
 
 
 def test_the_kernel_names_no_registered_plugin() -> None:
     pm = PluginManager()
     names = {name for kind in KINDS for name in pm.components[kind]} - KERNEL_VOCABULARY
     assert {"fair", "credit", "static", "bare-metal", "full"} <= names, "the standard plugins are not installed"
-    hits = [f"{path.relative_to(ROOT)}:{line}: {value!r}"
-            for path in sorted(KERNEL.rglob("*.py")) for line, value in _string_constants(path) if value in names]
+    hits = [
+        f"{path.relative_to(ROOT)}:{line}: {value!r}"
+        for path in sorted(KERNEL.rglob("*.py"))
+        for line, value in _string_constants(path)
+        if value in names
+    ]
     assert not hits, "the kernel names plugins (defaults belong in run/scenarios/defaults.toml):\n" + "\n".join(hits)
 
 

@@ -30,7 +30,11 @@ def run_process(out: Path, *args: str, hash_seed: str = "0") -> None:
     env.pop("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", None)
     proc = subprocess.run(
         [sys.executable, "-m", "vframework", "run", *args, "--out", str(out), "-q", "--no-plot"],
-        capture_output=True, text=True, env=env, cwd=out.parent, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=out.parent,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -119,10 +123,8 @@ def test_same_seed_same_bytes_in_one_process(mode: str, cli, write_scenario, tmp
 
 def test_seed_changes_random_workloads(cli, write_scenario, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    cli(["run", write_scenario(RANDOM_MIX.format(seed=5, mode="bare-metal"), "a.toml"), "--out", a, "-q",
-         "--no-plot"])
-    cli(["run", write_scenario(RANDOM_MIX.format(seed=6, mode="bare-metal"), "b.toml"), "--out", b, "-q",
-         "--no-plot"])
+    cli(["run", write_scenario(RANDOM_MIX.format(seed=5, mode="bare-metal"), "a.toml"), "--out", a, "-q", "--no-plot"])
+    cli(["run", write_scenario(RANDOM_MIX.format(seed=6, mode="bare-metal"), "b.toml"), "--out", b, "-q", "--no-plot"])
     for vm in ("random", "zipf"):
         assert _rows(a, vm) != _rows(b, vm), f"VM {vm!r} ran the same with seeds 5 and 6"
 

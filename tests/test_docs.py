@@ -46,8 +46,9 @@ def test_every_hook_parameter_and_return_value_is_documented() -> None:
             if not re.search(rf"^:param {param}:\s*\S", doc, re.M):
                 problems.append(f"{name}: no ':param {param}:'")
         documented = set(re.findall(r"^:param (\w+):", doc, re.M))
-        problems += [f"{name}: ':param {p}:' is not a parameter" for p in documented - set(
-            inspect.signature(spec).parameters)]
+        problems += [
+            f"{name}: ':param {p}:' is not a parameter" for p in documented - set(inspect.signature(spec).parameters)
+        ]
         if not re.search(r"^:return:\s*\S", doc, re.M):
             problems.append(f"{name}: no ':return:'")
     assert not problems, "\n".join(problems)
@@ -80,7 +81,10 @@ def _write(files: dict[str, str], root: Path) -> None:
 def test_tutorial_shows_the_whole_plugin() -> None:
     assert set(_tutorial_files()) == {"lottery/pyproject.toml", "lottery/vf_lottery.py"}
     assert set(_tutorial_files("workload")) == {
-        "webserver/pyproject.toml", "webserver/vf_webserver.py", "webserver/demo.toml"}
+        "webserver/pyproject.toml",
+        "webserver/vf_webserver.py",
+        "webserver/demo.toml",
+    }
 
 
 CLI = [sys.executable, "-c", "from vframework.cli import main; main()"]
@@ -113,8 +117,9 @@ def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
 def test_workload_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
     with installed_tutorial("workload", "webserver", "vf-webserver", "workload", "webserver", tmp_path) as folder:
         out = tmp_path / "results"
-        ran = subprocess.run([*CLI, "run", str(folder / "demo.toml"), "--out", str(out)],
-                             capture_output=True, text=True)
+        ran = subprocess.run(
+            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True
+        )
         assert ran.returncode == 0, ran.stdout + ran.stderr
         vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
         assert set(vms) == {"web-hvm", "web-pv", "hog"}

@@ -306,8 +306,7 @@ def test_a_process_interrupting_another_at_its_own_wake_up() -> None:
 
     engine.process(attacker())
     engine.run()
-    assert log == [("interrupted", 10, "now"), ("attacker slept", 13), ("attacker slept", 14),
-                   ("victim slept", 15)]
+    assert log == [("interrupted", 10, "now"), ("attacker slept", 13), ("attacker slept", 14), ("victim slept", 15)]
     assert engine.events_fired == 2 + 3 + 2  # two starts, the attacker's sleeps, throw + sleep
 
 

@@ -72,7 +72,9 @@ def test_third_party_experiment_is_listed_run_and_written(make_dist, cli, tmp_pa
 
 
 def test_two_distributions_registering_one_experiment_name(make_dist, cli) -> None:
-    make_dist("acme-mmu", '''\
+    make_dist(
+        "acme-mmu",
+        """\
         from vframework import ExperimentResult, experiment, hookimpl
 
         @experiment("mmu", "another mmu")
@@ -82,14 +84,17 @@ def test_two_distributions_registering_one_experiment_name(make_dist, cli) -> No
         @hookimpl
         def register_experiments():
             return [mmu]
-        ''')
+        """,
+    )
     output = " ".join(cli(["plugins"], code=2).split())
     assert "experiment 'mmu'" in output
     assert "acme-mmu" in output and "vframework-experiments" in output
 
 
 def test_register_experiments_returning_something_else(make_dist, cli) -> None:
-    make_dist("acme-muddled", '''\
+    make_dist(
+        "acme-muddled",
+        """\
         from vframework import hookimpl
 
         def not_an_experiment(plugins, quick):
@@ -98,13 +103,16 @@ def test_register_experiments_returning_something_else(make_dist, cli) -> None:
         @hookimpl
         def register_experiments():
             return [not_an_experiment]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
     assert "acme-muddled" in output and "register_experiments" in output and "Experiment" in output
 
 
 def test_experiment_that_raises_writes_nothing(make_dist, cli, tmp_path: Path) -> None:
-    make_dist("acme-crashy", '''\
+    make_dist(
+        "acme-crashy",
+        """\
         from vframework import experiment, hookimpl
 
         @experiment("acme-crash", "always fails")
@@ -114,7 +122,8 @@ def test_experiment_that_raises_writes_nothing(make_dist, cli, tmp_path: Path) -
         @hookimpl
         def register_experiments():
             return [crash]
-        ''')
+        """,
+    )
     out = tmp_path / "results" / "crash"
     output = cli(["experiment", "acme-crash", "--out", out], code=1)
     assert "acme-crashy" in output and "no figures today" in output and "no results were written" in output
@@ -122,8 +131,10 @@ def test_experiment_that_raises_writes_nothing(make_dist, cli, tmp_path: Path) -
 
 
 def test_experiment_needing_a_missing_component(make_dist, cli, tmp_path: Path) -> None:
-    make_dist("acme-needy", _docs_example().replace('"workload": "idle"', '"workload": "acme-absent"')
-              .replace("acme-idle", "acme-needy"))
+    make_dist(
+        "acme-needy",
+        _docs_example().replace('"workload": "idle"', '"workload": "acme-absent"').replace("acme-idle", "acme-needy"),
+    )
     output = cli(["experiment", "acme-needy", "--out", tmp_path / "out"], code=2)
     assert "not installed" in output and "acme-absent" in output
     assert not (tmp_path / "out").exists()
@@ -148,8 +159,11 @@ def test_duplicate_experiment_in_one_manager_is_refused_and_rolled_back() -> Non
 
     pm = PluginManager(autoload=False)
     pm.register(First(), "acme-first")
-    with pytest.raises(PluginError, match="plugin 'acme-second' registers the experiment 'acme-twice', "
-                                          "which plugin 'acme-first' already registered"):
+    with pytest.raises(
+        PluginError,
+        match="plugin 'acme-second' registers the experiment 'acme-twice', "
+        "which plugin 'acme-first' already registered",
+    ):
         pm.register(Second(), "acme-second")
     assert set(pm.plugins) == {"acme-first"} and pm.provider("experiment", "acme-twice") == "acme-first"
     with pytest.raises(KeyError, match="unknown experiment 'x'; installed: acme-twice"):

@@ -23,9 +23,9 @@ def test_every_case_is_recorded() -> None:
     assert sorted(RECORDED) == sorted(CASES)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.full_experiments) if n.startswith("experiment/") else n for n in CASES
-])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.full_experiments) if n.startswith("experiment/") else n for n in CASES]
+)
 def test_results_are_byte_identical(name: str, tmp_path: Path) -> None:
     got = hashes.run_case(CASES[name], tmp_path / "out")
     want = RECORDED[name]

@@ -82,8 +82,14 @@ def _venv_python(venv: Path) -> Path:
 
 
 def _run(argv: list[Any], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", "PIP_NO_INPUT": "1",
-           "MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1"}
+    env = {
+        **os.environ,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_INPUT": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONNOUSERSITE": "1",
+    }
     env.pop("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", None)
     env.pop("PIP_REQUIRE_VIRTUALENV", None)
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env, timeout=300, **kwargs)
@@ -110,7 +116,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: A minimal PEP 517 backend, used only when setuptools here cannot build wheels (setuptools < 70.1
 #: without the ``wheel`` package): it reads the same ``[project]`` table and writes a plain wheel.
-FALLBACK_BACKEND = r'''
+FALLBACK_BACKEND = r"""
 import base64, hashlib, pathlib, tomllib, zipfile
 
 
@@ -143,15 +149,17 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for path, data in files.items():
             wheel.writestr(path, data)
     return wheel_name
-'''
+"""
 
 
 def _setuptools_builds_wheels() -> bool:
     import importlib.util
 
     try:
-        return (importlib.util.find_spec("wheel") is not None
-                or importlib.util.find_spec("setuptools.command.bdist_wheel") is not None)
+        return (
+            importlib.util.find_spec("wheel") is not None
+            or importlib.util.find_spec("setuptools.command.bdist_wheel") is not None
+        )
     except ImportError:  # pragma: no cover - no setuptools at all
         return False
 
@@ -160,21 +168,23 @@ def write_plugin_project(project: Path) -> None:
     """acme-vframework-plugin: a pyproject.toml with a ``vframework`` entry point and one module."""
     project.mkdir()
     if _setuptools_builds_wheels():
-        build = '''\
+        build = """\
             [build-system]
             requires = ["setuptools>=61"]
             build-backend = "setuptools.build_meta"
-            '''
+            """
     else:
         (project / "_backend").mkdir()
         (project / "_backend" / "acme_test_backend.py").write_text(FALLBACK_BACKEND, encoding="utf-8")
-        build = '''\
+        build = """\
             [build-system]
             requires = []
             build-backend = "acme_test_backend"
             backend-path = ["_backend"]
-            '''
-    (project / "pyproject.toml").write_text(textwrap.dedent(build) + textwrap.dedent("""\
+            """
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(build)
+        + textwrap.dedent("""\
 
         [project]
         name = "acme-vframework-plugin"
@@ -187,7 +197,9 @@ def write_plugin_project(project: Path) -> None:
 
         [tool.setuptools]
         py-modules = ["acme_vframework_plugin"]
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     (project / "acme_vframework_plugin.py").write_text(PULSE, encoding="utf-8")
 
 
@@ -196,8 +208,7 @@ def test_installed_plugin_distribution_is_found_and_usable(isolated_env: Path, t
     write_plugin_project(project)
     python = _venv_python(isolated_env)
 
-    proc = _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", project],
-                cwd=tmp_path)
+    proc = _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", project], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     proc = _run([python, "-m", "vframework", "plugins", "--json"], cwd=tmp_path)
@@ -253,8 +264,17 @@ def test_plugins_table(cli) -> None:
     output = cli(["plugins"])
     for dist in STANDARD:
         assert dist in output
-    for word in ("distribution", "version", "kind", "components", "fair", "static", "bare-metal",
-                 "experiment", "cpu-shares"):
+    for word in (
+        "distribution",
+        "version",
+        "kind",
+        "components",
+        "fair",
+        "static",
+        "bare-metal",
+        "experiment",
+        "cpu-shares",
+    ):
         assert word in output
 
 
@@ -286,8 +306,7 @@ def test_summary_lists_plugins_with_versions(cli, tmp_path: Path) -> None:
 
 def test_plugin_that_raises_on_import(make_dist, cli, tmp_path: Path) -> None:
     make_dist("acme-broken", "raise RuntimeError('the acme plugin cannot start')\n")
-    for args in (["plugins", "--json"], ["run", "--out", tmp_path / "out", "-q", "--no-plot"],
-                 ["check", "kernel"]):
+    for args in (["plugins", "--json"], ["run", "--out", tmp_path / "out", "-q", "--no-plot"], ["check", "kernel"]):
         output = cli(args, code=2)
         assert "acme-broken" in output
         assert "failed to import" in output and "the acme plugin cannot start" in output
@@ -301,7 +320,7 @@ def test_plugin_with_a_missing_dependency(make_dist, cli) -> None:
 
 
 def test_two_plugins_registering_the_same_name(make_dist, cli) -> None:
-    source = '''\
+    source = """\
         from vframework import Compute, Workload, hookimpl
 
         class Twin(Workload):
@@ -313,7 +332,7 @@ def test_two_plugins_registering_the_same_name(make_dist, cli) -> None:
         @hookimpl
         def register_workloads():
             return [Twin]
-        '''
+        """
     make_dist("acme-first", source)
     make_dist("acme-second", source)
     output = cli(["plugins", "--json"], code=2)
@@ -321,7 +340,9 @@ def test_two_plugins_registering_the_same_name(make_dist, cli) -> None:
 
 
 def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
-    make_dist("acme-fair", '''\
+    make_dist(
+        "acme-fair",
+        """\
         from vframework import hookimpl
         from vframework_schedulers import FairScheduler
 
@@ -331,7 +352,8 @@ def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
         @hookimpl
         def register_schedulers():
             return [AnotherFair]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
     assert "acme-fair" in output and "vframework-schedulers" in output and "'fair'" in output
 
@@ -342,7 +364,9 @@ def test_plugin_registering_a_standard_name(make_dist, cli) -> None:
     ids=["object-class", "a-string", "wrong-kind", "an-int"],
 )
 def test_hook_returning_a_non_component(returned: str, make_dist, cli) -> None:
-    make_dist("acme-confused", f'''\
+    make_dist(
+        "acme-confused",
+        f"""\
         from vframework import Scheduler, hookimpl
 
         class Sneaky(Scheduler):
@@ -351,14 +375,17 @@ def test_hook_returning_a_non_component(returned: str, make_dist, cli) -> None:
         @hookimpl
         def register_workloads():
             return {returned}
-        ''')
+        """,
+    )
     output = cli(["plugins", "--json"], code=2)
     assert "acme-confused" in output and "register_workloads" in output
     assert "Workload" in output
 
 
 def test_component_without_a_name(make_dist, cli) -> None:
-    make_dist("acme-anonymous", '''\
+    make_dist(
+        "acme-anonymous",
+        """\
         from vframework import Workload, hookimpl
 
         class Nameless(Workload):
@@ -367,13 +394,16 @@ def test_component_without_a_name(make_dist, cli) -> None:
         @hookimpl
         def register_workloads():
             return [Nameless]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
     assert "acme-anonymous" in output and "Nameless" in output and "name" in output
 
 
 def test_abstract_component_is_refused_at_registration(make_dist, cli) -> None:
-    make_dist("acme-lottery", '''\
+    make_dist(
+        "acme-lottery",
+        """\
         from vframework import Scheduler, hookimpl
 
         class Lottery(Scheduler):
@@ -394,10 +424,13 @@ def test_abstract_component_is_refused_at_registration(make_dist, cli) -> None:
         @hookimpl
         def register_schedulers():
             return [Lottery]
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
-    assert ("plugin 'acme-lottery': scheduler class Lottery does not implement pick, charge "
-            "(abstract methods of vframework.Scheduler)") in " ".join(output.split())
+    assert (
+        "plugin 'acme-lottery': scheduler class Lottery does not implement pick, charge "
+        "(abstract methods of vframework.Scheduler)"
+    ) in " ".join(output.split())
 
 
 def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
@@ -422,8 +455,11 @@ def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
             return [Incomplete]
 
     pm = PluginManager(autoload=False)
-    with pytest.raises(PluginError, match=r"plugin 'acme-abc': workload class .*Incomplete does not implement "
-                                          r"pace \(abstract methods of vframework.Workload\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'acme-abc': workload class .*Incomplete does not implement "
+        r"pace \(abstract methods of vframework.Workload\)",
+    ):
         pm.register(Plugin(), "acme-abc")
     assert pm.plugins == {} and pm.components["workload"] == {}
 
@@ -443,26 +479,32 @@ def test_abstract_method_of_an_intermediate_abc_is_refused() -> None:
 
 
 def test_registration_hook_that_raises(make_dist, cli) -> None:
-    make_dist("acme-grumpy", '''\
+    make_dist(
+        "acme-grumpy",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def register_modes():
             raise LookupError("no modes today")
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
     assert "acme-grumpy" in output and "register_modes" in output and "no modes today" in output
 
 
 def test_hook_implementation_with_unknown_name(make_dist, cli) -> None:
     """pluggy refuses a hookimpl that matches no hookspec; the message names the plugin."""
-    make_dist("acme-typo", '''\
+    make_dist(
+        "acme-typo",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def register_workload():  # singular: not a hook
             return []
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
     assert "acme-typo" in output and "register_workload" in output
 
@@ -482,7 +524,7 @@ def test_in_process_plugin_component_runs(make_dist, cli, write_scenario, tmp_pa
 
 # -- lifecycle hooks --------------------------------------------------------------------------
 
-OBSERVER = '''\
+OBSERVER = """\
 from vframework import hookimpl
 
 CALLS = []
@@ -511,7 +553,7 @@ def vm_destroyed(simulation, vm):
 @hookimpl
 def simulation_finished(simulation, summary):
     CALLS.append(("simulation_finished", summary["sim_time_ns"], simulation.engine.now))
-'''
+"""
 
 
 def test_lifecycle_hooks_are_called_in_order(make_dist, cli, write_scenario, tmp_path: Path) -> None:
@@ -533,8 +575,9 @@ def test_lifecycle_hooks_are_called_in_order(make_dist, cli, write_scenario, tmp
 
 def test_vm_destroyed_when_its_last_vcpu_halts(make_dist, cli, write_scenario, tmp_path: Path) -> None:
     module = make_dist("acme-observer", OBSERVER)
-    text = SCENARIO.format(workload="cpu").replace('workload = "cpu"\n\n[[vm]]', 'workload = { name = "cpu", '
-                                                   'burst = "5ms", total = "5ms" }\n\n[[vm]]', 1)
+    text = SCENARIO.format(workload="cpu").replace(
+        'workload = "cpu"\n\n[[vm]]', 'workload = { name = "cpu", burst = "5ms", total = "5ms" }\n\n[[vm]]', 1
+    )
     cli(["run", write_scenario(text), "--out", tmp_path / "out", "-q", "--no-plot"])
     destroyed = {name: t for hook, name, t in sys.modules[module].CALLS if hook == "vm_destroyed"}
     assert set(destroyed) == {"guest", "neighbour"}
@@ -556,14 +599,17 @@ def test_observers_do_not_change_results(make_dist, cli, write_scenario, tmp_pat
 def test_observer_cannot_alter_written_summary(make_dist, cli, write_scenario, tmp_path: Path) -> None:
     path = write_scenario(SCENARIO.format(workload="cpu"))
     cli(["run", path, "--out", tmp_path / "plain", "-q", "--no-plot"])
-    make_dist("acme-meddler", '''\
+    make_dist(
+        "acme-meddler",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def simulation_finished(simulation, summary):
             summary["vms"]["guest"]["cpu_run_ns"] = -1
             summary["scenario"] = "tampered"
-        ''')
+        """,
+    )
     cli(["run", path, "--out", tmp_path / "meddled", "-q", "--no-plot"])
     meddled = summary_of(tmp_path / "meddled")
     assert meddled["scenario"] == "plugged"
@@ -572,14 +618,14 @@ def test_observer_cannot_alter_written_summary(make_dist, cli, write_scenario, t
 
 def test_lifecycle_hooks_run_in_registration_order(make_dist, cli, write_scenario, tmp_path: Path) -> None:
     """PluginManager.call: 'Call a lifecycle hook on every plugin, in registration order'."""
-    source = '''\
+    source = """\
         import builtins
         from vframework import hookimpl
 
         @hookimpl
         def simulation_configured(scenario):
             builtins.VFRAMEWORK_TEST_ORDER.append(__name__)
-        '''
+        """
     first = make_dist("acme-a-first", source)
     second = make_dist("acme-b-second", source)
     import builtins
@@ -605,18 +651,19 @@ LIFECYCLE_HOOKS = {
 
 
 @pytest.mark.parametrize("hook", sorted(LIFECYCLE_HOOKS))
-def test_lifecycle_hook_that_raises_stops_the_run(hook: str, make_dist, cli, write_scenario,
-                                                  tmp_path: Path) -> None:
-    make_dist("acme-faulty", f'''\
+def test_lifecycle_hook_that_raises_stops_the_run(hook: str, make_dist, cli, write_scenario, tmp_path: Path) -> None:
+    make_dist(
+        "acme-faulty",
+        f"""\
         from vframework import hookimpl
 
         @hookimpl
         def {hook}({LIFECYCLE_HOOKS[hook]}):
             raise ValueError("observer exploded")
-        ''')
+        """,
+    )
     out = tmp_path / "results" / "run"
-    output = cli(["run", write_scenario(SCENARIO.format(workload="cpu")), "--out", out, "-q", "--no-plot"],
-                 code=1)
+    output = cli(["run", write_scenario(SCENARIO.format(workload="cpu")), "--out", out, "-q", "--no-plot"], code=1)
     assert "acme-faulty" in output and hook in output and "observer exploded" in output
     assert "no results were written" in output
     assert not out.exists()
@@ -624,16 +671,18 @@ def test_lifecycle_hook_that_raises_stops_the_run(hook: str, make_dist, cli, wri
 
 
 def test_error_message_with_brackets_is_printed_verbatim(make_dist, cli, write_scenario, tmp_path: Path) -> None:
-    make_dist("acme-brackets", '''\
+    make_dist(
+        "acme-brackets",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def simulation_started(simulation):
             raise OSError("cannot open [/var/lib/acme] or [bold]")
-        ''')
+        """,
+    )
     out = tmp_path / "out"
-    output = cli(["run", write_scenario(SCENARIO.format(workload="cpu")), "--out", out, "-q", "--no-plot"],
-                 code=1)
+    output = cli(["run", write_scenario(SCENARIO.format(workload="cpu")), "--out", out, "-q", "--no-plot"], code=1)
     assert "cannot open [/var/lib/acme] or [bold]" in output
     assert not out.exists()
 
@@ -641,10 +690,12 @@ def test_error_message_with_brackets_is_printed_verbatim(make_dist, cli, write_s
 def _order_plugin(tag: str, **options: bool) -> str:
     marker = f"hookimpl({', '.join(f'{k}=True' for k in options)})" if options else "hookimpl"
     if options.get("wrapper"):
-        body = (f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-before')\n"
-                f"    result = yield\n"
-                f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-after')\n"
-                f"    return result\n")
+        body = (
+            f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-before')\n"
+            f"    result = yield\n"
+            f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}-after')\n"
+            f"    return result\n"
+        )
     else:
         body = f"    builtins.VFRAMEWORK_TEST_ORDER.append('{tag}')\n    return '{tag}'\n"
     header = "import builtins\nfrom vframework import hookimpl\n\n\n"
@@ -665,7 +716,13 @@ def test_lifecycle_hooks_keep_pluggy_options(make_dist) -> None:
     try:
         results = PluginManager().call("simulation_configured", scenario=None)
         assert builtins.VFRAMEWORK_TEST_ORDER == [  # type: ignore[attr-defined]
-            "5-wrapper-before", "3-first", "1-plain", "4-plain", "2-last", "5-wrapper-after"]
+            "5-wrapper-before",
+            "3-first",
+            "1-plain",
+            "4-plain",
+            "2-last",
+            "5-wrapper-after",
+        ]
         assert results == ["3-first", "1-plain", "4-plain", "2-last"]
     finally:
         del builtins.VFRAMEWORK_TEST_ORDER  # type: ignore[attr-defined]
@@ -678,7 +735,9 @@ def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
 
     make_dist("acme-a-calm", _order_plugin("calm"))
     make_dist("acme-b-wrapper", _order_plugin("wrapper", wrapper=True))
-    make_dist("acme-c-angry", '''\
+    make_dist(
+        "acme-c-angry",
+        """\
         from vframework import hookimpl
 
 
@@ -689,7 +748,8 @@ def test_lifecycle_error_names_the_plugin_that_raised(make_dist) -> None:
         @hookimpl
         def simulation_configured(scenario):
             _helper()
-        ''')
+        """,
+    )
     import builtins
 
     builtins.VFRAMEWORK_TEST_ORDER = []  # type: ignore[attr-defined]
@@ -726,12 +786,15 @@ def test_a_hook_shared_by_two_plugin_objects_names_the_right_one() -> None:
 
 def test_hook_implementation_with_unknown_argument(make_dist, cli) -> None:
     """pluggy refuses an argument the hookspec does not have; the message names the plugin."""
-    make_dist("acme-wrong-args", '''\
+    make_dist(
+        "acme-wrong-args",
+        """\
         from vframework import hookimpl
 
         @hookimpl
         def vm_created(simulation, machine):
             pass
-        ''')
+        """,
+    )
     output = cli(["plugins"], code=2)
     assert "acme-wrong-args" in output and "vm_created" in output and "machine" in output

@@ -59,8 +59,10 @@ def test_default_scenario_source_names_it(plugins: PluginManager) -> None:
 
 
 def test_default_scenario_with_overrides(plugins: PluginManager) -> None:
-    spec = load_default_scenario(plugins, ["host.cpus=4", "vm[0].memory=2GiB", "duration=750ms",
-                                           'host.scheduler={ name = "fair", tslice = "5ms" }'])
+    spec = load_default_scenario(
+        plugins,
+        ["host.cpus=4", "vm[0].memory=2GiB", "duration=750ms", 'host.scheduler={ name = "fair", tslice = "5ms" }'],
+    )
     assert spec.config.host.cpus == 4
     assert spec.vms[0].config.memory == 2 * GiB
     assert spec.config.duration == 750_000_000

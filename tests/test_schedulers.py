@@ -25,11 +25,16 @@ def vm(name: str, workload: Any = "cpu", vcpus: int = 1, **extra: Any) -> dict[s
     return {"name": name, "vcpus": vcpus, "memory": "64MiB", "mode": "bare-metal", "workload": workload, **extra}
 
 
-def run(plugins: PluginManager, scheduler: Any, vms: list[dict[str, Any]], duration: str = "2s",
-        cpus: int = 1) -> dict[str, dict[str, int]]:
-    data = {"name": "sched", "seed": 3, "duration": duration,
-            "host": {"cpus": cpus, "memory": "1GiB", "scheduler": scheduler, "memory_policy": "static"},
-            "vm": vms}
+def run(
+    plugins: PluginManager, scheduler: Any, vms: list[dict[str, Any]], duration: str = "2s", cpus: int = 1
+) -> dict[str, dict[str, int]]:
+    data = {
+        "name": "sched",
+        "seed": 3,
+        "duration": duration,
+        "host": {"cpus": cpus, "memory": "1GiB", "scheduler": scheduler, "memory_policy": "static"},
+        "vm": vms,
+    }
     sim = Simulation(parse_scenario(data, "test.toml", plugins), plugins)
     sim.run()
     out = {v.name: dict(v.counters) for v in sim.vms}
@@ -74,8 +79,9 @@ def test_proportional_reservation_beats_shares(plugins: PluginManager) -> None:
 
 def test_proportional_spare_vcpu_capacity_goes_to_others(plugins: PluginManager) -> None:
     # 2 CPUs: a 1-vCPU VM with nearly all the shares can use only one CPU; the rest is not lost.
-    got = fractions(run(plugins, "proportional", [vm("one", shares=100_000), vm("two", vcpus=2, shares=1)], cpus=2),
-                    cpus=2)
+    got = fractions(
+        run(plugins, "proportional", [vm("one", shares=100_000), vm("two", vcpus=2, shares=1)], cpus=2), cpus=2
+    )
     assert got["one"] == pytest.approx(0.5, abs=0.01), got
     assert got["two"] == pytest.approx(0.5, abs=0.01), got
 
@@ -119,24 +125,33 @@ def test_credit_upper_bound_discards_credit(plugins: PluginManager) -> None:
 
 
 # -- scenario keys -------------------------------------------------------------------------
-@pytest.mark.parametrize(("scheduler", "key", "value"), [
-    ("proportional", "weight", 256), ("proportional", "cap", 50),
-    ("credit", "shares", 1000), ("credit", "limit", 20), ("fair", "shares", 10),
-])
+@pytest.mark.parametrize(
+    ("scheduler", "key", "value"),
+    [
+        ("proportional", "weight", 256),
+        ("proportional", "cap", 50),
+        ("credit", "shares", 1000),
+        ("credit", "limit", 20),
+        ("fair", "shares", 10),
+    ],
+)
 def test_a_key_the_scheduler_does_not_use_is_an_error_naming_it(
     plugins: PluginManager, scheduler: str, key: str, value: int
 ) -> None:
-    data = {"name": "x", "host": {"cpus": 1, "memory": "1GiB", "scheduler": scheduler},
-            "vm": [vm("a", **{key: value})]}
+    data = {"name": "x", "host": {"cpus": 1, "memory": "1GiB", "scheduler": scheduler}, "vm": [vm("a", **{key: value})]}
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, "bad.toml", plugins)
     message = str(info.value)
     assert f"vm[0].{key}" in message and scheduler in message, message
 
 
-@pytest.mark.parametrize(("extra", "fragment"), [
-    ({"shares": 0}, "vm[0].shares"), ({"reservation": 60, "limit": 50}, "exceeds limit"),
-])
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"shares": 0}, "vm[0].shares"),
+        ({"reservation": 60, "limit": 50}, "exceeds limit"),
+    ],
+)
 def test_proportional_rejects_bad_values(plugins: PluginManager, extra: dict[str, Any], fragment: str) -> None:
     data = {"name": "x", "host": {"cpus": 1, "memory": "1GiB", "scheduler": "proportional"}, "vm": [vm("a", **extra)]}
     with pytest.raises(ScenarioError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
@@ -144,9 +159,7 @@ def test_proportional_rejects_bad_values(plugins: PluginManager, extra: dict[str
 
 
 # -- the water-fill ------------------------------------------------------------------------
-bounds = st.lists(
-    st.tuples(st.floats(0.01, 100), st.floats(0, 4), st.floats(0, 4)), min_size=1, max_size=8
-)
+bounds = st.lists(st.tuples(st.floats(0.01, 100), st.floats(0, 4), st.floats(0, 4)), min_size=1, max_size=8)
 
 
 @given(capacity=st.floats(0.1, 16), rows=bounds)

@@ -44,31 +44,72 @@ def simulate(data: dict[str, Any], plugins: PluginManager, check_every_step: boo
 
 
 def scenario(vms: list[dict[str, Any]], duration: str = "200ms", **host: Any) -> dict[str, Any]:
-    return {"name": "t", "seed": 4, "duration": duration, "sample_interval": "20ms",
-            "host": {"cpus": 2, "memory": "2GiB", **host}, "vm": vms}
+    return {
+        "name": "t",
+        "seed": 4,
+        "duration": duration,
+        "sample_interval": "20ms",
+        "host": {"cpus": 2, "memory": "2GiB", **host},
+        "vm": vms,
+    }
 
 
 MIXES = {
-    "one-cpu": scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"},
-                         {"name": "b", "memory": "64MiB", "workload": "io"},
-                         {"name": "c", "memory": "64MiB", "workload": "idle"}], cpus=1),
+    "one-cpu": scenario(
+        [
+            {"name": "a", "memory": "64MiB", "workload": "cpu"},
+            {"name": "b", "memory": "64MiB", "workload": "io"},
+            {"name": "c", "memory": "64MiB", "workload": "idle"},
+        ],
+        cpus=1,
+    ),
     "three-cpus-irq-on-cpu0": scenario(
-        [{"name": "io1", "memory": "64MiB", "workload": {"name": "io", "compute": "20us"}},
-         {"name": "io2", "vcpus": 2, "memory": "64MiB", "workload": "io"},
-         {"name": "mem", "vcpus": 2, "memory": "128MiB",
-          "workload": {"name": "memory", "working_set": "16MiB", "batch": 512}},
-         {"name": "cpu", "memory": "64MiB", "workload": {"name": "cpu", "burst": "3ms", "think": "1ms"}}],
-        cpus=3, irq_affinity="cpu0"),
+        [
+            {"name": "io1", "memory": "64MiB", "workload": {"name": "io", "compute": "20us"}},
+            {"name": "io2", "vcpus": 2, "memory": "64MiB", "workload": "io"},
+            {
+                "name": "mem",
+                "vcpus": 2,
+                "memory": "128MiB",
+                "workload": {"name": "memory", "working_set": "16MiB", "batch": 512},
+            },
+            {"name": "cpu", "memory": "64MiB", "workload": {"name": "cpu", "burst": "3ms", "think": "1ms"}},
+        ],
+        cpus=3,
+        irq_affinity="cpu0",
+    ),
     "modes": scenario(
-        [{"name": m, "memory": "64MiB", "mode": m, "workload": w}
-         for m, w in [("bare-metal", "io"), ("full", "io"), ("paravirtual", "io"), ("hardware-assisted", "cpu"),
-                      ("trap-and-emulate", {"name": "memory", "working_set": "8MiB", "batch": 256})]]),
-    "hosted": scenario([{"name": "a", "memory": "64MiB", "mode": "full", "workload": "io"},
-                        {"name": "b", "memory": "64MiB", "mode": "full", "workload": "cpu"}],
-                       hypervisor_type="hosted", host_os_load=0.2),
-    "lmbench": scenario([{"name": "a", "memory": "64MiB", "mode": "full",
-                          "workload": {"name": "lmbench", "test": "context_switch", "iterations": 20000}},
-                         {"name": "b", "memory": "64MiB", "workload": "idle"}], duration="50ms"),
+        [
+            {"name": m, "memory": "64MiB", "mode": m, "workload": w}
+            for m, w in [
+                ("bare-metal", "io"),
+                ("full", "io"),
+                ("paravirtual", "io"),
+                ("hardware-assisted", "cpu"),
+                ("trap-and-emulate", {"name": "memory", "working_set": "8MiB", "batch": 256}),
+            ]
+        ]
+    ),
+    "hosted": scenario(
+        [
+            {"name": "a", "memory": "64MiB", "mode": "full", "workload": "io"},
+            {"name": "b", "memory": "64MiB", "mode": "full", "workload": "cpu"},
+        ],
+        hypervisor_type="hosted",
+        host_os_load=0.2,
+    ),
+    "lmbench": scenario(
+        [
+            {
+                "name": "a",
+                "memory": "64MiB",
+                "mode": "full",
+                "workload": {"name": "lmbench", "test": "context_switch", "iterations": 20000},
+            },
+            {"name": "b", "memory": "64MiB", "workload": "idle"},
+        ],
+        duration="50ms",
+    ),
 }
 
 
@@ -99,8 +140,10 @@ def check_frames(sim: Simulation, summary: dict[str, Any]) -> None:
     counts = memory.counts()
     assert set(counts) == set(STATE_NAMES) and sum(counts.values()) == memory.frames
     host = summary["host"]
-    assert host["free_frames"] + host["private_frames"] + host["shared_frames"] + host["hypervisor_frames"] \
+    assert (
+        host["free_frames"] + host["private_frames"] + host["shared_frames"] + host["hypervisor_frames"]
         == memory.frames
+    )
     assert host["hypervisor_frames"] == -(-sim.scenario.config.host.hypervisor_memory // PAGE_SIZE)
     backed_total = 0
     for vm in sim.vms:
@@ -122,8 +165,11 @@ def test_frames_are_conserved(mix: str, plugins: PluginManager) -> None:
 def test_ready_time_is_runnable_time_not_running(plugins: PluginManager) -> None:
     """Two always-runnable VMs on one CPU: each is running or ready the whole time, except while the
     CPU switches to it (hypervisor time)."""
-    data = scenario([{"name": "a", "memory": "64MiB", "workload": "cpu"},
-                     {"name": "b", "memory": "64MiB", "workload": "cpu"}], duration="300ms", cpus=1)
+    data = scenario(
+        [{"name": "a", "memory": "64MiB", "workload": "cpu"}, {"name": "b", "memory": "64MiB", "workload": "cpu"}],
+        duration="300ms",
+        cpus=1,
+    )
     sim, summary = simulate(data, plugins)
     duration = summary["sim_time_ns"]
     switches = summary["host"]["hypervisor_ns"]
@@ -139,9 +185,15 @@ def test_ready_time_is_runnable_time_not_running(plugins: PluginManager) -> None
 def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, plugins: PluginManager) -> None:
     """Fair share is per VM, whatever its vCPU count: on one CPU two busy VMs get the same CPU time
     within one time slice."""
-    data = scenario([{"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
-                     {"name": "b", "memory": "64MiB", "workload": "cpu"}],
-                    duration="1s", cpus=1, scheduler={"name": "fair", "tslice": tslice})
+    data = scenario(
+        [
+            {"name": "a", "vcpus": vcpus_a, "memory": "64MiB", "workload": "cpu"},
+            {"name": "b", "memory": "64MiB", "workload": "cpu"},
+        ],
+        duration="1s",
+        cpus=1,
+        scheduler={"name": "fair", "tslice": tslice},
+    )
     _, summary = simulate(data, plugins)
     a, b = summary["vms"]["a"]["cpu_run_ns"], summary["vms"]["b"]["cpu_run_ns"]
     slice_ns = {"10ms": 10_000_000, "5ms": 5_000_000, "3ms": 3_000_000}[tslice]
@@ -150,8 +202,14 @@ def test_fair_share_between_identical_cpu_bound_vms(vcpus_a: int, tslice: str, p
 
 
 def test_fair_scheduler_is_work_conserving(plugins: PluginManager) -> None:
-    data = scenario([{"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
-                     {"name": "b", "memory": "64MiB", "workload": "idle"}], duration="200ms", cpus=2)
+    data = scenario(
+        [
+            {"name": "a", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
+            {"name": "b", "memory": "64MiB", "workload": "idle"},
+        ],
+        duration="200ms",
+        cpus=2,
+    )
     _, summary = simulate(data, plugins)
     # Two busy vCPUs, two CPUs: the CPUs are idle only while the idle VM's tick handler runs elsewhere.
     assert summary["vms"]["a"]["cpu_run_ns"] >= 2 * summary["sim_time_ns"] * 0.97
@@ -164,9 +222,18 @@ def test_fair_scheduler_is_work_conserving(plugins: PluginManager) -> None:
 def test_guest_page_faults_equal_the_working_set(mode: str, plugins: PluginManager) -> None:
     working_set = 4 * 1024**2
     pages = working_set // PAGE_SIZE
-    data = scenario([{"name": "a", "memory": "64MiB", "mode": mode,
-                      "workload": {"name": "memory", "working_set": "4MiB", "pattern": "sequential"}}],
-                    duration="100ms", cpus=1)
+    data = scenario(
+        [
+            {
+                "name": "a",
+                "memory": "64MiB",
+                "mode": mode,
+                "workload": {"name": "memory", "working_set": "4MiB", "pattern": "sequential"},
+            }
+        ],
+        duration="100ms",
+        cpus=1,
+    )
     sim, summary = simulate(data, plugins)
     vm = summary["vms"]["a"]
     assert vm["guest_page_faults"] == pages
@@ -180,9 +247,17 @@ def test_guest_page_faults_equal_the_working_set(mode: str, plugins: PluginManag
 
 def test_guest_page_faults_per_vcpu_process(plugins: PluginManager) -> None:
     """Each vCPU runs its own process with its own address space."""
-    data = scenario([{"name": "a", "vcpus": 2, "memory": "64MiB",
-                      "workload": {"name": "memory", "working_set": "2MiB", "pattern": "sequential"}}],
-                    duration="100ms")
+    data = scenario(
+        [
+            {
+                "name": "a",
+                "vcpus": 2,
+                "memory": "64MiB",
+                "workload": {"name": "memory", "working_set": "2MiB", "pattern": "sequential"},
+            }
+        ],
+        duration="100ms",
+    )
     _, summary = simulate(data, plugins)
     assert summary["vms"]["a"]["guest_page_faults"] == 2 * 2 * 1024**2 // PAGE_SIZE
 
@@ -219,11 +294,14 @@ def read_timeseries(out: Path) -> tuple[list[str], list[dict[str, str]]]:
     return list(reader.fieldnames or []), list(reader)
 
 
-@pytest.mark.parametrize(("duration", "times"), [
-    ("300ms", [0, 100, 200, 300]),
-    ("250ms", [0, 100, 200, 250]),
-    ("50ms", [0, 50]),
-])
+@pytest.mark.parametrize(
+    ("duration", "times"),
+    [
+        ("300ms", [0, 100, 200, 300]),
+        ("250ms", [0, 100, 200, 250]),
+        ("50ms", [0, 50]),
+    ],
+)
 def test_timeseries_csv(duration: str, times: list[int], cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     summary = run_cli(cli, out, "--set", f"duration={duration}", "--set", "sample_interval=100ms")

@@ -125,8 +125,15 @@ def test_negative_values_parse_and_are_left_to_the_scenario() -> None:
 
 @pytest.mark.parametrize(
     ("nbytes", "text"),
-    [(4 * GiB, "4GiB"), (512 * MiB, "512MiB"), (3 * KiB, "3KiB"), (2 * TiB, "2TiB"), (1000, "1000B"), (0, "0B"),
-     (1536 * MiB, "1536MiB")],
+    [
+        (4 * GiB, "4GiB"),
+        (512 * MiB, "512MiB"),
+        (3 * KiB, "3KiB"),
+        (2 * TiB, "2TiB"),
+        (1000, "1000B"),
+        (0, "0B"),
+        (1536 * MiB, "1536MiB"),
+    ],
 )
 def test_format_size(nbytes: int, text: str) -> None:
     assert format_size(nbytes) == text
@@ -158,8 +165,12 @@ def test_whole_units(n: int, unit: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "parse", "expected"),
-    [("4.1ms", parse_duration, 4_100_000), ("8.2s", parse_duration, 8_200_000_000),
-     ("4.1GB", parse_size, 4_100_000_000), ("8.3MB", parse_size, 8_300_000)],
+    [
+        ("4.1ms", parse_duration, 4_100_000),
+        ("8.2s", parse_duration, 8_200_000_000),
+        ("4.1GB", parse_size, 4_100_000_000),
+        ("8.3MB", parse_size, 8_300_000),
+    ],
 )
 def test_decimal_values_are_exact(text: str, parse, expected: int) -> None:  # type: ignore[no-untyped-def]
     assert parse(text) == expected
@@ -167,8 +178,12 @@ def test_decimal_values_are_exact(text: str, parse, expected: int) -> None:  # t
 
 @pytest.mark.parametrize(
     ("value", "parse", "expected"),
-    [(2**53 + 1, parse_size, 2**53 + 1), ("9007199254740993", parse_size, 2**53 + 1),
-     ("9007199254740993ns", parse_duration, 2**53 + 1), (2**60 + 1, parse_duration, 2**60 + 1)],
+    [
+        (2**53 + 1, parse_size, 2**53 + 1),
+        ("9007199254740993", parse_size, 2**53 + 1),
+        ("9007199254740993ns", parse_duration, 2**53 + 1),
+        (2**60 + 1, parse_duration, 2**60 + 1),
+    ],
 )
 def test_large_integers_are_exact(value: int | str, parse, expected: int) -> None:  # type: ignore[no-untyped-def]
     assert parse(value) == expected

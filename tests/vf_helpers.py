@@ -16,9 +16,7 @@ def check_clean(result: Result, code: int) -> str:
     """Assert the exit code and that nothing escaped as an exception; return all output."""
     output = result.output
     exc = result.exception
-    assert exc is None or isinstance(exc, SystemExit), (
-        f"uncaught {type(exc).__name__}: {exc}\n--- output ---\n{output}"
-    )
+    assert exc is None or isinstance(exc, SystemExit), f"uncaught {type(exc).__name__}: {exc}\n--- output ---\n{output}"
     assert "Traceback" not in output, output
     assert result.exit_code == code, f"exit {result.exit_code}, expected {code}\n--- output ---\n{output}"
     return output

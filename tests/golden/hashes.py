@@ -49,14 +49,22 @@ def result_bytes(path: Path) -> bytes:
 def run_case(args: list[str], out: Path) -> dict[str, dict[str, str]]:
     """Run one case into ``out``; sha256 of every CSV and JSON file it wrote."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([sys.executable, "-m", "vframework", *args, "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vframework", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"vframework {' '.join(args)} failed:\n{proc.stderr}")
     return {
-        p.name: {"raw": hashlib.sha256(p.read_bytes()).hexdigest(),
-                 "result": hashlib.sha256(result_bytes(p)).hexdigest()}
-        for p in sorted(out.iterdir()) if p.suffix in (".csv", ".json")
+        p.name: {
+            "raw": hashlib.sha256(p.read_bytes()).hexdigest(),
+            "result": hashlib.sha256(result_bytes(p)).hexdigest(),
+        }
+        for p in sorted(out.iterdir())
+        if p.suffix in (".csv", ".json")
     }
 
 
@@ -75,7 +83,8 @@ def main(argv: list[str]) -> int:
                 continue
             want = recorded.get(name)
             same = want is not None and {f: h["result"] for f, h in want.items()} == {
-                f: h["result"] for f, h in got.items()}
+                f: h["result"] for f, h in got.items()
+            }
             bad += not same
             print(f"{'same' if same else 'DIFFERS'} {name}")
     if what == "record":

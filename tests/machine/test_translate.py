@@ -72,3 +72,19 @@ def _run(monkeypatch: pytest.MonkeyPatch, translated: bool) -> dict[str, Any]:
 
 def test_a_run_gives_the_same_results_with_and_without_translation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _run(monkeypatch, True) == _run(monkeypatch, False)
+
+
+def test_an_interrupt_pending_before_a_run_of_quiet_instructions_arrives_after_the_first() -> None:
+    # The interpreter checks after each instruction: the interrupt lands after MOVI 1, before
+    # MOVI 2 (the handler records the registers it sees). The translation must hand over to
+    # the interpreter at that point, not run the whole quiet run first.
+    block = Block("b", ((Op.MOVI, 1, 11), (Op.MOVI, 2, 22), (Op.ADD, 1, 2)))
+    actions = [0] * (max(Op) + 1)
+    a, b = GuestCPU(), GuestCPU()
+    for ctx in (a, b):
+        ctx.flags |= 0x200  # IF
+        ctx.pending.append(4)
+    ha, hb = RecordingHandler(), RecordingHandler()
+    assert execute(a, block, actions, ha, None) == translate(block, actions)(b, hb, None)
+    assert ha.calls == hb.calls
+    assert ha.calls[0][2][1:3] == (11, 0)

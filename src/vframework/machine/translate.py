@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vframework.machine.cpu import Action, deprivileged, emulate
+from vframework.machine.cpu import Action, deprivileged, emulate, execute
 from vframework.machine.isa import IF_FLAG, Block, Op
 
 if TYPE_CHECKING:
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["Translated", "TranslationCache", "translate"]
 
 _MASK = 0xFFFF_FFFF
+#: Instructions that, run directly, can neither fault nor touch IF or the pending interrupts.
+_QUIET = frozenset({Op.NOP, Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.LOAD, Op.STORE})
 
 #: A translated block: ``fn(ctx, handler, extra) -> (direct, cycles)``, as ``execute`` returns.
 Translated = Callable[["GuestCPU", "Handler", "list[int] | None"], tuple[int, int]]
@@ -63,8 +65,23 @@ def translate(block: Block, actions: list[int]) -> Translated:
     """Compile ``block`` under ``actions`` (the mode's action per opcode)."""
     body: list[str] = []
     direct = 0
-    for op, a, b in block.code:
+    in_run = False
+    for index, (op, a, b) in enumerate(block.code):
         action = actions[op]
+        if action == Action.DIRECT and op in _QUIET:
+            # A quiet instruction changes neither IF nor the pending interrupts, so the
+            # interpreter's check after it gives what the check before it gives: one guard at
+            # the start of a run of them stands for all. When it finds an interrupt to
+            # deliver, the interpreter takes over from this instruction.
+            if not in_run:
+                body.append(f"if pending and ctx.flags & {IF_FLAG}:")
+                body.append(f"    d, c = execute(ctx, block, actions, handler, extra, {index})")
+                body.append(f"    return {direct} - faults + d, cycles + c")
+                in_run = True
+            direct += 1
+            body.extend(_direct(op, a, b))
+            continue
+        in_run = False
         if action == Action.DIRECT:
             direct += 1
             body.extend(_direct(op, a, b))
@@ -87,7 +104,14 @@ def translate(block: Block, actions: list[int]) -> Translated:
         *(f"    {line}" for line in body),
         f"    return {direct} - faults, cycles",
     ]
-    namespace: dict[str, object] = {"emulate": emulate, "deprivileged": deprivileged, "FAULT": Action.FAULT}
+    namespace: dict[str, object] = {
+        "emulate": emulate,
+        "deprivileged": deprivileged,
+        "execute": execute,
+        "FAULT": Action.FAULT,
+        "block": block,
+        "actions": actions,
+    }
     exec(compile("\n".join(lines), f"<translated {block.name}>", "exec"), namespace)
     fn: Translated = namespace["translated"]  # type: ignore[assignment]
     return fn
