@@ -3,70 +3,144 @@
 The plugin contract is :mod:`vframework.api` (re-exported here); the kernel's machinery is
 in its layers (``sim``, ``machine``, ``guest``, ``hv``, ``run``) for those who drive it from
 Python.
+
+Every name below is imported on first use (PEP 562), so that ``import vframework`` (and
+``vframework --help``) stays cheap; ``from vframework import X`` works as usual.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from vframework.api import (
-    DISCONTINUITIES,
-    IO,
-    KINDS,
-    ORDINARY,
-    PAGE_SIZE,
-    PAGING,
-    Action,
-    Architecture,
-    Block,
-    Component,
-    Compute,
-    Device,
-    DeviceContext,
-    Duration,
-    Experiment,
-    ExperimentResult,
-    Fault,
-    ForkWait,
-    GuestCPU,
-    KernelCall,
-    MemoryContext,
-    MemoryPolicy,
-    MemoryService,
-    Mode,
-    ModeContext,
-    Op,
-    Operation,
-    Params,
-    Scheduler,
-    Size,
-    Sleep,
-    Syscall,
-    Touch,
-    VCPUView,
-    VMView,
-    Workload,
-    WorkloadContext,
-    experiment,
-    format_size,
-    hookimpl,
-    pyplot,
-)
-from vframework.api.manager import PluginError, PluginManager
-from vframework.guest.kernel import GuestKernel, port_share
-from vframework.guest.os import GuestOS, GuestProcess
-from vframework.hv.hypervisor import Hypervisor
-from vframework.hv.vm import VCPU, VM, VCPUState
-from vframework.machine.costs import CostModel
-from vframework.machine.hardware import Machine, MachineMemory, PhysicalCPU
-from vframework.run.experiment import simulate, timeseries_rows
-from vframework.run.scenario import Scenario, ScenarioError, load_scenario
-from vframework.run.simulation import Simulation
-from vframework.sim.engine import Engine, Interrupt, Process, Signal
-from vframework.sim.units import parse_duration, parse_size
+import importlib
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("vframework")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from vframework.api import (
+        DISCONTINUITIES,
+        IO,
+        KINDS,
+        ORDINARY,
+        PAGE_SIZE,
+        PAGING,
+        Action,
+        Architecture,
+        Block,
+        Component,
+        Compute,
+        Device,
+        DeviceContext,
+        Duration,
+        Experiment,
+        ExperimentResult,
+        Fault,
+        ForkWait,
+        GuestCPU,
+        KernelCall,
+        MemoryContext,
+        MemoryPolicy,
+        MemoryService,
+        Mode,
+        ModeContext,
+        Op,
+        Operation,
+        Params,
+        Scheduler,
+        Size,
+        Sleep,
+        Syscall,
+        Touch,
+        VCPUView,
+        VMView,
+        Workload,
+        WorkloadContext,
+        experiment,
+        format_size,
+        hookimpl,
+        pyplot,
+    )
+    from vframework.api.manager import PluginError, PluginManager
+    from vframework.guest.kernel import GuestKernel, port_share
+    from vframework.guest.os import GuestOS, GuestProcess
+    from vframework.hv.hypervisor import Hypervisor
+    from vframework.hv.vm import VCPU, VM, VCPUState
+    from vframework.machine.costs import CostModel
+    from vframework.machine.hardware import Machine, MachineMemory, PhysicalCPU
+    from vframework.run.experiment import simulate, timeseries_rows
+    from vframework.run.scenario import Scenario, ScenarioError, load_scenario
+    from vframework.run.simulation import Simulation
+    from vframework.sim.engine import Engine, Interrupt, Process, Signal
+    from vframework.sim.units import parse_duration, parse_size
+
+
+#: Where each public name lives.
+_EXPORTS = {
+    "Action": "vframework.api",
+    "Architecture": "vframework.api",
+    "Block": "vframework.api",
+    "Component": "vframework.api",
+    "Compute": "vframework.api",
+    "CostModel": "vframework.machine.costs",
+    "DISCONTINUITIES": "vframework.api",
+    "Device": "vframework.api",
+    "DeviceContext": "vframework.api",
+    "Duration": "vframework.api",
+    "Engine": "vframework.sim.engine",
+    "Experiment": "vframework.api",
+    "ExperimentResult": "vframework.api",
+    "Fault": "vframework.api",
+    "ForkWait": "vframework.api",
+    "GuestCPU": "vframework.api",
+    "GuestKernel": "vframework.guest.kernel",
+    "GuestOS": "vframework.guest.os",
+    "GuestProcess": "vframework.guest.os",
+    "Hypervisor": "vframework.hv.hypervisor",
+    "IO": "vframework.api",
+    "Interrupt": "vframework.sim.engine",
+    "KINDS": "vframework.api",
+    "KernelCall": "vframework.api",
+    "Machine": "vframework.machine.hardware",
+    "MachineMemory": "vframework.machine.hardware",
+    "MemoryContext": "vframework.api",
+    "MemoryPolicy": "vframework.api",
+    "MemoryService": "vframework.api",
+    "Mode": "vframework.api",
+    "ModeContext": "vframework.api",
+    "ORDINARY": "vframework.api",
+    "Op": "vframework.api",
+    "Operation": "vframework.api",
+    "PAGE_SIZE": "vframework.api",
+    "PAGING": "vframework.api",
+    "Params": "vframework.api",
+    "PhysicalCPU": "vframework.machine.hardware",
+    "PluginError": "vframework.api.manager",
+    "PluginManager": "vframework.api.manager",
+    "Process": "vframework.sim.engine",
+    "Scenario": "vframework.run.scenario",
+    "ScenarioError": "vframework.run.scenario",
+    "Scheduler": "vframework.api",
+    "Signal": "vframework.sim.engine",
+    "Simulation": "vframework.run.simulation",
+    "Size": "vframework.api",
+    "Sleep": "vframework.api",
+    "Syscall": "vframework.api",
+    "Touch": "vframework.api",
+    "VCPU": "vframework.hv.vm",
+    "VCPUState": "vframework.hv.vm",
+    "VCPUView": "vframework.api",
+    "VM": "vframework.hv.vm",
+    "VMView": "vframework.api",
+    "Workload": "vframework.api",
+    "WorkloadContext": "vframework.api",
+    "experiment": "vframework.api",
+    "format_size": "vframework.api",
+    "hookimpl": "vframework.api",
+    "load_scenario": "vframework.run.scenario",
+    "parse_duration": "vframework.sim.units",
+    "parse_size": "vframework.sim.units",
+    "port_share": "vframework.guest.kernel",
+    "pyplot": "vframework.api",
+    "simulate": "vframework.run.experiment",
+    "timeseries_rows": "vframework.run.experiment",
+}
 
 __all__ = [
     "DISCONTINUITIES",
@@ -140,3 +214,27 @@ __all__ = [
     "simulate",
     "timeseries_rows",
 ]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415  (only when asked)
+
+    try:
+        return version("vframework")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'vframework' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

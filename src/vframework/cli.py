@@ -10,23 +10,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from vframework.api.contract import KINDS
-from vframework.api.manager import EXPERIMENT, PluginError, PluginManager
-from vframework.api.views import Summary
-from vframework.guest.os import GuestOutOfMemory
-from vframework.hv.hypervisor import HostOutOfMemory, NoProgress
-from vframework.run.experiment import write_experiment
-from vframework.run.results import ResultsError, default_results_dir, write_results
-from vframework.run.scenario import Scenario, ScenarioError, load_default_scenario, load_scenario
-from vframework.run.simulation import TIMESERIES_METRICS, Simulation
+from vframework.errors import GuestOutOfMemory, HostOutOfMemory, NoProgress, PluginError, ResultsError, ScenarioError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from vframework.api.manager import PluginManager
+    from vframework.api.views import Summary
+    from vframework.run.scenario import Scenario
+
+# Each command imports the kernel when it runs, so that `vframework --help` (and a mistyped
+# command) answers at once instead of after loading numpy, pydantic and networkx.
 
 __all__ = ["main"]
 
@@ -39,7 +39,15 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _table(title: str) -> Table:
+    from rich.table import Table
+
+    return Table(title=title)
+
+
 def _plugins() -> PluginManager:
+    from vframework.api.manager import PluginManager
+
     try:
         return PluginManager()
     except PluginError as exc:
@@ -48,6 +56,8 @@ def _plugins() -> PluginManager:
 
 
 def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Scenario:
+    from vframework.run.scenario import load_default_scenario, load_scenario
+
     try:
         if path is None:
             return load_default_scenario(plugins, overrides)
@@ -83,6 +93,11 @@ def run(
     scenario: str | None, out: Path | None, seed: int | None, overrides: tuple[str, ...], no_plot: bool, quiet: bool
 ) -> None:
     """Run SCENARIO (a TOML file; the embedded default scenario when omitted)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vframework.run.results import default_results_dir, write_results
+    from vframework.run.simulation import TIMESERIES_METRICS, Simulation
+
     plugins = _plugins()
     spec = _load(scenario, plugins, list(overrides))
     try:
@@ -114,7 +129,7 @@ def run(
 
 def _summary_table(summary: Summary) -> Table:
     secs = summary["sim_time_ns"] / 1e9
-    table = Table(title=f"{summary['scenario']} — seed {summary['seed']}, {secs:g} s simulated")
+    table = _table(f"{summary['scenario']} — seed {summary['seed']}, {secs:g} s simulated")
     cols = ["VM", "mode", "workload", "run s", "ready s", "mem MiB", "guest PF", "hidden PF"]
     for title in cols:
         table.add_column(title, justify="left" if title in ("VM", "mode", "workload") else "right")
@@ -137,6 +152,9 @@ def _summary_table(summary: Summary) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def plugins(as_json: bool) -> None:
     """List installed plugin distributions and the components and experiments they register."""
+    from vframework.api.contract import KINDS
+    from vframework.api.manager import EXPERIMENT
+
     listed = (*KINDS, EXPERIMENT)
     pm = _plugins()
     infos = sorted(pm.plugins.values(), key=lambda p: p.name)
@@ -147,7 +165,7 @@ def plugins(as_json: bool) -> None:
         ]
         click.echo(json.dumps(data, indent=2))
         return
-    table = Table(title="vframework plugins")
+    table = _table("vframework plugins")
     for col in ("distribution", "version", "kind", "components"):
         table.add_column(col)
     for p in infos:
@@ -188,8 +206,7 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
 )
 def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     """Run the conformance kit against installed components (all when none is named)."""
-    # Hypothesis is only imported by the one command that needs it.
-    from vframework.testing.kit import run_checks, select_targets  # noqa: PLC0415
+    from vframework.testing.kit import run_checks, select_targets
 
     pm = _plugins()
     try:
@@ -199,7 +216,7 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
     outcomes = run_checks(targets, profile, arch)
     if not outcomes:
         _fail("no conformance property applies to the chosen components" + (f" on {arch}" if arch else ""), 2)
-    table = Table(title=f"conformance ({profile} profile)")
+    table = _table(f"conformance ({profile} profile)")
     for col in ("component", "kind", "property", "examples", "result"):
         table.add_column(col, justify="right" if col == "examples" else "left")
     for o in outcomes:
@@ -227,9 +244,13 @@ def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
 @click.option("--quick", is_flag=True, help="shorter simulated runs (for a first look)")
 def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
     """List the installed experiments, or run NAME and write its tables (CSV, JSON) and plots (PNG)."""
+    from vframework.api.manager import EXPERIMENT
+    from vframework.run.experiment import write_experiment
+    from vframework.run.results import default_results_dir
+
     pm = _plugins()
     if name is None:
-        table = Table(title="experiments")
+        table = _table("experiments")
         table.add_column("name")
         table.add_column("what it shows")
         table.add_column("distribution")
@@ -265,7 +286,7 @@ def experiment_cmd(name: str | None, out: Path | None, quick: bool) -> None:
     for table_name, rows in result.tables.items():
         if not rows or table_name.endswith("_detail"):
             continue
-        table = Table(title=table_name)
+        table = _table(table_name)
         for col in rows[0]:
             table.add_column(col)
         for row in rows:

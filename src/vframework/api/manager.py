@@ -43,6 +43,7 @@ from vframework.api.contract import (
 )
 from vframework.api.experiments import Experiment
 from vframework.api.params import Params
+from vframework.errors import PluginError
 
 if TYPE_CHECKING:
     from pluggy import HookImpl
@@ -65,10 +66,6 @@ EXPERIMENT = "experiment"
 #: Everything a plugin can register, in the order it is listed (``vframework plugins``).
 LISTED = (*KINDS, EXPERIMENT)
 _BASES = {kind: cls for cls in Component.__subclasses__() for kind in [cls.kind] if kind}
-
-
-class PluginError(RuntimeError):
-    """A plugin failed to load, registered something invalid, or raised in a hook."""
 
 
 @dataclass

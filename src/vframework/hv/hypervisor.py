@@ -33,9 +33,10 @@ from vframework.hv.hypercalls import hypercall
 from vframework.hv.metrics import new_host_counters
 from vframework.hv.monitor import Monitor
 from vframework.hv.vm import VCPU, VM, VCPUState
-from vframework.machine.hardware import FREE, HYPERVISOR, MAX_VMS, PRIVATE, SHARED, Machine
+from vframework.machine.hardware import MAX_VMS, Machine
 from vframework.machine.isa import ARCHITECTURES
 from vframework.machine.mmu import TLB
+from vframework.machine.translate import TranslationCache
 from vframework.sim.engine import URGENT, Engine, Event, event_time
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class Hypervisor:
         self._started = False
         #: Cycles memory services reported using (see :meth:`_service_loop`).
         self.service_cycles = 0
+        #: Translations of guest blocks, shared by every VM's monitor.
+        self.translations = TranslationCache()
 
     @property
     def running(self) -> list[VCPU | None]:
@@ -335,11 +338,11 @@ class Hypervisor:
         c["elapsed_ns"] = now
         c["hypervisor_ns"] = sum(p.hypervisor_ns for p in self.machine.cpus)
         c["idle_ns"] = sum(p.idle_ns for p in self.machine.cpus)
-        tally = np.bincount(self.machine.memory.state, minlength=4)
-        c["free_frames"] = int(tally[FREE])
-        c["private_frames"] = int(tally[PRIVATE])
-        c["shared_frames"] = int(tally[SHARED])
-        c["hypervisor_frames"] = int(tally[HYPERVISOR])
+        frames = self.machine.memory.counts()
+        c["free_frames"] = frames["free"]
+        c["private_frames"] = frames["private"]
+        c["shared_frames"] = frames["shared"]
+        c["hypervisor_frames"] = frames["hypervisor"]
         c["events_fired"] = self.engine.events_fired
 
     def cpu_time_balance(self) -> tuple[int, int]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vframework.guest.mm import GuestProcess
     from vframework.hv.hypervisor import Hypervisor
     from vframework.hv.vm import VCPU, VM
+    from vframework.machine.translate import TranslationCache
 
 __all__ = ["Monitor"]
 
@@ -66,6 +67,10 @@ class Monitor:
         self._direct_cost[Op.IN] = self._direct_cost[Op.OUT] = self.costs.port_io
         self._direct_cost[Op.MOV_TO_CR3] = self.costs.tlb_flush
         self._direct_cost[Op.INVLPG] = self.costs.page_walk_level
+        #: Blocks run often, translated (exactly what the interpreter does, faster); the
+        #: host's cache, shared with every VM whose mode classifies instructions alike.
+        self.translations: TranslationCache = hypervisor.translations
+        self._actions = {kernel: self.translations.intern(table) for kernel, table in self._actions.items()}
 
     # -- the mode's context ------------------------------------------------------------
     def hypercall(self, vcpu: Any, ctx: GuestCPU, number: int, arg: int) -> int:
@@ -184,7 +189,12 @@ class Monitor:
         previous, self._vcpu = self._vcpu, vcpu
         try:
             cycles = self.mode.before_block(vcpu, block)
-            direct, extra = execute(vcpu.ctx, block, self._actions[block.kernel], self, self._direct_cost)
+            actions = self._actions[block.kernel]
+            translated = self.translations.lookup(block, actions)
+            if translated is None:
+                direct, extra = execute(vcpu.ctx, block, actions, self, self._direct_cost)
+            else:
+                direct, extra = translated(vcpu.ctx, self, self._direct_cost)
         finally:
             self._vcpu = previous
         self.counters["instructions_direct"] += direct

@@ -179,16 +179,18 @@ def deprivileged(ctx: GuestCPU, op: int, a: int, b: int) -> None:
 
 
 def execute(
-    ctx: GuestCPU, block: Block, actions: list[int], handler: Handler, extra: list[int] | None = None
+    ctx: GuestCPU, block: Block, actions: list[int], handler: Handler, extra: list[int] | None = None, start: int = 0
 ) -> tuple[int, int]:
-    """Run ``block`` on ``ctx``. Returns ``(direct, cycles)``: instructions executed directly,
+    """Run ``block`` on ``ctx`` (from instruction ``start``: a translated block hands the rest
+    of itself over to the interpreter when an interrupt becomes deliverable). Returns
+    ``(direct, cycles)``: instructions executed directly,
     and the cycles beyond one per direct instruction: what direct privileged instructions cost
     the hardware (``extra[op]``: a real device-port access, a TLB flush), traps, exits,
     callouts, faults, hypercalls and interrupts."""
     regs = ctx.regs
     direct = 0
     cycles = 0
-    for op, a, b in block.code:
+    for op, a, b in block.code[start:] if start else block.code:
         action = actions[op]
         if action == 0:  # DIRECT
             direct += 1

@@ -68,6 +68,9 @@ class MachineMemory:
         self.owner = np.full(frames, NO_OWNER, dtype=np.int16)  # a VM id (< MAX_VMS), or a sentinel
         self.refcount = np.zeros(frames, dtype=np.int32)
         self.content = np.zeros(frames, dtype=np.uint64)
+        # Frames per state, kept up to date by allocate and free (the only writers of
+        # ``state``), so that reading the counts costs nothing however large the host.
+        self._tally = [frames, 0, 0, 0]
         # Lowest MPN first, freed frames reused first: allocation order is deterministic.
         self._free = FreeStack(frames)
 
@@ -87,6 +90,8 @@ class MachineMemory:
         mpns = self._free.take(count)
         hv = owner == HYPERVISOR_OWNER
         self.state[mpns] = HYPERVISOR if hv else PRIVATE
+        self._tally[FREE] -= count
+        self._tally[HYPERVISOR if hv else PRIVATE] += count
         self.owner[mpns] = owner
         self.refcount[mpns] = 0 if hv else 1
         self.content[mpns] = 0
@@ -102,6 +107,10 @@ class MachineMemory:
         bad = mpns[(self.state[mpns] == FREE) | (self.state[mpns] == SHARED)]
         if bad.size:
             raise ValueError(f"frame {int(bad[0])} is {STATE_NAMES[self.state[bad[0]]]}; cannot free it")
+        hypervisor = int(np.count_nonzero(self.state[mpns] == HYPERVISOR))
+        self._tally[HYPERVISOR] -= hypervisor
+        self._tally[PRIVATE] -= mpns.size - hypervisor
+        self._tally[FREE] += mpns.size
         self.state[mpns] = FREE
         self.owner[mpns] = NO_OWNER
         self.refcount[mpns] = 0
@@ -109,9 +118,9 @@ class MachineMemory:
         self._free.give(mpns)
 
     def counts(self) -> dict[str, int]:
-        """Frames in each state; they add up to :attr:`frames`."""
-        tally = np.bincount(self.state, minlength=len(STATE_NAMES))
-        return {name: int(tally[i]) for i, name in enumerate(STATE_NAMES)}
+        """Frames in each state; they add up to :attr:`frames`. Costs O(1): the counts are
+        kept as frames change state."""
+        return dict(zip(STATE_NAMES, self._tally, strict=True))
 
     def owned_by(self, owner: int) -> int:
         """Private frames owned by one VM (or the hypervisor)."""
@@ -124,6 +133,9 @@ class MachineMemory:
     def check(self) -> None:
         """Raise AssertionError if the table is inconsistent (used by the conformance kit)."""
         counts = self.counts()
+        tally = np.bincount(self.state, minlength=len(STATE_NAMES))
+        recount = {name: int(tally[i]) for i, name in enumerate(STATE_NAMES)}
+        assert counts == recount, f"frame counts kept {counts}, the frame table says {recount}"
         assert sum(counts.values()) == self.frames, counts
         assert counts["free"] == len(self._free), (counts, len(self._free))
         free = self._free.free()

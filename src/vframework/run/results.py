@@ -18,13 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vframework.errors import ResultsError
 from vframework.run import report
 
 __all__ = ["ResultsError", "atomic_folder", "default_results_dir", "summary_json", "timeseries_csv", "write_results"]
-
-
-class ResultsError(RuntimeError):
-    """The results folder cannot be written where asked."""
 
 
 def summary_json(summary: Mapping[str, object]) -> str:

@@ -23,6 +23,7 @@ from vframework.testing.kit import (
 from vframework.testing.memory import FrameTableMachine
 from vframework.testing.profiles import PROFILES, load_profile, settings_for
 from vframework.testing.shares import ShareMachine, water_fill
+from vframework.testing.translate import TranslationMachine
 from vframework.testing.workload import WorkloadMachine
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Property",
     "ShareMachine",
     "Target",
+    "TranslationMachine",
     "WorkloadMachine",
     "conformance",
     "load_profile",

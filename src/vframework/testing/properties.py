@@ -11,10 +11,12 @@ from vframework.testing.memory import FrameTableMachine
 from vframework.testing.mmu import MemoryMachine
 from vframework.testing.registry import KERNEL, conformance
 from vframework.testing.shares import ShareMachine
+from vframework.testing.translate import TranslationMachine
 from vframework.testing.workload import WorkloadMachine
 
 conformance(KERNEL, "event order and cancellation")(lambda _: EngineMachine)
 conformance(KERNEL, "frame conservation")(lambda _: FrameTableMachine)
+conformance(KERNEL, "block translation equals interpretation")(lambda _: TranslationMachine)
 conformance("workload", "well-formed, deterministic operations")(WorkloadMachine.for_component)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import Literal
 
@@ -53,8 +54,7 @@ class MemoryWorkload(Workload[MemoryParams]):
         pages = self.address_space_pages()
         batch = min(p.batch, pages) if p.pattern == "sequential" else p.batch
         if p.pattern == "zipf":
-            weights = 1.0 / np.arange(1, pages + 1, dtype=np.float64) ** p.zipf_alpha
-            prob, alias = _alias_table(weights / weights.sum())
+            prob, alias = _zipf_alias_table(pages, p.zipf_alpha)
             # Hot pages are scattered over the working set, not the lowest VPNs.
             rank_to_vpn = rng.permutation(pages).astype(np.int64)
         cursor = 0
@@ -82,6 +82,17 @@ class MemoryWorkload(Workload[MemoryParams]):
                     yield Compute(p.compute_per_page * batch)
                 if p.switch_every and done % p.switch_every == 0:
                     yield KernelCall("context_switch", 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _zipf_alias_table(pages: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The alias table of zipf(``alpha``) over ``pages`` ranks, built once per shape: every VM
+    with the same working set and skew shares it (read-only)."""
+    weights = 1.0 / np.arange(1, pages + 1, dtype=np.float64) ** alpha
+    prob, alias = _alias_table(weights / weights.sum())
+    prob.flags.writeable = False
+    alias.flags.writeable = False
+    return prob, alias
 
 
 def _alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,90 @@
+"""Block translation does exactly what the interpreter does, and the monitor uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+import vframework.machine.translate as translate_module
+from vframework.api.manager import PluginManager
+from vframework.machine.cpu import GuestCPU, execute
+from vframework.machine.isa import Block, Op
+from vframework.machine.translate import TranslationCache, translate
+from vframework.run.scenario import load_default_scenario
+from vframework.run.simulation import Simulation
+from vframework.testing import TranslationMachine
+from vframework.testing.translate import RecordingHandler
+
+
+class TestTranslationMachine(TranslationMachine.TestCase):  # type: ignore[name-defined, misc]
+    pass
+
+
+def test_the_property_catches_a_mistranslated_instruction(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = translate_module._direct
+
+    def swapped_sub(op: int, a: int, b: int) -> list[str]:
+        if op == Op.SUB:  # operands the wrong way round
+            return [f"regs[{a}] = (regs[{b}] - regs[{a}]) & 4294967295"]
+        return original(op, a, b)
+
+    monkeypatch.setattr(translate_module, "_direct", swapped_sub)
+    quick = settings(max_examples=300, deadline=None, phases=[Phase.generate], database=None)
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(TranslationMachine, settings=quick)
+
+
+def test_a_block_is_interpreted_first_and_translated_from_its_second_run() -> None:
+    cache = TranslationCache()
+    block = Block("b", ((Op.MOVI, 1, 5), (Op.ADD, 2, 1)))
+    actions = cache.intern([0] * (max(Op) + 1))
+    assert cache.lookup(block, actions) is None
+    translated = cache.lookup(block, actions)
+    assert translated is not None
+    assert cache.lookup(block, actions) is translated
+    # An equal table from elsewhere is the same table: VMs under one mode share translations.
+    assert cache.intern([0] * (max(Op) + 1)) is actions
+
+
+def test_translation_returns_what_the_interpreter_returns() -> None:
+    block = Block("b", ((Op.MOVI, 1, 7), (Op.MOVI, 2, 0), (Op.DIV, 1, 2), (Op.CLI, 0, 0), (Op.STORE, 9, 1)))
+    actions = [0] * (max(Op) + 1)
+    actions[Op.CLI] = 2  # TRAP
+    a, b = GuestCPU(), GuestCPU()
+    ha, hb = RecordingHandler(), RecordingHandler()
+    assert execute(a, block, actions, ha, None) == translate(block, actions)(b, hb, None)
+    assert a.visible() == b.visible()
+    assert ha.calls == hb.calls
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, translated: bool) -> dict[str, Any]:
+    if not translated:
+        monkeypatch.setattr(TranslationCache, "lookup", lambda self, block, actions: None)
+    plugins = PluginManager()
+    scenario = load_default_scenario(plugins, ["duration=50ms", "vm[1].mode=full", "vm[2].mode=paravirtual"])
+    summary = Simulation(scenario, plugins).run()
+    monkeypatch.undo()
+    return summary
+
+
+def test_a_run_gives_the_same_results_with_and_without_translation(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _run(monkeypatch, True) == _run(monkeypatch, False)
+
+
+def test_an_interrupt_pending_before_a_run_of_quiet_instructions_arrives_after_the_first() -> None:
+    # The interpreter checks after each instruction: the interrupt lands after MOVI 1, before
+    # MOVI 2 (the handler records the registers it sees). The translation must hand over to
+    # the interpreter at that point, not run the whole quiet run first.
+    block = Block("b", ((Op.MOVI, 1, 11), (Op.MOVI, 2, 22), (Op.ADD, 1, 2)))
+    actions = [0] * (max(Op) + 1)
+    a, b = GuestCPU(), GuestCPU()
+    for ctx in (a, b):
+        ctx.flags |= 0x200  # IF
+        ctx.pending.append(4)
+    ha, hb = RecordingHandler(), RecordingHandler()
+    assert execute(a, block, actions, ha, None) == translate(block, actions)(b, hb, None)
+    assert ha.calls == hb.calls
+    assert ha.calls[0][2][1:3] == (11, 0)
