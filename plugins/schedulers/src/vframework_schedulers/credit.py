@@ -67,7 +67,7 @@ grow without limit under some mixes, even with no VM arriving or leaving:
   waits a whole period behind another vCPU's slice; its credit then passes one period's worth,
   is halved and it stops earning until a tick finds it running. On one CPU, a 1-vCPU VM of
   weight 2048 against a 2-vCPU VM of weight 512 (entitled to 80%) gets 72% of it this way
-  (``proportional`` gives it 80.0%; ``tests/test_schedulers.py`` measures it);
+  (``proportional`` gives it 80.0%; ``tests/plugins/schedulers/test_schedulers.py`` measures it);
 * the lower bound forgives debt: a vCPU that runs while OVER (when nobody is UNDER) never pays
   back more than one period's worth.
 
