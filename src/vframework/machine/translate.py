@@ -15,7 +15,7 @@ state and every counter are the interpreter's, which the conformance kit checks
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from vframework.machine.cpu import Action, deprivileged, emulate, execute
 from vframework.machine.isa import IF_FLAG, Block, Op
@@ -113,8 +113,7 @@ def translate(block: Block, actions: list[int]) -> Translated:
         "actions": actions,
     }
     exec(compile("\n".join(lines), f"<translated {block.name}>", "exec"), namespace)
-    fn: Translated = namespace["translated"]  # type: ignore[assignment]
-    return fn
+    return cast("Translated", namespace["translated"])
 
 
 class TranslationCache:
