@@ -1,12 +1,13 @@
-"""Interpreted guest instructions per second under each mode, against ``bare-metal``.
+"""Guest instructions executed per second under each mode, against ``bare-metal``.
 
 The model: the reference guest kernel's routines (system call, critical section, context
 switch, timer and device handlers, page-fault handler, disk request, fork, exit: 11,029
 instructions per round, 25 of them sensitive on ``x86``) executed in a loop by each installed
 mode's :meth:`~vframework.Mode.execute` on a one-VM, one-CPU hypervisor of the mode's first
-architecture; a para-virtual mode runs the ported kernel. Every execution is interpreted (no
-``execute_many`` shortcut), so this is the cost of the interpreter plus each mode's handling of
-sensitive instructions: trap-and-emulate, binary translation (with its translation cache),
+architecture; a para-virtual mode runs the ported kernel. Every execution is a real one (no
+``execute_many`` shortcut): each block's first run is interpreted, later runs use its
+translation (``machine/translate.py``), as in a simulation. So this is the cost of executing
+guest code plus each mode's handling of sensitive instructions: trap-and-emulate, binary translation (with its translation cache),
 hypercalls, VM exits. Interrupts raised while running are delivered between rounds, as the
 guest enables them.
 
