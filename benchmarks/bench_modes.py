@@ -7,9 +7,9 @@ mode's :meth:`~vframework.Mode.execute` on a one-VM, one-CPU hypervisor of the m
 architecture; a para-virtual mode runs the ported kernel. Every execution is a real one (no
 ``execute_many`` shortcut): each block's first run is interpreted, later runs use its
 translation (``machine/translate.py``), as in a simulation. So this is the cost of executing
-guest code plus each mode's handling of sensitive instructions: trap-and-emulate, binary translation (with its translation cache),
-hypercalls, VM exits. Interrupts raised while running are delivered between rounds, as the
-guest enables them.
+guest code plus each mode's handling of sensitive instructions: trap-and-emulate, binary
+translation (with its translation cache), hypercalls, VM exits. Interrupts raised while
+running are delivered between rounds, as the guest enables them.
 
 Row ``modes.instructions`` per mode: guest instructions per wall second; baseline
 ``bare-metal`` in the same run. Binary translation's cache should keep ``full`` close to 1.
