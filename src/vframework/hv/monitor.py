@@ -54,12 +54,17 @@ class Monitor:
         self.paging = self.mode.paging
         #: The guest runs the para-virtual port of its kernel.
         self.paravirtual = self.mode.paravirtual
+        #: Blocks run often, translated (exactly what the interpreter does, faster); the
+        #: host's cache, shared with every VM whose mode classifies instructions alike.
+        self.translations: TranslationCache = hypervisor.translations
         size = max(Op) + 1
         self._actions = {
-            kernel: [
-                int(self.mode.classify(op, kernel)) if op in Op._value2member_map_ else int(Action.FAULT)
-                for op in range(size)
-            ]
+            kernel: self.translations.intern(
+                [
+                    int(self.mode.classify(op, kernel)) if op in Op._value2member_map_ else int(Action.FAULT)
+                    for op in range(size)
+                ]
+            )
             for kernel in (True, False)
         }
         # What privileged instructions cost the hardware when they do run directly.
@@ -67,10 +72,6 @@ class Monitor:
         self._direct_cost[Op.IN] = self._direct_cost[Op.OUT] = self.costs.port_io
         self._direct_cost[Op.MOV_TO_CR3] = self.costs.tlb_flush
         self._direct_cost[Op.INVLPG] = self.costs.page_walk_level
-        #: Blocks run often, translated (exactly what the interpreter does, faster); the
-        #: host's cache, shared with every VM whose mode classifies instructions alike.
-        self.translations: TranslationCache = hypervisor.translations
-        self._actions = {kernel: self.translations.intern(table) for kernel, table in self._actions.items()}
 
     # -- the mode's context ------------------------------------------------------------
     def hypercall(self, vcpu: Any, ctx: GuestCPU, number: int, arg: int) -> int:
@@ -201,9 +202,9 @@ class Monitor:
         return cycles + direct * self.costs.instruction + extra
 
     def execute_many(self, vcpu: VCPU, block: Block, count: int) -> int:
-        """Run a kernel routine ``count`` times. The first two runs are interpreted (the first
-        may translate or warm up); the rest repeat the second's cycles and counters, which is
-        exact for routines without data-dependent control (the kernel's own routines)."""
+        """Run a kernel routine ``count`` times. The first two runs are executed (the first may
+        translate or warm up); the rest repeat the second's cycles and counters, which is exact
+        for routines without data-dependent control (the kernel's own routines)."""
         if count <= 0:
             return 0
         first = self.execute(vcpu, block)

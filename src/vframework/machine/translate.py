@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from vframework.machine.cpu import Action, deprivileged, emulate, execute
-from vframework.machine.isa import IF_FLAG, Block, Op
+from vframework.machine.isa import IF_FLAG, ORDINARY, Block, Op
 
 if TYPE_CHECKING:
     from vframework.machine.cpu import GuestCPU, Handler
@@ -27,7 +27,7 @@ __all__ = ["Translated", "TranslationCache", "translate"]
 
 _MASK = 0xFFFF_FFFF
 #: Instructions that, run directly, can neither fault nor touch IF or the pending interrupts.
-_QUIET = frozenset({Op.NOP, Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.LOAD, Op.STORE})
+_QUIET = ORDINARY - {Op.DIV}
 
 #: A translated block: ``fn(ctx, handler, extra) -> (direct, cycles)``, as ``execute`` returns.
 Translated = Callable[["GuestCPU", "Handler", "list[int] | None"], tuple[int, int]]

@@ -18,13 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from vframework.machine.cpu import Action, GuestCPU, emulate, execute
-from vframework.machine.isa import NREGS, Block, Op
+from vframework.machine.isa import NREGS, SENSITIVE_UNPRIVILEGED_X86, Block, Op
 from vframework.machine.translate import TranslationCache, translate
 
 __all__ = ["RecordingHandler", "TranslationMachine"]
-
-#: What x86 runs silently at CPL > 0 (see :func:`vframework.machine.cpu.deprivileged`).
-SENSITIVE_UNPRIVILEGED = frozenset({Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW})
 
 _OPS = sorted(int(op) for op in Op)
 _ACTIONS = [int(a) for a in Action]
@@ -73,7 +70,7 @@ def _allowed(op: int) -> list[int]:
     allowed = [a for a in _ACTIONS if a not in (Action.DIRECT, Action.DEPRIVILEGED)]
     if op not in (Op.SYSCALL, Op.HYPERCALL):
         allowed.append(int(Action.DIRECT))
-    if op in SENSITIVE_UNPRIVILEGED:
+    if op in SENSITIVE_UNPRIVILEGED_X86:
         allowed.append(int(Action.DEPRIVILEGED))
     return sorted(allowed)
 
