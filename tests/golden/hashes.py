@@ -5,7 +5,9 @@
 compares. A case is the default scenario, each scenario in ``scenarios/``, or an experiment
 (``--quick`` or full). Each file is hashed twice: its raw bytes, and its *result* (summary.json
 without the ``plugins`` list of installed distributions and their versions, which is
-provenance, not a result). The result hash is the one that must never drift.
+provenance, and without the host's ``events_fired``, which counts the simulator's own work, not
+the model's: running operations ahead fires fewer events for the same results). The result
+hash is the one that must never drift.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def result_bytes(path: Path) -> bytes:
     if path.name == "summary.json":
         doc = json.loads(data)
         doc.pop("plugins", None)
+        doc.get("host", {}).pop("events_fired", None)
         data = json.dumps(doc, indent=2, sort_keys=True).encode()
     return data
 

@@ -12,6 +12,7 @@ area and back.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,7 @@ def write_content(
 class GuestProcess:
     """A guest process: its page table and the workload generator that drives it."""
 
-    __slots__ = ("ops", "page_table", "pid", "pte_flags", "swap_slot", "writes")
+    __slots__ = ("epoch", "lookahead", "op_ns", "ops", "plan_backoff", "plan_cap", "plan_wait", "page_table", "pid", "pte_flags", "swap_slot", "writes")
 
     def __init__(self, pid: int, pages: int, ops: Generator[Operation, None, None] | None) -> None:
         self.pid = pid
@@ -68,6 +69,17 @@ class GuestProcess:
         self.ops = ops
         #: Write batches so far (stamps content writes).
         self.writes = 0
+        #: Operations taken from ``ops`` ahead of time and not run yet (run first, in order).
+        self.lookahead: deque[Operation] = deque()
+        #: How many times accessed bits were cleared (a planned run re-checks them after one).
+        self.epoch = 0
+        #: Mean ns of the operations last run ahead (how many to plan next time).
+        self.op_ns = 0.0
+        #: Steps to take before trying to plan again, and the back-off that set it.
+        self.plan_wait = 0
+        self.plan_backoff = 0
+        #: At most this many operations in the next plan (grows while plans succeed).
+        self.plan_cap = 16
 
     def mapped(self) -> npt.NDArray[np.int64]:
         """VPNs currently present."""

@@ -30,6 +30,7 @@ from vframework.guest.mm import (
 )
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.guest.platform import GuestVCPU, GuestVM, Platform
+from vframework.guest.runahead import RunAhead, plan
 from vframework.machine.isa import IF_FLAG
 
 if TYPE_CHECKING:
@@ -108,15 +109,20 @@ class GuestOS:
         proc = vcpu.process
         assert proc is not None
         assert proc.ops is not None
-        try:
-            op = next(proc.ops)
-        except StopIteration:
-            return 0, Then.HALT
+        if proc.lookahead:
+            op = proc.lookahead.popleft()
+        else:
+            try:
+                op = next(proc.ops)
+            except StopIteration:
+                return 0, Then.HALT
         counters = self.vm.counters
         costs = self.costs
         if type(op) is Compute:
             counters["instructions_direct"] += op.cycles // costs.instruction
             return costs.ns(op.cycles), Then.NEXT
+        # Anything else may change memory the VM's other vCPUs have planned runs over.
+        self.hypervisor.settle(self.vm)
         if type(op) is Touch:
             cycles, io_ns = self.touch(vcpu, proc, op.vpns, op.write)
             if io_ns:
@@ -153,6 +159,11 @@ class GuestOS:
             vcpu.wait_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
             return costs.ns(cycles), Then.IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
+
+    def plan(self, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
+        """The vCPU's next operations as one run ahead, if two or more start within
+        ``budget_ns`` and can be planned (see :mod:`vframework.guest.runahead`)."""
+        return plan(self, vcpu, budget_ns)
 
     def _kernel_call(self, vcpu: GuestVCPU, routine: str, count: int) -> int:
         monitor = self.vm.monitor
@@ -440,4 +451,5 @@ class GuestOS:
             accessed = (proc.pte_flags & PTE_ACCESSED) != 0
             active += int(np.count_nonzero(accessed))
             proc.pte_flags[accessed] &= ~np.uint8(PTE_ACCESSED)
+            proc.epoch += 1
         return active

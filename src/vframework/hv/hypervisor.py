@@ -237,6 +237,7 @@ class Hypervisor:
 
         ``hidden``: the guest touched them unknowingly (a hidden page fault), as opposed to
         asking for them (balloon deflate) or having them from the start (preallocation)."""
+        self.settle(vm)
         ppns = ppns[vm.p2m[ppns] < 0]
         if ppns.size == 0:
             return 0
@@ -260,6 +261,7 @@ class Hypervisor:
 
     def release_pages(self, vm: VM, ppns: npt.NDArray[np.integer]) -> int:
         """Take the machine frames behind guest pages back (the guest gave them up); returns how many."""
+        self.settle(vm)
         ppns = ppns[vm.p2m[ppns] >= 0]
         mpns = vm.p2m[ppns]
         # Shoot down every cached translation to them before the frames can be reused.
@@ -331,6 +333,9 @@ class Hypervisor:
         now = self.engine.now
         for cpu in range(len(self.pcpus)):
             self._account(cpu)
+            running = self.pcpus[cpu].running
+            if running is not None and running.plan is not None and running.plan.paused is None:
+                running.plan.commit(now - running.plan.start, inclusive=True)
         for vcpu in self._runnable:
             vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
             vcpu.ready_since = now
@@ -351,6 +356,50 @@ class Hypervisor:
         charged = sum(vm.counters["cpu_run_ns"] + vm.counters["cpu_irq_ns"] for vm in everyone)
         total = charged + self.counters["hypervisor_ns"] + self.counters["idle_ns"]
         return total, self.engine.now * len(self.machine.cpus)
+
+    # -- running ahead --------------------------------------------------------------
+    def settle(self, vm: VM) -> None:
+        """End the planned runs of the VM's running vCPUs now (see
+        :mod:`vframework.guest.runahead`): call before anything reads or changes the VM's memory
+        state other than its own planned operations."""
+        for vcpu in vm.vcpus:
+            if vcpu.plan is None:
+                continue
+            cpu = vcpu.cpu
+            assert cpu is not None
+            self._account(cpu)
+            self._truncate(vcpu)
+            if self.pcpus[cpu].state != RUN:
+                continue  # servicing an interrupt: its end resumes the vCPU
+            event = self.pcpus[cpu].event
+            if event is not None:
+                self.engine.cancel(event)
+            end = min(self.engine.now + vcpu.remaining_ns, vcpu.slice_end)
+            self.pcpus[cpu].event = self.engine.schedule_at(end, self._segment_end, cpu)
+
+    def _resume_plan(self, vcpu: VCPU) -> None:
+        """After interrupts: the planned operations not started move later by the time they
+        took; those that now start after the slice's end are given back."""
+        plan = vcpu.plan
+        assert plan is not None
+        if plan.paused is None:
+            return
+        plan.start += self.engine.now - plan.paused
+        plan.paused = None
+        rest, ns = plan.drop(after=vcpu.slice_end - plan.start)
+        vcpu.remaining_ns -= ns
+        plan.proc.lookahead.extendleft(reversed(rest))
+
+    def _truncate(self, vcpu: VCPU) -> None:
+        """Apply the planned operations that started before now; give the rest back."""
+        plan = vcpu.plan
+        assert plan is not None
+        if plan.paused is None:
+            plan.commit(self.engine.now - plan.start, inclusive=False)
+        rest, ns = plan.drop()
+        vcpu.remaining_ns -= ns
+        plan.proc.lookahead.extendleft(reversed(rest))
+        vcpu.plan = None
 
     # -- dispatch -------------------------------------------------------------------
     def _dispatch(self, cpu: int) -> None:
@@ -403,6 +452,12 @@ class Hypervisor:
 
     def _segment_end(self, cpu: int) -> None:
         self._account(cpu)
+        vcpu = self.pcpus[cpu].running
+        if vcpu is not None and vcpu.plan is not None:
+            # The run ends when its last operation has started (its end, or the slice's).
+            plan = vcpu.plan
+            plan.commit_count(len(plan.ops))
+            vcpu.plan = None
         self._advance(cpu)
 
     def _advance(self, cpu: int) -> None:
@@ -429,6 +484,14 @@ class Hypervisor:
                 if vcpu.pending_device or vcpu.pending_timer:
                     vcpu.remaining_ns = self.machine.costs.ns(self._deliver_pending(vcpu))
                     continue
+                if now < vcpu.slice_end:
+                    plan = guest.plan(vcpu, vcpu.slice_end - now)
+                    if plan is not None:
+                        plan.start = now
+                        plan.commit_count(1)  # the first operation starts now, as a step would
+                        vcpu.plan = plan
+                        vcpu.remaining_ns = plan.total_ns
+                        continue
                 run_ns, vcpu.after = guest.step(vcpu)
                 vcpu.remaining_ns = run_ns
                 continue
@@ -447,6 +510,8 @@ class Hypervisor:
     def _leave(self, cpu: int, vcpu: VCPU, runnable: bool) -> None:
         """Take the vCPU off the CPU (interval already closed) and charge the scheduler."""
         now = self.engine.now
+        if vcpu.plan is not None:
+            self._truncate(vcpu)
         event = self.pcpus[cpu].event
         if event is not None:
             self.engine.cancel(event)
@@ -582,6 +647,11 @@ class Hypervisor:
             return cpu
         self._account(cpu)
         state, left = self.pcpus[cpu].state, 0
+        running = self.pcpus[cpu].running
+        if running is not None and running.plan is not None and state == RUN:
+            # The planned operations not started yet start later, by the interrupt's time.
+            running.plan.commit(self.engine.now - running.plan.start, inclusive=False)
+            running.plan.paused = self.engine.now
         event = self.pcpus[cpu].event
         if event is not None:
             if state == SWITCH:
@@ -611,6 +681,9 @@ class Hypervisor:
         state, left = self.pcpus[cpu].saved
         self.pcpus[cpu].state = state
         self.pcpus[cpu].irq_owner = None
+        running = self.pcpus[cpu].running
+        if running is not None and running.plan is not None:
+            self._resume_plan(running)
         if self.pcpus[cpu].preempt_after_irq:
             self.pcpus[cpu].preempt_after_irq = False
             self.preempt(cpu)

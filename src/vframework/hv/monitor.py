@@ -131,6 +131,20 @@ class Monitor:
         counters["page_walk_refs"] += refs
         return cycles + refs * costs.page_walk_level, mpns
 
+    def run_fill(
+        self, proc: GuestProcess, vpns: npt.NDArray[np.int64], walked: npt.NDArray[np.int32]
+    ) -> npt.NDArray[np.int32]:
+        """What a TLB miss on each of ``vpns`` loads, without any fault: the shadow entry (-1
+        where missing: that reference would fault to the hypervisor) or ``walked``."""
+        if self.paging == "shadow":
+            return self.shadows.table(proc.pid, proc.page_table.size)[vpns]
+        return walked
+
+    @property
+    def miss_refs(self) -> int:
+        """Memory references of one TLB miss's page walk under this mode's paging."""
+        return walk_references(self.hypervisor.page_levels, self.paging == "nested")
+
     def _shadow_walk(self, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int32], int]:
         shadow = self.shadows.table(proc.pid, proc.page_table.size)
         values = shadow[vpns]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from vframework.api.contract import Device, Mode
     from vframework.api.params import Params
     from vframework.guest.os import GuestOS, GuestProcess
+    from vframework.guest.runahead import RunAhead
     from vframework.hv.monitor import Monitor
 
 __all__ = ["UNBACKED", "VCPU", "VM", "VCPUState"]
@@ -45,6 +46,7 @@ class VCPU:
         "name",
         "pending_device",
         "pending_timer",
+        "plan",
         "process",
         "ready_since",
         "remaining_ns",
@@ -65,8 +67,11 @@ class VCPU:
         #: The physical CPU it is running on, or None.
         self.cpu: int | None = None
         self.process: GuestProcess | None = None
-        #: ns left of the operation in progress (it resumes there after a preemption).
+        #: ns left of the operation in progress (it resumes there after a preemption), or of
+        #: the planned run while :attr:`plan` is set.
         self.remaining_ns = 0
+        #: The operations it is running ahead (:class:`~vframework.guest.runahead.RunAhead`), or None.
+        self.plan: RunAhead | None = None
         self.ready_since = 0
         self.slice_end = 0
         #: What happens when ``remaining_ns`` reaches 0.

@@ -26,7 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["TLB", "ShadowTables", "asid", "walk_references"]
+__all__ = ["TLB", "ShadowTables", "TLBRun", "asid", "walk_references"]
 
 _KEY_SHIFT = 36
 
@@ -150,6 +150,36 @@ class TLB:
         inside = np.cumsum(mark[:n]) > 0
         fill[order[inside]] = self.mpns[s_sets[inside]]
 
+    def run(self, keys: npt.NDArray[np.int64], fill: npt.NDArray[np.integer]) -> TLBRun:
+        """What :meth:`access` would do for ``keys``, without changing the TLB: which accesses
+        hit, and the MPN each used (``fill`` is reused). :meth:`TLBRun.settle` later leaves the
+        TLB as :meth:`access` of any prefix of the keys would have. Causal: whether access ``i``
+        hits depends only on the accesses before it, so a prefix of a run is exact on its own."""
+        n = keys.size
+        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 1 << 16 else np.int64)
+        order = np.argsort(sets, kind="stable")
+        s_keys = keys[order]
+        s_sets = s_keys & (self.entries - 1)
+        same = s_keys[1:] == s_keys[:-1]
+        new_set = np.empty(n, dtype=bool)
+        new_set[0] = True
+        np.not_equal(s_sets[1:], s_sets[:-1], out=new_set[1:])
+        first = np.flatnonzero(new_set)
+        old_hit = self.keys[s_sets[first]] == s_keys[first]
+        hit = np.empty(n, dtype=bool)
+        hit[0] = False
+        hit[1:] = same
+        hit[first] = old_hit
+        if old_hit.any():
+            starts = first[old_hit]
+            if not same.any():
+                fill[order[starts]] = self.mpns[s_sets[starts]]
+            else:
+                self._stale_runs(fill, order, s_sets, same, starts)
+        hits = np.empty(n, dtype=bool)
+        hits[order] = hit
+        return TLBRun(self, hits, fill, order, s_keys, s_sets, new_set)
+
     def valid(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(keys, mpns) of the valid entries."""
         ok = self.keys >= 0
@@ -159,6 +189,46 @@ class TLB:
     def split(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(tags, vpns) of keys."""
         return keys >> _KEY_SHIFT, keys & ((1 << _KEY_SHIFT) - 1)
+
+
+class TLBRun:
+    """A batch of TLB accesses simulated by :meth:`TLB.run`, not yet applied to the TLB."""
+
+    __slots__ = ("_first", "_order", "_s_keys", "_s_sets", "hits", "mpns", "tlb")
+
+    def __init__(
+        self,
+        tlb: TLB,
+        hits: npt.NDArray[np.bool_],
+        mpns: npt.NDArray[np.integer],
+        order: npt.NDArray[np.intp],
+        s_keys: npt.NDArray[np.int64],
+        s_sets: npt.NDArray[np.int64],
+        first: npt.NDArray[np.bool_],
+    ) -> None:
+        self.tlb = tlb
+        #: Whether each access hit, in access order.
+        self.hits = hits
+        #: The MPN each access used.
+        self.mpns = mpns
+        self._order, self._s_keys, self._s_sets, self._first = order, s_keys, s_sets, first
+
+    def settle(self, count: int) -> None:
+        """Leave the TLB as if only the first ``count`` accesses had run: in each set, the last
+        of them stays (within a set the accesses are in order, so those before ``count`` are a
+        prefix of the set's run)."""
+        if count <= 0:
+            return
+        before = self._order < count
+        n = before.size
+        last = np.empty(n, dtype=bool)
+        last[-1] = before[-1]
+        # The last access of a set before the cut: the next one is in another set, or after it.
+        np.logical_and(before[:-1], self._first[1:] | ~before[1:], out=last[:-1])
+        where = np.flatnonzero(last)
+        sets = self._s_sets[where]
+        self.tlb.keys[sets] = self._s_keys[where]
+        self.tlb.mpns[sets] = self.mpns[self._order[where]]
 
 
 class ShadowTables:
