@@ -57,7 +57,20 @@ def write_content(
 class GuestProcess:
     """A guest process: its page table and the workload generator that drives it."""
 
-    __slots__ = ("epoch", "lookahead", "op_ns", "ops", "plan_backoff", "plan_cap", "plan_wait", "page_table", "pid", "pte_flags", "swap_slot", "writes")
+    __slots__ = (
+        "epoch",
+        "lookahead",
+        "op_ns",
+        "ops",
+        "page_table",
+        "pid",
+        "plan_backoff",
+        "plan_cap",
+        "plan_wait",
+        "pte_flags",
+        "swap_slot",
+        "writes",
+    )
 
     def __init__(self, pid: int, pages: int, ops: Generator[Operation, None, None] | None) -> None:
         self.pid = pid

@@ -42,6 +42,8 @@ __all__ = ["MAX_OPS", "MAX_REFS", "RunAhead", "plan"]
 MAX_OPS = 4096
 #: At most this many page references in one run ahead (bounds the numpy temporaries).
 MAX_REFS = 1 << 18
+#: A run of fewer operations is not worth planning: the first is stepped.
+_MIN_OPS = 2
 #: Cycles below which ``cycles * 10**9`` fits an int64.
 _NS_SAFE = (1 << 63) // 1_000_000_000
 #: Operations a process's first plan looks at (later plans go by the mean of the last).
@@ -115,8 +117,8 @@ class RunAhead:
     def commit(self, offset: int, inclusive: bool) -> None:
         """Apply every operation that started before ``offset`` ns into the run (or at it, when
         ``inclusive``: an event that fires after the operation's start at the same instant)."""
-        side = "right" if inclusive else "left"
-        self.commit_count(min(len(self.ops), max(1, int(np.searchsorted(self.starts, offset, side=side)))))
+        started = np.searchsorted(self.starts, offset, side="right" if inclusive else "left")
+        self.commit_count(min(len(self.ops), max(1, int(started))))
 
     def commit_count(self, upto: int) -> None:
         """Apply operations ``committed .. upto - 1``."""
@@ -219,7 +221,7 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         return None
     want = proc.plan_cap if proc.op_ns <= 0 else min(proc.plan_cap, int(budget_ns / proc.op_ns * _SLACK) + 2)
     ops = _pull(proc, want)
-    if len(ops) < 2:
+    if len(ops) < _MIN_OPS:
         _give_back(proc, ops)
         _back_off(proc)
         return None
@@ -244,7 +246,7 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         sizes = np.fromiter((v.size for v in vectors), dtype=np.int64, count=len(vectors))
         vpns = np.concatenate(vectors) if len(vectors) > 1 else vectors[0]
         offsets = np.cumsum(sizes) - sizes
-        write = np.repeat(np.fromiter((ops[i].write for i in touch_ops), dtype=bool), sizes)  # type: ignore[attr-defined]
+        write = np.repeat(np.fromiter((ops[i].write for i in touch_ops), dtype=np.bool_), sizes)  # type: ignore[attr-defined]
         table = proc.page_table
         inside = (vpns >= 0) & (vpns < table.size)
         safe = np.where(inside, vpns, 0)
@@ -295,10 +297,10 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
     # Keep the operations that start within the budget, and before the first unplannable one.
     starts = np.cumsum(durations[:cut]) - durations[:cut]
     keep = min(cut, int(np.searchsorted(starts, budget_ns, side="right")))
-    if keep < 2:
+    if keep < _MIN_OPS:
         _give_back(proc, ops)
         proc.plan_cap = _FIRST_OPS
-        if cut < 2:
+        if cut < _MIN_OPS:
             _back_off(proc)
         return None
     _give_back(proc, ops[keep:])
@@ -314,4 +316,3 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         proc, guest.vm.counters, guest.hypervisor.machine.memory.content, ops[:keep], durations[:keep], per_op, touch,
         stale, bits,
     )  # fmt: skip
-

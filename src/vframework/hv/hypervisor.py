@@ -111,6 +111,9 @@ class Hypervisor:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
         #: The CPU architecture (see :mod:`vframework.machine.isa`).
         self.arch = arch
+        #: Plan runs of operations ahead (:mod:`vframework.guest.runahead`); off, every
+        #: operation is a step of its own. Results are the same either way.
+        self.run_ahead = True
         #: A hosted hypervisor runs on a host OS (device emulation crosses world switches).
         self.hosted = hosted
         #: Hosted only: the share of every CPU the host OS's own work takes.
@@ -374,8 +377,30 @@ class Hypervisor:
             event = self.pcpus[cpu].event
             if event is not None:
                 self.engine.cancel(event)
-            end = min(self.engine.now + vcpu.remaining_ns, vcpu.slice_end)
-            self.pcpus[cpu].event = self.engine.schedule_at(end, self._segment_end, cpu)
+            self._schedule_segment(cpu, vcpu)
+
+    def _schedule_segment(self, cpu: int, vcpu: VCPU) -> None:
+        """The event that ends the vCPU's segment: at the end of its operation (or planned run)
+        or of its slice. A planned run first re-arms at its last operation's start: the
+        segment's end is then scheduled when stepping would schedule it, so events of one
+        instant on different CPUs (slices that end together) keep the order stepping gives."""
+        now = self.engine.now
+        plan = vcpu.plan
+        if plan is not None:
+            last = plan.start + int(plan.starts[len(plan.ops) - 1])
+            if last > now:
+                self.pcpus[cpu].event = self.engine.schedule_at(last, self._plan_arm, cpu)
+                return
+        self.pcpus[cpu].event = self.engine.schedule_at(
+            min(now + vcpu.remaining_ns, vcpu.slice_end), self._segment_end, cpu
+        )
+
+    def _plan_arm(self, cpu: int) -> None:
+        self._account(cpu)
+        vcpu = self.pcpus[cpu].running
+        assert vcpu is not None
+        end = min(self.engine.now + vcpu.remaining_ns, vcpu.slice_end)
+        self.pcpus[cpu].event = self.engine.schedule_at(end, self._segment_end, cpu)
 
     def _resume_plan(self, vcpu: VCPU) -> None:
         """After interrupts: the planned operations not started move later by the time they
@@ -469,6 +494,9 @@ class Hypervisor:
         assert guest is not None
         for _ in range(_MAX_ZERO_STEPS):
             if vcpu.remaining_ns <= 0:
+                if vcpu.plan is not None:  # run to its end (an interrupt came at that instant)
+                    vcpu.plan.commit_count(len(vcpu.plan.ops))
+                    vcpu.plan = None
                 after = vcpu.after
                 if after is not Then.NEXT:
                     vcpu.after = Then.NEXT
@@ -484,7 +512,7 @@ class Hypervisor:
                 if vcpu.pending_device or vcpu.pending_timer:
                     vcpu.remaining_ns = self.machine.costs.ns(self._deliver_pending(vcpu))
                     continue
-                if now < vcpu.slice_end:
+                if self.run_ahead and now < vcpu.slice_end:
                     plan = guest.plan(vcpu, vcpu.slice_end - now)
                     if plan is not None:
                         plan.start = now
@@ -499,8 +527,7 @@ class Hypervisor:
                 self._leave(cpu, vcpu, runnable=True)
                 self._dispatch(cpu)
                 return
-            end = min(now + vcpu.remaining_ns, vcpu.slice_end)
-            self.pcpus[cpu].event = self.engine.schedule_at(end, self._segment_end, cpu)
+            self._schedule_segment(cpu, vcpu)
             return
         raise NoProgress(
             f"the workload of {vcpu.name} yielded {_MAX_ZERO_STEPS} operations in a row that "

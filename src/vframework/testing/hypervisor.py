@@ -13,7 +13,7 @@ step the machine checks, exactly:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -29,11 +29,23 @@ from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
 from vframework.testing.memory import assert_owns_its_frames
 
-__all__ = ["HypervisorMachine"]
+__all__ = ["HypervisorMachine", "with_components"]
+
+_M = TypeVar("_M", bound=RuleBasedStateMachine)
 
 PAGES = 16
 MAX_VMS = 6
 MAX_VCPUS = 3
+
+
+def with_components(cls: type[_M], components: dict[str, Any]) -> type[_M]:
+    """A subclass of the machine ``cls`` whose ``<kind>_cls`` attributes are ``components``
+    (``{"mode": FullMode}``); a mode also sets the machine's architecture (its first)."""
+    label = ",".join(c.name for c in components.values())
+    attrs: dict[str, Any] = {f"{k}_cls": v for k, v in components.items()}
+    if "mode" in components:
+        attrs["arch"] = components["mode"].architectures[0]
+    return type(f"{cls.__name__}[{label}]", (cls,), attrs)
 
 
 class HypervisorMachine(RuleBasedStateMachine):
@@ -48,11 +60,7 @@ class HypervisorMachine(RuleBasedStateMachine):
     # components: scheduler=, mode= and/or policy= classes (Any: a mode's architectures is read).
     @classmethod
     def for_components(cls, **components: Any) -> type[HypervisorMachine]:
-        label = ",".join(c.name for c in components.values())
-        attrs: dict[str, Any] = {f"{k}_cls": v for k, v in components.items()}
-        if "mode" in components:
-            attrs["arch"] = components["mode"].architectures[0]
-        return type(f"{cls.__name__}[{label}]", (cls,), attrs)
+        return with_components(cls, components)
 
     def __init__(self) -> None:
         super().__init__()

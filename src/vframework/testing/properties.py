@@ -10,6 +10,7 @@ from vframework.testing.hypervisor import HypervisorMachine
 from vframework.testing.memory import FrameTableMachine
 from vframework.testing.mmu import MemoryMachine
 from vframework.testing.registry import KERNEL, conformance
+from vframework.testing.runahead import RunAheadMachine
 from vframework.testing.shares import ShareMachine
 from vframework.testing.translate import TranslationMachine
 from vframework.testing.workload import WorkloadMachine
@@ -17,6 +18,7 @@ from vframework.testing.workload import WorkloadMachine
 conformance(KERNEL, "event order and cancellation")(lambda _: EngineMachine)
 conformance(KERNEL, "frame conservation")(lambda _: FrameTableMachine)
 conformance(KERNEL, "block translation equals interpretation")(lambda _: TranslationMachine)
+conformance(KERNEL, "running ahead equals stepping")(lambda _: RunAheadMachine)
 conformance("workload", "well-formed, deterministic operations")(WorkloadMachine.for_component)
 
 
@@ -46,6 +48,11 @@ def _promises_shares(cls: type[Scheduler[Params]]) -> bool:
 @conformance("scheduler", "proportional share within the declared error bound", applies=_promises_shares)
 def _shares(cls: type[Scheduler[Params]]) -> type[ShareMachine]:
     return ShareMachine.for_component(cls)
+
+
+@conformance("mode", "running ahead equals stepping under the mode's paging")
+def _run_ahead(cls: type[Mode[Params]], arch: str | None = None) -> type[RunAheadMachine]:
+    return RunAheadMachine.for_components(mode=cls)
 
 
 @conformance("mode", "equivalence with bare metal (Popek & Goldberg)")
