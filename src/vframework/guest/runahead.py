@@ -160,19 +160,20 @@ class RunAhead:
             proc.pte_flags[writes] |= PTE_ACCESSED | PTE_DIRTY
         self._tlb.settle(last)
 
-    def drop(self, after: int | None = None) -> tuple[list[Operation], int]:
-        """Give back the operations not applied (all, or those starting after offset ``after``),
-        in order, and their total ns; the run keeps the others."""
+    def drop(self, after: int | None = None) -> int:
+        """Give the operations not applied (all, or those starting after offset ``after``)
+        back to the process, in order; returns their total ns. The run keeps the others."""
         keep = self.committed
         if after is not None:
             keep = max(keep, int(np.searchsorted(self.starts, after, side="right")))
         rest = self.ops[keep:]
         if not rest:
-            return [], 0
+            return 0
         ns = self.total_ns - int(self.starts[keep])
         self.ops = self.ops[:keep]
         self.total_ns -= ns
-        return rest, ns
+        _give_back(self.proc, rest)
+        return ns
 
 
 def _pull(proc: GuestProcess, want: int) -> list[Operation]:

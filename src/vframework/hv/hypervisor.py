@@ -411,9 +411,7 @@ class Hypervisor:
             return
         plan.start += self.engine.now - plan.paused
         plan.paused = None
-        rest, ns = plan.drop(after=vcpu.slice_end - plan.start)
-        vcpu.remaining_ns -= ns
-        plan.proc.lookahead.extendleft(reversed(rest))
+        vcpu.remaining_ns -= plan.drop(after=vcpu.slice_end - plan.start)
 
     def _truncate(self, vcpu: VCPU) -> None:
         """Apply the planned operations that started before now; give the rest back."""
@@ -421,9 +419,7 @@ class Hypervisor:
         assert plan is not None
         if plan.paused is None:
             plan.commit(self.engine.now - plan.start, inclusive=False)
-        rest, ns = plan.drop()
-        vcpu.remaining_ns -= ns
-        plan.proc.lookahead.extendleft(reversed(rest))
+        vcpu.remaining_ns -= plan.drop()
         vcpu.plan = None
 
     # -- dispatch -------------------------------------------------------------------

@@ -102,35 +102,54 @@ class TLB:
         n = keys.size
         if n == 0:
             return 0, fill
-        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 1 << 16 else np.int64)
-        # Group the accesses by set, keeping their order within a set (a stable radix sort of
-        # 16-bit set numbers). In that order an access hits when the access before it had the
-        # same key: equal keys imply the same set, so a set's first access never matches its
-        # predecessor and is compared with the entry the set held before the batch instead.
-        order = np.argsort(sets, kind="stable")
-        s_keys = keys[order]
-        same = s_keys[1:] == s_keys[:-1]
+        order, s_keys, s_sets, same = self._by_set(keys)
         hits_in_batch = int(np.count_nonzero(same))
         hits = hits_in_batch
-        s_sets = s_keys & (self.entries - 1)  # cheaper than gathering sets[order]
         bounds = np.flatnonzero(s_sets[1:] != s_sets[:-1])
         first = np.concatenate(([0], bounds + 1))
         last = np.append(bounds, n - 1)
-        first_sets = s_sets[first]
-        old_hit = self.keys[first_sets] == s_keys[first]
-        if old_hit.any():
-            hits += int(np.count_nonzero(old_hit))
-            # The run of equal keys each pre-batch hit starts uses the cached MPN.
-            starts = first[old_hit]
-            if not hits_in_batch:  # every run is one access long
-                fill[order[starts]] = self.mpns[s_sets[starts]]
-            else:
-                self._stale_runs(fill, order, s_sets, same, starts)
+        old_hit = self._old_hits(fill, order, s_keys, s_sets, same, first, hits_in_batch > 0)
+        hits += int(np.count_nonzero(old_hit))
         # The last access to each set stays in the TLB.
         last_sets = s_sets[last]
         self.keys[last_sets] = s_keys[last]
         self.mpns[last_sets] = fill[order[last]]
         return hits, fill
+
+    def _by_set(
+        self, keys: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Group accesses by set, keeping their order within a set (a stable radix sort of
+        16-bit set numbers): ``(order, keys, sets, same)`` in that order, ``same[i]`` telling
+        whether access ``i + 1`` has the key of access ``i``. In that order an access hits when
+        the access before it had the same key: equal keys imply the same set, so a set's first
+        access never matches its predecessor and is compared with the entry the set held."""
+        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 1 << 16 else np.int64)
+        order = np.argsort(sets, kind="stable")
+        s_keys = keys[order]
+        s_sets = s_keys & (self.entries - 1)  # cheaper than gathering sets[order]
+        return order, s_keys, s_sets, s_keys[1:] == s_keys[:-1]
+
+    def _old_hits(
+        self,
+        fill: npt.NDArray[np.integer],
+        order: npt.NDArray[np.intp],
+        s_keys: npt.NDArray[np.int64],
+        s_sets: npt.NDArray[np.int64],
+        same: npt.NDArray[np.bool_],
+        first: npt.NDArray[np.intp],
+        any_same: bool,
+    ) -> npt.NDArray[np.bool_]:
+        """Whether each set's first access hits the entry left by earlier batches; the run of
+        equal keys each such hit starts uses the cached MPN (patched into ``fill``)."""
+        old_hit: npt.NDArray[np.bool_] = self.keys[s_sets[first]] == s_keys[first]
+        if old_hit.any():
+            starts = first[old_hit]
+            if not any_same:  # every run is one access long
+                fill[order[starts]] = self.mpns[s_sets[starts]]
+            else:
+                self._stale_runs(fill, order, s_sets, same, starts)
+        return old_hit
 
     def _stale_runs(
         self,
@@ -156,26 +175,16 @@ class TLB:
         TLB as :meth:`access` of any prefix of the keys would have. Causal: whether access ``i``
         hits depends only on the accesses before it, so a prefix of a run is exact on its own."""
         n = keys.size
-        sets = (keys & (self.entries - 1)).astype(np.uint16 if self.entries <= 1 << 16 else np.int64)
-        order = np.argsort(sets, kind="stable")
-        s_keys = keys[order]
-        s_sets = s_keys & (self.entries - 1)
-        same = s_keys[1:] == s_keys[:-1]
+        order, s_keys, s_sets, same = self._by_set(keys)
         new_set = np.empty(n, dtype=bool)
         new_set[0] = True
         np.not_equal(s_sets[1:], s_sets[:-1], out=new_set[1:])
         first = np.flatnonzero(new_set)
-        old_hit = self.keys[s_sets[first]] == s_keys[first]
+        old_hit = self._old_hits(fill, order, s_keys, s_sets, same, first, bool(same.any()))
         hit = np.empty(n, dtype=bool)
         hit[0] = False
         hit[1:] = same
         hit[first] = old_hit
-        if old_hit.any():
-            starts = first[old_hit]
-            if not same.any():
-                fill[order[starts]] = self.mpns[s_sets[starts]]
-            else:
-                self._stale_runs(fill, order, s_sets, same, starts)
         hits = np.empty(n, dtype=bool)
         hits[order] = hit
         return TLBRun(self, hits, fill, order, s_keys, s_sets, new_set)
