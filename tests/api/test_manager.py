@@ -28,7 +28,7 @@ from vframework import KINDS, PluginError, PluginManager, Workload, hookimpl
 
 STANDARD = {
     "vframework-schedulers": {"scheduler": {"fair"}},
-    "vframework-memory": {"memory_policy": {"static"}},
+    "vframework-memory": {"memory_policy": {"static"}, "memory_service": {"esx-sharing", "ksm"}},
     "vframework-modes": {"mode": {"bare-metal"}},
     "vframework-workloads": {"workload": {"idle", "cpu", "io", "memory"}},
     "vframework-experiments": {"experiment": {"cpu-shares", "mmu", "modes"}},

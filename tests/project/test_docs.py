@@ -85,6 +85,11 @@ def test_tutorial_shows_the_whole_plugin() -> None:
         "webserver/vf_webserver.py",
         "webserver/demo.toml",
     }
+    assert set(_tutorial_files("memory-service")) == {
+        "zeroshare/pyproject.toml",
+        "zeroshare/vf_zeroshare.py",
+        "zeroshare/demo.toml",
+    }
 
 
 CLI = [sys.executable, "-c", "from vframework.cli import main; main()"]
@@ -127,3 +132,19 @@ def test_workload_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
         for vm in ("web-hvm", "web-pv"):
             assert vms[vm]["syscalls"] > 100, vms[vm]
             assert vms[vm]["io_requests"] > 10, vms[vm]
+
+
+def test_memory_service_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
+    with installed_tutorial(
+        "memory-service", "zeroshare", "vf-zeroshare", "memory_service", "zeroshare", tmp_path
+    ) as folder:
+        out = tmp_path / "results"
+        ran = subprocess.run(
+            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        assert summary["host"]["pages_shared"] == 1  # the one zero frame
+        for vm in summary["vms"].values():
+            assert vm["mem_shared"] >= 1024 - 64, vm  # a quarter of 16 MiB
+            assert vm["mem_consumed"] < vm["mem_granted"]

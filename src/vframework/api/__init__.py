@@ -38,6 +38,7 @@ from vframework.api.views import (
     VMView,
     WorkloadContext,
 )
+from vframework.guest.mm import ContentLayout
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import ORDINARY, Architecture, Block, Op
@@ -55,6 +56,7 @@ __all__ = [
     "Block",
     "Component",
     "Compute",
+    "ContentLayout",
     "Device",
     "DeviceContext",
     "Duration",

@@ -26,6 +26,7 @@ from vframework.api.views import (
     VCPUView,
     WorkloadContext,
 )
+from vframework.guest.mm import ContentLayout
 from vframework.guest.ops import Operation
 from vframework.machine.costs import CostModel
 from vframework.machine.cpu import Action, GuestCPU
@@ -182,6 +183,12 @@ class MemoryService(Component[P_co]):
     def run(self, memory: MemoryContext, now: int) -> int:
         """Do one period's work; return the cycles of hypervisor time it took."""
 
+    @classmethod
+    def kit_params(cls) -> P_co:
+        """The parameters the conformance kit runs the service with: its defaults, unless they
+        make a few calls of :meth:`run` do nothing (a scanner that covers memory in an hour)."""
+        return cls.params_model()  # type: ignore[return-value]
+
 
 class Mode(Component[P_co]):
     """How one VM's privileged operations, memory and I/O reach the hypervisor (or hardware).
@@ -288,6 +295,11 @@ class Workload(Component[P_co]):
     def address_space_pages(self) -> int:
         """Virtual pages the process needs (its page table's size)."""
         return 0
+
+    def content_layout(self) -> ContentLayout | None:
+        """What the process's pages hold when first touched: image, zero, private and volatile
+        regions (see :class:`~vframework.api.ContentLayout`). None: every page starts zero."""
+        return None
 
     @abstractmethod
     def run(self) -> Generator[Operation, None, None]:

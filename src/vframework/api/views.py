@@ -128,6 +128,42 @@ class MemoryContext(Protocol):
         """Set the VM's memory target (``mem_target``; a balloon driver works towards it)."""
         ...
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """The host's counters: a service adds to those it reports (``pages_unshared``,
+        ``pages_volatile``, ``full_scans``, ``pages_scanned``, ``hint_frames``)."""
+        ...
+
+    def rng(self, name: str) -> np.random.Generator:
+        """The run's random stream ``name``: the same seed gives the same draws."""
+        ...
+
+    def backing(self, vm_id: int, ppns: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """The machine frame (MPN) behind each of the VM's pages, -1 where unbacked."""
+        ...
+
+    def content(self, mpns: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+        """Each frame's 64-bit content token: equal tokens are equal 4 KiB pages. Hash it for a
+        table key; compare tokens for the full comparison."""
+        ...
+
+    def frame_state(self, mpns: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+        """Each frame's state: 0 free, 1 private, 2 shared copy-on-write, 3 the hypervisor's."""
+        ...
+
+    def refcount(self, mpns: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """Each frame's mappings: 1 for a private frame, n for a frame shared n ways."""
+        ...
+
+    def share(self, vm_id: int, ppns: npt.ArrayLike, mpns: npt.ArrayLike) -> int:
+        """Map the VM's pages ``ppns`` onto frames ``mpns`` copy-on-write; returns how many.
+
+        Each page's own frame is released; a private target frame becomes shared. Pinned pages
+        (a para-virtual guest's page tables), unbacked pages and pages already on their target
+        are skipped. Raises ValueError if a page's content differs from its target's: a hash
+        match is only a hint, and the full comparison is the service's job."""
+        ...
+
 
 class DeviceContext(Protocol):
     """What a virtual device is given: its VM, the cost model and interrupt delivery."""

@@ -12,8 +12,10 @@ area and back.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,9 +35,11 @@ __all__ = [
     "PTE_SWAPPED",
     "PTE_USER",
     "PTE_WRITABLE",
+    "ContentLayout",
     "GuestMemory",
     "GuestOutOfMemory",
     "GuestProcess",
+    "name_seed",
     "write_content",
 ]
 
@@ -44,14 +48,64 @@ _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
 
 
 def write_content(
-    content: npt.NDArray[np.uint64], mpns: npt.NDArray[np.integer], vpns: npt.NDArray[np.int64], stamp: int
+    content: npt.NDArray[np.uint64],
+    mpns: npt.NDArray[np.integer],
+    vpns: npt.NDArray[np.int64],
+    stamp: int,
+    salt: int = 0,
 ) -> None:
     """A write to pages ``vpns`` (at frames ``mpns``) changes their content deterministically:
-    the new handle depends only on the old one, the page and the write's stamp, never on
-    which frame holds it, so runs under different modes can be compared byte for byte."""
+    the new handle depends only on the old one, the page, the write's stamp and the writer's
+    ``salt`` (one per process: two VMs writing the same page at the same count still write
+    different data), never on which frame holds it, so runs under different modes can be
+    compared byte for byte."""
     old = content[mpns]
-    token = (vpns.astype(np.uint64) + np.uint64(1)) * _MIX + np.uint64(stamp & 0xFFFF_FFFF)
+    token = ((vpns.astype(np.uint64) + np.uint64(1)) * _MIX + np.uint64(stamp & 0xFFFF_FFFF)) ^ np.uint64(salt)
     content[mpns] = (old ^ token) * _MIX + np.uint64(1)
+
+
+def name_seed(name: str) -> int:
+    """A stable 64-bit seed for a name (an image, a VM): the same in every run and process."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True)
+class ContentLayout:
+    """What a process's pages hold when first touched, by VPN region, in this order:
+
+    ``image`` pages read from the VM's image (kernel, libraries, program text: identical in
+    every VM booted from the same image), ``zero`` pages (allocated, never written), ``private``
+    pages (data only this process has, written once) and the rest, *volatile*: zero until the
+    workload writes them, and rewritten as it runs.
+    """
+
+    #: Pages of image content.
+    image: int = 0
+    #: Pages that stay zero.
+    zero: int = 0
+    #: Pages of private data, written once when first touched.
+    private: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("image", "zero", "private"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"a content layout cannot have {getattr(self, name)} {name} pages")
+
+    @property
+    def volatile_start(self) -> int:
+        """The first volatile VPN."""
+        return self.image + self.zero + self.private
+
+    def fill(self, vpns: npt.NDArray[np.int64], image_seed: int, private_seed: int) -> npt.NDArray[np.uint64]:
+        """The content tokens of freshly touched pages ``vpns``."""
+        v = vpns.astype(np.uint64)
+        image = (v ^ np.uint64(image_seed)) * _MIX + np.uint64(1)
+        private = ((v + np.uint64(1)) * _MIX ^ np.uint64(private_seed)) * _MIX + np.uint64(1)
+        zero_end, private_end = self.image + self.zero, self.volatile_start
+        out = np.zeros(vpns.size, dtype=np.uint64)
+        np.copyto(out, image, where=vpns < self.image)
+        np.copyto(out, private, where=(vpns >= zero_end) & (vpns < private_end))
+        return out
 
 
 class GuestProcess:
@@ -59,6 +113,7 @@ class GuestProcess:
 
     __slots__ = (
         "epoch",
+        "layout",
         "lookahead",
         "op_ns",
         "ops",
@@ -68,12 +123,21 @@ class GuestProcess:
         "plan_cap",
         "plan_wait",
         "pte_flags",
+        "salt",
         "swap_slot",
         "writes",
     )
 
-    def __init__(self, pid: int, pages: int, ops: Generator[Operation, None, None] | None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        pages: int,
+        ops: Generator[Operation, None, None] | None,
+        layout: ContentLayout | None = None,
+    ) -> None:
         self.pid = pid
+        #: What its pages hold when first touched (None: zero, as a fresh anonymous page).
+        self.layout = layout
         #: VPN -> PPN (-1: not mapped).
         self.page_table = np.full(pages, -1, dtype=np.int32)
         self.pte_flags = np.zeros(pages, dtype=np.uint8)
@@ -82,6 +146,8 @@ class GuestProcess:
         self.ops = ops
         #: Write batches so far (stamps content writes).
         self.writes = 0
+        #: What makes this process's writes its own (see :func:`write_content`); set by the OS.
+        self.salt = 0
         #: Operations taken from ``ops`` ahead of time and not run yet (run first, in order).
         self.lookahead: deque[Operation] = deque()
         #: How many times accessed bits were cleared (a planned run re-checks them after one).

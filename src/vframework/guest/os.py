@@ -23,14 +23,17 @@ from vframework.guest.mm import (
     PTE_SWAPPED,
     PTE_USER,
     PTE_WRITABLE,
+    ContentLayout,
     GuestMemory,
     GuestOutOfMemory,
     GuestProcess,
+    name_seed,
     write_content,
 )
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.guest.platform import GuestVCPU, GuestVM, Platform
 from vframework.guest.runahead import RunAhead, plan
+from vframework.machine.hardware import SHARED
 from vframework.machine.isa import IF_FLAG
 
 if TYPE_CHECKING:
@@ -66,6 +69,8 @@ class GuestOS:
         self._pinned: npt.NDArray[np.integer] | None = None  # PPNs the reference being served needs
         self.processes: list[GuestProcess] = []
         self._next_pid = 1
+        #: Image pages hold the same content in every VM booted from the same image.
+        self.image_seed = name_seed(vm.image)
         monitor = vm.monitor
         assert monitor is not None, "the VM's mode is attached before its guest OS"
         kernel = GuestKernel.build()
@@ -93,9 +98,18 @@ class GuestOS:
         """Guest-physical pages the guest has not allocated."""
         return self.memory.free_pages
 
-    def spawn(self, ops: Generator[Operation, None, None] | None, pages: int) -> GuestProcess:
-        """Create a process with an address space of ``pages`` virtual pages."""
-        proc = GuestProcess(self._next_pid, pages, ops)
+    def spawn(
+        self, ops: Generator[Operation, None, None] | None, pages: int, layout: ContentLayout | None = None
+    ) -> GuestProcess:
+        """Create a process with an address space of ``pages`` virtual pages, whose pages hold
+        what ``layout`` says when first touched (None: zero)."""
+        if layout is not None and layout.volatile_start > pages:
+            raise ValueError(
+                f"VM {self.vm.name!r}: a content layout of {layout.volatile_start} image, zero and "
+                f"private pages does not fit a {pages}-page address space"
+            )
+        proc = GuestProcess(self._next_pid, pages, ops, layout)
+        proc.salt = name_seed(f"{self.vm.name}/{proc.pid}")
         self._next_pid += 1
         self.processes.append(proc)
         return proc
@@ -232,11 +246,16 @@ class GuestOS:
         if (walked < 0).any():
             cycles += self._back(vcpu, ppns)
             walked = p2m[ppns]
+        if write and self.vm.counters["mem_shared"]:
+            c = self._unshare(vcpu, ppns)
+            if c:
+                cycles += c
+                walked = p2m[ppns]
         c, mpns = monitor.translate(vcpu, proc, vpns, write, walked)
         cycles += c
         if write:
             proc.writes += 1
-            write_content(self.hypervisor.machine.memory.content, mpns, vpns, proc.writes)
+            write_content(self.hypervisor.machine.memory.content, mpns, vpns, proc.writes, proc.salt)
         if not steady:
             # Set A (and D) only where missing: a fancy-indexed read-modify-write of every
             # access would cost more than the rest of the batch.
@@ -263,8 +282,12 @@ class GuestOS:
         mem.rmap_vpn[ppns] = vpns
         # The handler writes the new pages (zeroing, or the swapped-in data): they need frames.
         cycles += self._back(vcpu, ppns)
+        cycles += self._unshare(vcpu, ppns)
         content = self.hypervisor.machine.memory.content
-        content[self.vm.p2m[ppns]] = 0
+        if proc.layout is None:
+            content[self.vm.p2m[ppns]] = 0
+        else:
+            content[self.vm.p2m[ppns]] = proc.layout.fill(vpns, self.image_seed, proc.salt)
         cycles += (n - int(swapped.sum())) * self.costs.page_zero
         if swapped.any():
             assert proc.swap_slot is not None
@@ -333,6 +356,21 @@ class GuestOS:
         assert monitor is not None
         return monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
 
+    def _unshare(self, vcpu: GuestVCPU, ppns: npt.NDArray[np.integer]) -> int:
+        """The guest is about to write the (backed) pages ``ppns``: those on frames the
+        hypervisor shares get a private copy first (a hidden write fault each); returns the
+        cycles."""
+        if not self.vm.counters["mem_shared"]:
+            return 0
+        shared = ppns[self.hypervisor.machine.memory.state[self.vm.p2m[ppns]] == SHARED]
+        if shared.size == 0:
+            return 0
+        monitor = self.vm.monitor
+        assert monitor is not None
+        faults = int(np.unique(shared).size)
+        copies = self.hypervisor.break_sharing(self.vm, shared)
+        return monitor.hidden_fault(vcpu, faults) + copies * self.costs.page_copy
+
     def _copy_on_write(self, vcpu: GuestVCPU, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> int:
         """Writes to pages shared since a fork: copy those still shared, reclaim the rest."""
         monitor = self.vm.monitor
@@ -351,6 +389,7 @@ class GuestOS:
             cycles += c
             # The copy reads the shared pages and writes the new ones: both need frames.
             cycles += self._back(vcpu, np.concatenate([old[shared], new]))
+            cycles += self._unshare(vcpu, new)
             content = self.hypervisor.machine.memory.content
             content[self.vm.p2m[new]] = content[self.vm.p2m[old[shared]]]
             np.subtract.at(mem.sharers, old[shared], 1)
@@ -368,7 +407,7 @@ class GuestOS:
         self.vm.counters["forks"] += 1
         self.vm.counters["syscalls"] += 1
         cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, self.kernel.fork)
-        child = self.spawn(None, parent.page_table.size)
+        child = self.spawn(None, parent.page_table.size, parent.layout)
         present = parent.mapped()
         child.page_table[present] = parent.page_table[present]
         shared = present[(parent.pte_flags[present] & PTE_WRITABLE) != 0]

@@ -87,6 +87,8 @@ class GuestVM(Protocol):
     name: str
     memory_pages: int
     swap_pages: int
+    #: The disk image it booted from (VMs with the same image hold the same image pages).
+    image: str
     #: PPN -> MPN (-1: no machine frame behind the page).
     p2m: npt.NDArray[np.int32]
     counters: dict[str, int]
@@ -113,3 +115,5 @@ class Platform(Protocol):
     def back_pages(self, vm: Any, ppns: npt.NDArray[np.integer], hidden: bool = True) -> int: ...
 
     def settle(self, vm: Any) -> None: ...
+
+    def break_sharing(self, vm: Any, ppns: npt.NDArray[np.integer]) -> int: ...

@@ -27,6 +27,7 @@ import numpy as np
 
 from vframework.guest.mm import PTE_ACCESSED, PTE_COW, PTE_DIRTY, PTE_PRESENT, GuestProcess, write_content
 from vframework.guest.ops import Compute, Operation, Touch
+from vframework.machine.hardware import SHARED
 from vframework.machine.mmu import asid
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class RunAhead:
             if done <= i < upto:
                 a = int(ends[i - 1]) if i else 0
                 proc.writes += 1
-                write_content(self._content, mpns[a : int(ends[i])], vpns[a : int(ends[i])], proc.writes)
+                write_content(self._content, mpns[a : int(ends[i])], vpns[a : int(ends[i])], proc.writes, proc.salt)
         # Accessed (and dirty) bits, set where missing, as a reference sets them. A sample that
         # cleared accessed bits since planning makes every reference set its bit again.
         assert self._stale is not None
@@ -256,6 +257,9 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         walked = guest.vm.p2m[np.maximum(ppns, 0)]
         ok = inside & ((flags & PTE_PRESENT) != 0) & (walked >= 0)
         ok &= ~write | ((flags & PTE_COW) == 0)
+        if guest.vm.counters["mem_shared"]:
+            # A write to a frame shared copy-on-write breaks the sharing: stepped, not planned.
+            ok &= ~write | (guest.hypervisor.machine.memory.state[np.maximum(walked, 0)] != SHARED)
         if monitor.paging == "shadow":
             # A first write to a clean page traps to set its dirty bit: stepped, not planned.
             ok &= ~write | ((flags & PTE_DIRTY) != 0)

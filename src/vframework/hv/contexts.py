@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vframework.hv.sharing import share_pages
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
@@ -56,6 +58,54 @@ class HostMemory:
     def set_target(self, vm_id: int, pages: int) -> None:
         """Set the VM's memory target in pages."""
         self._vm(vm_id).counters["mem_target"] = int(pages)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The host's counters (a sharing service reports ``pages_unshared``... here)."""
+        return self._hv.counters
+
+    def rng(self, name: str) -> np.random.Generator:
+        """The run's random stream ``name`` (the same for the same seed)."""
+        return self._hv.engine.rng(f"memory:{name}")
+
+    def backing(self, vm_id: int, ppns: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """The machine frame behind each of the VM's pages (-1 where unbacked)."""
+        vm = self._vm(vm_id)
+        ppns = np.asarray(ppns, dtype=np.int64)
+        if ppns.size and (int(ppns.min()) < 0 or int(ppns.max()) >= vm.memory_pages):
+            raise ValueError(f"a page is outside VM {vm.name!r}'s {vm.memory_pages} pages")
+        mpns: npt.NDArray[np.int64] = vm.p2m[ppns].astype(np.int64)
+        return mpns
+
+    def content(self, mpns: npt.ArrayLike) -> npt.NDArray[np.uint64]:
+        """The content token of each frame: what a hash or a full comparison sees."""
+        mpns = self._frames(mpns)
+        memory = self._hv.machine.memory
+        # A VM running ahead has not written its planned stores yet: settle it first.
+        for owner in np.unique(memory.owner[mpns]).tolist():
+            if owner in self._hv.vms:
+                self._hv.settle(self._hv.vms[owner])
+        return memory.content[mpns]
+
+    def frame_state(self, mpns: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+        """Each frame's state (:data:`~vframework.machine.hardware.FREE`, ``PRIVATE``, ``SHARED``...)."""
+        return self._hv.machine.memory.state[self._frames(mpns)]
+
+    def refcount(self, mpns: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """Each frame's mappings (1 for a private frame, n for a frame shared n ways)."""
+        return self._hv.machine.memory.refcount[self._frames(mpns)]
+
+    def share(self, vm_id: int, ppns: npt.ArrayLike, mpns: npt.ArrayLike) -> int:
+        """Map the VM's pages onto frames of equal content, copy-on-write; returns how many
+        (see :func:`vframework.hv.sharing.share_pages`)."""
+        return share_pages(self._hv, self._vm(vm_id), ppns, mpns)
+
+    def _frames(self, mpns: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        mpns = np.asarray(mpns, dtype=np.int64)
+        frames = self._hv.machine.memory.frames
+        if mpns.size and (int(mpns.min()) < 0 or int(mpns.max()) >= frames):
+            raise ValueError(f"a frame is outside the host's {frames} frames")
+        return mpns
 
 
 class DeviceHost:

@@ -32,8 +32,9 @@ from vframework.hv.contexts import HostMemory
 from vframework.hv.hypercalls import hypercall
 from vframework.hv.metrics import new_host_counters
 from vframework.hv.monitor import Monitor
+from vframework.hv.sharing import break_sharing, consumed_pages
 from vframework.hv.vm import VCPU, VM, VCPUState
-from vframework.machine.hardware import MAX_VMS, Machine
+from vframework.machine.hardware import MAX_VMS, SHARED, Machine
 from vframework.machine.isa import ARCHITECTURES
 from vframework.machine.mmu import TLB
 from vframework.machine.translate import TranslationCache
@@ -122,8 +123,10 @@ class Hypervisor:
         self.page_levels = page_levels
         #: One TLB per physical CPU; tagged TLBs (VPID / ASID) survive address-space switches.
         self.tlbs = [TLB(tlb_entries, tlb_tagged) for _ in machine.cpus]
-        # Guest code run outside the dispatch loop (tests, the conformance kit) uses this one.
+        # Guest code run outside the dispatch loop (tests, the conformance kit) uses this one;
+        # like a CPU's, it is flushed when another VM uses it (unless tagged).
         self._offline_tlb = TLB(tlb_entries, tlb_tagged)
+        self._offline_vm: VM | None = None
         if irq_affinity not in IRQ_AFFINITIES:
             raise ValueError(f"irq_affinity must be one of {IRQ_AFFINITIES}, got {irq_affinity!r}")
         self.irq_affinity = irq_affinity
@@ -205,9 +208,9 @@ class Hypervisor:
                 vcpu.state = VCPUState.HALTED
                 self.scheduler.detach(vcpu)
         backed = vm.p2m[vm.p2m >= 0]
-        self.machine.memory.free(backed)
+        self.machine.memory.release(backed)
         vm.p2m[:] = -1
-        for key in ("mem_granted", "mem_consumed", "mem_active", "mem_target"):
+        for key in ("mem_granted", "mem_consumed", "mem_shared", "mem_active", "mem_target"):
             vm.counters[key] = 0
         del self.vms[vm.id]
         self.retired[vm.id] = vm
@@ -260,7 +263,13 @@ class Hypervisor:
 
     def tlb_for(self, vcpu: VCPU) -> TLB:
         """The TLB of the physical CPU the vCPU runs on."""
-        return self._offline_tlb if vcpu.cpu is None else self.tlbs[vcpu.cpu]
+        if vcpu.cpu is not None:
+            return self.tlbs[vcpu.cpu]
+        if vcpu.vm is not self._offline_vm:
+            if not self._offline_tlb.tagged:
+                self._offline_tlb.flush()
+            self._offline_vm = vcpu.vm
+        return self._offline_tlb
 
     def release_pages(self, vm: VM, ppns: npt.NDArray[np.integer]) -> int:
         """Take the machine frames behind guest pages back (the guest gave them up); returns how many."""
@@ -272,11 +281,18 @@ class Hypervisor:
             tlb.flush_mpns(mpns)
         if vm.monitor is not None:
             vm.monitor.frames_taken(mpns)
-        self.machine.memory.free(mpns)
+        if vm.counters["mem_shared"]:
+            vm.counters["mem_shared"] -= int(np.count_nonzero(self.machine.memory.state[mpns] == SHARED))
+        self.machine.memory.release(mpns)
         vm.p2m[ppns] = -1
         vm.counters["mem_granted"] -= int(ppns.size)
         vm.counters["mem_consumed"] -= int(ppns.size)
         return int(ppns.size)
+
+    def break_sharing(self, vm: VM, ppns: npt.NDArray[np.integer]) -> int:
+        """The guest writes pages on shared frames: private copies (see
+        :func:`~vframework.hv.sharing.break_sharing`); returns how many frames were copied."""
+        return break_sharing(self, vm, ppns)
 
     def hypercall(self, vcpu: VCPU, ctx: GuestCPU, number: int, arg: int) -> int:
         """A para-virtual guest's explicit call; validated, performed or refused. Returns cycles."""
@@ -350,6 +366,10 @@ class Hypervisor:
         c["free_frames"] = frames["free"]
         c["private_frames"] = frames["private"]
         c["shared_frames"] = frames["shared"]
+        c["pages_shared"] = frames["shared"]
+        c["pages_sharing"] = self.machine.memory.sharing
+        for vm in self.vms.values():
+            vm.counters["mem_consumed"] = consumed_pages(self, vm)
         c["hypervisor_frames"] = frames["hypervisor"]
         c["events_fired"] = self.engine.events_fired
 

@@ -106,12 +106,15 @@ class VM:
         scheduler_params: Params | None = None,
         policy_params: Params | None = None,
         swap_pages: int = 0,
+        image: str = "linux",
     ) -> None:
         self.id = vm_id
         self.name = name
         self.memory_pages = memory_pages
         #: Pages of swap area on the guest's virtual disk.
         self.swap_pages = swap_pages
+        #: The disk image it boots from: VMs with the same image hold identical image pages.
+        self.image = image
         self.scheduler_params = scheduler_params
         self.policy_params = policy_params
         self.vcpus = [VCPU(self, i) for i in range(vcpus)]

@@ -2,7 +2,8 @@
 
 Machine memory is a table indexed by MPN (machine page number). Each frame has a state (free,
 private to one VM, shared copy-on-write, or owned by the hypervisor), an owner VM id, a
-reference count (the number of P2M mappings to it) and a *content handle*: a 64-bit value
+reference count (the number of P2M mappings to it: one for a private frame, one per sharing
+page for a shared one) and a *content handle*: a 64-bit value
 that stands for the page's 4 KiB of bytes. Handle 0 is the zero page; any other handle
 materializes deterministically (:func:`page_bytes`), so hashing, comparing, copying and
 swapping see real bytes while the table costs 17 bytes per frame instead of 4 KiB.
@@ -68,9 +69,11 @@ class MachineMemory:
         self.owner = np.full(frames, NO_OWNER, dtype=np.int16)  # a VM id (< MAX_VMS), or a sentinel
         self.refcount = np.zeros(frames, dtype=np.int32)
         self.content = np.zeros(frames, dtype=np.uint64)
-        # Frames per state, kept up to date by allocate and free (the only writers of
+        # Frames per state, kept up to date by the methods below (the only writers of
         # ``state``), so that reading the counts costs nothing however large the host.
         self._tally = [frames, 0, 0, 0]
+        #: Mappings of shared frames beyond the first of each (Linux KSM's ``pages_sharing``).
+        self.sharing = 0
         # Lowest MPN first, freed frames reused first: allocation order is deterministic.
         self._free = FreeStack(frames)
 
@@ -117,6 +120,59 @@ class MachineMemory:
         self.content[mpns] = 0
         self._free.give(mpns)
 
+    def share(self, mpns: npt.NDArray[np.integer]) -> None:
+        """One more mapping onto each of ``mpns`` (private or shared frames; a frame may repeat):
+        a private frame becomes shared copy-on-write and belongs to no VM any more."""
+        mpns = np.asarray(mpns, dtype=np.int64)
+        if mpns.size == 0:
+            return
+        state = self.state[mpns]
+        bad = mpns[(state != PRIVATE) & (state != SHARED)]
+        if bad.size:
+            raise ValueError(
+                f"frame {int(bad[0])} is {STATE_NAMES[self.state[bad[0]]]}; only a VM's frame can be shared"
+            )
+        first = np.unique(mpns[state == PRIVATE])
+        self.state[first] = SHARED
+        self.owner[first] = NO_OWNER
+        self._tally[PRIVATE] -= first.size
+        self._tally[SHARED] += first.size
+        np.add.at(self.refcount, mpns, 1)
+        self.sharing += int(mpns.size)
+
+    def release(self, mpns: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+        """Drop one mapping of each of ``mpns``: a private frame is freed, a shared one loses a
+        reference and is freed with its last. Returns the frames freed."""
+        frames: npt.NDArray[np.int64] = np.asarray(mpns, dtype=np.int64)
+        shared = self.state[frames] == SHARED
+        if not shared.any():
+            self.free(frames)
+            return frames
+        held = frames[shared]
+        np.subtract.at(self.refcount, held, 1)
+        gone = np.unique(held)
+        gone = gone[self.refcount[gone] == 0]
+        # A frame's last mapping was never counted in ``sharing``.
+        self.sharing -= int(held.size) - int(gone.size)
+        freed = np.concatenate([frames[~shared], gone])
+        self._unshare(gone)
+        self.free(freed)
+        return freed
+
+    def unshare(self, mpns: npt.NDArray[np.integer], owner: int) -> None:
+        """Shared frames with one mapping left become private frames of ``owner`` again."""
+        frames: npt.NDArray[np.int64] = np.asarray(mpns, dtype=np.int64)
+        bad = frames[(self.state[frames] != SHARED) | (self.refcount[frames] != 1)]
+        if bad.size:
+            raise ValueError(f"frame {int(bad[0])} is not shared by exactly one mapping")
+        self._unshare(frames)
+        self.owner[frames] = owner
+
+    def _unshare(self, mpns: npt.NDArray[np.int64]) -> None:
+        self.state[mpns] = PRIVATE
+        self._tally[SHARED] -= mpns.size
+        self._tally[PRIVATE] += mpns.size
+
     def counts(self) -> dict[str, int]:
         """Frames in each state; they add up to :attr:`frames`. Costs O(1): the counts are
         kept as frames change state."""
@@ -142,7 +198,12 @@ class MachineMemory:
         assert np.all(self.state[free] == FREE), "a frame on the free stack is in use"
         assert np.all(self.owner[self.state == FREE] == NO_OWNER)
         assert np.all(self.refcount[self.state == PRIVATE] == 1)
-        assert np.all(self.refcount[self.state == SHARED] >= 1)
+        shared = self.refcount[self.state == SHARED]
+        assert np.all(shared >= 1), "a shared frame has no mapping left"
+        assert self.sharing == int(shared.sum()) - shared.size, (
+            f"pages_sharing kept {self.sharing}, the frame table says {int(shared.sum()) - shared.size}"
+        )
+        assert np.all(self.owner[self.state == SHARED] == NO_OWNER), "a shared frame has an owner"
 
 
 @dataclass

@@ -161,6 +161,12 @@ class VMConfig(BaseModel):
     swap: Annotated[int, BeforeValidator(parse_size)] = Field(
         0, ge=0, description="the guest's swap area on its virtual disk (0: no swap)"
     )
+    image: str = Field(
+        "linux",
+        min_length=1,
+        max_length=64,
+        description="the disk image the VM boots from: VMs with the same image hold identical image pages",
+    )
 
 
 class ScenarioConfig(_Strict):

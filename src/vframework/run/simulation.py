@@ -77,6 +77,7 @@ class Simulation:
             spec.scheduler_params,
             spec.policy_params,
             cfg.swap // PAGE_SIZE,
+            cfg.image,
         )
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
@@ -87,7 +88,7 @@ class Simulation:
             rng = self.engine.rng(f"workload:{vm.name}:{vcpu.index}")
             context = WorkloadContext(vm.name, vcpu.index, vm.memory_pages, rng, self.machine.costs.clock_hz)
             workload = workload_cls(spec.workload.params, context)
-            vcpu.process = vm.guest.spawn(workload.run(), workload.address_space_pages())
+            vcpu.process = vm.guest.spawn(workload.run(), workload.address_space_pages(), workload.content_layout())
         self.hypervisor.add_vm(vm)
         self.vms.append(vm)
         self.plugins.call("vm_created", simulation=self, vm=vm)

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from vframework.machine.hardware import FREE, HYPERVISOR_OWNER, STATE_NAMES, MachineMemory, OutOfMemory
+from vframework.machine.hardware import FREE, HYPERVISOR_OWNER, SHARED, STATE_NAMES, MachineMemory, OutOfMemory
 
 if TYPE_CHECKING:
     from vframework.hv.vm import VM
@@ -17,9 +17,14 @@ __all__ = ["FrameTableMachine", "assert_owns_its_frames"]
 
 
 def assert_owns_its_frames(memory: MachineMemory, vm: VM, who: str) -> None:
-    """Isolation: every machine frame the VM's P2M names is owned by the VM."""
+    """Isolation: every machine frame the VM's P2M names is owned by the VM, or shared
+    copy-on-write (and so never written in place)."""
     mpns = vm.p2m[vm.p2m >= 0]
-    assert np.all(memory.owner[mpns] == vm.id), f"{who} maps a frame it does not own"
+    foreign = mpns[(memory.owner[mpns] != vm.id) & (memory.state[mpns] != SHARED)]
+    assert not foreign.size, (
+        f"{who} maps frame {int(foreign[0])}, which is {STATE_NAMES[memory.state[foreign[0]]]} "
+        f"and owned by {int(memory.owner[foreign[0]])}"
+    )
 
 
 class FrameTableMachine(RuleBasedStateMachine):

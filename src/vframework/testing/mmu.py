@@ -151,7 +151,7 @@ class MemoryMachine(RuleBasedStateMachine):
             # The same function of (old content, VPN, the process's write count) the guest uses.
             unique = np.array(sorted(set(vpns)), dtype=np.int64)
             content = np.array([model[v] for v in unique.tolist()], dtype=np.uint64)
-            write_content(content, np.arange(unique.size), unique, proc.writes)
+            write_content(content, np.arange(unique.size), unique, proc.writes, proc.salt)
             model.update(zip(unique.tolist(), (int(c) for c in content), strict=True))
         # The next reference sees the current mapping, whatever was cached before.
         _, mpns = self.sut.mode.translate(self.sut.vcpu, proc, pages, False)

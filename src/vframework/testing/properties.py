@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vframework.api.contract import MemoryPolicy, Mode, Scheduler
+from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.testing.engine import EngineMachine
 from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
@@ -12,6 +12,7 @@ from vframework.testing.mmu import MemoryMachine
 from vframework.testing.registry import KERNEL, conformance
 from vframework.testing.runahead import RunAheadMachine
 from vframework.testing.shares import ShareMachine
+from vframework.testing.sharing import SharingMachine
 from vframework.testing.translate import TranslationMachine
 from vframework.testing.workload import WorkloadMachine
 
@@ -35,6 +36,14 @@ def _mode(cls: type[Mode[Params]], arch: str | None = None) -> type[HypervisorMa
 @conformance("memory_policy", "targets within [0, configured memory], no overcommit unless declared")
 def _policy(cls: type[MemoryPolicy[Params]]) -> type[HypervisorMachine]:
     return HypervisorMachine.for_components(policy=cls)
+
+
+@conformance(
+    "memory_service",
+    "invisible to guests, copy-on-write, refcounts equal mappings, shared frames never written",
+)
+def _service(cls: type[MemoryService[Params]]) -> type[SharingMachine]:
+    return SharingMachine.for_component(cls)
 
 
 def _promises_shares(cls: type[Scheduler[Params]]) -> bool:

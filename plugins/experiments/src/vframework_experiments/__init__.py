@@ -4,7 +4,8 @@ checks and plots.
 * ``cpu-shares``: shares 3:2:1 under ``proportional``; a 50% cap and BOOST under ``credit``;
 * ``mmu``: fork-heavy, context-switch-heavy and large working sets under each memory
   virtualization;
-* ``modes``: lmbench-style kernel paths under each mode, native and hosted.
+* ``modes``: lmbench-style kernel paths under each mode, native and hosted;
+* ``esx-sharing``: memory shared by ESX's scanner and by KSM as identical VMs are added.
 
 They name components by their registered names only; ``vframework experiment NAME`` reports a
 missing plugin with the installed names.
@@ -12,10 +13,10 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import cpu_shares, mmu, modes
+from . import cpu_shares, mmu, modes, sharing
 
 #: The experiments this distribution registers.
-EXPERIMENTS: tuple[Experiment, ...] = (cpu_shares.cpu_shares, mmu.mmu, modes.modes)
+EXPERIMENTS: tuple[Experiment, ...] = (cpu_shares.cpu_shares, mmu.mmu, modes.modes, sharing.esx_sharing)
 
 __all__ = ["EXPERIMENTS"]
 

@@ -1,23 +1,27 @@
-"""Standard memory policies for vframework."""
+"""Standard memory policies and memory services for vframework.
+
+- ``static`` (policy): each VM gets its configured memory; no overcommitment.
+- ``esx-sharing`` (service): VMware ESX's content-based page sharing: random scanning, one
+  hash table of shared frames and hint frames, a full comparison before sharing.
+- ``ksm`` (service): Linux KSM: a linear scan, a stable and an unstable tree keyed by
+  content, and a page merged only once its content held still for a whole scan.
+"""
 
 from __future__ import annotations
 
-from vframework.api import MemoryContext, MemoryPolicy, Params, hookimpl
+from vframework.api import MemoryPolicy, MemoryService, Params, hookimpl
+from vframework_memory.esx import EsxSharing
+from vframework_memory.ksm import Ksm
+from vframework_memory.static import StaticPolicy
 
-__all__ = ["StaticPolicy"]
-
-
-class StaticPolicy(MemoryPolicy[Params]):
-    """Every VM's target is its configured memory; the host may not be overcommitted."""
-
-    name = "static"
-    description = "each VM gets its configured memory; no overcommitment"
-    can_overcommit = False
-
-    def targets(self, memory: MemoryContext, now: int) -> dict[int, int]:
-        return {vm.id: vm.memory_pages for vm in memory.vms}
+__all__ = ["EsxSharing", "Ksm", "StaticPolicy"]
 
 
 @hookimpl
 def register_memory_policies() -> list[type[MemoryPolicy[Params]]]:
     return [StaticPolicy]
+
+
+@hookimpl
+def register_memory_services() -> list[type[MemoryService[Params]]]:
+    return [EsxSharing, Ksm]

@@ -7,9 +7,20 @@ from collections.abc import Generator
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from vframework.api import PAGE_SIZE, Compute, KernelCall, Operation, Params, Size, Touch, Workload, format_size
+from vframework.api import (
+    PAGE_SIZE,
+    Compute,
+    ContentLayout,
+    KernelCall,
+    Operation,
+    Params,
+    Size,
+    Touch,
+    Workload,
+    format_size,
+)
 
 
 class MemoryParams(Params):
@@ -21,6 +32,23 @@ class MemoryParams(Params):
     compute_per_page: int = Field(200, ge=0, description="cycles of work per page referenced")
     switch_every: int = Field(0, ge=0, description="context-switch the guest every this many batches (0: never)")
     batches: int = Field(0, ge=0, description="stop after this many batches (0: run forever)")
+    image_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of the working set read from the VM's image (never written)"
+    )
+    zero_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of the working set that stays zero")
+    private_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of the working set holding private data written once"
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> MemoryParams:
+        total = self.image_fraction + self.zero_fraction + self.private_fraction
+        if total > 1.0:
+            raise ValueError(
+                f"image_fraction + zero_fraction + private_fraction is {total:g}; at most 1 "
+                "(the rest of the working set is volatile: the pages the workload keeps writing)"
+            )
+        return self
 
 
 class MemoryWorkload(Workload[MemoryParams]):
@@ -48,10 +76,24 @@ class MemoryWorkload(Workload[MemoryParams]):
     def address_space_pages(self) -> int:
         return max(1, self.params.working_set // PAGE_SIZE)
 
+    def content_layout(self) -> ContentLayout | None:
+        p: MemoryParams = self.params
+        if not (p.image_fraction or p.zero_fraction or p.private_fraction):
+            return None  # every page starts zero and any may be written
+        pages = self.address_space_pages()
+        image = int(pages * p.image_fraction)
+        zero = int(pages * p.zero_fraction)
+        private = min(int(pages * p.private_fraction), pages - image - zero)
+        return ContentLayout(image=image, zero=zero, private=private)
+
     def run(self) -> Generator[Operation, None, None]:
         p: MemoryParams = self.params
         rng = self.context.rng
         pages = self.address_space_pages()
+        layout = self.content_layout()
+        # Writes land on the volatile pages only (image, zero and private pages are read).
+        volatile_start = 0 if layout is None else layout.volatile_start
+        volatile = pages - volatile_start
         batch = min(p.batch, pages) if p.pattern == "sequential" else p.batch
         if p.pattern == "zipf":
             prob, alias = _zipf_alias_table(pages, p.zipf_alpha)
@@ -76,7 +118,11 @@ class MemoryWorkload(Workload[MemoryParams]):
             for i in range(chunk):
                 if p.batches and done >= p.batches:
                     return
-                yield Touch(flat[i * batch : (i + 1) * batch], bool(writes[i]))
+                vpns = flat[i * batch : (i + 1) * batch]
+                write = bool(writes[i]) and volatile > 0
+                if write and volatile_start:
+                    vpns = volatile_start + vpns % volatile
+                yield Touch(vpns, write)
                 done += 1
                 if p.compute_per_page:
                     yield Compute(p.compute_per_page * batch)

@@ -1,0 +1,118 @@
+"""The sharing services on real scenarios: what they share, what they must not, their counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import Phase, settings
+from vf_helpers import scenario
+from vframework_memory import Ksm
+
+from vframework.api.manager import PluginManager
+from vframework.errors import ScenarioError
+from vframework.guest.os import GuestOS
+from vframework.run.scenario import parse_scenario
+from vframework.run.simulation import Simulation, Summary
+from vframework.testing.sharing import SharingMachine
+
+WORKLOAD = {
+    "name": "memory",
+    "working_set": "4MiB",
+    "image_fraction": 0.5,
+    "zero_fraction": 0.25,
+    "private_fraction": 0.125,
+}
+
+
+def _data(service: dict[str, Any], vms: int = 3, image: str = "linux", mode: str = "full") -> dict[str, Any]:
+    return scenario(
+        vms=[
+            {"name": f"vm{i}", "memory": "8MiB", "mode": mode, "image": image if i else "linux", "workload": WORKLOAD}
+            for i in range(vms)
+        ],
+        duration="200ms",
+        sample_interval="50ms",
+        memory_services=[service],
+    )
+
+
+def _run(plugins: PluginManager, data: dict[str, Any], run_ahead: bool = True) -> tuple[Summary, list[Any]]:
+    sim = Simulation(parse_scenario(data, "test.toml", plugins), plugins)
+    sim.hypervisor.run_ahead = run_ahead
+    summary = sim.run()
+    summary["host"].pop("events_fired")
+    return summary, sim.timeseries
+
+
+ESX = {"name": "esx-sharing", "period": "10ms", "scan_time": "20ms", "max_rate": 10**7}
+KSM = {"name": "ksm", "pages_to_scan": 2000, "sleep_millisecs": 5}
+
+IMAGE, ZERO = 512, 256  # pages of the 4 MiB working set
+
+
+@pytest.mark.parametrize("service", [ESX, KSM], ids=["esx-sharing", "ksm"])
+def test_image_and_zero_pages_are_shared_across_vms(plugins: PluginManager, service: dict[str, Any]) -> None:
+    summary, _ = _run(plugins, _data(service))
+    host = summary["host"]
+    # Three VMs: each image page on one frame (saving 2 of 3), the zero pages on one frame.
+    assert host["pages_sharing"] >= 2 * IMAGE + 3 * ZERO - 1 - 64
+    for vm in summary["vms"].values():
+        assert vm["mem_shared"] >= IMAGE + ZERO - 64
+        assert vm["mem_consumed"] < vm["mem_granted"]
+
+
+@pytest.mark.parametrize("service", [ESX, KSM], ids=["esx-sharing", "ksm"])
+def test_different_images_share_only_zero_pages(plugins: PluginManager, service: dict[str, Any]) -> None:
+    summary, _ = _run(plugins, _data(service, vms=2, image="windows"))
+    # vm0 boots linux, vm1 windows: image pages differ; zero pages (and nothing else) match.
+    assert summary["host"]["pages_shared"] <= 2
+    assert summary["host"]["pages_sharing"] >= 2 * ZERO - 1 - 32
+
+
+@pytest.mark.parametrize("service", [ESX, KSM], ids=["esx-sharing", "ksm"])
+def test_running_ahead_changes_nothing_under_sharing(plugins: PluginManager, service: dict[str, Any]) -> None:
+    data = _data(service, vms=2)
+    assert _run(plugins, data, True) == _run(plugins, data, False)
+
+
+def test_a_one_bit_hash_collides_but_never_shares_unequal_pages(plugins: PluginManager) -> None:
+    # Every content hashes to 0 or 1: the table is all collisions; the full comparison (and the
+    # kernel's own check, which would raise) keeps different pages apart, equal ones still share.
+    summary, _ = _run(plugins, _data({**ESX, "hash_bits": 1}))
+    assert summary["host"]["pages_sharing"] > 0
+
+
+def test_ksm_leaves_volatile_pages_alone(plugins: PluginManager) -> None:
+    summary, _ = _run(plugins, _data(KSM))
+    host = summary["host"]
+    assert host["full_scans"] >= 2
+    assert host["pages_volatile"] > 0  # the volatile eighth the workload keeps writing
+    assert host["pages_scanned"] > 0
+
+
+def test_the_same_seed_gives_the_same_sharing(plugins: PluginManager) -> None:
+    data = _data(ESX)
+    assert _run(plugins, data) == _run(plugins, data)
+
+
+def test_fractions_above_one_are_refused(plugins: PluginManager) -> None:
+    data = _data(ESX)
+    data["vm"][0]["workload"] = {**WORKLOAD, "image_fraction": 0.9}
+    with pytest.raises(ScenarioError, match="at most 1"):
+        parse_scenario(data, "test.toml", plugins)
+
+
+def test_the_kit_catches_writes_to_shared_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = SharingMachine.for_component(Ksm)
+    monkeypatch.setattr(GuestOS, "_unshare", lambda self, vcpu, ppns: 0)
+    machine.TestCase.settings = settings(
+        max_examples=300,
+        stateful_step_count=30,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],  # finding it is the point; shrinking would take minutes
+        report_multiple_bugs=False,
+    )
+    with pytest.raises(AssertionError, match=r"changed what vm|was written|but reads"):
+        machine.TestCase().runTest()
