@@ -42,7 +42,7 @@ from vframework.guest.mm import ContentLayout
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import ORDINARY, Architecture, Block, Op
-from vframework.sim.units import PAGE_SIZE, format_size
+from vframework.sim.units import PAGE_SIZE, format_size, parse_size
 
 __all__ = [
     "DISCONTINUITIES",
@@ -86,5 +86,6 @@ __all__ = [
     "experiment",
     "format_size",
     "hookimpl",
+    "parse_size",
     "pyplot",
 ]

@@ -160,6 +160,9 @@ class MemoryPolicy(Component[P_co]):
     can_overcommit: ClassVar[bool] = False
     #: How often :meth:`targets` runs, in ns (0: only at start).
     period_ns: int = 0
+    #: Whether the policy estimates each VM's active memory itself (it then sets ``mem_active``;
+    #: otherwise the sampler counts the pages referenced between samples).
+    estimates_active: ClassVar[bool] = False
 
     def __init__(self, params: P_co) -> None:
         self.params = params

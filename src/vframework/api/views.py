@@ -47,6 +47,8 @@ class VMView(Protocol):
     memory_pages: int
     #: Its counters (metric name -> value); a mode adds to its virtualization counters.
     counters: dict[str, int]
+    #: Its parameters for the memory policy (the policy's ``vm_params_model``), or None.
+    policy_params: Any
 
     @property
     def vcpus(self) -> Sequence[VCPUView]:
@@ -126,6 +128,27 @@ class MemoryContext(Protocol):
 
     def set_target(self, vm_id: int, pages: int) -> None:
         """Set the VM's memory target (``mem_target``; a balloon driver works towards it)."""
+        ...
+
+    @property
+    def total_frames(self) -> int:
+        """Machine frames the VMs may use (the host's, less the hypervisor's own)."""
+        ...
+
+    def watch(self, vm_id: int, ppns: npt.ArrayLike) -> None:
+        """Sample these pages of the VM for activity (ESX's statistical sampling): their
+        mappings are invalidated, so the next reference to each is seen. Replaces the
+        previous sample."""
+        ...
+
+    def touched(self, vm_id: int, ppns: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which of the sampled pages the VM referenced since :meth:`watch`."""
+        ...
+
+    def balloon(self, vm_id: int, pages: int) -> int:
+        """Ask the VM's balloon driver to inflate by ``pages`` (negative: deflate); returns the
+        pages moved. Inflating frees the frames of the pages it takes (free guest pages first,
+        then pages the guest swaps out); a VM with no driver moves none, a slow one a tenth."""
         ...
 
     @property

@@ -185,6 +185,8 @@ class GuestMemory:
         #: Processes whose page table points at each swap slot (a fork shares swapped pages).
         self.slot_refs = np.zeros(swap_pages, dtype=np.int32)
         self._clock = 0
+        #: The PPNs the balloon driver holds (given to the hypervisor: never mapped, no frame).
+        self.balloon: list[int] = []
 
     @property
     def free_pages(self) -> int:

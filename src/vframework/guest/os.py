@@ -241,6 +241,11 @@ class GuestOS:
                     self._pinned = None
                 flags = proc.pte_flags[vpns]
         ppns = table[vpns]
+        watch = self.vm.watch
+        if watch is not None:
+            seen = ppns[watch[ppns]]
+            if seen.size:
+                cycles += self._sampled(vcpu, seen)
         p2m = self.vm.p2m
         walked = p2m[ppns]
         if (walked < 0).any():
@@ -305,6 +310,16 @@ class GuestOS:
         mem = self.memory
         cycles = io_ns = 0
         short = count - mem.free_pages
+        if short > 0 and mem.balloon:
+            # Deflate on OOM (virtio-balloon's DEFLATE_ON_OOM): pages the guest cannot find by
+            # swapping come back from the balloon rather than failing the guest.
+            evictable = mem.rmap_vpn >= 0
+            if self._pinned is not None and self._pinned.size:
+                evictable[self._pinned] = False
+            reach = min(int(np.count_nonzero(evictable)), mem.free_swap_slots)
+            if short > reach:
+                self.balloon_deflate(short - reach)
+                short = count - mem.free_pages
         if short > 0:
             cycles, io_ns = self._swap_out(vcpu, short)
         return mem.take(count), cycles, io_ns
@@ -355,6 +370,19 @@ class GuestOS:
         monitor = self.vm.monitor
         assert monitor is not None
         return monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
+
+    def _sampled(self, vcpu: GuestVCPU, ppns: npt.NDArray[np.integer]) -> int:
+        """References to pages the hypervisor is sampling (it invalidated their mappings): each
+        first reference is a hidden fault that tells it the page is active."""
+        watch, touched = self.vm.watch, self.vm.touched
+        assert watch is not None
+        assert touched is not None
+        ppns = np.unique(ppns)
+        watch[ppns] = False
+        touched[ppns] = True
+        monitor = self.vm.monitor
+        assert monitor is not None
+        return monitor.hidden_fault(vcpu, int(ppns.size))
 
     def _unshare(self, vcpu: GuestVCPU, ppns: npt.NDArray[np.integer]) -> int:
         """The guest is about to write the (backed) pages ``ppns``: those on frames the
@@ -470,6 +498,34 @@ class GuestOS:
         cycles += self.exit(vcpu, child)
         cycles += self.switch_to(vcpu, parent)
         return cycles, io_ns
+
+    # -- the balloon driver (Xen's memory/target, ESX's vmmemctl) ------------------------
+    def balloon_inflate(self, vcpu: GuestVCPU, count: int) -> npt.NDArray[np.int64]:
+        """Take up to ``count`` guest-physical pages into the balloon: free pages first, then
+        pages whose data the guest writes out to its swap area. Returns the PPNs taken; the
+        caller hands their frames back to the hypervisor."""
+        mem = self.memory
+        evictable = int(np.count_nonzero(mem.rmap_vpn >= 0))
+        count = min(count, mem.free_pages + min(mem.free_swap_slots, evictable))
+        if count <= 0:
+            return np.empty(0, dtype=np.int64)
+        ppns, _, _ = self._allocate(vcpu, count)
+        mem.balloon.extend(ppns.tolist())
+        self.vm.counters["mem_balloon"] += int(ppns.size)
+        return ppns
+
+    def balloon_deflate(self, count: int) -> npt.NDArray[np.int64]:
+        """Give up to ``count`` pages back from the balloon to the guest's free pages (they get
+        frames again when the guest next uses them). Returns the PPNs released."""
+        mem = self.memory
+        count = min(count, len(mem.balloon))
+        if count <= 0:
+            return np.empty(0, dtype=np.int64)
+        ppns = np.array(mem.balloon[-count:], dtype=np.int64)
+        del mem.balloon[-count:]
+        mem.give_back(ppns)
+        self.vm.counters["mem_balloon"] -= int(ppns.size)
+        return ppns
 
     def visible_memory(self, proc: GuestProcess) -> dict[int, int]:
         """VPN -> content handle of every page the process maps or has swapped (what it can read)."""

@@ -92,6 +92,10 @@ class GuestVM(Protocol):
     #: PPN -> MPN (-1: no machine frame behind the page).
     p2m: npt.NDArray[np.int32]
     counters: dict[str, int]
+    #: Pages the hypervisor samples for activity (their next reference is seen), or None;
+    #: and those referenced since sampling began.
+    watch: npt.NDArray[np.bool_] | None
+    touched: npt.NDArray[np.bool_] | None
 
     @property
     def vcpus(self) -> Sequence[GuestVCPU]: ...

@@ -257,6 +257,10 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         walked = guest.vm.p2m[np.maximum(ppns, 0)]
         ok = inside & ((flags & PTE_PRESENT) != 0) & (walked >= 0)
         ok &= ~write | ((flags & PTE_COW) == 0)
+        watch = guest.vm.watch
+        if watch is not None:
+            # A reference to a page being sampled is a hidden fault: stepped, not planned.
+            ok &= ~watch[np.maximum(ppns, 0)]
         if guest.vm.counters["mem_shared"]:
             # A write to a frame shared copy-on-write breaks the sharing: stepped, not planned.
             ok &= ~write | (guest.hypervisor.machine.memory.state[np.maximum(walked, 0)] != SHARED)

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from vframework.hv.vm import VM
     from vframework.machine.costs import CostModel
 
-__all__ = ["DeviceHost", "HostMemory"]
+__all__ = ["SLOW_DRIVER", "DeviceHost", "HostMemory"]
+
+#: A slow balloon driver moves this many times fewer pages than asked.
+SLOW_DRIVER = 10
 
 
 class HostMemory:
@@ -58,6 +61,49 @@ class HostMemory:
     def set_target(self, vm_id: int, pages: int) -> None:
         """Set the VM's memory target in pages."""
         self._vm(vm_id).counters["mem_target"] = int(pages)
+
+    @property
+    def total_frames(self) -> int:
+        """Machine frames of the host, and those its VMs may use (not the hypervisor's own)."""
+        memory = self._hv.machine.memory
+        return memory.frames - memory.counts()["hypervisor"]
+
+    def watch(self, vm_id: int, ppns: npt.ArrayLike) -> None:
+        """Start sampling these pages of the VM for activity: their mappings are invalidated, so
+        the next reference to each is seen (a hidden fault). Replaces the previous sample."""
+        vm = self._vm(vm_id)
+        self._hv.settle(vm)
+        vm.watch = np.zeros(vm.memory_pages, dtype=bool)
+        vm.touched = np.zeros(vm.memory_pages, dtype=bool)
+        vm.watch[np.asarray(ppns, dtype=np.int64)] = True
+
+    def touched(self, vm_id: int, ppns: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which of these sampled pages the VM referenced since :meth:`watch`."""
+        vm = self._vm(vm_id)
+        if vm.touched is None:
+            return np.zeros(np.asarray(ppns).size, dtype=bool)
+        seen: npt.NDArray[np.bool_] = vm.touched[np.asarray(ppns, dtype=np.int64)]
+        return seen
+
+    def balloon(self, vm_id: int, pages: int) -> int:
+        """Ask the VM's balloon driver to inflate by ``pages`` (negative: deflate); returns how
+        many pages it moved. Inflating takes guest pages (free ones first, then pages the guest
+        swaps out) and frees their frames; deflating gives pages back to the guest, which gets
+        frames again when it uses them. A VM without a driver moves nothing; a slow one a
+        tenth, rounded up."""
+        vm = self._vm(vm_id)
+        guest = vm.guest
+        if guest is None or vm.balloon_driver == "off" or pages == 0:
+            return 0
+        if vm.balloon_driver == "slow":
+            step = -(-abs(pages) // SLOW_DRIVER)  # a tenth, rounded up
+            pages = step if pages > 0 else -step
+        self._hv.settle(vm)
+        if pages < 0:
+            return int(guest.balloon_deflate(-pages).size)
+        ppns = guest.balloon_inflate(vm.vcpus[0], pages)
+        self._hv.release_pages(vm, ppns)
+        return int(ppns.size)
 
     @property
     def counters(self) -> dict[str, int]:

@@ -235,6 +235,8 @@ class Hypervisor:
         if self.memory_policy.period_ns > 0:
             self.engine.process(self._policy_loop(), "memory-policy")
         for service in self.memory_services:
+            # Each service runs once at boot too: a balloon starts inflated to its target.
+            self.service_cycles += service.run(self.memory, self.engine.now)
             self.engine.process(self._service_loop(service), f"memory-service:{service.name}")
 
     # -- memory ---------------------------------------------------------------------
@@ -252,7 +254,8 @@ class Hypervisor:
         except OutOfMemory as exc:
             raise HostOutOfMemory(
                 f"cannot back {ppns.size} pages of VM {vm.name!r}: the host is out of machine "
-                f"memory ({exc}); choose a memory policy that reclaims, or give VMs less memory"
+                f"memory ({exc}) and nothing reclaimed it in time; give VMs less memory, or reclaim "
+                "it: a memory policy that overcommits with balloon drivers in the guests"
             ) from None
         vm.p2m[ppns] = mpns
         vm.counters["mem_granted"] += int(ppns.size)

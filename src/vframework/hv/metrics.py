@@ -88,6 +88,7 @@ HOST_METRICS: dict[str, Metric] = {
         Metric("hypervisor_ns", "ns", "CPU time spent in the hypervisor (switches, services), all CPUs"),
         Metric("idle_ns", "ns", "CPU time with nothing to run, all CPUs"),
         Metric("free_frames", "frames", "machine frames not in use", "gauge"),
+        Metric("reclaim_state", "state", "memory reclamation state: 0 high, 1 soft, 2 hard, 3 low (ESX)", "gauge"),
         Metric("private_frames", "frames", "machine frames owned by exactly one VM", "gauge"),
         Metric("shared_frames", "frames", "machine frames shared copy-on-write", "gauge"),
         Metric("pages_shared", "frames", "shared frames in use (KSM's pages_shared)", "gauge"),

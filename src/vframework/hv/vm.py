@@ -128,6 +128,13 @@ class VM:
         self.monitor: Monitor | None = None
         self.guest: GuestOS | None = None
         self.devices: dict[str, Device[Params]] = {}
+        #: Statistical sampling of active memory (ESX): pages whose next reference the
+        #: hypervisor sees (their mappings invalidated), and those referenced since. None until
+        #: a memory policy samples this VM.
+        self.watch: npt.NDArray[np.bool_] | None = None
+        self.touched: npt.NDArray[np.bool_] | None = None
+        #: Whether its guest runs a balloon driver: "on", "slow" (a tenth of the rate) or "off".
+        self.balloon_driver = "on"
         #: Para-virtual page tables registered by create_page_table: table PPN -> entries.
         self.pv_tables: dict[int, npt.NDArray[np.int64]] = {}
 

@@ -161,6 +161,9 @@ class VMConfig(BaseModel):
     swap: Annotated[int, BeforeValidator(parse_size)] = Field(
         0, ge=0, description="the guest's swap area on its virtual disk (0: no swap)"
     )
+    balloon: Literal["on", "slow", "off"] = Field(
+        "on", description="the guest's balloon driver: on, slow (a tenth of the asked rate) or off (absent)"
+    )
     image: str = Field(
         "linux",
         min_length=1,
@@ -395,6 +398,18 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
                     "vm",
                     f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
                     f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
+                )
+            )
+    if policy is not None and policy.cls.can_overcommit and not services:
+        total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
+        if total > host.memory:
+            problems.append(
+                Problem(
+                    source,
+                    "host.memory_services",
+                    f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
+                    f"but the host has {format_size(host.memory)}: memory policy {policy.name!r} can overcommit only "
+                    "with a memory service that reclaims or saves frames (e.g. balloon, esx-sharing, ksm)",
                 )
             )
     if problems:

@@ -79,6 +79,7 @@ class Simulation:
             cfg.swap // PAGE_SIZE,
             cfg.image,
         )
+        vm.balloon_driver = cfg.balloon
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:
@@ -108,7 +109,7 @@ class Simulation:
         now = self.engine.now
         for vm in self.vms:
             c = vm.counters
-            if vm.guest is not None:
+            if vm.guest is not None and not self.hypervisor.memory_policy.estimates_active:
                 c["mem_active"] = vm.guest.sample_active()
             self.timeseries.append((now, vm.name, *(c[m] for m in TIMESERIES_METRICS)))
 

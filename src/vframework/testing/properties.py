@@ -40,7 +40,8 @@ def _policy(cls: type[MemoryPolicy[Params]]) -> type[HypervisorMachine]:
 
 @conformance(
     "memory_service",
-    "invisible to guests, copy-on-write, refcounts equal mappings, shared frames never written",
+    "invisible to guests, copy-on-write, refcounts equal mappings, shared frames never written, "
+    "ballooned pages out of reach",
 )
 def _service(cls: type[MemoryService[Params]]) -> type[SharingMachine]:
     return SharingMachine.for_component(cls)

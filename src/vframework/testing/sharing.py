@@ -1,4 +1,4 @@
-"""State machine for a memory service (page sharing, and any service that remaps guest pages).
+"""State machine for a memory service (page sharing, ballooning, any service that moves guest pages).
 
 Hypothesis boots VMs from two images (so some pages are equal across VMs, some within one VM:
 zero pages), lets their guests run and write, runs the service under test, stops VMs; after
@@ -11,7 +11,11 @@ every step it checks, exactly:
 * **reference counts equal mappings**: every frame's count is the number of P2M entries,
   over all VMs, that name it;
 * **frame conservation and isolation**: every frame is in exactly one state, the counts add up
-  (with ``pages_sharing``), and a VM maps only frames it owns or frames shared copy-on-write.
+  (with ``pages_sharing``), and a VM maps only frames it owns or frames shared copy-on-write;
+* **ballooned pages are out of reach**: no process maps a page the balloon holds, and it has no
+  frame (a balloon round trip, through the guest's swap, is covered by the first check).
+
+The policy's targets move too (a rule sets them), so a balloon inflates and deflates.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ class SharingMachine(RuleBasedStateMachine):
         writes=st.booleans(),
     )
     def add_vm(self, image: str, layout: tuple[int, int, int], touched: list[int], writes: bool) -> None:
-        vm = VM(self.added, f"vm{self.added}", 1, PAGES, image=image)
+        vm = VM(self.added, f"vm{self.added}", 1, PAGES, swap_pages=PAGES, image=image)
         self.added += 1
         self.hv.attach_mode(vm, FlatMode, Params())
         vm.guest = GuestOS(vm, self.hv)
@@ -143,6 +147,13 @@ class SharingMachine(RuleBasedStateMachine):
                 )
 
     @precondition(lambda self: bool(self.hv.vms))
+    @rule(data=st.data(), pages=st.integers(0, PAGES))
+    def set_target(self, data: st.DataObject, pages: int) -> None:
+        """The policy's target moves (a balloon inflates or deflates towards it)."""
+        vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")
+        self.hv.memory.set_target(vm_id, pages)
+
+    @precondition(lambda self: bool(self.hv.vms))
     @rule(data=st.data())
     def stop_vm(self, data: st.DataObject) -> None:
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")
@@ -180,6 +191,24 @@ class SharingMachine(RuleBasedStateMachine):
             was = self.shared_content.get(mpn)
             assert was is None or was == token, f"shared frame {mpn} was written: {was:#x} became {token:#x}"
         self.shared_content = now
+
+    @invariant()
+    def ballooned_pages_are_out_of_reach(self) -> None:
+        for vm in self.hv.vms.values():
+            guest = vm.guest
+            assert guest is not None
+            held = np.array(guest.memory.balloon, dtype=np.int64)
+            assert vm.counters["mem_balloon"] == held.size, f"{vm} says mem_balloon {vm.counters['mem_balloon']}"
+            if not held.size:
+                continue
+            assert np.unique(held).size == held.size, f"{vm}'s balloon holds a page twice"
+            backed = held[vm.p2m[held] >= 0]
+            assert not backed.size, f"{vm}'s ballooned page {int(backed[0])} still has a frame"
+            for proc in guest.processes:
+                mapped = np.isin(proc.page_table, held)
+                assert not mapped.any(), (
+                    f"{vm} process {proc.pid} maps ballooned page(s) at VPNs {np.flatnonzero(mapped)[:5]}"
+                )
 
     @invariant()
     def counters_agree(self) -> None:

@@ -5,7 +5,8 @@ checks and plots.
 * ``mmu``: fork-heavy, context-switch-heavy and large working sets under each memory
   virtualization;
 * ``modes``: lmbench-style kernel paths under each mode, native and hosted;
-* ``esx-sharing``: memory shared by ESX's scanner and by KSM as identical VMs are added.
+* ``esx-sharing``: memory shared by ESX's scanner and by KSM as identical VMs are added;
+* ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one.
 
 They name components by their registered names only; ``vframework experiment NAME`` reports a
 missing plugin with the installed names.
@@ -13,10 +14,16 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import cpu_shares, mmu, modes, sharing
+from . import cpu_shares, idle_tax, mmu, modes, sharing
 
 #: The experiments this distribution registers.
-EXPERIMENTS: tuple[Experiment, ...] = (cpu_shares.cpu_shares, mmu.mmu, modes.modes, sharing.esx_sharing)
+EXPERIMENTS: tuple[Experiment, ...] = (
+    cpu_shares.cpu_shares,
+    idle_tax.esx_idle_tax,
+    sharing.esx_sharing,
+    mmu.mmu,
+    modes.modes,
+)
 
 __all__ = ["EXPERIMENTS"]
 

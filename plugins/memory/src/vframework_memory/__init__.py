@@ -1,6 +1,9 @@
 """Standard memory policies and memory services for vframework.
 
 - ``static`` (policy): each VM gets its configured memory; no overcommitment.
+- ``shares`` (policy): ESX's share-based allocation with an idle memory tax, active-memory
+  sampling and reclamation states.
+- ``balloon`` (service): balloon drivers inflate and deflate towards the targets.
 - ``esx-sharing`` (service): VMware ESX's content-based page sharing: random scanning, one
   hash table of shared frames and hint frames, a full comparison before sharing.
 - ``ksm`` (service): Linux KSM: a linear scan, a stable and an unstable tree keyed by
@@ -10,18 +13,20 @@
 from __future__ import annotations
 
 from vframework.api import MemoryPolicy, MemoryService, Params, hookimpl
+from vframework_memory.balloon import Balloon
 from vframework_memory.esx import EsxSharing
 from vframework_memory.ksm import Ksm
+from vframework_memory.shares import SharesPolicy
 from vframework_memory.static import StaticPolicy
 
-__all__ = ["EsxSharing", "Ksm", "StaticPolicy"]
+__all__ = ["Balloon", "EsxSharing", "Ksm", "SharesPolicy", "StaticPolicy"]
 
 
 @hookimpl
 def register_memory_policies() -> list[type[MemoryPolicy[Params]]]:
-    return [StaticPolicy]
+    return [SharesPolicy, StaticPolicy]
 
 
 @hookimpl
 def register_memory_services() -> list[type[MemoryService[Params]]]:
-    return [EsxSharing, Ksm]
+    return [Balloon, EsxSharing, Ksm]

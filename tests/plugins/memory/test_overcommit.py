@@ -1,0 +1,106 @@
+"""Overcommit: the shares policy, the idle memory tax, the balloon, and the errors around them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from vf_helpers import scenario
+
+from vframework.api.manager import PluginManager
+from vframework.errors import HostOutOfMemory, ScenarioError
+from vframework.run.scenario import parse_scenario
+from vframework.run.simulation import Simulation
+from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
+
+
+def _data(tax: float = 0.75, balloon: str = "on", **vm_keys: Any) -> dict[str, Any]:
+    vm = {"memory": "32MiB", "swap": "32MiB", "mode": "hardware-assisted", "balloon": balloon}
+    return scenario(
+        vms=[
+            {
+                **vm,
+                "name": "idle",
+                "workload": {"name": "memory", "working_set": "24MiB", "pattern": "sequential", "batches": 100},
+            },
+            {
+                **vm,
+                **vm_keys,
+                "name": "active",
+                "workload": {"name": "memory", "working_set": "28MiB", "batch": 64, "compute_per_page": 20000},
+            },
+        ],
+        duration="6s",
+        sample_interval="500ms",
+        memory="48MiB",
+        memory_policy={"name": "shares", "tax_rate": tax, "sample_period": "1s"},
+        memory_services=[{"name": "balloon", "rate": 8192}],
+    )
+
+
+def _run(plugins: PluginManager, data: dict[str, Any]) -> Simulation:
+    sim = Simulation(parse_scenario(data, "test.toml", plugins), plugins)
+    sim.run()
+    return sim
+
+
+def test_the_idle_tax_moves_memory_to_the_active_vm(plugins: PluginManager) -> None:
+    untaxed, taxed = _run(plugins, _data(0.0)), _run(plugins, _data(0.75))
+    idle0, active0 = (vm.counters for vm in untaxed.vms)
+    idle1, active1 = (vm.counters for vm in taxed.vms)
+    assert active0["mem_target"] == idle0["mem_target"]  # equal shares, no tax: half each
+    assert active1["mem_target"] > active0["mem_target"]
+    assert idle1["mem_balloon"] > idle0["mem_balloon"]
+    assert idle1["mem_active"] < active1["mem_active"]
+    for sim in (untaxed, taxed):
+        # The balloon kept every VM within its target and the host never ran out.
+        for vm in sim.vms:
+            assert vm.counters["mem_granted"] <= vm.counters["mem_target"]
+        assert sim.machine.memory.free_frames >= 0
+
+
+def test_without_balloon_drivers_the_host_runs_out_with_a_clear_error(plugins: PluginManager) -> None:
+    # Nothing else reclaims yet (no hypervisor swap): the run stops and says why.
+    with pytest.raises(HostOutOfMemory, match="host is out of machine memory.*balloon drivers"):
+        _run(plugins, _data(0.75, balloon="off"))
+
+
+def test_mem_min_is_respected(plugins: PluginManager) -> None:
+    sim = _run(plugins, _data(0.75, mem_min="30MiB"))
+    assert sim.vms[1].counters["mem_target"] >= 30 * 256
+
+
+def test_overcommit_without_a_service_is_refused_naming_what_would_allow_it(plugins: PluginManager) -> None:
+    data = _data()
+    data["host"]["memory_services"] = []
+    with pytest.raises(ScenarioError, match="can overcommit only with a memory service"):
+        parse_scenario(data, "test.toml", plugins)
+
+
+def test_thresholds_must_fall() -> None:
+    with pytest.raises(ValueError, match="thresholds must fall"):
+        SharesParams(soft=0.07)
+
+
+def test_water_fill_is_proportional_within_bounds() -> None:
+    bounds = {0: (0, 100, 1.0), 1: (0, 100, 1.0), 2: (50, 100, 1.0)}
+    got = _water_fill(bounds, {0: 1.0, 1: 3.0, 2: 0.1}, 160)
+    assert got[2] == 50  # its minimum, above its proportional part
+    assert got[1] == pytest.approx(3 * got[0], abs=2)
+    assert sum(got.values()) <= 160
+
+
+def test_reclaim_states_have_hysteresis() -> None:
+    policy = SharesPolicy(SharesParams())
+
+    class Memory:
+        total_frames = 1000
+        free_frames = 1000
+
+    memory: Any = Memory()
+    seen = []
+    for free in (100, 39, 50, 61, 19, 9, 15, 25, 45, 65):
+        memory.free_frames = free
+        seen.append(policy._reclaim_state(memory))
+    # Down at 4%, 2%, 1%; back up only above 6%, 4%, 2%.
+    assert seen == [0, 1, 1, 0, 2, 3, 3, 2, 1, 0]
