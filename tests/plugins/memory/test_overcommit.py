@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 from vf_helpers import scenario
+from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
 
 from vframework.api.manager import PluginManager
 from vframework.errors import HostOutOfMemory, ScenarioError
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation
-from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
 
 
 def _data(tax: float = 0.75, balloon: str = "on", **vm_keys: Any) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def test_the_idle_tax_moves_memory_to_the_active_vm(plugins: PluginManager) -> N
 
 def test_without_balloon_drivers_the_host_runs_out_with_a_clear_error(plugins: PluginManager) -> None:
     # Nothing else reclaims yet (no hypervisor swap): the run stops and says why.
-    with pytest.raises(HostOutOfMemory, match="host is out of machine memory.*balloon drivers"):
+    with pytest.raises(HostOutOfMemory, match=r"host is out of machine memory.*balloon drivers"):
         _run(plugins, _data(0.75, balloon="off"))
 
 
