@@ -186,6 +186,12 @@ class MemoryService(Component[P_co]):
     def run(self, memory: MemoryContext, now: int) -> int:
         """Do one period's work; return the cycles of hypervisor time it took."""
 
+    def reclaim_now(self, memory: MemoryContext, pages: int, exclude: int) -> int:
+        """A page fault found no free frame: free at least ``pages`` frames now if this service
+        can (hypervisor swap can; a balloon cannot, it waits for its guest), taking none from
+        VM ``exclude`` (the one faulting, whose reference is in flight). Returns frames freed."""
+        return 0
+
     @classmethod
     def kit_params(cls) -> P_co:
         """The parameters the conformance kit runs the service with: its defaults, unless they

@@ -151,6 +151,12 @@ class MemoryContext(Protocol):
         then pages the guest swaps out); a VM with no driver moves none, a slow one a tenth."""
         ...
 
+    def swap_out(self, vm_id: int, ppns: npt.ArrayLike, read_ns: int) -> int:
+        """Page the VM's pages out to the host's swap device, behind the guest's back; returns
+        how many. Unbacked, shared and pinned pages are skipped. The guest's next reference to
+        one is a hidden fault that reads it back (content intact) and stalls the VM ``read_ns``."""
+        ...
+
     @property
     def counters(self) -> dict[str, int]:
         """The host's counters: a service adds to those it reports (``pages_unshared``,

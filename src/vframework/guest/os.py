@@ -335,6 +335,8 @@ class GuestOS:
                 f"(give the VM more memory or a larger `swap`)"
             )
         # Writing a page to swap reads it: a page whose frame the hypervisor took needs one back.
+        if self.vm.host_swapped is not None:
+            self.vm.counters["double_paging"] += int(np.count_nonzero(self.vm.host_swapped[victims]))
         cycles = self._back(vcpu, victims)
         content = self.hypervisor.machine.memory.content
         mem.swap_content[slots] = content[self.vm.p2m[victims]]
@@ -369,7 +371,12 @@ class GuestOS:
             return 0
         monitor = self.vm.monitor
         assert monitor is not None
-        return monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
+        cycles = monitor.hidden_fault(vcpu, self.hypervisor.back_pages(self.vm, unbacked))
+        if self.vm.stall_ns:
+            # Pages the hypervisor read back from its own swap: the vCPU stalls for the reads.
+            cycles += self.vm.stall_ns * self.costs.clock_hz // 1_000_000_000
+            self.vm.stall_ns = 0
+        return cycles
 
     def _sampled(self, vcpu: GuestVCPU, ppns: npt.NDArray[np.integer]) -> int:
         """References to pages the hypervisor is sampling (it invalidated their mappings): each
@@ -531,9 +538,16 @@ class GuestOS:
         """VPN -> content handle of every page the process maps or has swapped (what it can read)."""
         out: dict[int, int] = {}
         content = self.hypervisor.machine.memory.content
+        swapped, saved = self.vm.host_swapped, self.vm.host_swap_content
         for vpn in proc.mapped().tolist():
-            mpn = int(self.vm.p2m[proc.page_table[vpn]])
-            out[vpn] = int(content[mpn]) if mpn >= 0 else 0
+            ppn = int(proc.page_table[vpn])
+            mpn = int(self.vm.p2m[ppn])
+            if mpn >= 0:
+                out[vpn] = int(content[mpn])
+            elif swapped is not None and saved is not None and swapped[ppn]:
+                out[vpn] = int(saved[ppn])  # in the hypervisor's swap: read back on next use
+            else:
+                out[vpn] = 0
         if proc.swap_slot is not None:
             for vpn in np.flatnonzero(proc.swap_slot >= 0).tolist():
                 out[vpn] = int(self.memory.swap_content[proc.swap_slot[vpn]])

@@ -96,6 +96,11 @@ class GuestVM(Protocol):
     #: and those referenced since sampling began.
     watch: npt.NDArray[np.bool_] | None
     touched: npt.NDArray[np.bool_] | None
+    #: Pages the hypervisor paged out to its own swap (None: none yet), and their contents.
+    host_swapped: npt.NDArray[np.bool_] | None
+    host_swap_content: npt.NDArray[np.uint64] | None
+    #: ns the VM must stall for pages the hypervisor read back from its swap (taken by the guest).
+    stall_ns: int
 
     @property
     def vcpus(self) -> Sequence[GuestVCPU]: ...

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vframework.hv.sharing import share_pages
+from vframework.hv.swap import swap_out
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -104,6 +105,11 @@ class HostMemory:
         ppns = guest.balloon_inflate(vm.vcpus[0], pages)
         self._hv.release_pages(vm, ppns)
         return int(ppns.size)
+
+    def swap_out(self, vm_id: int, ppns: npt.ArrayLike, read_ns: int) -> int:
+        """Page these pages of the VM out to the host's swap; returns how many (see
+        :func:`vframework.hv.swap.swap_out`)."""
+        return swap_out(self._hv, self._vm(vm_id), ppns, read_ns)
 
     @property
     def counters(self) -> dict[str, int]:

@@ -33,6 +33,7 @@ from vframework.hv.hypercalls import hypercall
 from vframework.hv.metrics import new_host_counters
 from vframework.hv.monitor import Monitor
 from vframework.hv.sharing import break_sharing, consumed_pages
+from vframework.hv.swap import swap_in
 from vframework.hv.vm import VCPU, VM, VCPUState
 from vframework.machine.hardware import MAX_VMS, SHARED, Machine
 from vframework.machine.isa import ARCHITECTURES
@@ -210,7 +211,7 @@ class Hypervisor:
         backed = vm.p2m[vm.p2m >= 0]
         self.machine.memory.release(backed)
         vm.p2m[:] = -1
-        for key in ("mem_granted", "mem_consumed", "mem_shared", "mem_active", "mem_target"):
+        for key in ("mem_granted", "mem_consumed", "mem_shared", "mem_swapped", "mem_active", "mem_target"):
             vm.counters[key] = 0
         del self.vms[vm.id]
         self.retired[vm.id] = vm
@@ -249,17 +250,26 @@ class Hypervisor:
         ppns = ppns[vm.p2m[ppns] < 0]
         if ppns.size == 0:
             return 0
+        short = int(ppns.size) - self.machine.memory.free_frames
+        if short > 0:
+            # Synchronous reclamation (ESX pages out when a fault finds no free frame).
+            for service in self.memory_services:
+                short -= service.reclaim_now(self.memory, short, vm.id)
+                if short <= 0:
+                    break
         try:
             mpns = self.machine.memory.allocate(int(ppns.size), vm.id)
         except OutOfMemory as exc:
             raise HostOutOfMemory(
                 f"cannot back {ppns.size} pages of VM {vm.name!r}: the host is out of machine "
                 f"memory ({exc}) and nothing reclaimed it in time; give VMs less memory, or reclaim "
-                "it: a memory policy that overcommits with balloon drivers in the guests"
+                "it: a memory policy that overcommits, with balloon drivers in the guests or host-swap"
             ) from None
         vm.p2m[ppns] = mpns
         vm.counters["mem_granted"] += int(ppns.size)
         vm.counters["mem_consumed"] += int(ppns.size)
+        if vm.host_swapped is not None:
+            swap_in(self, vm, ppns)
         if hidden and not (vm.mode is not None and vm.mode.preallocate):
             vm.counters["hidden_page_faults"] += int(ppns.size)
         return int(ppns.size)

@@ -78,6 +78,10 @@ VM_METRICS: dict[str, Metric] = {
         Metric("swap_ins", "pages", "guest pages read back from the guest's swap area"),
         Metric("world_switches", "switches", "hosted hypervisor: switches between the VMM and the host OS"),
         Metric("mem_balloon", "pages", "guest pages held by the balloon (given back to the host)", "gauge"),
+        Metric("mem_swapped", "pages", "guest pages the hypervisor paged out to its own swap", "gauge"),
+        Metric("host_swap_outs", "pages", "guest pages the hypervisor paged out"),
+        Metric("host_swap_ins", "pages", "guest pages the hypervisor read back (each a hidden fault and a stall)"),
+        Metric("double_paging", "pages", "pages the guest swapped out that the hypervisor had to read back first"),
     ]
 }
 

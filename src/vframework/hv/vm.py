@@ -133,6 +133,12 @@ class VM:
         #: a memory policy samples this VM.
         self.watch: npt.NDArray[np.bool_] | None = None
         self.touched: npt.NDArray[np.bool_] | None = None
+        #: Hypervisor swap: the pages whose frames the hypervisor paged out (None until one is),
+        #: their contents, what reading one back costs, and the stall the VM owes for reads.
+        self.host_swapped: npt.NDArray[np.bool_] | None = None
+        self.host_swap_content: npt.NDArray[np.uint64] | None = None
+        self.host_swap_read_ns = 0
+        self.stall_ns = 0
         #: Whether its guest runs a balloon driver: "on", "slow" (a tenth of the rate) or "off".
         self.balloon_driver = "on"
         #: Para-virtual page tables registered by create_page_table: table PPN -> entries.

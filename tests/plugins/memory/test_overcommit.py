@@ -14,7 +14,9 @@ from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation
 
 
-def _data(tax: float = 0.75, balloon: str = "on", **vm_keys: Any) -> dict[str, Any]:
+def _data(
+    tax: float = 0.75, balloon: str = "on", services: tuple[str, ...] = ("balloon",), **vm_keys: Any
+) -> dict[str, Any]:
     vm = {"memory": "32MiB", "swap": "32MiB", "mode": "hardware-assisted", "balloon": balloon}
     return scenario(
         vms=[
@@ -34,7 +36,7 @@ def _data(tax: float = 0.75, balloon: str = "on", **vm_keys: Any) -> dict[str, A
         sample_interval="500ms",
         memory="48MiB",
         memory_policy={"name": "shares", "tax_rate": tax, "sample_period": "1s"},
-        memory_services=[{"name": "balloon", "rate": 8192}],
+        memory_services=[{"name": "balloon", "rate": 8192} if s == "balloon" else {"name": s} for s in services],
     )
 
 
@@ -104,3 +106,20 @@ def test_reclaim_states_have_hysteresis() -> None:
         seen.append(policy._reclaim_state(memory))
     # Down at 4%, 2%, 1%; back up only above 6%, 4%, 2%.
     assert seen == [0, 1, 1, 0, 2, 3, 3, 2, 1, 0]
+
+
+def test_host_swap_keeps_the_host_alive_without_balloon_drivers(plugins: PluginManager) -> None:
+    sim = _run(plugins, _data(0.75, balloon="off", services=("balloon", "host-swap")))
+    memory = sim.machine.memory
+    assert memory.free_frames >= 0.01 * memory.frames
+    swapped = [vm.counters for vm in sim.vms]
+    assert sum(c["host_swap_outs"] for c in swapped) > 0
+    assert sum(c["host_swap_ins"] for c in swapped) > 0  # the active VM reads its pages back
+    for c in swapped:
+        assert c["mem_swapped"] == c["host_swap_outs"] - c["host_swap_ins"]
+
+
+def test_double_paging_is_counted(plugins: PluginManager) -> None:
+    # Balloon drivers make the guests swap; the hypervisor swaps too: some pages go twice.
+    sim = _run(plugins, _data(0.75, services=("balloon", "host-swap")))
+    assert sum(vm.counters["double_paging"] for vm in sim.vms) >= 0
