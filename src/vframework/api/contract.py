@@ -171,6 +171,13 @@ class MemoryPolicy(Component[P_co]):
     def targets(self, memory: MemoryContext, now: int) -> dict[int, int]:
         """VM id -> target in pages."""
 
+    @classmethod
+    def admit(cls, params: Params, host_pages: int, vms: list[tuple[str, int, Params | None]]) -> list[str]:
+        """Admission control, before a run starts: problems with starting these VMs (name,
+        memory pages, the VM's policy parameters) on a host with ``host_pages`` pages for VMs;
+        each a message naming the VM. None by default."""
+        return []
+
 
 class MemoryService(Component[P_co]):
     """Reclaims or saves machine frames (ballooning, page sharing, swap); runs periodically."""

@@ -400,6 +400,25 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
                     f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
                 )
             )
+    if policy is not None:
+        host_pages = (host.memory - host.hypervisor_memory) // PAGE_SIZE
+        admitted = [(v.config.name, v.config.memory // PAGE_SIZE, v.policy_params) for v in vms]
+        for message in policy.cls.admit(policy.params, host_pages, admitted):
+            problems.append(Problem(source, "vm", message))
+    if policy is not None and policy.cls.can_overcommit:
+        fixed = [v for v in vms if v.mode.cls.preallocate]
+        pinned = sum(v.config.memory for v in fixed) + host.hypervisor_memory
+        if fixed and pinned > host.memory:
+            listed = ", ".join(f"{v.config.name!r} ({v.mode.name})" for v in fixed)
+            problems.append(
+                Problem(
+                    source,
+                    "vm",
+                    f"VMs {listed} preallocate all their memory ({format_size(pinned)} with the hypervisor's), "
+                    f"more than the host's {format_size(host.memory)}: a mode that preallocates cannot be "
+                    "overcommitted; give them a mode that backs pages on demand",
+                )
+            )
     if policy is not None and policy.cls.can_overcommit and not services:
         total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
         if total > host.memory:

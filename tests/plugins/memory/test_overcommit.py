@@ -123,3 +123,18 @@ def test_double_paging_is_counted(plugins: PluginManager) -> None:
     # Balloon drivers make the guests swap; the hypervisor swaps too: some pages go twice.
     sim = _run(plugins, _data(0.75, services=("balloon", "host-swap")))
     assert sum(vm.counters["double_paging"] for vm in sim.vms) >= 0
+
+
+def test_admission_control_refuses_what_cannot_be_reserved(plugins: PluginManager) -> None:
+    data = _data(mem_min="32MiB")
+    data["host"]["memory_policy"]["overhead"] = "10MiB"
+    with pytest.raises(ScenarioError, match=r"VM 'active' cannot start: its mem_min plus overhead"):
+        parse_scenario(data, "test.toml", plugins)
+
+
+def test_a_preallocating_mode_cannot_be_overcommitted(plugins: PluginManager) -> None:
+    data = _data()
+    for vm in data["vm"]:
+        vm["mode"] = "bare-metal"
+    with pytest.raises(ScenarioError, match="a mode that preallocates cannot be overcommitted"):
+        parse_scenario(data, "test.toml", plugins)

@@ -10,9 +10,11 @@ per page, *adjusted for idleness*:
 where P is the VM's pages, f the fraction of them active and tau the tax rate (0.75: an idle
 page costs four times an active one). The steady state of that min-funding revocation gives
 each VM pages in proportion to S / (f + k(1 - f)), within [min, max]: the targets this policy
-returns. f comes from statistical sampling: every ``sample_period`` a few random pages of each
-VM are watched (their next reference is seen); the estimate is the largest of a slow and a fast
-moving average and the last sample, so it rises fast and decays slowly.
+returns (first over what each VM holds plus room to grow, then over what is left, so a VM that
+uses little does not keep a share it has no use for). f comes from statistical sampling: every
+``sample_period`` a few random pages of each VM are watched (their next reference is seen); the
+estimate is the largest of a slow and a fast moving average and the last sample, so it rises
+fast and decays slowly.
 
 The host's free memory sets the reclamation state (``reclaim_state``: 0 high, 1 soft, 2 hard, 3
 low). Free memory falling below 4%, 2% or 1% of the host enters soft (balloon), hard (swap) or
@@ -33,6 +35,7 @@ __all__ = ["SharesParams", "SharesPolicy", "SharesVMParams"]
 
 PagesOrSize = Annotated[int, BeforeValidator(parse_size)]
 MIB_PAGES = 256
+PAGE = 4096
 HIGH, SOFT, HARD, LOW = 0, 1, 2, 3
 DEFAULT_SHARES_PER_MIB = 10
 
@@ -48,6 +51,12 @@ class SharesParams(Params):
     period: Duration = Field(10**9, description="how often targets are recomputed")
     sample_period: Duration = Field(30 * 10**9, description="how long each activity sample watches its pages")
     sample_pages: int = Field(100, gt=0, description="pages of each VM watched per sample")
+    overhead: PagesOrSize = Field(
+        0, ge=0, description="memory each VM costs the hypervisor beyond its own (reserved at admission)"
+    )
+    growth: float = Field(
+        0.05, gt=0.0, le=1.0, description="room to grow kept above the pages a VM holds, as a share of its memory"
+    )
     fast_gain: float = Field(0.5, gt=0.0, le=1.0, description="weight of a new sample in the fast average")
     slow_gain: float = Field(0.1, gt=0.0, le=1.0, description="weight of a new sample in the slow average")
     high: float = Field(0.06, gt=0.0, lt=1.0, description="free memory above which soft returns to high (no reclaim)")
@@ -93,11 +102,31 @@ class SharesPolicy(MemoryPolicy[SharesParams]):
         self._next_sample = 0
         self._state = 0
 
+    @classmethod
+    def admit(cls, params: Params, host_pages: int, vms: list[tuple[str, int, Params | None]]) -> list[str]:
+        """A VM starts only if its ``mem_min`` plus the per-VM overhead can be reserved."""
+        assert isinstance(params, SharesParams)
+        problems = []
+        reserved = 0
+        for name, pages, vm_params in vms:
+            vp = vm_params if isinstance(vm_params, SharesVMParams) else SharesVMParams()
+            if vp.mem_max and vp.mem_min > vp.mem_max:
+                problems.append(f"VM {name!r}: mem_min ({vp.mem_min} bytes) is above mem_max ({vp.mem_max} bytes)")
+            need = min(vp.mem_min // PAGE, pages) + params.overhead // PAGE
+            reserved += need
+            if reserved > host_pages:
+                problems.append(
+                    f"VM {name!r} cannot start: its mem_min plus overhead ({need} pages) cannot be reserved; "
+                    f"{reserved - need} of the host's {host_pages} pages are reserved before it "
+                    "(lower mem_min, or give the host more memory)"
+                )
+        return problems
+
     def _bounds(self, vm: VMView) -> tuple[int, int, float]:
         vp = vm.policy_params if isinstance(vm.policy_params, SharesVMParams) else SharesVMParams()
         pages = vm.memory_pages
-        top = min(pages, vp.mem_max // 4096) if vp.mem_max else pages
-        bottom = min(vp.mem_min // 4096, top)
+        top = min(pages, vp.mem_max // PAGE) if vp.mem_max else pages
+        bottom = min(vp.mem_min // PAGE, top)
         shares = vp.mem_shares or DEFAULT_SHARES_PER_MIB * pages / MIB_PAGES
         return bottom, top, float(shares)
 
@@ -143,20 +172,32 @@ class SharesPolicy(MemoryPolicy[SharesParams]):
         vms = list(memory.vms)
         bounds = {vm.id: self._bounds(vm) for vm in vms}
         available = memory.total_frames
-        if sum(top for _, top, _ in bounds.values()) <= available:
-            return {vm_id: top for vm_id, (_, top, _) in bounds.items()}
         k = 1.0 / (1.0 - self.params.tax_rate)
         weight = {}
         for vm in vms:
             f = self._activity.get(vm.id, _Activity()).estimate
             weight[vm.id] = bounds[vm.id][2] / (f + k * (1.0 - f))
-        return _water_fill(bounds, weight, available)
+        # Revocation takes from what VMs hold: first what each holds (plus room to grow), in
+        # proportion to adjusted shares when that does not fit; then whatever is left over,
+        # up to each VM's max, in the same proportion.
+        demand = {}
+        for vm in vms:
+            low, top, shares = bounds[vm.id]
+            grow = max(int(self.params.growth * vm.memory_pages), 1)
+            demand[vm.id] = (low, max(low, min(top, vm.counters["mem_granted"] + grow)), shares)
+        first = _water_fill(demand, weight, available)
+        left = available - sum(first.values())
+        if left <= 0:
+            return first
+        room = {v: (0, bounds[v][1] - first[v], bounds[v][2]) for v in first}
+        extra = _water_fill(room, weight, left)
+        return {v: first[v] + extra[v] for v in first}
 
 
 def _water_fill(bounds: dict[int, tuple[int, int, float]], weight: dict[int, float], available: int) -> dict[int, int]:
     """Pages per VM in proportion to ``weight``, each within its [min, max], summing to at most
     ``available`` (min-funding revocation's steady state: equal shares per adjusted page)."""
-    lo, hi = 0.0, max(top / max(w, 1e-12) for (_, top, _), w in zip(bounds.values(), weight.values(), strict=True))
+    lo, hi = 0.0, max((b[1] / max(weight[v], 1e-12) for v, b in bounds.items()), default=0.0)
 
     def total(level: float) -> float:
         return sum(min(max(level * weight[v], b[0]), b[1]) for v, b in bounds.items())
