@@ -379,7 +379,11 @@ SET_ERRORS = {
     "wrong-type": (["--set", "host.cpus=two"], ["host.cpus", "two"]),
     "negative-duration": (["--set", "duration=-1s"], ["duration", "positive"]),
     "zero-memory": (["--set", "vm[0].memory=0GiB"], ["vm[0].memory", "positive"]),
-    "vm-larger-than-host": (["--set", "vm[0].memory=64GiB"], ["vm:", "overcommit"]),
+    "overcommit-under-static": (["--set", "host.memory_policy=static"], ["vm:", "static", "overcommit"]),
+    "preallocated-overcommit": (
+        ["--set", "vm[1].mode=bare-metal", "--set", "vm[1].memory=1GiB"],
+        ["db", "bare-metal", "preallocate"],
+    ),
     "unknown-component": (["--set", "host.scheduler=no-such"], ["host.scheduler", "no-such", "installed"]),
 }
 

@@ -51,7 +51,10 @@ def test_default_scenario_validates(plugins: PluginManager) -> None:
         assert vm.workload.cls.kind == "workload"
     # More than one kind of guest, so the default run shows something.
     assert len({vm.workload.name for vm in spec.vms}) >= 3
-    assert sum(vm.memory for vm in config.vm) + config.host.hypervisor_memory <= config.host.memory
+    # Overcommitted, so the default run shows reclamation: a policy that can, and services.
+    assert sum(vm.memory for vm in config.vm) + config.host.hypervisor_memory > config.host.memory
+    assert spec.memory_policy.cls.can_overcommit
+    assert {s.name for s in spec.memory_services} >= {"balloon", "host-swap"}
 
 
 def test_default_scenario_source_names_it(plugins: PluginManager) -> None:
