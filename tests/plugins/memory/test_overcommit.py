@@ -138,3 +138,12 @@ def test_a_preallocating_mode_cannot_be_overcommitted(plugins: PluginManager) ->
         vm["mode"] = "bare-metal"
     with pytest.raises(ScenarioError, match="a mode that preallocates cannot be overcommitted"):
         parse_scenario(data, "test.toml", plugins)
+
+
+def test_working_set_targets_follow_activity(plugins: PluginManager) -> None:
+    data = _data(0.0)
+    data["host"]["memory_policy"]["name"] = "working-set"
+    sim = _run(plugins, data)
+    idle, active = (vm.counters for vm in sim.vms)
+    assert idle["mem_target"] < active["mem_target"]  # shares play no part: activity does
+    assert active["mem_target"] >= active["mem_granted"]
