@@ -6,7 +6,8 @@ checks and plots.
   virtualization;
 * ``modes``: lmbench-style kernel paths under each mode, native and hosted;
 * ``esx-sharing``: memory shared by ESX's scanner and by KSM as identical VMs are added;
-* ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one.
+* ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one;
+* ``esx-sampling``: the active-memory estimate rises fast and decays slowly.
 
 They name components by their registered names only; ``vframework experiment NAME`` reports a
 missing plugin with the installed names.
@@ -14,12 +15,13 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import cpu_shares, idle_tax, mmu, modes, sharing
+from . import cpu_shares, idle_tax, mmu, modes, sampling, sharing
 
 #: The experiments this distribution registers.
 EXPERIMENTS: tuple[Experiment, ...] = (
     cpu_shares.cpu_shares,
     idle_tax.esx_idle_tax,
+    sampling.esx_sampling,
     sharing.esx_sharing,
     mmu.mmu,
     modes.modes,

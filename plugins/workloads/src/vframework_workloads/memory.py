@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Generator
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
+from vframework import parse_duration
 from vframework.api import (
     PAGE_SIZE,
     Compute,
@@ -17,6 +18,7 @@ from vframework.api import (
     Operation,
     Params,
     Size,
+    Sleep,
     Touch,
     Workload,
     format_size,
@@ -32,6 +34,9 @@ class MemoryParams(Params):
     compute_per_page: int = Field(200, ge=0, description="cycles of work per page referenced")
     switch_every: int = Field(0, ge=0, description="context-switch the guest every this many batches (0: never)")
     batches: int = Field(0, ge=0, description="stop after this many batches (0: run forever)")
+    start_after: Annotated[int, BeforeValidator(parse_duration)] = Field(
+        0, ge=0, description="time to sleep before the first batch (a VM that becomes busy later)"
+    )
     image_fraction: float = Field(
         0.0, ge=0.0, le=1.0, description="share of the working set read from the VM's image (never written)"
     )
@@ -101,6 +106,8 @@ class MemoryWorkload(Workload[MemoryParams]):
             rank_to_vpn = rng.permutation(pages).astype(np.int64)
         cursor = 0
         done = 0
+        if p.start_after:
+            yield Sleep(p.start_after)
         # Draw many batches per call into numpy: per-call overhead dominates small batches.
         chunk = max(1, 65536 // batch)
         while not p.batches or done < p.batches:
