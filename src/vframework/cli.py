@@ -124,7 +124,31 @@ def run(
         _fail(f"cannot write results: {exc}", 1)
     if not quiet:
         _out.print(_summary_table(summary))
+        line = _memory_line(summary)
+        if line:
+            _out.print(line)
     _out.print(f"results: {path}")
+
+
+_STATES = ("high", "soft", "hard", "low")
+
+
+def _memory_line(summary: Summary) -> str | None:
+    """One line on reclamation, when any happened: what the balloons, hypervisor swap and
+    sharing hold at the end of the run."""
+    vms = summary["vms"].values()
+    host = summary["host"]
+    mib = 4096 / 2**20
+    balloon = sum(c["mem_balloon"] for c in vms) * mib
+    swapped = sum(c["mem_swapped"] for c in vms) * mib
+    saved = host["pages_sharing"] * mib
+    if not (balloon or swapped or saved or host["reclaim_state"]):
+        return None
+    state = _STATES[host["reclaim_state"]] if 0 <= host["reclaim_state"] < len(_STATES) else host["reclaim_state"]
+    return (
+        f"memory: {host['free_frames'] * mib:.0f} MiB free (reclaim state {state}); ballooned "
+        f"{balloon:.0f} MiB, hypervisor-swapped {swapped:.0f} MiB, sharing saves {saved:.0f} MiB"
+    )
 
 
 def _summary_table(summary: Summary) -> Table:
