@@ -8,7 +8,8 @@ step the machine checks, exactly:
 * frame conservation, and isolation: every P2M entry points at a frame its VM owns;
 * work conservation (schedulers that declare it): no CPU idles while a vCPU is runnable;
 * memory targets stay within [0, configured memory] (and within the host unless the
-  policy overcommits).
+  policy overcommits), and within each VM's ``mem_min`` and ``mem_max`` when the policy takes
+  them (the kit draws them).
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class HypervisorMachine(RuleBasedStateMachine):
         vm = VM(len(self.hv.vms), f"vm{len(self.hv.vms)}", vcpus, PAGES * vcpus)
         if self.scheduler_cls.vm_params_model is not None:
             vm.scheduler_params = self.scheduler_cls.vm_params_model()
+        model = self.policy_cls.vm_params_model
+        if model is not None and {"mem_min", "mem_max"} <= set(model.model_fields):
+            # A policy with the design's per-VM bounds gets random ones, and must keep to them.
+            low = data.draw(st.integers(0, vm.memory_pages), label=f"{vm.name} mem_min pages")
+            high = data.draw(st.integers(max(low, 1), vm.memory_pages), label=f"{vm.name} mem_max pages")
+            vm.policy_params = model.model_validate({"mem_min": low * PAGE_SIZE, "mem_max": high * PAGE_SIZE})
         self.hv.attach_mode(vm, self.mode_cls, self.mode_cls.params_model())
         vm.guest = GuestOS(vm, self.hv)
         for vcpu in vm.vcpus:
@@ -130,5 +137,9 @@ class HypervisorMachine(RuleBasedStateMachine):
         for vm_id, target in targets.items():
             vm = self.hv.vms[vm_id]
             assert 0 <= target <= vm.memory_pages, f"{vm} target {target} outside [0, {vm.memory_pages}]"
+            bounds = vm.policy_params
+            if bounds is not None and hasattr(bounds, "mem_min") and hasattr(bounds, "mem_max"):
+                low, high = bounds.mem_min // PAGE_SIZE, bounds.mem_max // PAGE_SIZE
+                assert low <= target <= high, f"{vm} target {target} pages outside [mem_min, mem_max] = [{low}, {high}]"
         if not self.policy_cls.can_overcommit:
             assert sum(targets.values()) <= self.machine.memory.frames

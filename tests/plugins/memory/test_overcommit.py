@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import Phase, settings
 from vf_helpers import scenario
 from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
 
@@ -12,6 +13,7 @@ from vframework.api.manager import PluginManager
 from vframework.errors import HostOutOfMemory, ScenarioError
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation
+from vframework.testing.hypervisor import HypervisorMachine
 
 
 def _data(
@@ -147,3 +149,22 @@ def test_working_set_targets_follow_activity(plugins: PluginManager) -> None:
     idle, active = (vm.counters for vm in sim.vms)
     assert idle["mem_target"] < active["mem_target"]  # shares play no part: activity does
     assert active["mem_target"] >= active["mem_granted"]
+
+
+class _IgnoresMax(SharesPolicy):
+    """A planted bug: mem_max is read but not applied."""
+
+    name = "kit-ignores-max"
+
+    def _bounds(self, vm: Any) -> tuple[int, int, float]:
+        low, _, shares = super()._bounds(vm)
+        return low, vm.memory_pages, shares
+
+
+def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
+    machine = HypervisorMachine.for_components(policy=_IgnoresMax)
+    machine.TestCase.settings = settings(
+        max_examples=200, stateful_step_count=10, deadline=None, database=None, phases=[Phase.generate]
+    )
+    with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
+        machine.TestCase().runTest()
