@@ -289,11 +289,7 @@ class Hypervisor:
         self.settle(vm)
         ppns = ppns[vm.p2m[ppns] >= 0]
         mpns = vm.p2m[ppns]
-        # Shoot down every cached translation to them before the frames can be reused.
-        for tlb in (*self.tlbs, self._offline_tlb):
-            tlb.flush_mpns(mpns)
-        if vm.monitor is not None:
-            vm.monitor.frames_taken(mpns)
+        self.shoot_down(vm, mpns)
         if vm.counters["mem_shared"]:
             vm.counters["mem_shared"] -= int(np.count_nonzero(self.machine.memory.state[mpns] == SHARED))
         self.machine.memory.release(mpns)
@@ -301,6 +297,14 @@ class Hypervisor:
         vm.counters["mem_granted"] -= int(ppns.size)
         vm.counters["mem_consumed"] -= int(ppns.size)
         return int(ppns.size)
+
+    def shoot_down(self, vm: VM, mpns: npt.NDArray[np.integer]) -> None:
+        """The VM stops mapping ``mpns``: every cached translation to them (any CPU's TLB) and
+        the VM's shadow entries go, before the frames can be reused or remapped."""
+        for tlb in (*self.tlbs, self._offline_tlb):
+            tlb.flush_mpns(mpns)
+        if vm.monitor is not None:
+            vm.monitor.frames_taken(mpns)
 
     def break_sharing(self, vm: VM, ppns: npt.NDArray[np.integer]) -> int:
         """The guest writes pages on shared frames: private copies (see

@@ -97,7 +97,7 @@ def _share(hv: Hypervisor, vm: VM, ppns: npt.NDArray[np.int64], mpns: npt.NDArra
     for vm_id, count in zip(*np.unique(memory.owner[first], return_counts=True), strict=True):
         hv.vms[int(vm_id)].counters["mem_shared"] += int(count)
     was_private = int(np.count_nonzero(memory.state[old] == PRIVATE))
-    _forget(hv, vm, old)
+    hv.shoot_down(vm, old)
     memory.release(old)
     memory.share(mpns)
     vm.p2m[ppns] = mpns
@@ -132,7 +132,7 @@ def break_sharing(hv: Hypervisor, vm: VM, ppns: npt.NDArray[np.integer]) -> int:
                 f"for their private copies ({exc}); reclaim memory or share less"
             ) from None
         memory.content[new] = memory.content[copy_old]
-        _forget(hv, vm, copy_old)
+        hv.shoot_down(vm, copy_old)
         memory.release(copy_old)
         vm.p2m[copy_ppns] = new
     if keeper.any():
@@ -153,11 +153,3 @@ def consumed_pages(hv: Hypervisor, vm: VM) -> int:
     shared = backed[memory.state[backed] == SHARED]
     share = float(np.sum(1.0 / memory.refcount[shared]))
     return granted - int(shared.size) + int(share)
-
-
-def _forget(hv: Hypervisor, vm: VM, mpns: npt.NDArray[np.int64]) -> None:
-    """The VM stops mapping ``mpns``: no TLB entry or shadow entry of its may point at them."""
-    for tlb in (*hv.tlbs, hv._offline_tlb):
-        tlb.flush_mpns(mpns)
-    if vm.monitor is not None:
-        vm.monitor.frames_taken(mpns)

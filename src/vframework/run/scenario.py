@@ -389,17 +389,16 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
             )
         if mode and workload:
             vms.append(ResolvedVM(vm, mode, workload, devices, sched_params, policy_params))
-    if policy is not None and not policy.cls.can_overcommit:
-        total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
-        if total > host.memory:
-            problems.append(
-                Problem(
-                    source,
-                    "vm",
-                    f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
-                    f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
-                )
+    total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
+    if policy is not None and not policy.cls.can_overcommit and total > host.memory:
+        problems.append(
+            Problem(
+                source,
+                "vm",
+                f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
+                f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
             )
+        )
     if policy is not None:
         host_pages = (host.memory - host.hypervisor_memory) // PAGE_SIZE
         admitted = [(v.config.name, v.config.memory // PAGE_SIZE, v.policy_params) for v in vms]
@@ -419,18 +418,16 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
                     "overcommitted; give them a mode that backs pages on demand",
                 )
             )
-    if policy is not None and policy.cls.can_overcommit and not services:
-        total = sum(vm.memory for vm in config.vm) + host.hypervisor_memory
-        if total > host.memory:
-            problems.append(
-                Problem(
-                    source,
-                    "host.memory_services",
-                    f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
-                    f"but the host has {format_size(host.memory)}: memory policy {policy.name!r} can overcommit only "
-                    "with a memory service that reclaims or saves frames (e.g. balloon, esx-sharing, ksm)",
-                )
+    if policy is not None and policy.cls.can_overcommit and not services and total > host.memory:
+        problems.append(
+            Problem(
+                source,
+                "host.memory_services",
+                f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
+                f"but the host has {format_size(host.memory)}: memory policy {policy.name!r} can overcommit only "
+                "with a memory service that reclaims or saves frames (e.g. balloon, esx-sharing, ksm)",
             )
+        )
     if problems:
         raise ScenarioError(problems)
     assert scheduler

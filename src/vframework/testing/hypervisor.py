@@ -28,7 +28,7 @@ from vframework.machine.hardware import Machine
 from vframework.sim.engine import Engine
 from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
-from vframework.testing.memory import assert_owns_its_frames
+from vframework.testing.memory import assert_frames_and_isolation
 
 __all__ = ["HypervisorMachine", "with_components"]
 
@@ -118,10 +118,7 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @invariant()
     def frames_and_isolation(self) -> None:
-        memory = self.machine.memory
-        memory.check()
-        for vm in self.hv.vms.values():
-            assert_owns_its_frames(memory, vm, str(vm))
+        assert_frames_and_isolation(self.machine.memory, self.hv.vms.values())
 
     @invariant()
     def work_conserving(self) -> None:

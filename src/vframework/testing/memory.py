@@ -11,9 +11,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from vframework.machine.hardware import FREE, HYPERVISOR_OWNER, SHARED, STATE_NAMES, MachineMemory, OutOfMemory
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from vframework.hv.vm import VM
 
-__all__ = ["FrameTableMachine", "assert_owns_its_frames"]
+__all__ = ["FrameTableMachine", "assert_frames_and_isolation", "assert_owns_its_frames"]
 
 
 def assert_owns_its_frames(memory: MachineMemory, vm: VM, who: str) -> None:
@@ -25,6 +27,13 @@ def assert_owns_its_frames(memory: MachineMemory, vm: VM, who: str) -> None:
         f"{who} maps frame {int(foreign[0])}, which is {STATE_NAMES[memory.state[foreign[0]]]} "
         f"and owned by {int(memory.owner[foreign[0]])}"
     )
+
+
+def assert_frames_and_isolation(memory: MachineMemory, vms: Iterable[VM]) -> None:
+    """Frame conservation (the table's own check), and isolation for every VM."""
+    memory.check()
+    for vm in vms:
+        assert_owns_its_frames(memory, vm, str(vm))
 
 
 class FrameTableMachine(RuleBasedStateMachine):

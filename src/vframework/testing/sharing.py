@@ -37,7 +37,7 @@ from vframework.machine.hardware import FREE, HYPERVISOR, SHARED, Machine
 from vframework.sim.engine import Engine
 from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload
-from vframework.testing.memory import assert_owns_its_frames
+from vframework.testing.memory import assert_frames_and_isolation
 
 if TYPE_CHECKING:
     from vframework.guest.mm import GuestProcess
@@ -163,10 +163,7 @@ class SharingMachine(RuleBasedStateMachine):
     # -- invariants --------------------------------------------------------------------
     @invariant()
     def frames_and_isolation(self) -> None:
-        memory = self.machine.memory
-        memory.check()
-        for vm in self.hv.vms.values():
-            assert_owns_its_frames(memory, vm, str(vm))
+        assert_frames_and_isolation(self.machine.memory, self.hv.vms.values())
 
     @invariant()
     def refcounts_equal_mappings(self) -> None:
