@@ -13,19 +13,26 @@ content hash is looked up in one global table:
 
 A hash match is only a hint: with a narrow ``hash_bits`` different contents collide, and the
 full comparison keeps them apart. Zero pages are shared like any other content.
+
+Both tables are numpy hash tables (:class:`~vframework_memory.table.KeyTable`), and a period's
+pages of one VM are decided together, with the same outcome as taking them one at a time in
+the order they were drawn: no Python object and no Python step per page.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from vframework.api import Duration, MemoryContext, MemoryService, Params
 from vframework_memory.content import SHARED, content_hash, share_checked
+from vframework_memory.table import KeyTable
 
 __all__ = ["EsxSharing", "EsxSharingParams"]
+
+#: Above this, (page, draw) pairs do not fit one int64.
+_SORT_LIMIT = 2**62
 
 
 class EsxSharingParams(Params):
@@ -40,14 +47,6 @@ class EsxSharingParams(Params):
     scan_cycles: int = Field(1_500, ge=0, description="hypervisor cycles to hash one scanned page")
 
 
-@dataclass
-class _Hint:
-    vm_id: int
-    ppn: int
-    mpn: int
-    token: int
-
-
 class EsxSharing(MemoryService[EsxSharingParams]):
     """Random scanning, one hash table of shared and hint frames, COW sharing."""
 
@@ -58,9 +57,10 @@ class EsxSharing(MemoryService[EsxSharingParams]):
     def __init__(self, params: EsxSharingParams) -> None:
         super().__init__(params)
         self.period_ns = params.period
-        #: Hash -> (shared MPN, its content token).
-        self.shared: dict[int, tuple[int, int]] = {}
-        self.hints: dict[int, _Hint] = {}
+        #: Hash -> the shared frame's MPN and content token.
+        self.shared = KeyTable({"mpn": np.int64, "token": np.uint64})
+        #: Hash -> a page seen once: its VM, PPN, MPN and content token then.
+        self.hints = KeyTable({"vm": np.int32, "ppn": np.int64, "mpn": np.int64, "token": np.uint64})
         # Fractions of a page owed to each VM's scan (so a slow rate still scans, exactly).
         self._owed: dict[int, float] = {}
 
@@ -85,22 +85,24 @@ class EsxSharing(MemoryService[EsxSharingParams]):
 
     def run(self, memory: MemoryContext, now: int) -> int:
         rng = memory.rng(self.name)
-        running = {vm.id for vm in memory.vms}
-        if any(h.vm_id not in running for h in self.hints.values()):
-            self.hints = {k: h for k, h in self.hints.items() if h.vm_id in running}
+        slots, _ = self.hints.items()
+        gone = ~np.isin(self.hints.get(slots, "vm"), [vm.id for vm in memory.vms])
+        if gone.any():
+            self.hints.delete(slots[gone])
         scanned = 0
         for vm_id, pages, count in self._budgets(memory):
             if count == 0:
                 continue
             drawn = rng.integers(0, pages, size=count, dtype=np.int64)
-            _, first = np.unique(drawn, return_index=True)
-            scanned += self._scan(memory, vm_id, drawn[np.sort(first)])
+            scanned += self._scan(memory, vm_id, _first_draws(drawn, pages))
         counters = memory.counters
         counters["pages_scanned"] += scanned
         counters["hint_frames"] = len(self.hints)
         return scanned * self.params.scan_cycles
 
-    def _scan(self, memory: MemoryContext, vm_id: int, ppns: np.ndarray) -> int:
+    def _scan(self, memory: MemoryContext, vm_id: int, ppns: npt.NDArray[np.int64]) -> int:
+        """Look the VM's pages ``ppns`` up as if one at a time, in order (see :func:`_in_order`),
+        then share what matched in one call and update both tables."""
         mpns = memory.backing(vm_id, ppns)
         backed = mpns >= 0
         ppns, mpns = ppns[backed], mpns[backed]
@@ -110,51 +112,149 @@ class EsxSharing(MemoryService[EsxSharingParams]):
             return 0
         tokens = memory.content(mpns)
         keys = content_hash(tokens, self.params.hash_bits)
-        share_ppns: list[int] = []
-        sources: list[int] = []
-        targets: list[int] = []
-        expect: list[int] = []
-        hinted: list[tuple[int, _Hint]] = []
-        for ppn, mpn, token, key in zip(ppns.tolist(), mpns.tolist(), tokens.tolist(), keys.tolist(), strict=True):
-            entry = self.shared.get(key)
-            if entry is not None:
-                if entry[1] == token:  # the full comparison
-                    share_ppns.append(ppn)
-                    sources.append(mpn)
-                    targets.append(entry[0])
-                    expect.append(token)
-                continue
-            hint = self.hints.get(key)
-            if hint is None or (hint.vm_id == vm_id and hint.ppn == ppn):
-                self.hints[key] = _Hint(vm_id, ppn, mpn, token)
-            elif hint.token == token:  # the full comparison (the hinted page is rehashed below)
-                share_ppns.append(ppn)
-                sources.append(mpn)
-                targets.append(hint.mpn)
-                expect.append(token)
-                hinted.append((key, hint))
-        if not share_ppns:
-            return int(ppns.size)
-        # A hinted page may have been written or moved since it was seen: rehash it.
-        moved = {hint.mpn for _, hint in hinted if int(memory.backing(hint.vm_id, [hint.ppn])[0]) != hint.mpn}
-        keep = np.array([t not in moved for t in targets], dtype=bool)
-        picked = [i for i, k in enumerate(keep) if k]
-        ok = np.zeros(len(targets), dtype=bool)
+        n = ppns.size
+        # A key in the shared table: a page of equal content shares that frame.
+        share = np.zeros(n, dtype=bool)
+        target = np.full(n, -1, dtype=np.int64)
+        frame = self.shared.find(keys)
+        on_frame = frame >= 0
+        at = np.flatnonzero(on_frame)
+        share[at] = self.shared.get(frame[at], "token") == tokens[at]
+        target[at] = self.shared.get(frame[at], "mpn")
+        # Otherwise the key's hint decides, as it stands when the page's turn comes.
+        rest = np.flatnonzero(~on_frame)
+        hint = _in_order(self.hints, vm_id, ppns[rest], mpns[rest], tokens[rest], keys[rest])
+        share[rest] = hint.matched
+        target[rest] = np.where(hint.matched, hint.ref_mpn, -1)
+        # The hints after the batch: each key's last page that became its hint.
+        now_hint = rest[hint.final]
+        vm = np.full(now_hint.size, vm_id)
+        self.hints.put(keys[now_hint], vm=vm, ppn=ppns[now_hint], mpn=mpns[now_hint], token=tokens[now_hint])
+        if not share.any():
+            return n
+        self._share(memory, vm_id, ppns, mpns, tokens, keys, share, target, rest, hint)
+        return n
+
+    def _share(
+        self,
+        memory: MemoryContext,
+        vm_id: int,
+        ppns: npt.NDArray[np.int64],
+        mpns: npt.NDArray[np.int64],
+        tokens: npt.NDArray[np.uint64],
+        keys: npt.NDArray[np.uint64],
+        share: npt.NDArray[np.bool_],
+        target: npt.NDArray[np.int64],
+        rest: npt.NDArray[np.int64],
+        hint: _Lookup,
+    ) -> None:
+        hinted = hint.matched  # (over ``rest``) pages that matched a hint
+        # A hint from before the batch may have been written or moved since: rehash it.
+        old = hinted & (hint.ref < 0)
+        moved = np.zeros(rest.size, dtype=bool)
+        for other in np.unique(hint.old_vm[old]).tolist():
+            mine = np.flatnonzero(old & (hint.old_vm == other))
+            moved[mine] = memory.backing(other, hint.old_ppn[mine]) != hint.ref_mpn[mine]
+        chosen = np.flatnonzero(share)
+        targets = target[chosen]
+        keep = ~np.isin(targets, hint.ref_mpn[moved])
+        ok = np.zeros(chosen.size, dtype=bool)
+        picked = chosen[keep]
         ok[keep] = share_checked(
-            memory,
-            vm_id,
-            [share_ppns[i] for i in picked],
-            [sources[i] for i in picked],
-            [targets[i] for i in picked],
-            [expect[i] for i in picked],
+            memory, vm_id, ppns[picked].tolist(), mpns[picked].tolist(), targets[keep].tolist(), tokens[picked].tolist()
         )
-        target = np.array(targets, dtype=np.int64)
-        for key, hint in hinted:
-            if self.hints.get(key) is hint:
-                del self.hints[key]
-            if ok[target == hint.mpn].any():
-                self.shared[key] = (hint.mpn, hint.token)
-        stale = set(np.unique(target[~ok]).tolist())
-        if stale:
-            self.shared = {k: v for k, v in self.shared.items() if v[0] not in stale}
-        return int(ppns.size)
+        # A hint that shared is no hint any more (if it is still the key's hint); its frame,
+        # if any page shared onto it, is the key's shared frame (the last such hint wins).
+        pairs = np.flatnonzero(hinted)
+        gone = pairs[hint.is_final[pairs]]
+        self.hints.delete(self.hints.find(keys[rest[gone]]))
+        won = pairs[np.isin(hint.ref_mpn[pairs], targets[ok])]
+        if won.size:
+            last = won[::-1][np.unique(keys[rest[won]][::-1], return_index=True)[1]]
+            self.shared.put(keys[rest[last]], mpn=hint.ref_mpn[last], token=tokens[rest[last]])
+        stale = np.unique(targets[~ok])
+        if stale.size:
+            slots, _ = self.shared.items()
+            self.shared.delete(slots[np.isin(self.shared.get(slots, "mpn"), stale)])
+
+
+def _first_draws(drawn: npt.NDArray[np.int64], pages: int) -> npt.NDArray[np.int64]:
+    """The distinct pages drawn, each where it was first drawn, in draw order (a page drawn
+    twice in one period is scanned once)."""
+    n = drawn.size
+    if n == 0 or pages * n >= _SORT_LIMIT:
+        _, first = np.unique(drawn, return_index=True)
+        return drawn[np.sort(first)]
+    # One sort of (page, draw) pairs packed in an int64 beats numpy's stable unique.
+    packed = np.sort(drawn * n + np.arange(n, dtype=np.int64))
+    page = packed // n
+    first = packed[np.r_[True, page[1:] != page[:-1]]] % n
+    return drawn[np.sort(first)]
+
+
+class _Lookup:
+    """What :func:`_in_order` found for each page of a batch (arrays over the batch)."""
+
+    def __init__(self, n: int) -> None:
+        #: The page's content equals its hint's: it shares the hint's frame.
+        self.matched = np.zeros(n, dtype=bool)
+        #: The hint it met: the position of a page of this batch, or -1 for the key's hint from
+        #: before the batch; its frame; and (-1 if none) that old hint's VM and PPN.
+        self.ref = np.full(n, -1, dtype=np.int64)
+        self.ref_mpn = np.full(n, -1, dtype=np.int64)
+        self.old_vm = np.full(n, -1, dtype=np.int64)
+        self.old_ppn = np.full(n, -1, dtype=np.int64)
+        #: The hint it met is the key's hint after the batch.
+        self.is_final = np.zeros(n, dtype=bool)
+        #: The page is its key's hint after the batch.
+        self.final = np.zeros(n, dtype=bool)
+
+
+def _in_order(
+    hints: KeyTable,
+    vm_id: int,
+    ppns: npt.NDArray[np.int64],
+    mpns: npt.NDArray[np.int64],
+    tokens: npt.NDArray[np.uint64],
+    keys: npt.NDArray[np.uint64],
+) -> _Lookup:
+    """The hint table's answers to a batch of pages taken one at a time, in order, at once.
+
+    Taken in order, a page whose key has no hint yet, or whose hint is the page itself, becomes
+    the key's hint; any other page meets the hint its key has at that moment and matches it if
+    their contents are equal. So within one key's pages, each page meets the latest page before
+    it that became the hint, or the key's hint from before the batch."""
+    n = keys.size
+    out = _Lookup(n)
+    if n == 0:
+        return out
+    order = np.argsort(keys, kind="stable")  # each key's pages together, in batch order
+    k = keys[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    run_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))
+    h0 = hints.find(k)
+    has_h0 = h0 >= 0
+    slot = np.maximum(h0, 0)
+    h0_vm = np.where(has_h0, hints.get(slot, "vm"), -1).astype(np.int64)
+    h0_ppn = np.where(has_h0, hints.get(slot, "ppn"), -1)
+    pos = np.arange(n)
+    becomes = (~has_h0 & (pos == run_start)) | ((h0_vm == vm_id) & (h0_ppn == ppns[order]))
+    latest = np.maximum.accumulate(np.where(becomes, pos, -1))
+    ref = np.where(latest >= run_start, latest, -1)
+    # The last page of each key's run that became the hint (-1: the old hint stays).
+    last_new = latest[run_end - 1]
+    last_new = np.where(last_new >= run_start, last_new, -1)
+    safe = order[np.maximum(ref, 0)]
+    ref_token = np.where(ref >= 0, tokens[safe], hints.get(slot, "token"))
+    ref_mpn = np.where(ref >= 0, mpns[safe], hints.get(slot, "mpn"))
+    meets = ~becomes & ((ref >= 0) | has_h0)
+    matched = meets & (ref_token == tokens[order])
+    out.matched[order] = matched
+    out.ref[order] = np.where(ref >= 0, safe, -1)
+    out.ref_mpn[order] = ref_mpn
+    out.old_vm[order] = np.where(ref < 0, h0_vm, -1)
+    out.old_ppn[order] = np.where(ref < 0, h0_ppn, -1)
+    out.is_final[order] = ref == last_new
+    out.final[order] = becomes & (pos == last_new)
+    return out

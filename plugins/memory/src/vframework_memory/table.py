@@ -1,0 +1,127 @@
+"""A hash table from 64-bit keys to rows of numpy columns, looked up and updated in batches.
+
+A sharing scanner keeps one entry per page it has seen: millions on a large host. A Python dict
+of objects costs a hundred bytes and more per entry and a Python step per page; this table
+keeps each column in one numpy array (open addressing, linear probing, tombstones for deleted
+entries) and answers a whole batch of keys with a few array operations per probe step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["KeyTable"]
+
+EMPTY, FULL, DELETED = 0, 1, 2
+_MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
+#: Grow (or rebuild) once full and deleted slots pass this share of the table.
+_LOAD = 0.6
+_MIN_CAPACITY = 1024
+
+
+class KeyTable:
+    """``key -> row`` for unique uint64 keys; ``columns`` names each column and its dtype."""
+
+    def __init__(self, columns: dict[str, Any], capacity: int = _MIN_CAPACITY) -> None:
+        self._dtypes = {name: np.dtype(dtype) for name, dtype in columns.items()}
+        self._alloc(max(_MIN_CAPACITY, 1 << (capacity - 1).bit_length()))
+
+    def _alloc(self, capacity: int) -> None:
+        self._shift = np.uint64(64 - (capacity.bit_length() - 1))
+        self.keys = np.zeros(capacity, dtype=np.uint64)
+        self.state = np.zeros(capacity, dtype=np.uint8)
+        self.columns = {name: np.zeros(capacity, dtype=dtype) for name, dtype in self._dtypes.items()}
+        self.size = 0
+        self._used = 0  # full and deleted slots: what probing walks over
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.state.nbytes + sum(c.nbytes for c in self.columns.values()))
+
+    def _home(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        # Fibonacci hashing: the top bits of key x golden ratio spread any keys, even narrow ones.
+        return ((keys * _MIX) >> self._shift).astype(np.int64)
+
+    def find(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """The slot of each key, or -1 where it is absent."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        out = np.full(keys.size, -1, dtype=np.int64)
+        mask = self.keys.size - 1
+        pending = np.arange(keys.size)
+        slot = self._home(keys)
+        while pending.size:
+            state = self.state[slot]
+            hit = (state == FULL) & (self.keys[slot] == keys[pending])
+            out[pending[hit]] = slot[hit]
+            go_on = ~hit & (state != EMPTY)
+            pending, slot = pending[go_on], (slot[go_on] + 1) & mask
+        return out
+
+    def get(self, slots: npt.NDArray[np.int64], column: str) -> npt.NDArray[Any]:
+        """A column's values at these slots."""
+        values: npt.NDArray[Any] = self.columns[column][slots]
+        return values
+
+    def put(self, keys: npt.NDArray[np.uint64], **values: npt.ArrayLike) -> None:
+        """Insert or overwrite the rows of these keys (unique within the call)."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        if keys.size == 0:
+            return
+        if (self._used + keys.size) > _LOAD * self.keys.size:
+            self._rebuild(self.size + keys.size)
+        slots = self.find(keys)
+        new = slots < 0
+        slots[new] = self._claim(keys[new])
+        self.keys[slots] = keys
+        self.state[slots] = FULL
+        for name, column in self.columns.items():
+            column[slots] = values[name]
+
+    def _claim(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Free slots for absent keys: each takes the first empty or deleted slot on its path."""
+        out = np.empty(keys.size, dtype=np.int64)
+        mask = self.keys.size - 1
+        pending = np.arange(keys.size)
+        slot = self._home(keys)
+        while pending.size:
+            free = self.state[slot] != FULL
+            # Keys whose paths reach the same free slot together: the first takes it.
+            _, first = np.unique(np.where(free, slot, -1), return_index=True)
+            won = np.zeros(pending.size, dtype=bool)
+            won[first] = True
+            won &= free
+            taken = slot[won]
+            out[pending[won]] = taken
+            self._used += int(np.count_nonzero(self.state[taken] == EMPTY))
+            self.state[taken] = FULL
+            self.size += int(taken.size)
+            pending, slot = pending[~won], (slot[~won] + 1) & mask
+        return out
+
+    def delete(self, slots: npt.NDArray[np.int64]) -> None:
+        """Remove the rows at these slots (found by :meth:`find`)."""
+        slots = np.unique(np.asarray(slots, dtype=np.int64))
+        slots = slots[self.state[slots] == FULL]
+        self.state[slots] = DELETED
+        self.size -= int(slots.size)
+
+    def items(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+        """Every occupied slot and its key."""
+        slots = np.flatnonzero(self.state == FULL)
+        return slots, self.keys[slots]
+
+    def _rebuild(self, need: int) -> None:
+        slots, keys = self.items()
+        values = {name: column[slots] for name, column in self.columns.items()}
+        capacity = self.keys.size
+        while need > capacity // 2:  # at most half full after a rebuild
+            capacity *= 2
+        self._alloc(capacity)
+        if keys.size:
+            self.put(keys, **values)
