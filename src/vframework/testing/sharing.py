@@ -1,8 +1,8 @@
 """State machine for a memory service (page sharing, ballooning, any service that moves guest pages).
 
 Hypothesis boots VMs from two images (so some pages are equal across VMs, some within one VM:
-zero pages), lets their guests run and write, runs the service under test, stops VMs; after
-every step it checks, exactly:
+zero pages), lets their guests run, write, fork, exit and swap, has the hypervisor swap pages
+too, runs the service under test, stops VMs; after every step it checks, exactly:
 
 * **invisible to guests**: a service run changes no byte any guest process can read;
 * **copy-on-write**: a guest's write changes exactly the pages it wrote, to the content the
@@ -40,6 +40,8 @@ from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, Scr
 from vframework.testing.memory import assert_frames_and_isolation
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vframework.guest.mm import GuestProcess
 
 __all__ = ["SharingMachine"]
@@ -66,18 +68,31 @@ class SharingMachine(RuleBasedStateMachine):
         self.service = self.service_cls(self.service_cls.kit_params())
         self.hv = Hypervisor(self.engine, self.machine, FifoScheduler(None, 2), FixedPolicy(None), [])
         self.hv.start()
-        self.procs: dict[int, GuestProcess] = {}
+        #: Each VM's processes: the first, and those forked since.
+        self.procs: dict[int, list[GuestProcess]] = {}
         self.shared_content: dict[int, int] = {}
         self.added = 0
 
     # -- what guests can read -----------------------------------------------------------
-    def _views(self) -> dict[int, dict[int, int]]:
+    def _views(self) -> dict[tuple[int, int], dict[int, int]]:
+        """(VM id, PID) -> what that process reads at each VPN it maps or has swapped."""
         out = {}
-        for vm_id, proc in self.procs.items():
+        for vm_id, procs in self.procs.items():
             guest = self.hv.vms[vm_id].guest
             assert guest is not None
-            out[vm_id] = guest.visible_memory(proc)
+            for proc in procs:
+                out[vm_id, proc.pid] = guest.visible_memory(proc)
         return out
+
+    def _unchanged(self, before: dict[tuple[int, int], dict[int, int]], what: str) -> None:
+        after = self._views()
+        for (vm_id, pid), view in before.items():
+            now = after.get((vm_id, pid), {})
+            changed = sorted(v for v in view if now.get(v) != view[v])
+            assert not changed, (
+                f"{what} changed what vm{vm_id} process {pid} reads at VPNs {changed[:5]}: "
+                f"{[hex(view[v]) for v in changed[:5]]} became {[hex(now.get(v, 0)) for v in changed[:5]]}"
+            )
 
     # -- rules -------------------------------------------------------------------------
     @precondition(lambda self: len(self.hv.vms) < MAX_VMS)
@@ -95,7 +110,7 @@ class SharingMachine(RuleBasedStateMachine):
         script = [Touch(np.array(touched, dtype=np.int64), writes)]
         proc = vm.guest.spawn(ScriptWorkload(script, PAGES).run(), PAGES, ContentLayout(*layout))
         vm.vcpus[0].process = proc
-        self.procs[vm.id] = proc
+        self.procs[vm.id] = [proc]
         self.hv.add_vm(vm)
 
     @rule(span=st.integers(1, 20_000))
@@ -109,42 +124,116 @@ class SharingMachine(RuleBasedStateMachine):
         before = self._views()
         for _ in range(times):
             self.service.run(self.hv.memory, self.engine.now)
-        after = self._views()
-        for vm_id, view in before.items():
-            changed = sorted(v for v in view if after[vm_id].get(v) != view[v])
-            assert not changed, (
-                f"{self.service_cls.name} changed what VM vm{vm_id} reads at VPNs {changed[:5]}: "
-                f"{[hex(view[v]) for v in changed[:5]]} became {[hex(after[vm_id].get(v, 0)) for v in changed[:5]]}"
-            )
+        self._unchanged(before, self.service_cls.name)
 
-    @precondition(lambda self: any(p.mapped().size for p in self.procs.values()))
+    def _run_as(self, vm: VM, proc: GuestProcess, action: Callable[[], object]) -> None:
+        """Run ``action`` as ``proc`` on the VM's vCPU: a process that is not the vCPU's own
+        is switched to and back, as the guest's scheduler would (an untagged TLB is flushed)."""
+        guest = vm.guest
+        assert guest is not None
+        vcpu = vm.vcpus[0]
+        own = vcpu.process
+        self.hv.settle(vm)
+        if proc is not own and own is not None:
+            guest.switch_to(vcpu, proc)
+        try:
+            action()
+        finally:
+            if proc is not own and own is not None:
+                guest.switch_to(vcpu, own)
+
+    def _writers(self) -> list[tuple[int, int]]:
+        return sorted((i, n) for i, procs in self.procs.items() for n, p in enumerate(procs) if p.mapped().size)
+
+    @precondition(lambda self: bool(self._writers()))
     @rule(data=st.data())
     def guest_writes(self, data: st.DataObject) -> None:
-        vm_id = data.draw(st.sampled_from(sorted(i for i, p in self.procs.items() if p.mapped().size)), label="vm")
-        proc = self.procs[vm_id]
+        vm_id, index = data.draw(st.sampled_from(self._writers()), label="vm, process")
+        proc = self.procs[vm_id][index]
         mapped = proc.mapped().tolist()
         vpns = np.array(data.draw(st.lists(st.sampled_from(mapped), min_size=1, max_size=6), label="vpns"))
         vm = self.hv.vms[vm_id]
         guest = vm.guest
         assert guest is not None
         before = self._views()
-        self.hv.settle(vm)
-        guest.touch(vm.vcpus[0], proc, vpns, write=True)
+        self._run_as(vm, proc, lambda: guest.touch(vm.vcpus[0], proc, vpns, write=True))
         after = self._views()
         written = np.unique(vpns)
-        old = np.array([before[vm_id][v] for v in written.tolist()], dtype=np.uint64)
+        me = (vm_id, proc.pid)
+        old = np.array([before[me][v] for v in written.tolist()], dtype=np.uint64)
         expect = old.copy()
         write_content(expect, np.arange(written.size), written, proc.writes, proc.salt)
         for v, want in zip(written.tolist(), expect.tolist(), strict=True):
-            assert after[vm_id][v] == want, f"vm{vm_id} wrote VPN {v} but reads {after[vm_id][v]:#x}, not {want:#x}"
+            assert after[me][v] == want, (
+                f"vm{vm_id} process {proc.pid} wrote VPN {v} but reads {after[me][v]:#x}, not {want:#x}"
+            )
         for other, view in before.items():
             for v, token in view.items():
-                if other == vm_id and v in set(written.tolist()):
+                if other == me and v in set(written.tolist()):
                     continue
                 assert after[other][v] == token, (
-                    f"vm{vm_id}'s write to VPNs {written.tolist()} changed what vm{other} reads at VPN {v}: "
-                    f"{token:#x} became {after[other][v]:#x} (a shared frame was written in place?)"
+                    f"vm{vm_id} process {proc.pid}'s write to VPNs {written.tolist()} changed what vm{other[0]} "
+                    f"process {other[1]} reads at VPN {v}: {token:#x} became {after[other][v]:#x} "
+                    "(a shared frame, or a page shared since a fork, written in place?)"
                 )
+
+    @precondition(lambda self: bool(self.procs))
+    @rule(data=st.data())
+    def guest_forks(self, data: st.DataObject) -> None:
+        """A process forks: the child shares its pages copy-on-write (then either may write)."""
+        vm_id = data.draw(st.sampled_from(sorted(self.procs)), label="vm")
+        vm = self.hv.vms[vm_id]
+        guest = vm.guest
+        assert guest is not None
+        parent = data.draw(st.sampled_from(self.procs[vm_id]), label="parent")
+        before = self._views()
+        forked: list[GuestProcess] = []
+        self._run_as(vm, parent, lambda: forked.append(guest.fork(vm.vcpus[0], parent)[0]))
+        child = forked[0]
+        self.procs[vm_id].append(child)
+        self._unchanged(before, "a fork")
+        assert guest.visible_memory(child) == before[vm_id, parent.pid], "the child does not read what its parent does"
+
+    @precondition(lambda self: any(len(p) > 1 for p in self.procs.values()))
+    @rule(data=st.data())
+    def guest_exits(self, data: st.DataObject) -> None:
+        vm_id = data.draw(st.sampled_from(sorted(i for i, p in self.procs.items() if len(p) > 1)), label="vm")
+        vm = self.hv.vms[vm_id]
+        guest = vm.guest
+        assert guest is not None
+        child = data.draw(st.sampled_from(self.procs[vm_id][1:]), label="exiting process")
+        before = self._views()
+        del before[vm_id, child.pid]
+        self._run_as(vm, child, lambda: guest.exit(vm.vcpus[0], child))
+        self.procs[vm_id].remove(child)
+        self._unchanged(before, "an exit")
+
+    @precondition(lambda self: bool(self.procs))
+    @rule(data=st.data(), count=st.integers(1, PAGES))
+    def guest_swaps(self, data: st.DataObject, count: int) -> None:
+        """The guest pages some of its own pages out to its swap area (as memory pressure would)."""
+        vm_id = data.draw(st.sampled_from(sorted(self.procs)), label="vm")
+        vm = self.hv.vms[vm_id]
+        guest = vm.guest
+        assert guest is not None
+        mem = guest.memory
+        count = min(count, int(np.count_nonzero(mem.rmap_vpn >= 0)), mem.free_swap_slots)
+        if count <= 0:
+            return
+        before = self._views()
+        self.hv.settle(vm)
+        guest._swap_out(vm.vcpus[0], count)
+        self._unchanged(before, "the guest's own swapping")
+
+    @precondition(lambda self: bool(self.procs))
+    @rule(data=st.data())
+    def host_swaps(self, data: st.DataObject) -> None:
+        """The hypervisor pages some frames out behind the guest's back."""
+        vm_id = data.draw(st.sampled_from(sorted(self.procs)), label="vm")
+        ppns = data.draw(st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=PAGES), label="PPNs")
+        before = self._views()
+        self.hv.memory.swap_out(vm_id, ppns, 1_000)
+        self._unchanged(before, "the hypervisor's swapping")
 
     @precondition(lambda self: bool(self.hv.vms))
     @rule(data=st.data(), pages=st.integers(0, PAGES))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import Phase, settings
 from vf_helpers import scenario
@@ -11,6 +12,7 @@ from vframework_memory import Ksm
 
 from vframework.api.manager import PluginManager
 from vframework.errors import ScenarioError
+from vframework.guest.mm import PTE_COW, PTE_WRITABLE
 from vframework.guest.os import GuestOS
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation, Summary
@@ -115,4 +117,30 @@ def test_the_kit_catches_writes_to_shared_frames(monkeypatch: pytest.MonkeyPatch
         report_multiple_bugs=False,
     )
     with pytest.raises(AssertionError, match=r"changed what vm|was written|but reads"):
+        machine.TestCase().runTest()
+
+
+def test_the_kit_catches_a_fork_without_copy_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A guest whose fork leaves both processes' pages writable: a write through one changes
+    # what the other reads. The kit forks and writes at random, so it must notice.
+    fork = GuestOS.fork
+
+    def careless_fork(self: GuestOS, vcpu: Any, parent: Any) -> Any:
+        child, cycles = fork(self, vcpu, parent)
+        for proc in (parent, child):
+            present = proc.mapped()
+            proc.pte_flags[present] = (proc.pte_flags[present] & ~np.uint8(PTE_COW)) | PTE_WRITABLE
+        return child, cycles
+
+    monkeypatch.setattr(GuestOS, "fork", careless_fork)
+    machine = SharingMachine.for_component(Ksm)
+    machine.TestCase.settings = settings(
+        max_examples=300,
+        stateful_step_count=30,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        report_multiple_bugs=False,
+    )
+    with pytest.raises(AssertionError, match=r"changed what vm\d+ process \d+ reads"):
         machine.TestCase().runTest()
