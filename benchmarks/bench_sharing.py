@@ -13,11 +13,21 @@ Rows ``sharing.scan`` per service, against
 * ``KSM default rate x 200``: a constant, 1,000,000 pages per second: KSM's default real-time
   rate (100 pages every 20 ms, 5,000 per second) times 200, so that a simulated full scan of a
   64 GiB host takes under a minute. Above 1 meets that goal.
+
+Row ``sharing.rss`` per service: what the host costs in resident memory per simulated frame,
+sharing on: in a fresh process, the RSS after building the host and scanning every page twice,
+less the RSS once everything is imported, over the host's frames (the hypervisor's
+per-frame and per-page arrays and the service's tables; no guest OS, whose page tables are per
+guest page). Baseline: the goal, 48 bytes per frame (lower is better).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +47,8 @@ DEFAULT_SIZE = 65_536
 QUICK_SIZE = 16_384
 SMOKE_SIZE = 512
 GOAL_PAGES_PER_S = 200 * 5_000
+RSS_GOAL_BYTES_PER_FRAME = 48
+HERE = Path(__file__).resolve().parent
 #: Pages hashed for the xxhash baseline (it is a per-page rate; more adds nothing).
 XXHASH_PAGES = 20_000
 
@@ -92,6 +104,34 @@ def _xxhash(count: int) -> Callable[[], None]:
     return body
 
 
+def _rss_child(name: str, pages: int) -> None:
+    """In a fresh process: RSS after imports, then peak RSS after building and scanning."""
+    import resource  # noqa: PLC0415  (child side only)
+
+    def resident() -> int:
+        # Linux: resident pages of this process now (statm's second field).
+        return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+
+    installed("memory_service", "esx-sharing")  # import everything first: not the host's cost
+    before = resident()
+    body, _ = _scan(name, pages)
+    body()
+    print(json.dumps({"before": before, "after": resident(), "frames": VMS * pages + 64}))
+
+
+def rss_per_frame(name: str, pages: int) -> float:
+    """Bytes of resident memory per simulated frame, the host built and scanned twice."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_sharing; "
+        f"bench_sharing._rss_child({name!r}, {pages})"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the RSS run of {name} failed:\n{done.stderr}")
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(got["after"] - got["before"]) / got["frames"]
+
+
 def run(quick: bool = False, size: int | None = None, repeat: int | None = None) -> list[dict[str, Any]]:
     """Rows ``sharing.scan`` for every installed sharing service (``esx-sharing``, ``ksm``)."""
     pages = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
@@ -122,4 +162,7 @@ def run(quick: bool = False, size: int | None = None, repeat: int | None = None)
         rate = scanned[name] / best[name]
         rows.append(row("sharing.scan", name, rate, "pages/s", xxhash_rate, "xxhash (4 KiB pages)", **shape))
         rows.append(row("sharing.scan", name, rate, "pages/s", GOAL_PAGES_PER_S, "KSM default rate x 200", **shape))
+    for name in names if pages >= QUICK_SIZE else ():  # smaller hosts are lost in the noise
+        per_frame = rss_per_frame(name, pages)
+        rows.append(row("sharing.rss", name, per_frame, "B/frame", RSS_GOAL_BYTES_PER_FRAME, "goal", True, **shape))
     return rows

@@ -12,7 +12,7 @@ from vf_helpers import scenario, simulate
 
 from vframework import PluginManager, Simulation
 from vframework.machine.hardware import STATE_NAMES
-from vframework.run.scenario import load_default_scenario
+from vframework.run.scenario import load_default_scenario, parse_scenario
 from vframework.sim.units import PAGE_SIZE
 from vframework.testing import HypervisorMachine
 
@@ -152,3 +152,44 @@ def test_ready_time_is_runnable_time_not_running(plugins: PluginManager) -> None
 class TestHypervisorMachine(HypervisorMachine.TestCase):  # type: ignore[name-defined, misc]
     """The kit's hypervisor machine with its own doubles (FIFO scheduler, flat mode, fixed policy):
     VMs of 1 to 3 vCPUs, each vCPU's process touching its pages, must all fit and run."""
+
+
+@pytest.mark.parametrize("scheduler", ["fair", "proportional", "credit"])
+def test_a_held_vm_does_not_run_and_resumes_when_let_go(plugins: PluginManager, scheduler: str) -> None:
+    data = run_scenario(
+        [
+            {"name": "held", "vcpus": 2, "memory": "64MiB", "workload": "cpu"},
+            {"name": "io", "memory": "64MiB", "workload": {"name": "io", "compute": "20us"}},
+            {"name": "other", "memory": "64MiB", "workload": "cpu"},
+        ],
+        cpus=2,
+        duration="300ms",
+        scheduler=scheduler,
+    )
+    sim = Simulation(parse_scenario(data, "test.toml", plugins), plugins)
+    hv = sim.hypervisor
+    held, io = sim.vms[0], sim.vms[1]
+    seen: dict[str, int] = {}
+
+    def hold(_: None) -> None:
+        hv.sync()
+        seen["before"] = held.counters["cpu_run_ns"]
+        hv.hold(held, True)
+        hv.hold(io, True)  # blocked on I/O most of the time: its completions wait
+
+    def let_go(_: None) -> None:
+        hv.sync()
+        seen["during"] = held.counters["cpu_run_ns"]
+        assert all(v.state.name == "BLOCKED" and v.held for v in held.vcpus)
+        hv.hold(held, False)
+        hv.hold(io, False)
+
+    sim.engine.schedule(100_000_000, hold)
+    sim.engine.schedule(200_000_000, let_go)
+    summary = sim.run()
+    assert seen["during"] == seen["before"]  # nothing ran while held
+    assert summary["vms"]["held"]["cpu_run_ns"] > seen["during"]  # and it ran again after
+    assert summary["vms"]["held"]["mem_blocked_ns"] == summary["vms"]["io"]["mem_blocked_ns"] == 100_000_000
+    assert summary["vms"]["other"]["mem_blocked_ns"] == 0
+    charged, elapsed = hv.cpu_time_balance()
+    assert charged == elapsed

@@ -167,3 +167,16 @@ def test_image_pages_are_equal_across_vms_and_private_pages_are_not() -> None:
     assert not set(one[3:5].tolist()) & set(two[3:5].tolist())
     with pytest.raises(ValueError, match="-1 zero pages"):
         ContentLayout(zero=-1)
+
+
+def test_accessed_bits_are_set_by_references_and_cleared_by_reading() -> None:
+    hv = _host(1)
+    vm = hv.vms[0]
+    assert vm.guest is not None
+    proc = vm.vcpus[0].process
+    assert proc is not None
+    assert not hv.memory.referenced(0).any()  # tracking starts here
+    vm.guest.touch(vm.vcpus[0], proc, np.array([1, 3]), write=False)
+    seen = hv.memory.referenced(0)
+    assert np.flatnonzero(seen).tolist() == sorted(int(p) for p in proc.page_table[[1, 3]])
+    assert not hv.memory.referenced(0).any()  # reading cleared them

@@ -145,6 +145,19 @@ class MemoryContext(Protocol):
         """Which of the sampled pages the VM referenced since :meth:`watch`."""
         ...
 
+    def hold(self, vm_id: int, held: bool) -> None:
+        """Block the VM's vCPUs (``held``) or let them run again: ESX's low memory state blocks
+        the VMs above their targets until reclamation catches up. Time held is the VM's
+        ``mem_blocked_ns``."""
+        ...
+
+    def referenced(self, vm_id: int) -> npt.NDArray[np.bool_]:
+        """The hardware accessed bit of each of the VM's pages (nested paging's A bits, or the
+        shadow tables'): set by every reference since the previous call, which clears them.
+        Tracking starts at the first call (which returns no page referenced); what a hypervisor
+        has to approximate LRU, since it cannot see which guest pages matter."""
+        ...
+
     def balloon(self, vm_id: int, pages: int) -> int:
         """Ask the VM's balloon driver to inflate by ``pages`` (negative: deflate); returns the
         pages moved. Inflating frees the frames of the pages it takes (free guest pages first,

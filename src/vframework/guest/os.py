@@ -35,6 +35,7 @@ from vframework.guest.platform import GuestVCPU, GuestVM, Platform
 from vframework.guest.runahead import RunAhead, plan
 from vframework.machine.hardware import SHARED
 from vframework.machine.isa import IF_FLAG
+from vframework.sim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -66,6 +67,11 @@ class GuestOS:
         self.hypervisor = hypervisor
         self.costs = hypervisor.machine.costs
         self.memory = GuestMemory(vm.memory_pages, vm.swap_pages)
+        #: The kernel's page frame table, sized by the memory the guest was configured with (not
+        #: what a balloon leaves it): a ballooned-down large VM has less for its processes than
+        #: a VM configured at that size. The model never writes it, so it takes machine frames
+        #: only where the mode preallocates.
+        self.page_frame_table = self.memory.take(-(-vm.memory_pages * vm.page_struct_bytes // PAGE_SIZE))
         self._pinned: npt.NDArray[np.integer] | None = None  # PPNs the reference being served needs
         self.processes: list[GuestProcess] = []
         self._next_pid = 1
@@ -258,6 +264,8 @@ class GuestOS:
                 walked = p2m[ppns]
         c, mpns = monitor.translate(vcpu, proc, vpns, write, walked)
         cycles += c
+        if self.vm.accessed is not None:
+            self.vm.accessed[ppns] = True
         if write:
             proc.writes += 1
             write_content(self.hypervisor.machine.memory.content, mpns, vpns, proc.writes, proc.salt)

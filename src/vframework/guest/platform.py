@@ -89,6 +89,8 @@ class GuestVM(Protocol):
     swap_pages: int
     #: The disk image it booted from (VMs with the same image hold the same image pages).
     image: str
+    #: Bytes the guest kernel sets aside per page of its memory for its page frame table.
+    page_struct_bytes: int
     #: PPN -> MPN (-1: no machine frame behind the page).
     p2m: npt.NDArray[np.int32]
     counters: dict[str, int]
@@ -96,6 +98,8 @@ class GuestVM(Protocol):
     #: and those referenced since sampling began.
     watch: npt.NDArray[np.bool_] | None
     touched: npt.NDArray[np.bool_] | None
+    #: The hardware accessed bit of each page, set by every reference; None: not tracked.
+    accessed: npt.NDArray[np.bool_] | None
     #: Pages the hypervisor paged out to its own swap (None: none yet), and their contents.
     host_swapped: npt.NDArray[np.bool_] | None
     host_swap_content: npt.NDArray[np.uint64] | None

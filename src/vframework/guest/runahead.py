@@ -57,6 +57,7 @@ class RunAhead:
     """Operations of one process, planned from one state; committed as their starts pass."""
 
     __slots__ = (
+        "_accessed",
         "_bits",
         "_content",
         "_cum",
@@ -88,6 +89,7 @@ class RunAhead:
         touch: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], TLBRun] | None,
         stale: npt.NDArray[np.bool_] | None,
         bits: npt.NDArray[np.bool_] | None,
+        accessed: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         self.proc = proc
         self.counters = counters
@@ -113,6 +115,7 @@ class RunAhead:
             self._touch_ends = np.zeros(len(ops), dtype=np.int64)
             self._touch_at = np.zeros(0, dtype=np.int64)
         self._stale, self._bits = stale, bits
+        self._accessed = accessed
         self._writes = [i for i, op in enumerate(ops) if type(op) is Touch and op.write]
 
     def commit(self, offset: int, inclusive: bool) -> None:
@@ -155,6 +158,9 @@ class RunAhead:
             reads, writes = vpns[first:last][need & ~write], vpns[first:last][need & write]
         else:
             reads, writes = vpns[first:last][~write], vpns[first:last][write]
+        accessed = self._accessed
+        if accessed is not None:
+            accessed[proc.page_table[vpns[first:last]]] = True
         if reads.size:
             proc.pte_flags[reads] |= PTE_ACCESSED
         if writes.size:
@@ -323,5 +329,5 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         touch = (ends[:keep], at[at < keep], vpns, run)
     return RunAhead(
         proc, guest.vm.counters, guest.hypervisor.machine.memory.content, ops[:keep], durations[:keep], per_op, touch,
-        stale, bits,
+        stale, bits, guest.vm.accessed,
     )  # fmt: skip

@@ -86,6 +86,21 @@ class HostMemory:
         seen: npt.NDArray[np.bool_] = vm.touched[np.asarray(ppns, dtype=np.int64)]
         return seen
 
+    def hold(self, vm_id: int, held: bool) -> None:
+        """Block the VM's vCPUs, or let them run again."""
+        self._hv.hold(self._vm(vm_id), held)
+
+    def referenced(self, vm_id: int) -> npt.NDArray[np.bool_]:
+        """The VM's per-page accessed bits since the previous call, which clears them."""
+        vm = self._vm(vm_id)
+        self._hv.settle(vm)
+        if vm.accessed is None:
+            vm.accessed = np.zeros(vm.memory_pages, dtype=bool)
+            return vm.accessed.copy()
+        bits = vm.accessed.copy()
+        vm.accessed[:] = False  # in place: the array is the one the VM's references set
+        return bits
+
     def balloon(self, vm_id: int, pages: int) -> int:
         """Ask the VM's balloon driver to inflate by ``pages`` (negative: deflate); returns how
         many pages it moved. Inflating takes guest pages (free ones first, then pages the guest

@@ -185,6 +185,9 @@ class Hypervisor:
     def remove_vm(self, vm: VM) -> None:
         """Destroy a VM now: its vCPUs leave their CPUs and queues, its frames are freed."""
         now = self.engine.now
+        if vm.held_since is not None:
+            vm.counters["mem_blocked_ns"] += now - vm.held_since
+            vm.held_since = None
         freed: list[int] = []
         for vcpu in vm.vcpus:
             if vcpu.state == VCPUState.RUNNING:
@@ -218,6 +221,36 @@ class Hypervisor:
         for cpu in freed:
             self._dispatch(cpu)
         self._kick_idle()
+
+    def hold(self, vm: VM, held: bool) -> None:
+        """Stop the VM's vCPUs from running (``held``), or let them run again. ESX's low memory
+        state blocks the VMs above their targets, so that reclamation catches up. A running
+        vCPU is preempted; a runnable one leaves its queue; one that wakes while its VM is held
+        stays blocked, its interrupts pending, until the VM is let go."""
+        now = self.engine.now
+        if held == (vm.held_since is not None):
+            return
+        if not held:
+            assert vm.held_since is not None
+            vm.counters["mem_blocked_ns"] += now - vm.held_since
+            vm.held_since = None
+            for vcpu in vm.vcpus:
+                if vcpu.held:
+                    vcpu.held = False
+                    self._wake(vcpu)
+            return
+        vm.held_since = now
+        for vcpu in vm.vcpus:
+            if vcpu.state == VCPUState.RUNNING:
+                assert vcpu.cpu is not None
+                self.preempt(vcpu.cpu)  # the next pick of it blocks it (after an interrupt in service)
+        for vcpu in vm.vcpus:
+            if vcpu.state == VCPUState.RUNNABLE:
+                vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+                self._runnable.discard(vcpu)
+                self.scheduler.block(vcpu, now)
+                vcpu.state = VCPUState.BLOCKED
+                vcpu.held = True
 
     def start(self) -> None:
         """Start dispatching: every vCPU with a process becomes runnable; periodic work begins."""
@@ -387,6 +420,9 @@ class Hypervisor:
         c["pages_sharing"] = self.machine.memory.sharing
         for vm in self.vms.values():
             vm.counters["mem_consumed"] = consumed_pages(self, vm)
+            if vm.held_since is not None:
+                vm.counters["mem_blocked_ns"] += now - vm.held_since
+                vm.held_since = now
         c["hypervisor_frames"] = frames["hypervisor"]
         c["events_fired"] = self.engine.events_fired
 
@@ -465,18 +501,26 @@ class Hypervisor:
         now = self.engine.now
         # The scheduler returns one of the vCPUs it was attached (this hypervisor's VCPUs), or None.
         vcpu: VCPU | None
-        vcpu, slice_ns = self.scheduler.pick(cpu, now)  # type: ignore[assignment]
-        if vcpu is None:
-            self.pcpus[cpu].state = IDLE
-            return
-        if vcpu.state != VCPUState.RUNNABLE or vcpu.cpu is not None:
-            raise RuntimeError(
-                f"scheduler {self.scheduler.name!r} picked {vcpu.name}, which is "
-                f"{vcpu.state.name.lower()}" + (f" on CPU {vcpu.cpu}" if vcpu.cpu is not None else "")
-            )
-        if slice_ns <= 0:
-            raise RuntimeError(f"scheduler {self.scheduler.name!r} gave {vcpu.name} a slice of {slice_ns} ns")
-        self._runnable.discard(vcpu)
+        while True:
+            vcpu, slice_ns = self.scheduler.pick(cpu, now)  # type: ignore[assignment]
+            if vcpu is None:
+                self.pcpus[cpu].state = IDLE
+                return
+            if vcpu.state != VCPUState.RUNNABLE or vcpu.cpu is not None:
+                raise RuntimeError(
+                    f"scheduler {self.scheduler.name!r} picked {vcpu.name}, which is "
+                    f"{vcpu.state.name.lower()}" + (f" on CPU {vcpu.cpu}" if vcpu.cpu is not None else "")
+                )
+            if slice_ns <= 0:
+                raise RuntimeError(f"scheduler {self.scheduler.name!r} gave {vcpu.name} a slice of {slice_ns} ns")
+            self._runnable.discard(vcpu)
+            if vcpu.vm.held_since is None:
+                break
+            # Its VM is held: it blocks at once, as a vCPU that ran for no time and blocked.
+            vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+            vcpu.state = VCPUState.BLOCKED
+            vcpu.held = True
+            self.scheduler.charge(vcpu, 0, now, False)
         counters = vcpu.vm.counters
         counters["cpu_ready_ns"] += now - vcpu.ready_since
         if vcpu.woke_at is not None:
@@ -594,6 +638,9 @@ class Hypervisor:
 
     def _wake(self, vcpu: VCPU, boot: bool = False) -> None:
         if vcpu.state != VCPUState.BLOCKED:
+            return
+        if vcpu.vm.held_since is not None:
+            vcpu.held = True  # it wakes when its VM is let go; its interrupts wait for it
             return
         now = self.engine.now
         vcpu.state = VCPUState.RUNNABLE

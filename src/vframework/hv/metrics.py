@@ -81,6 +81,11 @@ VM_METRICS: dict[str, Metric] = {
         Metric("mem_swapped", "pages", "guest pages the hypervisor paged out to its own swap", "gauge"),
         Metric("host_swap_outs", "pages", "guest pages the hypervisor paged out"),
         Metric("host_swap_ins", "pages", "guest pages the hypervisor read back (each a hidden fault and a stall)"),
+        Metric(
+            "mem_blocked_ns",
+            "ns",
+            "time the VM was blocked because the host was low on memory and it held more than its target",
+        ),
         Metric("double_paging", "pages", "pages the guest swapped out that the hypervisor had to read back first"),
     ]
 }

@@ -42,6 +42,7 @@ class VCPU:
         "after",
         "cpu",
         "ctx",
+        "held",
         "index",
         "name",
         "pending_device",
@@ -87,6 +88,8 @@ class VCPU:
         self.wait_ns = 0
         #: The guest-visible CPU state (registers, flags, virtual privileged registers).
         self.ctx = GuestCPU()
+        #: Blocked because its VM is held (it runs again when the VM is let go).
+        self.held = False
         #: Free slot for the scheduler's per-vCPU state (any object: only the scheduler reads it).
         self.sched: Any = None
 
@@ -133,6 +136,9 @@ class VM:
         #: a memory policy samples this VM.
         self.watch: npt.NDArray[np.bool_] | None = None
         self.touched: npt.NDArray[np.bool_] | None = None
+        #: The hardware accessed bit of each page (set by every reference), once a memory
+        #: service reads them; None until then, so that nobody pays for them unasked.
+        self.accessed: npt.NDArray[np.bool_] | None = None
         #: Hypervisor swap: the pages whose frames the hypervisor paged out (None until one is),
         #: their contents, what reading one back costs, and the stall the VM owes for reads.
         self.host_swapped: npt.NDArray[np.bool_] | None = None
@@ -141,6 +147,11 @@ class VM:
         self.stall_ns = 0
         #: Whether its guest runs a balloon driver: "on", "slow" (a tenth of the rate) or "off".
         self.balloon_driver = "on"
+        #: Bytes its guest kernel sets aside per page of memory for its page frame table.
+        self.page_struct_bytes = 0
+        #: Since when the hypervisor holds the VM (its vCPUs may not run: ESX's low memory
+        #: state blocks VMs above target), or None.
+        self.held_since: int | None = None
         #: Para-virtual page tables registered by create_page_table: table PPN -> entries.
         self.pv_tables: dict[int, npt.NDArray[np.int64]] = {}
 

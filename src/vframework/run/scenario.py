@@ -74,6 +74,8 @@ def _memory(value: Any) -> int:
 
 #: The most memory a host or a guest may have: 2**31 - 1 pages of 4 KiB (8 TiB).
 MAX_MEMORY = (2**31 - 1) * PAGE_SIZE
+#: The largest guest page frame table entry: a quarter of every page (Linux's is 64 bytes).
+MAX_PAGE_STRUCT = PAGE_SIZE // 4
 #: Bytes of memory (host or guest), from "4GiB"-style text; at least one page.
 MemorySize = Annotated[int, BeforeValidator(_memory)]
 
@@ -169,6 +171,13 @@ class VMConfig(BaseModel):
         min_length=1,
         max_length=64,
         description="the disk image the VM boots from: VMs with the same image hold identical image pages",
+    )
+    page_struct_bytes: int = Field(
+        0,
+        ge=0,
+        le=MAX_PAGE_STRUCT,
+        description="bytes the guest kernel sets aside per page of its memory for its page frame table "
+        "(Linux's struct page: 64); 0: none",
     )
 
 

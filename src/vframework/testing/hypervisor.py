@@ -92,6 +92,13 @@ class HypervisorMachine(RuleBasedStateMachine):
             vcpu.process = vm.guest.spawn(ScriptWorkload(script, PAGES).run(), PAGES)
         self.hv.add_vm(vm)
 
+    @precondition(lambda self: bool(self.hv.vms))
+    @rule(data=st.data(), held=st.booleans())
+    def hold_vm(self, data: st.DataObject, held: bool) -> None:
+        # ESX's low memory state blocks VMs; the kit blocks and lets go at random instants.
+        vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="VM held" if held else "VM let go")
+        self.hv.hold(self.hv.vms[vm_id], held)
+
     @rule(span=st.integers(1, 50_000))
     def run_for(self, span: int) -> None:
         self.engine.run(until=self.engine.now + span)
@@ -109,6 +116,19 @@ class HypervisorMachine(RuleBasedStateMachine):
             for vcpu in vm.vcpus:
                 if vcpu.state == VCPUState.RUNNING:
                     assert vcpu in on_cpu, f"{vcpu} is RUNNING but on no CPU"
+
+    @invariant()
+    def held_vms_do_not_run(self) -> None:
+        for vm in self.hv.vms.values():
+            for vcpu in vm.vcpus:
+                if vm.held_since is None:
+                    assert not vcpu.held, f"{vcpu} is held but its VM is not"
+                    continue
+                assert vcpu.state != VCPUState.RUNNABLE, f"{vcpu} is runnable while its VM is held"
+                if vcpu.state == VCPUState.RUNNING:
+                    assert vcpu.cpu is not None
+                    # Only until the interrupt its CPU is servicing ends.
+                    assert self.hv.pcpus[vcpu.cpu].preempt_after_irq, f"{vcpu} runs while its VM is held"
 
     @invariant()
     def cpu_time_conservation(self) -> None:

@@ -124,7 +124,40 @@ def test_host_swap_keeps_the_host_alive_without_balloon_drivers(plugins: PluginM
 def test_double_paging_is_counted(plugins: PluginManager) -> None:
     # Balloon drivers make the guests swap; the hypervisor swaps too: some pages go twice.
     sim = _run(plugins, _data(0.75, services=("balloon", "host-swap")))
-    assert sum(vm.counters["double_paging"] for vm in sim.vms) >= 0
+    idle = sim.vms[0].counters
+    # The idle VM's pages went to the host's swap first; inflating its balloon then made the
+    # guest swap some of them out itself, reading each back from the host's swap to do so.
+    assert 0 < idle["double_paging"] <= min(idle["host_swap_outs"], idle["swap_outs"])
+    assert all(vm.counters["double_paging"] <= vm.counters["swap_outs"] for vm in sim.vms)
+
+
+def test_lru_victims_keep_hot_pages_resident(plugins: PluginManager) -> None:
+    # Without balloon drivers only the host's swap reclaims. A skewed (zipf) working set has hot
+    # pages that random victims often take and LRU by accessed bits leaves: fewer read back.
+    read_back = {}
+    for victims in ("random", "lru"):
+        data = _data(0.75, balloon="off", services=("balloon", "host-swap"))
+        data["vm"][1]["workload"]["pattern"] = "zipf"
+        data["host"]["memory_services"][1].update(victims=victims, age_period="200ms")
+        sim = _run(plugins, data)
+        read_back[victims] = sim.vms[1].counters["host_swap_ins"]
+    assert 0 < read_back["lru"] < 0.9 * read_back["random"]
+
+
+def test_lru_victims_are_the_same_with_and_without_running_ahead(plugins: PluginManager) -> None:
+    # Accessed bits are set by planned references too, when they are applied.
+    data = _data(0.75, balloon="off", services=("balloon", "host-swap"))
+    data["duration"] = "3s"
+    data["host"]["memory_services"][1].update(victims="lru", age_period="200ms")
+    got = []
+    for run_ahead in (True, False):
+        sim = Simulation(parse_scenario(data, "test.toml", plugins), plugins)
+        sim.hypervisor.run_ahead = run_ahead
+        summary = sim.run()
+        summary["host"].pop("events_fired")
+        got.append((summary, sim.timeseries))
+    assert got[0] == got[1]
+    assert sum(vm["host_swap_outs"] for vm in got[0][0]["vms"].values()) > 0
 
 
 def test_admission_control_refuses_what_cannot_be_reserved(plugins: PluginManager) -> None:
@@ -168,3 +201,18 @@ def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
     )
     with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
         machine.TestCase().runTest()
+
+
+def test_the_low_state_blocks_vms_above_their_targets(plugins: PluginManager) -> None:
+    # No balloon drivers and a slow host swap: free memory falls below 1% (the low state) and
+    # the VMs above their targets are blocked until reclamation catches up.
+    data = _data(0.75, balloon="off", services=("balloon", "host-swap"))
+    data["host"]["memory_services"][1].update(rate=512)
+    sim = _run(plugins, data)
+    active = sim.vms[1].counters
+    assert active["mem_blocked_ns"] > 0
+    assert active["cpu_run_ns"] + active["mem_blocked_ns"] <= sim.engine.now
+    # A host with room for both is never that low: nobody is blocked.
+    data["host"]["memory"] = "80MiB"
+    calm = _run(plugins, data)
+    assert all(vm.counters["mem_blocked_ns"] == 0 for vm in calm.vms)

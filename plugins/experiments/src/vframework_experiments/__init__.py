@@ -6,6 +6,7 @@ checks and plots.
   virtualization;
 * ``modes``: lmbench-style kernel paths under each mode, native and hosted;
 * ``esx-sharing``: memory shared by ESX's scanner and by KSM as identical VMs are added;
+* ``esx-balloon``: a VM ballooned down against one configured at that size;
 * ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one;
 * ``esx-sampling``: the active-memory estimate rises fast and decays slowly.
 
@@ -15,11 +16,12 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import cpu_shares, idle_tax, mmu, modes, sampling, sharing
+from . import balloon, cpu_shares, idle_tax, mmu, modes, sampling, sharing
 
 #: The experiments this distribution registers.
 EXPERIMENTS: tuple[Experiment, ...] = (
     cpu_shares.cpu_shares,
+    balloon.esx_balloon,
     idle_tax.esx_idle_tax,
     sampling.esx_sampling,
     sharing.esx_sharing,

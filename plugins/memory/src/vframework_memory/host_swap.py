@@ -3,8 +3,11 @@
 When free machine memory falls below ``start`` (a fraction of the host; ESX's hard state, 2%),
 the service pages frames out until free memory is back at ``stop`` (4%), at most ``rate`` pages
 per second. Victims come first from the VMs furthest above their targets, then from every VM in
-proportion to its memory; within a VM they are random pages (ESX's choice: the hypervisor
-cannot know which guest pages matter). The guest's next reference to a paged-out page is a
+proportion to its memory. Within a VM, ``victims`` chooses: ``random`` pages (ESX's choice: the
+hypervisor cannot know which guest pages matter), or ``lru``, an approximation of least recently
+used from the hardware accessed bits: every ``age_period`` each page's age grows by one, or
+returns to zero if it was referenced, and the oldest pages go first (ties broken at random). The
+guest's next reference to a paged-out page is a
 hidden fault that reads it back: the VM stalls for the device's ``latency`` plus the transfer at
 ``bandwidth``. Contents come back exactly; a page the guest then swaps out itself is counted as
 double paging.
@@ -12,7 +15,10 @@ double paging.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from vframework.api import Duration, MemoryContext, MemoryService, Params
@@ -21,6 +27,8 @@ __all__ = ["HostSwap", "HostSwapParams"]
 
 PRIVATE = 1
 PAGE = 4096
+#: Ages saturate here (uint8): after 255 periods unreferenced, a page is as old as it gets.
+OLDEST = 255
 
 
 class HostSwapParams(Params):
@@ -33,6 +41,10 @@ class HostSwapParams(Params):
     latency: Duration = Field(100_000, description="the swap device's latency per read (100 us: a fast SSD)")
     bandwidth: int = Field(500 * 1024**2, gt=0, description="the swap device's transfer rate, bytes per second")
     cycles_per_page: int = Field(3_000, ge=0, description="hypervisor cycles to page one frame out")
+    victims: Literal["random", "lru"] = Field(
+        "random", description="which pages of a VM go: random (ESX), or least recently used by accessed bits"
+    )
+    age_period: Duration = Field(10**9, description="how often pages age by their accessed bits (victims = lru)")
 
     @model_validator(mode="after")
     def _band(self) -> HostSwapParams:
@@ -52,6 +64,9 @@ class HostSwap(MemoryService[HostSwapParams]):
         super().__init__(params)
         self.period_ns = params.period
         self.paging = False
+        #: VM id -> each page's age in periods unreferenced (victims = lru).
+        self._age: dict[int, npt.NDArray[np.uint8]] = {}
+        self._next_age = 0
 
     @classmethod
     def kit_params(cls) -> HostSwapParams:
@@ -60,6 +75,9 @@ class HostSwap(MemoryService[HostSwapParams]):
 
     def run(self, memory: MemoryContext, now: int) -> int:
         p = self.params
+        if p.victims == "lru" and now >= self._next_age:
+            self._next_age = now + p.age_period
+            self._grow_older(memory)
         total = memory.total_frames
         free = memory.free_frames
         if free < p.start * total:
@@ -88,9 +106,27 @@ class HostSwap(MemoryService[HostSwapParams]):
             mine = mine[memory.frame_state(backed[mine]) == PRIVATE]
             if mine.size == 0:
                 continue
-            victims = rng.choice(mine, size=min(count, mine.size), replace=False)
+            take = min(count, mine.size)
+            if p.victims == "lru" and vm_id in self._age:
+                # The oldest first; a random fraction below one breaks ties between equal ages.
+                key = self._age[vm_id][mine] + rng.random(mine.size)
+                victims = mine[np.argpartition(-key, take - 1)[:take]] if take < mine.size else mine
+            else:
+                victims = rng.choice(mine, size=take, replace=False)
             paged += memory.swap_out(vm_id, victims, read_ns)
         return paged
+
+    def _grow_older(self, memory: MemoryContext) -> None:
+        running = {vm.id: vm.memory_pages for vm in memory.vms}
+        for gone in set(self._age) - set(running):
+            del self._age[gone]
+        for vm_id, pages in running.items():
+            referenced = memory.referenced(vm_id)
+            age = self._age.get(vm_id)
+            if age is None:
+                age = self._age[vm_id] = np.zeros(pages, dtype=np.uint8)
+            np.add(age, 1, out=age, where=age < OLDEST)
+            age[referenced] = 0
 
     @staticmethod
     def _shares(memory: MemoryContext, need: int, exclude: int | None) -> dict[int, int]:

@@ -18,8 +18,9 @@ fast and decays slowly.
 
 The host's free memory sets the reclamation state (``reclaim_state``: 0 high, 1 soft, 2 hard, 3
 low). Free memory falling below 4%, 2% or 1% of the host enters soft (balloon), hard (swap) or
-low (swap, and block VMs above target); a state is left for the next better one only once free
-memory exceeds the better state's threshold (6%, 4%, 2%): ESX's hysteresis.
+low (swap, and the VMs above their targets are blocked until they are back at them: their
+``mem_blocked_ns``); a state is left for the next better one only once free memory exceeds the
+better state's threshold (6%, 4%, 2%): ESX's hysteresis.
 """
 
 from __future__ import annotations
@@ -187,11 +188,14 @@ class SharesPolicy(MemoryPolicy[SharesParams]):
             demand[vm.id] = (low, max(low, min(top, vm.counters["mem_granted"] + grow)), shares)
         first = _water_fill(demand, weight, available)
         left = available - sum(first.values())
-        if left <= 0:
-            return first
-        room = {v: (0, bounds[v][1] - first[v], bounds[v][2]) for v in first}
-        extra = _water_fill(room, weight, left)
-        return {v: first[v] + extra[v] for v in first}
+        if left > 0:
+            room = {v: (0, bounds[v][1] - first[v], bounds[v][2]) for v in first}
+            extra = _water_fill(room, weight, left)
+            first = {v: first[v] + extra[v] for v in first}
+        for vm in vms:
+            # The low state blocks every VM above its target until reclamation catches up.
+            memory.hold(vm.id, self._state == LOW and vm.counters["mem_granted"] > first[vm.id])
+        return first
 
 
 def _water_fill(bounds: dict[int, tuple[int, int, float]], weight: dict[int, float], available: int) -> dict[int, int]:
