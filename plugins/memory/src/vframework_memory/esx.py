@@ -58,9 +58,10 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         super().__init__(params)
         self.period_ns = params.period
         #: Hash -> the shared frame's MPN and content token.
-        self.shared = KeyTable({"mpn": np.int64, "token": np.uint64})
+        self.shared = KeyTable({"mpn": np.int32, "token": np.uint64})
         #: Hash -> a page seen once: its VM, PPN, MPN and content token then.
-        self.hints = KeyTable({"vm": np.int32, "ppn": np.int64, "mpn": np.int64, "token": np.uint64})
+        # Narrow columns, as the kernel's own: MPNs and PPNs are int32, VM ids int16.
+        self.hints = KeyTable({"vm": np.int16, "ppn": np.int32, "mpn": np.int32, "token": np.uint64})
         # Fractions of a page owed to each VM's scan (so a slow rate still scans, exactly).
         self._owed: dict[int, float] = {}
 
