@@ -9,7 +9,8 @@ step the machine checks, exactly:
 * work conservation (schedulers that declare it): no CPU idles while a vCPU is runnable;
 * memory targets stay within [0, configured memory] (and within the host unless the
   policy overcommits), and within each VM's ``mem_min`` and ``mem_max`` when the policy takes
-  them (the kit draws them).
+  them (the kit draws them) -- also when the policy is asked as if the host had only the VMs'
+  reservations plus half of the rest, so that an overcommitting policy is under pressure.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from vframework.api.contract import MemoryPolicy, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.guest.os import GuestOS
+from vframework.hv.contexts import HostMemory
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VM, VCPUState
 from vframework.machine.hardware import Machine
@@ -150,7 +152,23 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @invariant()
     def targets_within_bounds(self) -> None:
-        targets = self.hv.memory_policy.targets(self.hv.memory, self.engine.now)
+        self._check_targets(self.hv.memory_policy.targets(self.hv.memory, self.engine.now))
+        if self.policy_cls.can_overcommit and self.hv.vms:
+            # The kit's host never runs short; ask as if it did: a policy that gives a VM less
+            # than its mem_min only when memory is tight must fail too.
+            reserved = sum(self._bounds(vm)[0] for vm in self.hv.vms.values())
+            configured = sum(vm.memory_pages for vm in self.hv.vms.values())
+            squeezed = _Squeezed(self.hv.memory, reserved + (configured - reserved) // 2)
+            self._check_targets(self.hv.memory_policy.targets(squeezed, self.engine.now))
+
+    @staticmethod
+    def _bounds(vm: VM) -> tuple[int, int]:
+        bounds = vm.policy_params
+        if bounds is not None and hasattr(bounds, "mem_min") and hasattr(bounds, "mem_max"):
+            return bounds.mem_min // PAGE_SIZE, bounds.mem_max // PAGE_SIZE
+        return 0, vm.memory_pages
+
+    def _check_targets(self, targets: dict[int, int]) -> None:
         for vm_id, target in targets.items():
             vm = self.hv.vms[vm_id]
             assert 0 <= target <= vm.memory_pages, f"{vm} target {target} outside [0, {vm.memory_pages}]"
@@ -160,3 +178,19 @@ class HypervisorMachine(RuleBasedStateMachine):
                 assert low <= target <= high, f"{vm} target {target} pages outside [mem_min, mem_max] = [{low}, {high}]"
         if not self.policy_cls.can_overcommit:
             assert sum(targets.values()) <= self.machine.memory.frames
+
+
+class _Squeezed:
+    """A host's memory context that reports fewer frames than the host has (the rest as in use),
+    and holds no VM: what a policy sees on a host that is short of memory."""
+
+    def __init__(self, memory: HostMemory, frames: int) -> None:
+        self._memory = memory
+        self.total_frames = frames
+        self.free_frames = max(0, frames - (memory.total_frames - memory.free_frames))
+
+    def hold(self, vm_id: int, held: bool) -> None:
+        """Only asked: nothing is done to the VMs."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._memory, name)

@@ -203,6 +203,30 @@ def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
         machine.TestCase().runTest()
 
 
+class _IgnoresMinUnderPressure(SharesPolicy):
+    """A planted bug: mem_min is dropped exactly when memory is short."""
+
+    name = "kit-ignores-min"
+
+    def _bounds(self, vm: Any) -> tuple[int, int, float]:
+        low, top, shares = super()._bounds(vm)
+        return (0 if self._short else low), top, shares
+
+    def targets(self, memory: Any, now: int) -> dict[int, int]:
+        self._short = sum(vm.memory_pages for vm in memory.vms) > memory.total_frames
+        return super().targets(memory, now)
+
+
+def test_the_kit_catches_a_policy_that_drops_mem_min_under_pressure() -> None:
+    # The kit's host has room for every VM; it also asks the policy as if it had not.
+    machine = HypervisorMachine.for_components(policy=_IgnoresMinUnderPressure)
+    machine.TestCase.settings = settings(
+        max_examples=300, stateful_step_count=10, deadline=None, database=None, phases=[Phase.generate]
+    )
+    with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
+        machine.TestCase().runTest()
+
+
 def test_the_low_state_blocks_vms_above_their_targets(plugins: PluginManager) -> None:
     # No balloon drivers and a slow host swap: free memory falls below 1% (the low state) and
     # the VMs above their targets are blocked until reclamation catches up.
