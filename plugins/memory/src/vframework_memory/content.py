@@ -35,10 +35,10 @@ PRIVATE, SHARED = 1, 2
 def share_checked(
     memory: MemoryContext,
     vm_id: int,
-    ppns: list[int],
-    sources: list[int],
-    targets: list[int],
-    expect: list[int],
+    ppns: npt.ArrayLike,
+    sources: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    expect: npt.ArrayLike,
 ) -> npt.NDArray[np.bool_]:
     """Share the VM's pages ``ppns`` (now on frames ``sources``) onto ``targets``, each of which
     must still hold content ``expect`` and be a VM's frame; returns which were shared.

@@ -161,9 +161,7 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         keep = ~np.isin(targets, hint.ref_mpn[moved])
         ok = np.zeros(chosen.size, dtype=bool)
         picked = chosen[keep]
-        ok[keep] = share_checked(
-            memory, vm_id, ppns[picked].tolist(), mpns[picked].tolist(), targets[keep].tolist(), tokens[picked].tolist()
-        )
+        ok[keep] = share_checked(memory, vm_id, ppns[picked], mpns[picked], targets[keep], tokens[picked])
         # A hint that shared is no hint any more (if it is still the key's hint); its frame,
         # if any page shared onto it, is the key's shared frame (the last such hint wins).
         pairs = np.flatnonzero(hinted)

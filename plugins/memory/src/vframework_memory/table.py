@@ -34,6 +34,7 @@ class KeyTable:
         self.keys = np.zeros(capacity, dtype=np.uint64)
         self.state = np.zeros(capacity, dtype=np.uint8)
         self.columns = {name: np.zeros(capacity, dtype=dtype) for name, dtype in self._dtypes.items()}
+        self._scratch = np.full(capacity, -1, dtype=np.int64)  # slot -> a claimant, while claiming
         self.size = 0
         self._used = 0  # full and deleted slots: what probing walks over
 
@@ -89,13 +90,16 @@ class KeyTable:
         mask = self.keys.size - 1
         pending = np.arange(keys.size)
         slot = self._home(keys)
+        scratch = self._scratch
         while pending.size:
-            free = self.state[slot] != FULL
-            # Keys whose paths reach the same free slot together: the first takes it.
-            _, first = np.unique(np.where(free, slot, -1), return_index=True)
+            free = np.flatnonzero(self.state[slot] != FULL)
+            # Keys whose paths reach the same free slot together: one of them takes it (which
+            # one changes nothing a lookup sees), the others probe on.
+            at = slot[free]
+            scratch[at] = free
             won = np.zeros(pending.size, dtype=bool)
-            won[first] = True
-            won &= free
+            won[free[scratch[at] == free]] = True
+            scratch[at] = -1
             taken = slot[won]
             out[pending[won]] = taken
             self._used += int(np.count_nonzero(self.state[taken] == EMPTY))
