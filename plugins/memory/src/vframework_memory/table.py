@@ -34,7 +34,7 @@ class KeyTable:
         self.keys = np.zeros(capacity, dtype=np.uint64)
         self.state = np.zeros(capacity, dtype=np.uint8)
         self.columns = {name: np.zeros(capacity, dtype=dtype) for name, dtype in self._dtypes.items()}
-        self._scratch = np.full(capacity, -1, dtype=np.int64)  # slot -> a claimant, while claiming
+        self._scratch = np.full(capacity, -1, dtype=np.int32)  # slot -> a claimant, while claiming
         self.size = 0
         self._used = 0  # full and deleted slots: what probing walks over
 
