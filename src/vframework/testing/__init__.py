@@ -22,6 +22,7 @@ from vframework.testing.kit import (
 )
 from vframework.testing.memory import FrameTableMachine
 from vframework.testing.profiles import PROFILES, load_profile, settings_for
+from vframework.testing.ring import RingMachine
 from vframework.testing.shares import ShareMachine, water_fill
 from vframework.testing.translate import TranslationMachine
 from vframework.testing.workload import WorkloadMachine
@@ -34,6 +35,7 @@ __all__ = [
     "HypervisorMachine",
     "Outcome",
     "Property",
+    "RingMachine",
     "ShareMachine",
     "Target",
     "TranslationMachine",
