@@ -33,14 +33,11 @@ Rows:
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-from common import row
+from common import in_child, row
 
-HERE = Path(__file__).resolve().parent
 #: VM counts measured.
 VMS = (10, 50, 200)
 #: Simulated duration (ns) of the base runs; the time-growth row also runs twice this.
@@ -153,14 +150,7 @@ def _child(vms: int, duration_ns: int, sharing: bool = False) -> None:
 
 def measure(vms: int, duration_ns: int, sharing: bool = False) -> dict[str, Any]:
     """Run one configuration in a fresh process; returns its timing, events and peak RSS."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_scale; "
-        f"bench_scale._child({vms}, {duration_ns}, {sharing})"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the {vms}-VM run failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = in_child("bench_scale", f"_child({vms}, {duration_ns}, {sharing})", f"{vms}-VM run")
     if result["sim_ns"] != duration_ns:
         raise RuntimeError(f"the {vms}-VM run stopped at {result['sim_ns']} ns of {duration_ns}")
     return result

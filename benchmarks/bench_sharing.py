@@ -24,15 +24,13 @@ guest page). Baseline: the goal, 48 bytes per frame (lower is better).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xxhash
-from common import best_of_interleaved, installed, row
+from common import best_of_interleaved, in_child, installed, row
 
 from vframework.guest.mm import ContentLayout, name_seed
 from vframework.hv.hypervisor import Hypervisor
@@ -48,7 +46,6 @@ QUICK_SIZE = 16_384
 SMOKE_SIZE = 512
 GOAL_PAGES_PER_S = 200 * 5_000
 RSS_GOAL_BYTES_PER_FRAME = 48
-HERE = Path(__file__).resolve().parent
 #: Pages hashed for the xxhash baseline (it is a per-page rate; more adds nothing).
 XXHASH_PAGES = 20_000
 
@@ -121,14 +118,7 @@ def _rss_child(name: str, pages: int) -> None:
 
 def rss_per_frame(name: str, pages: int) -> float:
     """Bytes of resident memory per simulated frame, the host built and scanned twice."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_sharing; "
-        f"bench_sharing._rss_child({name!r}, {pages})"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the RSS run of {name} failed:\n{done.stderr}")
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = in_child("bench_sharing", f"_rss_child({name!r}, {pages})", f"RSS run of {name}")
     return float(got["after"] - got["before"]) / got["frames"]
 
 

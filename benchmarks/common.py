@@ -10,13 +10,17 @@ absolute figure.
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vframework.api.manager import PluginManager
 
-__all__ = ["REQUIRED_KEYS", "best_of_interleaved", "installed", "row", "timed"]
+__all__ = ["REQUIRED_KEYS", "best_of_interleaved", "in_child", "installed", "row", "timed"]
 
 #: The keys every row has.
 REQUIRED_KEYS = ("benchmark", "variant", "value", "unit", "baseline", "baseline_name", "ratio", "better")
@@ -83,3 +87,15 @@ def installed(kind: str, baseline: str) -> dict[str, type]:
     if baseline not in names:
         raise RuntimeError(f"the baseline {kind} {baseline!r} is not installed")
     return {name: plugins.get(kind, name) for name in names}
+
+
+def in_child(module: str, call: str, what: str) -> dict[str, Any]:
+    """Run ``module.call`` in a fresh Python process (so that its memory is its own) and return
+    the JSON object the child printed last; ``what`` names the run in an error."""
+    here = str(Path(__file__).resolve().parent)
+    code = f"import sys; sys.path.insert(0, {here!r}); import {module}; {module}.{call}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {what} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

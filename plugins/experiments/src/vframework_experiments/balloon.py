@@ -20,6 +20,7 @@ from typing import Any
 
 from vframework import PluginManager, Simulation, simulate, timeseries_rows
 from vframework.api import ExperimentResult, experiment, pyplot
+from vframework_experiments.idle_tax import references_per_second
 
 #: The configured size of the ballooned VM, and the sizes it is ballooned to (the paper's
 #: 256 MB and 128-224 MB, halved).
@@ -67,13 +68,6 @@ def _run(plugins: PluginManager, size_mib: int, ballooned: bool, quick: bool) ->
     return simulate(plugins, scenario, "esx-balloon")
 
 
-def _throughput(rows: list[dict[str, Any]]) -> float:
-    """References per simulated second over the second half of the run."""
-    first, last = rows[len(rows) // 2], rows[-1]
-    refs = (last["tlb_hits"] + last["tlb_misses"]) - (first["tlb_hits"] + first["tlb_misses"])
-    return float(refs / ((last["time_ns"] - first["time_ns"]) / 1e9))
-
-
 @experiment("esx-balloon", "a VM ballooned down runs nearly as fast as one configured at that size")
 def esx_balloon(plugins: PluginManager, quick: bool) -> ExperimentResult:
     result = ExperimentResult("esx-balloon")
@@ -84,7 +78,7 @@ def esx_balloon(plugins: PluginManager, quick: bool) -> ExperimentResult:
             sim = _run(plugins, size, ballooned, quick)
             vm = sim.vms[0]
             measured[ballooned] = {
-                "refs_per_s": _throughput(timeseries_rows(sim)),
+                "refs_per_s": references_per_second(timeseries_rows(sim), vm.name),
                 "mem_balloon": vm.counters["mem_balloon"],
                 "swap_ins": vm.counters["swap_ins"],
                 "kernel_pages": int(vm.guest.page_frame_table.size) if vm.guest is not None else 0,

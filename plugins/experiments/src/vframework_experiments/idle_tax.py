@@ -66,7 +66,7 @@ def _run(plugins: PluginManager, tax_rate: float, quick: bool) -> Simulation:
     return simulate(plugins, scenario, "esx-idle-tax")
 
 
-def _throughput(rows: list[dict[str, Any]], vm: str) -> float:
+def references_per_second(rows: list[dict[str, Any]], vm: str) -> float:
     """References per simulated second over the second half of the run."""
     mine = [r for r in rows if r["vm"] == vm]
     first, last = mine[len(mine) // 2], mine[-1]
@@ -94,7 +94,7 @@ def esx_idle_tax(plugins: PluginManager, quick: bool) -> ExperimentResult:
                     "mem_balloon": c["mem_balloon"],
                     "mem_active": c["mem_active"],
                     "swap_ins": c["swap_ins"],
-                    "refs_per_s": round(_throughput(ts, vm.name)),
+                    "refs_per_s": round(references_per_second(ts, vm.name)),
                 }
             )
     result.tables["esx-idle-tax"] = rows
