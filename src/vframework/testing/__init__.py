@@ -8,6 +8,7 @@ From a plugin author's own pytest run::
 or from the command line: ``vframework check my-scheduler``.
 """
 
+from vframework.testing.channels import EventChannelMachine, GrantTableMachine
 from vframework.testing.engine import EngineMachine
 from vframework.testing.hypervisor import HypervisorMachine
 from vframework.testing.kit import (
@@ -31,7 +32,9 @@ __all__ = [
     "PROFILES",
     "PROPERTIES",
     "EngineMachine",
+    "EventChannelMachine",
     "FrameTableMachine",
+    "GrantTableMachine",
     "HypervisorMachine",
     "Outcome",
     "Property",

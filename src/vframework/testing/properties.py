@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
+from vframework.testing.channels import EventChannelMachine, GrantTableMachine
 from vframework.testing.engine import EngineMachine
 from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
 from vframework.testing.hypervisor import HypervisorMachine
 from vframework.testing.memory import FrameTableMachine
 from vframework.testing.mmu import MemoryMachine
 from vframework.testing.registry import KERNEL, conformance
+from vframework.testing.ring import RingMachine
 from vframework.testing.runahead import RunAheadMachine
 from vframework.testing.shares import ShareMachine
 from vframework.testing.sharing import SharingMachine
@@ -20,6 +22,9 @@ conformance(KERNEL, "event order and cancellation")(lambda _: EngineMachine)
 conformance(KERNEL, "frame conservation")(lambda _: FrameTableMachine)
 conformance(KERNEL, "block translation equals interpretation")(lambda _: TranslationMachine)
 conformance(KERNEL, "running ahead equals stepping")(lambda _: RunAheadMachine)
+conformance(KERNEL, "ring pointer ordering, one response per request")(lambda _: RingMachine)
+conformance(KERNEL, "event channels: delivered at most once, masks hold")(lambda _: EventChannelMachine)
+conformance(KERNEL, "grant tables: only granted pages, in-use grants stay")(lambda _: GrantTableMachine)
 conformance("workload", "well-formed, deterministic operations")(WorkloadMachine.for_component)
 
 
