@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "GrantError",
     "GuestOutOfMemory",
     "HostOutOfMemory",
     "NoProgress",
@@ -81,3 +82,8 @@ class HostOutOfMemory(OutOfMemory):
 
 class GuestOutOfMemory(OutOfMemory):
     """The guest has no free guest-physical page and no swap space left."""
+
+
+class GrantError(VframeworkError, ValueError):
+    """A grant-table operation was refused: a bad reference, the wrong domain, a write through
+    a read-only grant, revoking an entry in use, or a full table."""

@@ -39,7 +39,9 @@ from vframework.api.views import (
     WorkloadContext,
 )
 from vframework.guest.mm import ContentLayout
-from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.guest.ops import IO, Compute, Fault, ForkWait, IORequest, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.io.events import EventChannels
+from vframework.io.grants import GrantError, GrantTable
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import ORDINARY, Architecture, Block, Op
 from vframework.sim.units import PAGE_SIZE, format_size, parse_size
@@ -60,11 +62,15 @@ __all__ = [
     "Device",
     "DeviceContext",
     "Duration",
+    "EventChannels",
     "Experiment",
     "ExperimentResult",
     "Fault",
     "ForkWait",
+    "GrantError",
+    "GrantTable",
     "GuestCPU",
+    "IORequest",
     "KernelCall",
     "MemoryContext",
     "MemoryPolicy",

@@ -27,7 +27,7 @@ from vframework.api.views import (
     WorkloadContext,
 )
 from vframework.guest.mm import ContentLayout
-from vframework.guest.ops import Operation
+from vframework.guest.ops import IORequest, Operation
 from vframework.machine.costs import CostModel
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import Architecture, Block
@@ -271,19 +271,53 @@ class Mode(Component[P_co]):
         """Work before a block runs (a binary translator translates it here on first sight)."""
         return 0
 
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        """A guest driver tells its device's back end that requests wait (an event-channel send
+        to the driver domain). By default a hypercall; a hardware-assisted mode exits, bare
+        metal writes a doorbell register."""
+        self.context.counters["hypercalls"] += 1
+        return self.costs.hypercall
+
     def hypercall(self, vcpu: VCPUView, ctx: GuestCPU, number: int, arg: int) -> int:
         """An explicit hypercall (para-virtual modes); elsewhere it is an invalid instruction."""
         return self.context.fault(ctx, "invalid_opcode")
 
 
 class Device(Component[P_co]):
-    """A virtual device: a guest-facing model and a host backend."""
+    """A virtual device: the guest's driver (front end) and the hypervisor's model of the
+    device (back end), attached to one VM.
+
+    A VM attaches devices in the scenario (``devices = ["ring-block"]``); a workload's
+    :class:`~vframework.guest.ops.IO` operations for ``device = "disk"`` go to the attached
+    device that :attr:`serves` ``"disk"``. For each request the guest OS enters its kernel (a
+    system call) and calls :meth:`submit`, which returns the cycles the driver spends on the
+    vCPU (its code, the traps or exits it causes, copies); the vCPU then blocks until the
+    device has called ``context.complete`` for every request of the operation. Everything a
+    device may do to its VM goes through its :class:`~vframework.api.DeviceContext`: timers,
+    interrupts, event channels, grants, pinning, and reading or writing guest pages.
+    """
 
     kind = "device"
+    #: The name workloads use for it (``IO(device=...)``): ``"disk"`` or ``"net"``.
+    serves: ClassVar[str] = "disk"
+    #: Data moves by grants (mapped by the back end), never by copies: the conformance kit
+    #: checks ``io_bytes_copied`` stays 0.
+    zero_copy: ClassVar[bool] = False
 
     def __init__(self, params: P_co, context: DeviceContext) -> None:
         self.params = params
         self.context = context
+
+    @abstractmethod
+    def submit(self, vcpu: VCPUView, request: IORequest) -> int:
+        """The guest's driver queues ``request`` on the vCPU; returns the cycles it costs the
+        vCPU now. The device completes it later with ``context.complete(request)``, exactly
+        once."""
+
+    def flush(self, vcpu: VCPUView) -> int:
+        """The driver has queued an operation's requests: publish them (a ring push and its
+        notification); returns the cycles. Called once per operation, after its submits."""
+        return 0
 
 
 class Workload(Component[P_co]):

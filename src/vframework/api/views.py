@@ -7,11 +7,14 @@ with them, so that it depends on the contract only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import numpy as np
 
+from vframework.guest.ops import IORequest
+from vframework.io.events import EventChannels
+from vframework.io.grants import GrantTable
 from vframework.machine.costs import CostModel
 from vframework.machine.cpu import GuestCPU
 from vframework.machine.isa import Architecture
@@ -208,18 +211,98 @@ class MemoryContext(Protocol):
 
 
 class DeviceContext(Protocol):
-    """What a virtual device is given: its VM, the cost model and interrupt delivery."""
+    """What a virtual device is given: its VM, time, interrupts, event channels, grants, and
+    the guest pages its requests use. One per attached device."""
 
     #: The host's cost model.
     costs: CostModel
+    #: The domain a back end runs as (the driver domain): the one the guest grants its pages to.
+    backend_domid: int
 
     @property
     def vm(self) -> VMView:
         """The VM the device belongs to."""
         ...
 
-    def raise_irq(self, cycles: int) -> None:
-        """A physical interrupt for this device's VM arrives now; servicing it takes ``cycles``."""
+    @property
+    def now(self) -> int:
+        """Simulated time, ns."""
+        ...
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The VM's counters (``io_bytes_copied``, ``io_errors``...)."""
+        ...
+
+    @property
+    def events(self) -> EventChannels:
+        """The VM's event channels (read their state; notify through :meth:`notify_guest`)."""
+        ...
+
+    @property
+    def grants(self) -> GrantTable:
+        """The VM's grant table: the guest's driver grants, the back end maps or copies."""
+        ...
+
+    def after(self, delay_ns: int, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` ``delay_ns`` from now (device time: seeks, transfers, wires)."""
+        ...
+
+    def raise_irq(self, cycles: int, then: Callable[[], None] | None = None) -> None:
+        """A physical interrupt for this device's VM arrives now; servicing it takes ``cycles``;
+        then ``then()`` runs."""
+        ...
+
+    def complete(self, request: IORequest) -> None:
+        """``request`` is done: its vCPU wakes (with a device interrupt to handle) once every
+        request of its operation is. Raises ValueError for a request completed twice."""
+        ...
+
+    def guest_routine(self, vcpu: VCPUView, routine: str, count: int = 1) -> int:
+        """Run the guest kernel's ``routine`` (a :data:`~vframework.guest.ops.KERNEL_ROUTINES`
+        name or ``"disk_request"``/``"ring_request"``) ``count`` times on the vCPU, as the
+        VM's mode runs it (traps, exits, callouts); returns cycles."""
+        ...
+
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        """The driver kicks its back end (the mode decides the cost); returns cycles."""
+        ...
+
+    def bind_event(self, handler: Callable[[], None]) -> int:
+        """Bind an event-channel port of the VM; ``handler()`` runs in the guest's upcall
+        whenever the port's event is delivered. Returns the port."""
+        ...
+
+    def notify_guest(self, port: int) -> None:
+        """Send an event to the guest on ``port`` (delivered now, coalesced or left pending
+        while masked, by the event-channel rules)."""
+        ...
+
+    def mask_event(self, port: int, masked: bool) -> None:
+        """The guest masks or unmasks ``port``; unmasking delivers a pending event."""
+        ...
+
+    def buffer_pages(self, count: int) -> npt.NDArray[np.int64]:
+        """Reserve ``count`` guest-physical pages as the driver's I/O buffers (kernel memory,
+        backed by frames); call once, at the device's first request."""
+        ...
+
+    def pin(self, ppns: npt.NDArray[np.int64]) -> None:
+        """Pin the pages' frames while I/O is in flight: no memory service reclaims, shares or
+        swaps them until :meth:`unpin`."""
+        ...
+
+    def unpin(self, ppns: npt.NDArray[np.int64]) -> None:
+        """Undo one :meth:`pin` of each page."""
+        ...
+
+    def read_pages(self, ppns: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+        """The content tokens of guest pages (DMA from memory: a write request's data)."""
+        ...
+
+    def write_pages(self, ppns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> None:
+        """DMA into guest pages (a read request's data): each page gets its token; a shared
+        page gets a private copy first."""
         ...
 
 

@@ -21,6 +21,7 @@ from vframework.machine.isa import Block, Instruction, Op
 
 __all__ = [
     "DISK_PORTS",
+    "DRIVER_ROUTINES",
     "HC",
     "HYPERCALL_NAMES",
     "JIFFIES",
@@ -203,6 +204,22 @@ class GuestKernel:
     def ported(self) -> GuestKernel:
         """The para-virtual port of this kernel."""
         return _ported(self)
+
+
+def _driver_routines() -> dict[str, Block]:
+    return {
+        # A split driver's front end (blkfront, netfront): the same block-layer work as
+        # disk_request, then a request written into a shared ring slot and its grant entries
+        # filled in: plain stores, no device register (the kick is the mode's business).
+        "ring_request": Block("ring_request", (*_work(1000, 12), *_work(40, 18), *_work(500, 13))),
+        # The front end's response handler: take each response, end its grants, wake the waiter.
+        "ring_response": Block("ring_response", tuple(_work(120, 19))),
+    }
+
+
+#: Routines of the para-virtual split drivers, apart from :class:`GuestKernel`'s own (they hold
+#: no sensitive instruction, so the para-virtual port leaves them unchanged).
+DRIVER_ROUTINES: dict[str, Block] = _driver_routines()
 
 
 @functools.cache

@@ -20,9 +20,11 @@ __all__ = [
     "FAULT_VECTORS",
     "IO",
     "KERNEL_ROUTINES",
+    "SECTOR_BYTES",
     "Compute",
     "Fault",
     "ForkWait",
+    "IORequest",
     "KernelCall",
     "Operation",
     "Sleep",
@@ -40,6 +42,9 @@ KERNEL_ROUTINES = (
     "page_fault_handler",
     "exception_handler",
 )
+
+#: A disk sector: requests address disks in these.
+SECTOR_BYTES = 512
 
 #: Exceptions a guest program can raise with :class:`Fault`.
 FAULT_VECTORS = ("divide_error", "invalid_opcode", "general_protection", "breakpoint")
@@ -67,11 +72,47 @@ class Touch(Operation):
 
 @dataclass(frozen=True, slots=True)
 class IO(Operation):
-    """Submit one I/O request of ``nbytes`` to the VM's ``device`` and block until it completes."""
+    """Submit ``count`` I/O requests of ``nbytes`` each to the VM's ``device`` and block until
+    every one completes (a request depth of ``count``).
+
+    ``sector`` is where the first request starts on a disk (the next ones follow it); -1 lets
+    the device continue where the vCPU's previous request ended. ``sectors``, if given, holds
+    each request's own start instead (scattered requests; its length is ``count``). ``barrier``: the requests are
+    a reorder barrier (a journal commit): the device completes everything submitted before
+    them first, and starts nothing submitted after them before they are done. Sectors and
+    barriers mean something only to a device plugin attached to the VM; without one, the
+    request is one fixed delay."""
 
     nbytes: int
     write: bool = False
     device: str = "disk"
+    sector: int = -1
+    barrier: bool = False
+    count: int = 1
+    sectors: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.nbytes <= 0 or self.count < 1:
+            raise ValueError(f"an I/O operation needs nbytes > 0 and count >= 1, not {self.nbytes} and {self.count}")
+        if self.sectors and len(self.sectors) != self.count:
+            raise ValueError(f"an I/O operation of {self.count} requests lists {len(self.sectors)} sectors")
+
+
+@dataclass(slots=True)
+class IORequest:
+    """One request as a device sees it: from the guest's driver, for one vCPU."""
+
+    #: Unique per VM, in submission order.
+    id: int
+    #: The issuing vCPU's index in its VM.
+    vcpu: int
+    nbytes: int
+    write: bool
+    #: First 512-byte sector on the disk (0 for a NIC).
+    sector: int
+    barrier: bool = False
+    #: Set by the device when it could not carry the request out (a refused grant...).
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,20 @@ from vframework.guest.mm import (
     name_seed,
     write_content,
 )
-from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
-from vframework.guest.platform import GuestVCPU, GuestVM, Platform
+from vframework.guest.ops import (
+    IO,
+    SECTOR_BYTES,
+    Compute,
+    Fault,
+    ForkWait,
+    IORequest,
+    KernelCall,
+    Operation,
+    Sleep,
+    Syscall,
+    Touch,
+)
+from vframework.guest.platform import GuestDevice, GuestVCPU, GuestVM, Platform
 from vframework.guest.runahead import RunAhead, plan
 from vframework.machine.hardware import SHARED
 from vframework.machine.isa import IF_FLAG
@@ -171,14 +183,37 @@ class GuestOS:
             cycles = self.hypervisor.deliver(vcpu, "exception", 1) + monitor.execute(vcpu, kernel.exception_handler)
             return costs.ns(cycles), Then.NEXT
         if type(op) is IO:
-            counters["io_requests"] += 1
+            counters["io_requests"] += op.count
             counters["syscalls"] += 1
-            counters["io_bytes"] += op.nbytes
-            cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, kernel.disk_request)
-            cycles += monitor.io(vcpu, op.device, op.nbytes, op.write)
-            vcpu.wait_ns = costs.ns(costs.io_device + op.nbytes * costs.byte_copy)
+            counters["io_bytes"] += op.nbytes * op.count
+            cycles = self.hypervisor.deliver(vcpu, "syscall", 1)
+            device = self.vm.devices.get(op.device)
+            if device is not None:
+                return costs.ns(cycles + self._submit(vcpu, device, op)), Then.IO_WAIT
+            # No device plugin: the request is the generic driver's port I/O and a fixed delay.
+            cycles += monitor.execute(vcpu, kernel.disk_request)
+            cycles += monitor.io(vcpu, op.device, op.nbytes * op.count, op.write)
+            vcpu.wait_ns = costs.ns(costs.io_device + op.nbytes * op.count * costs.byte_copy)
             return costs.ns(cycles), Then.IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
+
+    def _submit(self, vcpu: GuestVCPU, device: GuestDevice, op: IO) -> int:
+        """Hand an operation's requests to the device; the vCPU then waits for all of them."""
+        vm = self.vm
+        cycles = 0
+        sector = op.sector
+        for i in range(op.count):
+            if op.sectors:
+                sector = op.sectors[i]
+            request = IORequest(vm.io_submitted, vcpu.index, op.nbytes, op.write, sector, op.barrier)
+            vm.io_submitted += 1
+            vm.io_open.add(request.id)
+            vcpu.io_outstanding += 1
+            cycles += device.submit(vcpu, request)
+            if sector >= 0:
+                sector += -(-op.nbytes // SECTOR_BYTES)
+        vcpu.wait_ns = -1
+        return cycles + device.flush(vcpu)
 
     def plan(self, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         """The vCPU's next operations as one run ahead, if two or more start within
@@ -513,6 +548,16 @@ class GuestOS:
         cycles += self.exit(vcpu, child)
         cycles += self.switch_to(vcpu, parent)
         return cycles, io_ns
+
+    def kernel_pages(self, count: int) -> npt.NDArray[np.int64]:
+        """``count`` free guest-physical pages for the kernel's own use for good (a driver's
+        I/O buffers): off the free list, in no process, never swapped or ballooned."""
+        mem = self.memory
+        if count > mem.free_pages:
+            raise GuestOutOfMemory(
+                f"VM {self.vm.name!r}: {count} pages of I/O buffers asked for, {mem.free_pages} pages free"
+            )
+        return mem.take(count)
 
     # -- the balloon driver (Xen's memory/target, ESX's vmmemctl) ------------------------
     def balloon_inflate(self, vcpu: GuestVCPU, count: int) -> npt.NDArray[np.int64]:

@@ -7,13 +7,14 @@ The hypervisor's classes satisfy these protocols; the guest depends on nothing a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from vframework.guest.kernel import GuestKernel
 from vframework.guest.mm import GuestProcess
+from vframework.guest.ops import IORequest
 from vframework.machine.cpu import GuestCPU
 from vframework.machine.hardware import Machine
 from vframework.machine.isa import Block
@@ -22,7 +23,7 @@ from vframework.machine.mmu import TLB
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["GuestMonitor", "GuestVCPU", "GuestVM", "Platform"]
+__all__ = ["GuestDevice", "GuestMonitor", "GuestVCPU", "GuestVM", "Platform"]
 
 
 class GuestVCPU(Protocol):
@@ -32,8 +33,21 @@ class GuestVCPU(Protocol):
     ctx: GuestCPU
     #: The guest process it runs.
     process: GuestProcess | None
-    #: How long it blocks after the operation in progress (a sleep, or I/O device time).
+    #: Its index in its VM.
+    index: int
+    #: How long it blocks after the operation in progress (a sleep, or I/O device time; -1:
+    #: until its device has completed its requests).
     wait_ns: int
+    #: Requests it submitted to a device that have not completed yet.
+    io_outstanding: int
+
+
+class GuestDevice(Protocol):
+    """A device the VM has attached (a device plugin): the guest's driver submits to it."""
+
+    def submit(self, vcpu: Any, request: IORequest) -> int: ...
+
+    def flush(self, vcpu: Any) -> int: ...
 
 
 class GuestMonitor(Protocol):
@@ -105,6 +119,15 @@ class GuestVM(Protocol):
     host_swap_content: npt.NDArray[np.uint64] | None
     #: ns the VM must stall for pages the hypervisor read back from its swap (taken by the guest).
     stall_ns: int
+
+    @property
+    def devices(self) -> Mapping[str, GuestDevice]:
+        """Devices attached by plugins, by the name workloads use (``"disk"``, ``"net"``)."""
+        ...
+
+    #: Requests submitted to devices so far (the next request's id), and those not completed.
+    io_submitted: int
+    io_open: set[int]
 
     @property
     def vcpus(self) -> Sequence[GuestVCPU]: ...

@@ -15,9 +15,8 @@ if TYPE_CHECKING:
 
     from vframework.hv.hypervisor import Hypervisor
     from vframework.hv.vm import VM
-    from vframework.machine.costs import CostModel
 
-__all__ = ["SLOW_DRIVER", "DeviceHost", "HostMemory"]
+__all__ = ["SLOW_DRIVER", "HostMemory"]
 
 #: A slow balloon driver moves this many times fewer pages than asked.
 SLOW_DRIVER = 10
@@ -56,8 +55,13 @@ class HostMemory:
         return self._hv.back_pages(self._vm(vm_id), np.asarray(ppns, dtype=np.int64), hidden=False)
 
     def reclaim(self, vm_id: int, ppns: npt.ArrayLike) -> int:
-        """Take the machine frames behind these pages back; returns how many."""
-        return self._hv.release_pages(self._vm(vm_id), np.asarray(ppns, dtype=np.int64))
+        """Take the machine frames behind these pages back; returns how many. Pages under I/O
+        (pinned) are skipped."""
+        vm = self._vm(vm_id)
+        pages = np.asarray(ppns, dtype=np.int64)
+        if vm.io is not None and pages.size:
+            pages = pages[vm.io.pins[pages] == 0]
+        return self._hv.release_pages(vm, pages)
 
     def set_target(self, vm_id: int, pages: int) -> None:
         """Set the VM's memory target in pages."""
@@ -173,16 +177,3 @@ class HostMemory:
         if mpns.size and (int(mpns.min()) < 0 or int(mpns.max()) >= frames):
             raise ValueError(f"a frame is outside the host's {frames} frames")
         return mpns
-
-
-class DeviceHost:
-    """A :class:`~vframework.api.DeviceContext` for one VM's device."""
-
-    def __init__(self, hypervisor: Hypervisor, vm: VM) -> None:
-        self._hv = hypervisor
-        self.vm = vm
-        self.costs: CostModel = hypervisor.machine.costs
-
-    def raise_irq(self, cycles: int) -> None:
-        """A physical interrupt for this VM arrives now; servicing it takes ``cycles``."""
-        self._hv.raise_irq(self.vm, cycles)

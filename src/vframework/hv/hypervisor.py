@@ -575,15 +575,21 @@ class Hypervisor:
                     vcpu.plan.commit_count(len(vcpu.plan.ops))
                     vcpu.plan = None
                 after = vcpu.after
-                if after is not Then.NEXT:
+                if after is Then.IO_WAIT and vcpu.wait_ns == -1 and vcpu.io_outstanding == 0:
+                    # Its device finished before it was done submitting: no need to block.
+                    vcpu.after = Then.NEXT
+                    vcpu.wait_ns = 0
+                    vcpu.pending_device += 1
+                elif after is not Then.NEXT:
                     vcpu.after = Then.NEXT
                     self._leave(cpu, vcpu, runnable=False)
                     if after is Then.HALT:
                         self._halt(vcpu)
                     else:
                         vcpu.state = VCPUState.BLOCKED
-                        wake = self._io_complete if after is Then.IO_WAIT else self._timer_wake
-                        self.engine.schedule(vcpu.wait_ns, wake, vcpu)
+                        if vcpu.wait_ns != -1:  # -1: its device plugin wakes it (io_done)
+                            wake = self._io_complete if after is Then.IO_WAIT else self._timer_wake
+                            self.engine.schedule(vcpu.wait_ns, wake, vcpu)
                     self._dispatch(cpu)
                     return
                 if vcpu.pending_device or vcpu.pending_timer:
@@ -722,6 +728,13 @@ class Hypervisor:
 
     def _timer_wake(self, vcpu: VCPU) -> None:
         vcpu.pending_timer += 1
+        self._wake(vcpu)
+
+    def io_done(self, vcpu: VCPU) -> None:
+        """A device plugin completed the last request the blocked vCPU waits for: it wakes,
+        with one device interrupt to handle (the device raised the physical one, if any)."""
+        vcpu.wait_ns = 0
+        vcpu.pending_device += 1
         self._wake(vcpu)
 
     def _io_complete(self, vcpu: VCPU) -> None:

@@ -87,6 +87,15 @@ VM_METRICS: dict[str, Metric] = {
             "time the VM was blocked because the host was low on memory and it held more than its target",
         ),
         Metric("double_paging", "pages", "pages the guest swapped out that the hypervisor had to read back first"),
+        Metric("io_completed", "requests", "I/O requests a device plugin completed"),
+        Metric("io_errors", "requests", "I/O requests a device refused or failed (a bad grant, a garbage slot)"),
+        Metric("io_bytes_copied", "bytes", "I/O data copied between guest memory and a device model (0: zero copy)"),
+        Metric("io_register_accesses", "accesses", "device register reads and writes by the guest's drivers"),
+        Metric("events_sent", "events", "event-channel notifications sent to the VM"),
+        Metric(
+            "events_delivered", "events", "event-channel events the VM's upcall handler took (sent minus coalesced)"
+        ),
+        Metric("grant_maps", "pages", "guest pages a back end mapped through the VM's grant table"),
     ]
 }
 

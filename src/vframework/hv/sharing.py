@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vframework.errors import HostOutOfMemory, OutOfMemory
+from vframework.hv.devices import io_pinned_pages
 from vframework.machine.hardware import PRIVATE, SHARED
 
 if TYPE_CHECKING:
@@ -30,12 +31,17 @@ __all__ = ["break_sharing", "consumed_pages", "pinned_frames", "share_pages"]
 def pinned_frames(vm: VM) -> npt.NDArray[np.int64]:
     """The VM's frames that must stay where they are: its para-virtual page tables, which the
     hypervisor validated at their machine address, and the frames their entries name (a
-    para-virtual guest's page tables hold machine addresses)."""
-    if not vm.pv_tables:
+    para-virtual guest's page tables hold machine addresses); and the frames of pages under
+    I/O (a device is reading or writing them)."""
+    io = io_pinned_pages(vm)
+    if not vm.pv_tables and not io.size:
         return np.empty(0, dtype=np.int64)
-    tables = np.fromiter(vm.pv_tables, dtype=np.int64, count=len(vm.pv_tables))
-    entries = np.concatenate([t[t >= 0] >> 1 for t in vm.pv_tables.values()])
-    mpns = np.concatenate([vm.p2m[tables].astype(np.int64), entries.astype(np.int64)])
+    parts = [vm.p2m[io].astype(np.int64)]
+    if vm.pv_tables:
+        tables = np.fromiter(vm.pv_tables, dtype=np.int64, count=len(vm.pv_tables))
+        entries = np.concatenate([t[t >= 0] >> 1 for t in vm.pv_tables.values()])
+        parts += [vm.p2m[tables].astype(np.int64), entries.astype(np.int64)]
+    mpns = np.concatenate(parts)
     return mpns[mpns >= 0]
 
 

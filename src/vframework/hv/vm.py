@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vframework.api.params import Params
     from vframework.guest.os import GuestOS, GuestProcess
     from vframework.guest.runahead import RunAhead
+    from vframework.hv.devices import VMIO
     from vframework.hv.monitor import Monitor
 
 __all__ = ["UNBACKED", "VCPU", "VM", "VCPUState"]
@@ -44,6 +45,7 @@ class VCPU:
         "ctx",
         "held",
         "index",
+        "io_outstanding",
         "name",
         "pending_device",
         "pending_timer",
@@ -84,8 +86,11 @@ class VCPU:
         self.pending_timer = 0
         #: When it last woke (for wake-up latency), or None once it has run.
         self.woke_at: int | None = None
-        #: How long it blocks: the sleep, or the device time of the I/O request it waits on.
+        #: How long it blocks: the sleep, or the device time of the I/O request it waits on
+        #: (-1: until its device completes every request in :attr:`io_outstanding`).
         self.wait_ns = 0
+        #: Requests submitted to a device plugin and not completed yet.
+        self.io_outstanding = 0
         #: The guest-visible CPU state (registers, flags, virtual privileged registers).
         self.ctx = GuestCPU()
         #: Blocked because its VM is held (it runs again when the VM is let go).
@@ -154,6 +159,12 @@ class VM:
         self.held_since: int | None = None
         #: Para-virtual page tables registered by create_page_table: table PPN -> entries.
         self.pv_tables: dict[int, npt.NDArray[np.int64]] = {}
+        #: Device I/O (see :mod:`vframework.hv.devices`): event channels, grant table, pins
+        #: of pages under I/O; None until a device plugin uses them.
+        self.io: VMIO | None = None
+        #: Requests submitted to devices so far (the next request's id), and those not completed.
+        self.io_submitted = 0
+        self.io_open: set[int] = set()
 
     def __repr__(self) -> str:
         return f"<VM {self.id} {self.name!r}>"

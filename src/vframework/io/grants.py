@@ -18,14 +18,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from vframework.errors import GrantError
+
 __all__ = ["GrantError", "GrantTable"]
 
 _PERMIT, _READONLY = 1, 2
-
-
-class GrantError(ValueError):
-    """A grant operation was refused (bad reference, wrong domain, write to a read-only grant,
-    revoking an entry in use, a full table)."""
 
 
 class GrantTable:

@@ -194,6 +194,12 @@ class BackRing(_Ring):
         room = self.size - _idx(self.req_cons - self.rsp_prod_pvt)
         return min(published, room)
 
+    def request_prod_overflow(self, prod: int) -> bool:
+        """Whether a ``req_prod`` the front end published claims more requests than the ring
+        can hold beyond the responses produced: a bogus index (ring.h's
+        RING_REQUEST_PROD_OVERFLOW; Linux's blkback halts the ring on it)."""
+        return _idx(prod - self.rsp_prod_pvt) > self.size
+
     def request_cons_overflow(self, cons: int) -> bool:
         """Whether consuming at ``cons`` would overrun the responses (a hostile front end)."""
         return _idx(cons - self.rsp_prod_pvt) >= self.size

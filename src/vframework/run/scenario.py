@@ -159,7 +159,11 @@ class VMConfig(BaseModel):
     memory: MemorySize = Field(1024**3, description="guest-physical memory")
     mode: ComponentRef = Field(default_factory=_default_ref("vm", "mode"), description="virtualization mode")
     workload: ComponentRef = Field(default_factory=_default_ref("vm", "workload"), description="what runs inside")
-    devices: list[ComponentRef] = Field(default_factory=list, description="virtual devices")
+    devices: list[ComponentRef] = Field(
+        default_factory=list,
+        description="device plugins attached to the VM (at most one per kind served: disk, net); "
+        "without one, a workload's I/O is a fixed delay",
+    )
     swap: Annotated[int, BeforeValidator(parse_size)] = Field(
         0, ge=0, description="the guest's swap area on its virtual disk (0: no swap)"
     )
@@ -382,6 +386,16 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
             for j, ref in enumerate(vm.devices)
             if (dev := _resolve(plugins, "device", ref, ("vm", i, "devices", j), source, problems))
         )
+        served: dict[str, str] = {}
+        for j, dev in enumerate(devices):
+            if (other := served.setdefault(dev.cls.serves, dev.name)) is not dev.name:
+                problems.append(
+                    Problem(
+                        source,
+                        f"vm[{i}].devices[{j}]",
+                        f"devices {other!r} and {dev.name!r} both serve {dev.cls.serves!r}; a VM attaches one of each",
+                    )
+                )
         sched_params, policy_params = _vm_extras(scheduler, policy, dict(vm.model_extra or {}), i, source, problems)
         if workload is not None:
             for key, message in workload.cls.check(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from vframework.api.manager import PluginManager
 from vframework.api.views import Summary, TimeseriesRow, WorkloadContext
 from vframework.guest.os import GuestOS
-from vframework.hv.contexts import DeviceHost
+from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.metrics import VM_METRICS
 from vframework.hv.vm import VM
@@ -84,7 +84,7 @@ class Simulation:
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:
-            vm.devices[dev.name] = dev.cls(dev.params, DeviceHost(self.hypervisor, vm))
+            vm.devices[dev.cls.serves] = dev.cls(dev.params, DeviceHost(self.hypervisor, vm))
         workload_cls = spec.workload.cls
         for vcpu in vm.vcpus:
             rng = self.engine.rng(f"workload:{vm.name}:{vcpu.index}")

@@ -36,5 +36,8 @@ class BareMetal(Mode[Params]):
         # Unreachable while preallocate holds; costed as native faults if a policy ever unbacks pages.
         return count * self.costs.page_fault
 
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        return self.costs.port_io  # a doorbell register write to the real device
+
     def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return 0  # the device DMAs straight into guest memory

@@ -82,5 +82,13 @@ class HardwareAssisted(Mode[HardwareParams]):
         counters["vm_exits_ept_violation" if self.paging == "nested" else "vm_exits_exception"] += count
         return count * (self.costs.vm_exit + self.costs.page_zero)
 
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        # A para-virtual driver in a hardware-assisted guest kicks its back end with an I/O
+        # access (or VMCALL): one exit.
+        counters = self.context.counters
+        counters["vm_exits"] += 1
+        counters["vm_exits_io"] += 1
+        return self.costs.vm_exit + self.costs.emulate
+
     def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return nbytes * self.costs.byte_copy  # emulated device

@@ -40,6 +40,11 @@ class _Deprivileged(Mode[Params]):
     def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
         return count * (self.costs.trap + self.costs.page_zero)
 
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        # The driver's doorbell access is privileged in the deprivileged kernel: it traps.
+        self.context.counters["traps"] += 1
+        return self.costs.trap + self.costs.emulate
+
     def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return nbytes * self.costs.byte_copy  # an emulated device copies the data through the VMM
 
@@ -98,6 +103,11 @@ class Full(_Deprivileged):
         # the shadow without a trap (Adams & Agesen's ptemod: 391 cycles).
         self.context.counters["bt_callouts"] += count
         return count * self.costs.shadow_update
+
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        # The translator turns the doorbell access into a callout to the device model.
+        self.context.counters["bt_callouts"] += 1
+        return self.costs.bt_call + self.costs.emulate
 
     def before_block(self, vcpu: VCPUView, block: Block) -> int:
         if not block.kernel:
