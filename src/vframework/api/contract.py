@@ -319,6 +319,12 @@ class Device(Component[P_co]):
         notification); returns the cycles. Called once per operation, after its submits."""
         return 0
 
+    @classmethod
+    def kit_params(cls) -> P_co:
+        """The parameters the conformance kit runs the device with (its defaults unless they
+        need more guest memory than the kit's small VMs have)."""
+        return cls.params_model()  # type: ignore[return-value]
+
 
 class Workload(Component[P_co]):
     """What runs inside a guest: a generator of :mod:`vframework.guest.ops` operations.

@@ -189,7 +189,7 @@ class GuestOS:
             cycles = self.hypervisor.deliver(vcpu, "syscall", 1)
             device = self.vm.devices.get(op.device)
             if device is not None:
-                return costs.ns(cycles + self._submit(vcpu, device, op)), Then.IO_WAIT
+                return costs.ns(cycles + self.submit_io(vcpu, device, op)), Then.IO_WAIT
             # No device plugin: the request is the generic driver's port I/O and a fixed delay.
             cycles += monitor.execute(vcpu, kernel.disk_request)
             cycles += monitor.io(vcpu, op.device, op.nbytes * op.count, op.write)
@@ -197,8 +197,9 @@ class GuestOS:
             return costs.ns(cycles), Then.IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
 
-    def _submit(self, vcpu: GuestVCPU, device: GuestDevice, op: IO) -> int:
-        """Hand an operation's requests to the device; the vCPU then waits for all of them."""
+    def submit_io(self, vcpu: GuestVCPU, device: GuestDevice, op: IO) -> int:
+        """The driver hands an operation's requests to the device (each with the VM's next
+        request id); the vCPU then waits for all of them (``wait_ns = -1``). Returns cycles."""
         vm = self.vm
         cycles = 0
         sector = op.sector

@@ -9,6 +9,7 @@ or from the command line: ``vframework check my-scheduler``.
 """
 
 from vframework.testing.channels import EventChannelMachine, GrantTableMachine
+from vframework.testing.devices import DeviceMachine
 from vframework.testing.engine import EngineMachine
 from vframework.testing.hypervisor import HypervisorMachine
 from vframework.testing.kit import (
@@ -31,6 +32,7 @@ from vframework.testing.workload import WorkloadMachine
 __all__ = [
     "PROFILES",
     "PROPERTIES",
+    "DeviceMachine",
     "EngineMachine",
     "EventChannelMachine",
     "FrameTableMachine",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
+from vframework.api.contract import Device, MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.testing.channels import EventChannelMachine, GrantTableMachine
+from vframework.testing.devices import DeviceMachine
 from vframework.testing.engine import EngineMachine
 from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
 from vframework.testing.hypervisor import HypervisorMachine
@@ -83,3 +84,12 @@ def _resource_control(cls: type[Mode[Params]], arch: str | None = None) -> type[
 @conformance("mode", "memory: coherence, isolation, frame conservation, equivalence, copy-on-write")
 def _memory(cls: type[Mode[Params]], arch: str | None = None) -> type[MemoryMachine]:
     return MemoryMachine.for_component(cls, arch)
+
+
+@conformance(
+    "device",
+    "every request completes once, barriers hold, zero copy, only granted pages, pinned frames stay, "
+    "no guest sees another's data",
+)
+def _device(cls: type[Device[Params]]) -> type[DeviceMachine]:
+    return DeviceMachine.for_component(cls)
