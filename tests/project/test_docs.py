@@ -90,6 +90,7 @@ def test_tutorial_shows_the_whole_plugin() -> None:
         "zeroshare/vf_zeroshare.py",
         "zeroshare/demo.toml",
     }
+    assert set(_tutorial_files("device")) == {"ramdisk/pyproject.toml", "ramdisk/vf_ramdisk.py", "ramdisk/demo.toml"}
 
 
 CLI = [sys.executable, "-c", "from vframework.cli import main; main()"]
@@ -148,3 +149,18 @@ def test_memory_service_tutorial_installs_checks_and_runs(tmp_path: Path) -> Non
         for vm in summary["vms"].values():
             assert vm["mem_shared"] >= 1024 - 64, vm  # a quarter of 16 MiB
             assert vm["mem_consumed"] < vm["mem_granted"]
+
+
+def test_device_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
+    with installed_tutorial("device", "ramdisk", "vf-ramdisk", "device", "ramdisk", tmp_path) as folder:
+        out = tmp_path / "results"
+        ran = subprocess.run(
+            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
+        for vm in vms.values():
+            assert vm["io_completed"] > 100, vm
+            assert vm["io_bytes_copied"] == 16 * 1024 * vm["io_requests"], vm  # copied at submission
+        assert vms["hvm"]["vm_exits_io"] > vms["hvm"]["io_completed"]
+        assert vms["pv"]["hypercalls"] > vms["pv"]["io_completed"]
