@@ -1,6 +1,6 @@
 """The default scenario end to end, against the bare engine measured in the same run.
 
-A :class:`vframework.run.simulation.Simulation` of the scenario shipped in the package (four VMs on
+A :class:`vframework.run.simulation.Simulation` of the scenario shipped in the package (five VMs on
 a two-CPU host, every standard component it names loaded through the plugin manager, as
 ``vframework run`` does) is built (not timed) and run (timed: ``Simulation.run``, which
 includes sampling and the summary, but not writing the results folder).

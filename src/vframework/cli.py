@@ -124,13 +124,31 @@ def run(
         _fail(f"cannot write results: {exc}", 1)
     if not quiet:
         _out.print(_summary_table(summary))
-        line = _memory_line(summary)
-        if line:
-            _out.print(line)
+        for line in (_memory_line(summary), *_io_lines(summary)):
+            if line:
+                _out.print(line)
     _out.print(f"results: {path}")
 
 
 _STATES = ("high", "soft", "hard", "low")
+
+
+def _io_lines(summary: Summary) -> list[str]:
+    """One line per VM with a device plugin: what its requests cost."""
+    lines = []
+    comps = summary["components"]["vms"]
+    for name, c in summary["vms"].items():
+        devices = comps[name].get("devices") or []
+        done = c["io_completed"]
+        if not devices or not done:
+            continue
+        exits = c["traps"] + c["vm_exits"] + c["hypercalls"] + c["bt_callouts"]
+        lines.append(
+            f"I/O {name} ({', '.join(devices)}): {done} requests; per request {exits / done:.1f} traps, exits, "
+            f"hypercalls or callouts, {c['io_bytes_copied'] / done:.0f} bytes copied, "
+            f"{c['events_sent'] / done:.2f} events"
+        )
+    return lines
 
 
 def _memory_line(summary: Summary) -> str | None:

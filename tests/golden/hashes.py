@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 HASHES = HERE / "hashes.json"
-EXPERIMENTS = ("cpu-shares", "mmu", "modes", "esx-sharing", "esx-idle-tax", "esx-sampling", "esx-balloon")
+EXPERIMENTS = ("cpu-shares", "mmu", "modes", "esx-sharing", "esx-idle-tax", "esx-sampling", "esx-balloon", "io")
 
 
 def cases(full: bool = True) -> dict[str, list[str]]:

@@ -199,7 +199,11 @@ class GuestOS:
 
     def submit_io(self, vcpu: GuestVCPU, device: GuestDevice, op: IO) -> int:
         """The driver hands an operation's requests to the device (each with the VM's next
-        request id); the vCPU then waits for all of them (``wait_ns = -1``). Returns cycles."""
+        request id); the vCPU then waits for all of them (``wait_ns = -1``). Returns cycles.
+
+        The device publishes them (``flush``: a ring push, a kick, starting the disk) only when
+        the driver's code has run: the platform calls it at the end of the vCPU's segment
+        (``vcpu.io_flush``), so that the device does not start before the driver is done."""
         vm = self.vm
         cycles = 0
         sector = op.sector
@@ -214,7 +218,8 @@ class GuestOS:
             if sector >= 0:
                 sector += -(-op.nbytes // SECTOR_BYTES)
         vcpu.wait_ns = -1
-        return cycles + device.flush(vcpu)
+        vcpu.io_flush = device
+        return cycles
 
     def plan(self, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
         """The vCPU's next operations as one run ahead, if two or more start within

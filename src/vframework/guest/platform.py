@@ -40,6 +40,8 @@ class GuestVCPU(Protocol):
     wait_ns: int
     #: Requests it submitted to a device that have not completed yet.
     io_outstanding: int
+    #: The device whose submitted requests wait to be published when the driver's code has run.
+    io_flush: GuestDevice | None
 
 
 class GuestDevice(Protocol):

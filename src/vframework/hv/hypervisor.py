@@ -575,6 +575,12 @@ class Hypervisor:
                     vcpu.plan.commit_count(len(vcpu.plan.ops))
                     vcpu.plan = None
                 after = vcpu.after
+                if vcpu.io_flush is not None:
+                    # The driver's code has run: the device publishes the requests now (its
+                    # kick costs the vCPU what the mode says), then the vCPU waits.
+                    device, vcpu.io_flush = vcpu.io_flush, None
+                    vcpu.remaining_ns = self.machine.costs.ns(device.flush(vcpu))
+                    continue
                 if after is Then.IO_WAIT and vcpu.wait_ns == -1 and vcpu.io_outstanding == 0:
                     # Its device finished before it was done submitting: no need to block.
                     vcpu.after = Then.NEXT

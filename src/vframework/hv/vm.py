@@ -45,6 +45,7 @@ class VCPU:
         "ctx",
         "held",
         "index",
+        "io_flush",
         "io_outstanding",
         "name",
         "pending_device",
@@ -89,8 +90,10 @@ class VCPU:
         #: How long it blocks: the sleep, or the device time of the I/O request it waits on
         #: (-1: until its device completes every request in :attr:`io_outstanding`).
         self.wait_ns = 0
-        #: Requests submitted to a device plugin and not completed yet.
+        #: Requests submitted to a device plugin and not completed yet, and the device that
+        #: publishes them once the driver's code has run (see GuestOS.submit_io).
         self.io_outstanding = 0
+        self.io_flush: Any = None
         #: The guest-visible CPU state (registers, flags, virtual privileged registers).
         self.ctx = GuestCPU()
         #: Blocked because its VM is held (it runs again when the VM is let go).

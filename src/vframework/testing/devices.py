@@ -188,6 +188,8 @@ class DeviceMachine(RuleBasedStateMachine):
         first = machine_vm.io_submitted
         assert machine_vm.guest is not None
         machine_vm.guest.submit_io(v, device, op)
+        v.io_flush = None
+        device.flush(v)  # the driver's code has run (the hypervisor does this at the segment's end)
         if barrier:
             self.hosts[vm].open_barriers.update(range(first, machine_vm.io_submitted))
 

@@ -64,9 +64,13 @@ class EmulatedDisk(Device[EmulatedDiskParams]):
         cycles += request.nbytes * ctx.costs.byte_copy
         ctx.counters["io_bytes_copied"] += request.nbytes
         self._queue.append(request)
+        return cycles
+
+    def flush(self, vcpu: VCPUView) -> int:
+        # The command register has been written: the disk starts (if it is idle).
         if self._busy is None:
             self._start()
-        return cycles
+        return 0
 
     def _start(self) -> None:
         while self._queue:

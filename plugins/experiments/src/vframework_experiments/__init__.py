@@ -8,7 +8,8 @@ checks and plots.
 * ``esx-sharing``: memory shared by ESX's scanner and by KSM as identical VMs are added;
 * ``esx-balloon``: a VM ballooned down against one configured at that size;
 * ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one;
-* ``esx-sampling``: the active-memory estimate rises fast and decays slowly.
+* ``esx-sampling``: the active-memory estimate rises fast and decays slowly;
+* ``io``: emulated and para-virtual (ring) disks under each mode, against native.
 
 They name components by their registered names only; ``vframework experiment NAME`` reports a
 missing plugin with the installed names.
@@ -16,7 +17,7 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import balloon, cpu_shares, idle_tax, mmu, modes, sampling, sharing
+from . import balloon, cpu_shares, idle_tax, io, mmu, modes, sampling, sharing
 
 #: The experiments this distribution registers.
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -27,6 +28,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     sharing.esx_sharing,
     mmu.mmu,
     modes.modes,
+    io.io,
 )
 
 __all__ = ["EXPERIMENTS"]
