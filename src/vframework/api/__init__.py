@@ -42,6 +42,7 @@ from vframework.guest.mm import ContentLayout
 from vframework.guest.ops import IO, Compute, Fault, ForkWait, IORequest, KernelCall, Operation, Sleep, Syscall, Touch
 from vframework.io.events import EventChannels
 from vframework.io.grants import GrantError, GrantTable
+from vframework.io.ring import BackRing, FrontRing, RingSlot, SharedRing
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import ORDINARY, Architecture, Block, Op
 from vframework.sim.units import PAGE_SIZE, format_size, parse_size
@@ -55,6 +56,7 @@ __all__ = [
     "PAGING",
     "Action",
     "Architecture",
+    "BackRing",
     "Block",
     "Component",
     "Compute",
@@ -67,6 +69,7 @@ __all__ = [
     "ExperimentResult",
     "Fault",
     "ForkWait",
+    "FrontRing",
     "GrantError",
     "GrantTable",
     "GuestCPU",
@@ -80,7 +83,9 @@ __all__ = [
     "Op",
     "Operation",
     "Params",
+    "RingSlot",
     "Scheduler",
+    "SharedRing",
     "Size",
     "Sleep",
     "Syscall",

@@ -21,8 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from vframework.api import Device, IORequest, VCPUView
-from vframework.api.views import DeviceContext
+from vframework.api import Device, DeviceContext, IORequest, VCPUView
 
 from .disk import Disk, DiskParams, pages_of
 

@@ -39,9 +39,7 @@ import numpy.typing as npt
 from pydantic import Field
 from sortedcontainers import SortedList
 
-from vframework.api import Device, GrantError, IORequest, VCPUView
-from vframework.api.views import DeviceContext
-from vframework.io.ring import BackRing, FrontRing, SharedRing
+from vframework.api import BackRing, Device, DeviceContext, FrontRing, GrantError, IORequest, SharedRing, VCPUView
 
 from .disk import SECTORS_PER_PAGE, Buffers, Disk, DiskParams, pages_of
 

@@ -26,9 +26,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     idle_tax.esx_idle_tax,
     sampling.esx_sampling,
     sharing.esx_sharing,
+    io.io,
     mmu.mmu,
     modes.modes,
-    io.io,
 )
 
 __all__ = ["EXPERIMENTS"]

@@ -1,0 +1,298 @@
+"""``ring-net``: Xen's split network driver (netfront / netback) on two shared rings.
+
+A request that writes is a packet to send; one that reads is a receive: the guest posts a
+buffer and the request completes when a packet has landed in it.
+
+**Transmit.** The front end grants the packet's pages read-only and puts the request on the TX
+ring. The back end maps the grants, pins the pages and hands the packet to the host's
+:class:`~vframework_devices.net.NIC`: to the wire (one queue per VM, served round robin) or,
+for a VM on the same host (``peer``), across the software bridge. The pages stay pinned until
+the packet has left; then the grants are unmapped, the pages unpinned, and a TX response
+goes back.
+
+**Receive.** The front end grants each posted buffer writable and puts it on the RX ring; the
+back end keeps the posts in order. When a packet arrives for the VM (from outside at
+``rx_rate`` per second, or from a peer across the bridge) the back end maps the oldest post,
+DMAs the packet into it, unmaps it and answers on the RX ring; with no buffer posted the
+packet is dropped (``net_rx_dropped``). No byte is copied by the guest or its back end
+(``io_bytes_copied`` stays 0); a packet between VMs is copied once by the bridge (counted as
+``net_bridge_bytes`` of the receiver).
+
+Both rings share one event channel; the back end notifies only when the front end asked
+(``rsp_event``), and the front end's upcall takes every response of both rings.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from vframework.api import (
+    BackRing,
+    Device,
+    DeviceContext,
+    Duration,
+    FrontRing,
+    GrantError,
+    IORequest,
+    Params,
+    SharedRing,
+    VCPUView,
+)
+
+from .disk import Buffers, pages_of
+from .net import NIC, WIRE, Packet
+
+__all__ = ["RingNet", "RingNetParams"]
+
+#: netif's ring entries fit 256 to a page; a packet carries at most 17 pages (64 KiB + 1).
+NETIF_ENTRY_BYTES = 12
+MAX_SEGMENTS = 17
+#: The size of a packet arriving from outside.
+RX_PACKET_BYTES = 1500
+
+
+class RingNetParams(Params):
+    bandwidth: int = Field(
+        1_000_000_000, gt=0, description="the host NIC's bandwidth, bits per second (the first device sets it)"
+    )
+    latency: Duration = Field(50_000, description="the wire's latency to the outside world (the first device sets it)")
+    rx_rate: int = Field(1_000, ge=0, description="packets per second arriving from outside for this VM")
+    peer: str = Field("", description="the VM this VM's packets go to across the bridge; empty: the outside world")
+    buffer_pages: int = Field(256, ge=1, le=65_536, description="guest pages the driver keeps as packet buffers")
+
+
+@dataclass(frozen=True)
+class NetTx:
+    """A TX ring request: a packet in granted pages."""
+
+    nbytes: int
+    grefs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NetRxPost:
+    """An RX ring request: an empty buffer, granted writable."""
+
+    grefs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NetRsp:
+    """A response on either ring: 0 and the bytes received, or an error."""
+
+    status: int
+    nbytes: int = 0
+    message: str = ""
+
+
+_Inflight = tuple[IORequest, npt.NDArray[np.int64], tuple[int, ...]]
+
+
+class RingNet(Device[RingNetParams]):
+    """Para-virtual NIC: TX and RX rings, grants, one event channel, the host's NIC and bridge."""
+
+    name = "ring-net"
+    description = "split network driver on Xen-style TX/RX rings: grants, event channel, bridge, round-robin NIC"
+    params_model = RingNetParams
+    serves = "net"
+    zero_copy = True
+
+    def __init__(self, params: RingNetParams, context: DeviceContext) -> None:
+        super().__init__(params, context)
+        self.tx = SharedRing(4096, NETIF_ENTRY_BYTES)
+        self.rx = SharedRing(4096, NETIF_ENTRY_BYTES)
+        self.tx_front, self.tx_back = FrontRing(self.tx), BackRing(self.tx)
+        self.rx_front, self.rx_back = FrontRing(self.rx), BackRing(self.rx)
+        self.buffers = Buffers(params.buffer_pages)
+        self.port = -1
+        self._waiting: deque[IORequest] = deque()
+        self._inflight: dict[int, _Inflight] = {}
+        self._posts: deque[tuple[int, tuple[int, ...]]] = deque()  # back end: (id, grefs) posted
+        self.halted = False
+        # Every VM's interface is on the bridge from the start, so a peer can send to it.
+        self.nic = context.host_shared("nic", lambda: NIC(context.after, params.bandwidth, params.latency))
+        self.vif = self.nic.attach(context.vm.name, self._deliver)
+
+    # -- front end -------------------------------------------------------------------------
+    def _start(self) -> None:
+        ctx = self.context
+        p = self.params
+        self.buffers.reserve(ctx.buffer_pages(p.buffer_pages))
+        self.port = ctx.bind_event(self._responses)
+        if p.rx_rate:
+            ctx.after(1_000_000_000 // p.rx_rate, self._arrival)
+
+    def submit(self, vcpu: VCPUView, request: IORequest) -> int:
+        ctx = self.context
+        if self.port < 0:
+            self._start()
+        if pages_of(request.nbytes) > min(MAX_SEGMENTS, self.buffers.pages):
+            request.error = f"a packet of {request.nbytes} bytes is more than one request carries"
+            ctx.complete(request)
+            return 0
+        self._waiting.append(request)
+        self._fill()
+        return ctx.guest_routine(vcpu, "ring_request")
+
+    def flush(self, vcpu: VCPUView) -> int:
+        tx = self.tx_front.push_requests_and_check_notify()
+        rx = self.rx_front.push_requests_and_check_notify()
+        if tx or rx:
+            self.context.after(0, self._kick)
+            return self.context.notify_backend(vcpu)
+        return 0
+
+    def _fill(self) -> None:
+        ctx = self.context
+        while self._waiting:
+            request = self._waiting[0]
+            front = self.tx_front if request.write else self.rx_front
+            if front.full():
+                return
+            ppns = self.buffers.take(pages_of(request.nbytes))
+            if ppns is None:
+                return
+            self._waiting.popleft()
+            grefs = tuple(ctx.grants.grant(int(p), ctx.backend_domid, readonly=request.write) for p in ppns)
+            slot = front.get_request(front.req_prod_pvt)
+            slot.id = request.id
+            slot.payload = NetTx(request.nbytes, grefs) if request.write else NetRxPost(grefs)
+            front.req_prod_pvt += 1
+            self._inflight[request.id] = (request, ppns, grefs)
+
+    def _responses(self) -> None:
+        ctx = self.context
+        for front in (self.tx_front, self.rx_front):
+            while True:
+                while front.unconsumed_responses():
+                    slot = front.get_response(front.rsp_cons)
+                    front.rsp_cons += 1
+                    entry = self._inflight.pop(slot.id, None)
+                    if entry is None:
+                        ctx.counters["io_errors"] += 1
+                        continue
+                    request, ppns, grefs = entry
+                    for gref in grefs:
+                        ctx.grants.revoke(gref)
+                    self.buffers.give(ppns)
+                    response = slot.payload
+                    if not isinstance(response, NetRsp) or response.status != 0:
+                        request.error = response.message if isinstance(response, NetRsp) else "garbage response"
+                    ctx.complete(request)
+                if not front.final_check_for_responses():
+                    break
+        if self._waiting:
+            self._fill()
+            if self.tx_front.push_requests_and_check_notify() | self.rx_front.push_requests_and_check_notify():
+                ctx.after(0, self._kick)
+
+    # -- back end ----------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self.halted:
+            return
+        for back, take in ((self.tx_back, self._take_tx), (self.rx_back, self._take_rx)):
+            while True:
+                if back.request_prod_overflow(back.sring.req_prod):
+                    self.halted = True  # a bogus req_prod: stop serving, as netback does
+                    self.context.counters["io_errors"] += 1
+                    return
+                for _ in range(back.unconsumed_requests()):
+                    slot = back.get_request(back.req_cons)
+                    back.req_cons += 1
+                    take(slot.id, slot.payload)
+                if not back.final_check_for_requests():
+                    break
+
+    def _map(self, grefs: object, write: bool) -> npt.NDArray[np.int64] | str:
+        """Map a slot's grants (all or none); the PPNs, or why not."""
+        ctx = self.context
+        if not isinstance(grefs, tuple) or not 0 < len(grefs) <= MAX_SEGMENTS:
+            return f"malformed grant list {grefs!r}"
+        mapped: list[int] = []
+        try:
+            for gref in grefs:
+                mapped.append(ctx.grants.map(gref, ctx.backend_domid, write=write))
+        except GrantError as exc:
+            for gref in grefs[: len(mapped)]:
+                ctx.grants.unmap(gref)
+            return str(exc)
+        ctx.counters["grant_maps"] += len(mapped)
+        ppns = np.array(mapped, dtype=np.int64)
+        ctx.pin(ppns)
+        return ppns
+
+    def _unmap(self, grefs: tuple[int, ...], ppns: npt.NDArray[np.int64]) -> None:
+        for gref in grefs:
+            self.context.grants.unmap(gref)
+        self.context.unpin(ppns)
+
+    def _take_tx(self, rid: int, payload: object) -> None:
+        ctx = self.context
+        if not isinstance(payload, NetTx) or not isinstance(payload.nbytes, int) or payload.nbytes <= 0:
+            self._respond(self.tx_back, rid, NetRsp(-1, message=f"slot holds {payload!r}, not a packet"))
+            return
+        if len(payload.grefs) != pages_of(payload.nbytes):
+            self._respond(self.tx_back, rid, NetRsp(-1, message=f"{len(payload.grefs)} grants, {payload.nbytes} bytes"))
+            return
+        ppns = self._map(payload.grefs, write=False)
+        if isinstance(ppns, str):
+            self._respond(self.tx_back, rid, NetRsp(-1, message=ppns))
+            return
+        peer = self.params.peer
+        destination = self.nic.vif(peer) if peer else WIRE
+        if destination not in self.nic.graph:
+            self._unmap(payload.grefs, ppns)
+            self._respond(self.tx_back, rid, NetRsp(-1, message=f"no VM {peer!r} with a net device on the bridge"))
+            return
+        tokens = ctx.read_pages(ppns)  # the NIC's DMA from the granted pages
+        grefs = payload.grefs
+
+        def sent() -> None:
+            self._unmap(grefs, ppns)
+            ctx.counters["net_packets_sent"] += 1
+            self._respond(self.tx_back, rid, NetRsp(0, payload.nbytes))
+
+        self.nic.send(Packet(self.vif, destination, payload.nbytes, tokens, sent))
+
+    def _take_rx(self, rid: int, payload: object) -> None:
+        if not isinstance(payload, NetRxPost):
+            self._respond(self.rx_back, rid, NetRsp(-1, message=f"slot holds {payload!r}, not a receive buffer"))
+            return
+        self._posts.append((rid, payload.grefs))
+
+    def _arrival(self) -> None:
+        """A packet from outside for this VM (opaque data: zero pages)."""
+        self.nic.receive(self.context.vm.name, Packet(WIRE, self.vif, RX_PACKET_BYTES, np.zeros(1, dtype=np.uint64)))
+        self.context.after(1_000_000_000 // self.params.rx_rate, self._arrival)
+
+    def _deliver(self, packet: Packet) -> None:
+        """A packet reaches this VM's interface: into the oldest posted buffer, or dropped."""
+        ctx = self.context
+        while self._posts:
+            rid, grefs = self._posts.popleft()
+            ppns = self._map(grefs, write=True)
+            if isinstance(ppns, str):
+                self._respond(self.rx_back, rid, NetRsp(-1, message=ppns))
+                continue
+            pages = min(int(ppns.size), int(packet.tokens.size))
+            nbytes = min(packet.nbytes, int(ppns.size) * 4096)
+            ctx.write_pages(ppns[:pages], packet.tokens[:pages])  # the NIC's DMA into the buffer
+            self._unmap(grefs, ppns)
+            ctx.counters["net_packets_received"] += 1
+            if packet.source != WIRE:
+                ctx.counters["net_bridge_bytes"] += nbytes
+            self._respond(self.rx_back, rid, NetRsp(0, nbytes))
+            return
+        ctx.counters["net_rx_dropped"] += 1
+
+    def _respond(self, back: BackRing, rid: int, response: NetRsp) -> None:
+        slot = back.get_response(back.rsp_prod_pvt)
+        slot.id, slot.payload = rid, response
+        back.rsp_prod_pvt += 1
+        if back.push_responses_and_check_notify():
+            self.context.notify_guest(self.port)
