@@ -31,7 +31,7 @@ STANDARD = {
     "vframework-memory": {"memory_policy": {"static"}, "memory_service": {"esx-sharing", "ksm"}},
     "vframework-modes": {"mode": {"bare-metal"}},
     "vframework-workloads": {"workload": {"idle", "cpu", "io", "memory"}},
-    "vframework-devices": {"device": {"emulated-disk", "ring-block"}},
+    "vframework-devices": {"device": {"emulated-disk", "emulated-nic", "ring-block", "ring-net"}},
     "vframework-experiments": {"experiment": {"cpu-shares", "mmu", "modes"}},
 }
 #: What ``vframework plugins --json`` lists per distribution: the component kinds, then experiments.

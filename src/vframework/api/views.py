@@ -8,7 +8,7 @@ with them, so that it depends on the contract only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from vframework.sim.engine import Engine
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ComponentsSummary",
@@ -280,6 +282,11 @@ class DeviceContext(Protocol):
 
     def mask_event(self, port: int, masked: bool) -> None:
         """The guest masks or unmasks ``port``; unmasking delivers a pending event."""
+        ...
+
+    def host_shared(self, key: str, factory: Callable[[], _T]) -> _T:
+        """The host's one object under ``key`` (``factory()`` makes it on first use): what the
+        devices of every VM share, such as the physical NIC and the software bridge."""
         ...
 
     def buffer_pages(self, count: int) -> npt.NDArray[np.int64]:

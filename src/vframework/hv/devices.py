@@ -16,7 +16,7 @@ the device interrupt the woken vCPU then handles).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from vframework.machine.costs import CostModel
 
 __all__ = ["BACKEND_DOMID", "VMIO", "DeviceHost", "io_pinned_pages"]
+
+_T = TypeVar("_T")
 
 #: The domain the hypervisor's back ends run as (a driver domain: grants name it).
 BACKEND_DOMID = 0x7FF0
@@ -159,6 +161,12 @@ class DeviceHost:
         self._vm.counters["events_delivered"] += len(ports)
         for port in ports:
             io.handlers[port]()
+
+    def host_shared(self, key: str, factory: Callable[[], _T]) -> _T:
+        shared = self._hv.device_shared
+        if key not in shared:
+            shared[key] = factory()
+        return shared[key]  # type: ignore[return-value]
 
     def buffer_pages(self, count: int) -> npt.NDArray[np.int64]:
         vm = self._vm

@@ -136,6 +136,8 @@ class Hypervisor:
         self.scheduler = scheduler
         self.memory_policy = memory_policy
         self.memory_services = list(memory_services or [])
+        #: Objects the devices of every VM share (a device's ``context.host_shared``).
+        self.device_shared: dict[str, object] = {}
         self.vms: dict[int, VM] = {}
         #: VMs removed by :meth:`remove_vm`; their counters still count in the accounts.
         self.retired: dict[int, VM] = {}

@@ -96,6 +96,10 @@ VM_METRICS: dict[str, Metric] = {
             "events_delivered", "events", "event-channel events the VM's upcall handler took (sent minus coalesced)"
         ),
         Metric("grant_maps", "pages", "guest pages a back end mapped through the VM's grant table"),
+        Metric("net_packets_sent", "packets", "packets the VM's net device put on the wire or the bridge"),
+        Metric("net_packets_received", "packets", "packets delivered into the VM's receive buffers"),
+        Metric("net_rx_dropped", "packets", "packets that reached the VM with no receive buffer posted"),
+        Metric("net_bridge_bytes", "bytes", "bytes the host's bridge copied into the VM from other VMs on the host"),
     ]
 }
 

@@ -1,14 +1,15 @@
 """State machine for a device plugin: what every virtual device must guarantee its guests.
 
 Two VMs, each with the device under test attached, submit I/O operations at random (sizes,
-depths, reads and writes, sequential or scattered sectors, reorder barriers) through the
+depths, reads and writes -- for a NIC, receives and sends --, sequential or scattered sectors,
+reorder barriers for a disk) through the
 guest OS's own submission path, while time advances, their memory is stamped with data that
 names the VM, and the host tries to reclaim their pages. The device sees the kit's
 :class:`~vframework.api.DeviceContext`, which checks every call it makes. After every step:
 
 * **exactly once**: every request completes once (a second completion is refused on the
   spot); after a drain, none is left open;
-* **barriers**: a request submitted after a barrier never completes before it, and one
+* **barriers** (disks): a request submitted after a barrier never completes before it, and one
   submitted before it never completes after it;
 * **zero copy**: a device that declares ``zero_copy`` copies no byte (``io_bytes_copied``);
 * **grants only**: a zero-copy device reads and writes only guest pages mapped through a grant
@@ -180,6 +181,7 @@ class DeviceMachine(RuleBasedStateMachine):
         v = machine_vm.vcpus[vcpu]
         if v.io_outstanding:
             return
+        barrier &= self.device_cls.serves == "disk"  # a NIC's sends and receives have no order
         device = self.devices[vm]
         sectors: tuple[int, ...] = ()
         if scatter:

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 from vframework_devices.emulated import EmulatedDisk
+from vframework_devices.emulated_nic import EmulatedNIC
 from vframework_devices.ring_block import RingBlock
+from vframework_devices.ring_net import RingNet
 
 from vframework.testing import DeviceMachine
 
@@ -79,3 +81,7 @@ def test_the_kit_catches_a_planted_bug(bug: type) -> None:
     quiet = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     with pytest.raises((AssertionError, ValueError)):
         run_state_machine_as_test(machine, settings=quiet)
+
+
+TestRingNet = DeviceMachine.for_component(RingNet).TestCase
+TestEmulatedNIC = DeviceMachine.for_component(EmulatedNIC).TestCase

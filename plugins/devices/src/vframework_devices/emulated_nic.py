@@ -13,6 +13,7 @@ an interrupt. Packets leave through the same host NIC and bridge as ``ring-net``
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -80,7 +81,7 @@ class EmulatedNIC(Device[EmulatedNICParams]):
                 continue
             ppns = self._pages[: min(pages_of(request.nbytes), self._pages.size)]
             tokens = self.context.read_pages(ppns)
-            self.nic.send(Packet(self.vif, destination, request.nbytes, tokens, lambda r=request: self._sent(r)))
+            self.nic.send(Packet(self.vif, destination, request.nbytes, tokens, partial(self._sent, request)))
         return 0
 
     def _sent(self, request: IORequest) -> None:
