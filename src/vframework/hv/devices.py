@@ -10,7 +10,9 @@ together cost one interrupt, which is how batching and event coalescing pay off.
 
 Event-channel upcalls run their port handlers at once (the guest's handler is modelled by
 what the handler does, typically taking ring responses and completing requests; its cost is
-the device interrupt the woken vCPU then handles).
+the device interrupt the woken vCPU then handles). A VM whose guest does not use event
+channels (``event_channels = false``) gets each notification as an interrupt instead, serviced
+as it occurs, with no pending bit, mask or coalescing.
 """
 
 from __future__ import annotations
@@ -145,12 +147,22 @@ class DeviceHost:
 
     def notify_guest(self, port: int) -> None:
         io = self._io
-        self._vm.counters["events_sent"] += 1
+        counters = self._vm.counters
+        counters["events_sent"] += 1
+        if not self._vm.event_channels:
+            # No event channels: the notification is an interrupt, delivered as it occurs.
+            if not io.events.bound(port):
+                raise ValueError(f"event-channel port {port} is not bound")
+            counters["events_delivered"] += 1
+            self._hv.raise_irq(self._vm, self.costs.interrupt, then=io.handlers[port])
+            return
         if io.events.notify(port):
             self._upcall(io)
 
     def mask_event(self, port: int, masked: bool) -> None:
         io = self._io
+        if not self._vm.event_channels:
+            return  # interrupts delivered as they occur have no mask
         if masked:
             io.events.mask(port)
         elif io.events.unmask(port):

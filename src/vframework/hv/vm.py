@@ -165,6 +165,8 @@ class VM:
         #: Device I/O (see :mod:`vframework.hv.devices`): event channels, grant table, pins
         #: of pages under I/O; None until a device plugin uses them.
         self.io: VMIO | None = None
+        #: Whether its guest uses event channels (else device notifications are plain interrupts).
+        self.event_channels = True
         #: Requests submitted to devices so far (the next request's id), and those not completed.
         self.io_submitted = 0
         self.io_open: set[int] = set()

@@ -170,6 +170,11 @@ class VMConfig(BaseModel):
     balloon: Literal["on", "slow", "off"] = Field(
         "on", description="the guest's balloon driver: on, slow (a tenth of the asked rate) or off (absent)"
     )
+    event_channels: bool = Field(
+        True,
+        description="whether the guest uses event channels; without them each device notification is an "
+        "interrupt delivered as it occurs (no pending bits, masking or coalescing)",
+    )
     image: str = Field(
         "linux",
         min_length=1,

@@ -80,6 +80,7 @@ class Simulation:
             cfg.image,
         )
         vm.balloon_driver = cfg.balloon
+        vm.event_channels = cfg.event_channels
         vm.page_struct_bytes = cfg.page_struct_bytes
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)

@@ -135,3 +135,19 @@ def test_a_vm_attaches_one_device_per_kind(plugins: PluginManager) -> None:
     vm["devices"] = ["ring-block", "emulated-disk"]
     with pytest.raises(ScenarioError, match=r"vm\[0\]\.devices\[1\].*both serve 'disk'"):
         parse_scenario(scenario([vm]), "test.toml", plugins)
+
+
+def test_without_event_channels_each_notification_is_an_interrupt(plugins: PluginManager) -> None:
+    runs = {}
+    for channels in (True, False):
+        vm = _vm("r", {"name": "ring-block", "notify": "batch"}, "hardware-assisted", depth=8, pattern="random")
+        vm["event_channels"] = channels
+        runs[channels] = simulate(scenario([vm], duration="200ms"), plugins)[1]
+    with_channels, without = runs[True], runs[False]
+    for summary in (with_channels, without):
+        vm = summary["vms"]["r"]
+        assert vm["io_completed"] > 50
+        assert vm["events_delivered"] == vm["events_sent"]
+    # Each notification now costs an interrupt of its own (on top of the disk's).
+    extra = without["host"]["interrupts"] - with_channels["host"]["interrupts"]
+    assert extra >= 0.9 * without["vms"]["r"]["events_sent"]

@@ -16,9 +16,9 @@ doorbell write and DMA), ``emulated-disk`` under a hosted full-virtualization mo
 assist; at depth eight, ``ring-block`` also with its responses
 batched (``notify = "batch"``: one event per batch instead of one per response). Reported per
 request: guest CPU time, register accesses, traps, VM exits and hypercalls, bytes copied, grant
-maps, and events sent and delivered. The figures are simulated; the paper's are named as such
-on the docs page. The network half of the comparison (``ring-net``, ``emulated-nic``) is not
-built yet.
+maps, and events sent and delivered. The network half sends 1,500-byte packets to the wire
+through ``ring-net`` and ``emulated-nic`` in the same configurations (depth one). The figures
+are simulated; the paper's are named as such on the docs page.
 """
 
 from __future__ import annotations
@@ -44,6 +44,17 @@ CONFIGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
 DISK = {"seek_min": "20us", "seek_max": "200us", "bandwidth": "512MiB"}
 DEPTHS = (1, 8)
 NBYTES = 16 * 1024
+#: The network half: (label, mode, device); every VM sends 1,500-byte packets to the wire.
+NET_CONFIGS: tuple[tuple[str, str, str], ...] = (
+    ("native", "bare-metal", "ring-net"),
+    ("hosted full/emulated", "full", "emulated-nic"),
+    ("full/emulated", "full", "emulated-nic"),
+    ("full/ring", "full", "ring-net"),
+    ("pv/ring", "paravirtual", "ring-net"),
+    ("hw/emulated", "hardware-assisted", "emulated-nic"),
+    ("hw/ring", "hardware-assisted", "ring-net"),
+)
+PACKET = 1500
 #: Guest computation between batches, in us.
 COMPUTE_US = 20
 
@@ -73,6 +84,46 @@ def _run(
         ],
     }
     return simulate(plugins, scenario, "io")
+
+
+def _run_net(plugins: PluginManager, mode: str, device: str, hosted: bool, quick: bool) -> Any:
+    scenario = {
+        "name": "io-net",
+        "seed": 7,
+        "duration": "300ms" if quick else "2s",
+        "host": {"cpus": 1, "memory": "512MiB", "hypervisor_type": "hosted" if hosted else "native"},
+        "vm": [
+            {
+                "name": "guest",
+                "memory": "128MiB",
+                "mode": mode,
+                "workload": {
+                    "name": "io",
+                    "device": "net",
+                    "compute": f"{COMPUTE_US}us",
+                    "nbytes": PACKET,
+                    "write_ratio": 1.0,
+                },
+                "devices": [{"name": device, "rx_rate": 0}],
+            }
+        ],
+    }
+    return simulate(plugins, scenario, "io")
+
+
+def _net_row(label: str, sim: Any) -> dict[str, Any]:
+    c = sim.vms[0].counters
+    sent = max(c["net_packets_sent"], 1)
+    seconds = sim.engine.now / 1e9
+    return {
+        "config": label,
+        "packets_per_s": round(c["net_packets_sent"] / seconds),
+        "io_cpu_us_per_packet": round(c["cpu_run_ns"] / sent / 1000 - COMPUTE_US, 2),
+        "entries_per_packet": round((c["traps"] + c["vm_exits"] + c["hypercalls"] + c["bt_callouts"]) / sent, 2),
+        "world_switches_per_packet": round(c["world_switches"] / sent, 2),
+        "bytes_copied_per_packet": round(c["io_bytes_copied"] / max(c["io_requests"], 1)),
+        "grant_maps_per_packet": round(c["grant_maps"] / sent, 2),
+    }
 
 
 def _row(label: str, depth: int, sim: Any) -> dict[str, Any]:
@@ -114,6 +165,20 @@ def io(plugins: PluginManager, quick: bool) -> ExperimentResult:
             sim = _run(plugins, mode, device, params, depth, label.startswith("hosted"), quick)
             rows.append(_row(label, depth, sim))
     result.tables["io"] = rows
+    net = [
+        _net_row(label, _run_net(plugins, mode, device, label.startswith("hosted"), quick))
+        for label, mode, device in NET_CONFIGS
+    ]
+    result.tables["io-net"] = net
+    wire = {r["config"]: r for r in net}
+    result.checks["ring_net_close_to_native_and_emulated_behind"] = (
+        wire["pv/ring"]["packets_per_s"] >= 0.9 * wire["native"]["packets_per_s"]
+        and all(
+            wire[k]["packets_per_s"] < wire["pv/ring"]["packets_per_s"] for k in ("hosted full/emulated", "hw/emulated")
+        )
+        and all(r["bytes_copied_per_packet"] == 0 for r in net if "ring" in r["config"] or r["config"] == "native"),
+        ", ".join(f"{r['config']} {r['packets_per_s']} packets/s" for r in net),
+    )
     by = {(r["config"], r["depth"]): r for r in rows}
     native = by[("native", 1)]["requests_per_s"]
     for label in ("hosted full/emulated", "full/emulated", "pv/ring", "hw/emulated", "hw/ring"):
