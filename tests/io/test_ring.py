@@ -60,3 +60,14 @@ def test_a_hostile_req_prod_never_lets_the_back_end_take_more_than_the_ring() ->
 def test_impossible_geometry_is_refused(entry: int) -> None:
     with pytest.raises(ValueError, match="entry"):
         SharedRing(4096, entry)
+
+
+def test_a_bogus_req_prod_is_seen_as_overflow() -> None:
+    ring = SharedRing(start=2**32 - 3)
+    front, back = FrontRing(ring), BackRing(ring)
+    for _ in range(ring.size):
+        front.req_prod_pvt += 1
+    front.push_requests_and_check_notify()
+    assert not back.request_prod_overflow(ring.req_prod)  # a full ring, wrapped past 0: honest
+    assert back.request_prod_overflow(ring.req_prod + 1)
+    assert back.request_prod_overflow(ring.req_prod + 2**31)
