@@ -21,20 +21,25 @@ from pydantic import Field
 
 from vframework.api import PAGE_SIZE, Duration, Params, Size
 
-__all__ = ["SECTORS_PER_PAGE", "Buffers", "Disk", "DiskParams", "pages_of"]
+__all__ = ["SECTORS_PER_PAGE", "BufferParams", "Buffers", "Disk", "DiskParams", "pages_of"]
 
 SECTOR = 512
 SECTORS_PER_PAGE = PAGE_SIZE // SECTOR
 
 
-class DiskParams(Params):
+class BufferParams(Params):
+    """What every device with guest I/O buffers takes."""
+
+    buffer_pages: int = Field(
+        256, ge=1, le=65_536, description="guest pages the driver keeps as I/O buffers (bounds the data in flight)"
+    )
+
+
+class DiskParams(BufferParams):
     capacity: Size = Field(64 * 1024**3, description="the disk's size")
     bandwidth: Size = Field(60 * 1024**2, description="sustained transfer rate, bytes per second")
     seek_min: Duration = Field(800_000, description="seek to the next track, with settling")
     seek_max: Duration = Field(12_000_000, description="full-stroke seek (one end of the disk to the other)")
-    buffer_pages: int = Field(
-        256, ge=1, le=65_536, description="guest pages the driver keeps as I/O buffers (bounds the data in flight)"
-    )
 
 
 class Disk:

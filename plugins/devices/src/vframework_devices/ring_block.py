@@ -30,7 +30,6 @@ responses costs one event.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,9 +38,10 @@ import numpy.typing as npt
 from pydantic import Field
 from sortedcontainers import SortedList
 
-from vframework.api import BackRing, Device, DeviceContext, FrontRing, GrantError, IORequest, SharedRing, VCPUView
+from vframework.api import BackRing, DeviceContext, FrontRing, IORequest, SharedRing, VCPUView
 
-from .disk import SECTORS_PER_PAGE, Buffers, Disk, DiskParams, pages_of
+from .disk import SECTORS_PER_PAGE, Disk, DiskParams, pages_of
+from .split import Response, SplitDriver
 
 __all__ = ["BlkRequest", "RingBlock", "RingBlockParams"]
 
@@ -73,14 +73,6 @@ class BlkRequest:
     grefs: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class BlkResponse:
-    """What the back end writes back (blkif_response): 0, or an error message."""
-
-    status: int
-    message: str = ""
-
-
 @dataclass
 class _Taken:
     """A request the back end accepted: in the elevator, then on the disk."""
@@ -90,14 +82,14 @@ class _Taken:
     ppns: npt.NDArray[np.int64]
 
 
-class RingBlock(Device[RingBlockParams]):
+class RingBlock(SplitDriver[RingBlockParams]):
     """Para-virtual block device: shared ring, grants, event channel, elevator, disk."""
 
     name = "ring-block"
     description = "split block driver on a Xen-style ring: grants (zero copy), event channel, elevator"
     params_model = RingBlockParams
     serves = "disk"
-    zero_copy = True
+    max_segments = MAX_SEGMENTS
 
     def __init__(self, params: RingBlockParams, context: DeviceContext) -> None:
         super().__init__(params, context)
@@ -106,31 +98,21 @@ class RingBlock(Device[RingBlockParams]):
         self.front = FrontRing(shared)
         self.back = BackRing(shared)
         self.disk = Disk(params)
-        self.buffers = Buffers(params.buffer_pages)
-        self.port = -1
-        # Front end: requests waiting for ring room or buffers; requests in the ring by id.
-        self._waiting: deque[IORequest] = deque()
-        self._inflight: dict[int, tuple[IORequest, npt.NDArray[np.int64], tuple[int, ...]]] = {}
         self._next_sector: dict[int, int] = {}
         # Back end: the elevator (epoch, sector or arrival, seq) -> request, the epoch new
-        # requests join, and the request on the disk.
+        # requests join, and whether the disk is busy.
         self._elevator: SortedList[tuple[int, int, int]] = SortedList()
         self._taken: dict[int, _Taken] = {}
         self._epoch = 0
         self._seq = 0
         self._busy = False
-        #: The back end stopped serving the ring (the front end published a bogus req_prod).
-        self.halted = False
 
     # -- front end -------------------------------------------------------------------------
     def submit(self, vcpu: VCPUView, request: IORequest) -> int:
         ctx = self.context
         if self.port < 0:
-            self.buffers.reserve(ctx.buffer_pages(self.params.buffer_pages))
-            self.port = ctx.bind_event(self._responses)
-        if pages_of(request.nbytes) > min(MAX_SEGMENTS, self.buffers.pages):
-            request.error = f"{request.nbytes} bytes is more than one request carries ({MAX_SEGMENTS} pages)"
-            ctx.complete(request)
+            self._connect()
+        if self._too_big(request, pages_of(request.nbytes)):
             return 0
         if request.sector < 0:
             request.sector = self._next_sector.get(request.vcpu, request.vcpu * (self.disk.sectors // 16))
@@ -147,94 +129,48 @@ class RingBlock(Device[RingBlockParams]):
 
     def _fill(self) -> None:
         """Move waiting requests into free ring slots, granting their pages."""
-        ctx = self.context
         while self._waiting and not self.front.full():
             request = self._waiting[0]
             ppns = self.buffers.take(pages_of(request.nbytes))
             if ppns is None:
                 return  # wait for buffers (responses free them)
             self._waiting.popleft()
-            # The device reads the pages of a write and writes those of a read.
-            grefs = tuple(ctx.grants.grant(int(p), ctx.backend_domid, readonly=request.write) for p in ppns)
+            grefs = self._grant(request, ppns)
             slot = self.front.get_request(self.front.req_prod_pvt)
             slot.id = request.id
             slot.payload = BlkRequest(request.sector, request.nbytes, request.write, request.barrier, grefs)
             self.front.req_prod_pvt += 1
-            self._inflight[request.id] = (request, ppns, grefs)
 
     def _responses(self) -> None:
         """The guest's upcall handler: take every response, end grants, complete requests."""
-        ctx = self.context
-        front = self.front
-        while True:
-            while front.unconsumed_responses():
-                slot = front.get_response(front.rsp_cons)
-                front.rsp_cons += 1
-                entry = self._inflight.pop(slot.id, None)
-                if entry is None:
-                    ctx.counters["io_errors"] += 1  # a response to nothing we asked: dropped
-                    continue
-                request, ppns, grefs = entry
-                for gref in grefs:
-                    ctx.grants.revoke(gref)
-                self.buffers.give(ppns)
-                response = slot.payload
-                if not isinstance(response, BlkResponse) or response.status != 0:
-                    request.error = response.message if isinstance(response, BlkResponse) else "garbage response"
-                ctx.complete(request)
-            if self.params.notify == "batch" and self._inflight:
-                # Hear of the answers only when the last request in the ring is answered (as
-                # netfront defers its event index); look again in case they are already in.
-                self.shared.rsp_event = front.rsp_cons + len(self._inflight)
-                if not front.unconsumed_responses():
-                    break
-            elif not front.final_check_for_responses():
-                break
+        self._take_responses(self.front, self._rearm)
         if self._waiting:
             self._fill()
-            if front.push_requests_and_check_notify():
-                ctx.after(0, self._kick)
+            if self.front.push_requests_and_check_notify():
+                self.context.after(0, self._kick)
+
+    def _rearm(self) -> bool:
+        front = self.front
+        if self.params.notify == "batch" and self._inflight:
+            # Hear of the answers only when the last request in the ring is answered (as
+            # netfront defers its event index); look again in case they are already in.
+            self.shared.rsp_event = front.rsp_cons + len(self._inflight)
+            return front.unconsumed_responses() > 0
+        return front.final_check_for_responses() > 0
 
     # -- back end ----------------------------------------------------------------------
     def _kick(self) -> None:
         """The back end woke: take every request the ring holds, then sleep re-armed."""
-        back = self.back
-        if self.halted:
-            return
-        while True:
-            if back.request_prod_overflow(self.shared.req_prod):
-                # A bogus req_prod: the front end is broken or hostile. Stop serving this ring
-                # (as blkback does) rather than take slots that hold no request.
-                self.halted = True
-                self.context.counters["io_errors"] += 1
-                return
-            for _ in range(back.unconsumed_requests()):
-                slot = back.get_request(back.req_cons)
-                back.req_cons += 1
-                self._accept(slot.id, slot.payload)
-            if not back.final_check_for_requests():
-                break
-        if not self._busy:
+        if self._serve(self.back, self._accept) and not self._busy:
             self._start()
 
     def _accept(self, rid: int, payload: object) -> None:
-        ctx = self.context
         problem = self._check(payload)
         if problem is None:
             assert isinstance(payload, BlkRequest)
-            mapped: list[int] = []
-            try:
-                for gref in payload.grefs:
-                    # A read writes the guest's pages: it needs them granted writable.
-                    mapped.append(ctx.grants.map(gref, ctx.backend_domid, write=not payload.write))
-            except GrantError as exc:
-                problem = str(exc)
-                for gref in payload.grefs[: len(mapped)]:
-                    ctx.grants.unmap(gref)
-            else:
-                ppns = np.array(mapped, dtype=np.int64)
-                ctx.counters["grant_maps"] += len(mapped)
-                ctx.pin(ppns)
+            # A read writes the guest's pages: it needs them granted writable.
+            ppns = self._map(payload.grefs, write=not payload.write)
+            if not isinstance(ppns, str):
                 self._seq += 1
                 if payload.barrier:  # an epoch of its own: after all before, before all after
                     self._epoch += 1
@@ -244,7 +180,8 @@ class RingBlock(Device[RingBlockParams]):
                 if payload.barrier:
                     self._epoch += 1
                 return
-        self._respond(rid, BlkResponse(-1, problem))
+            problem = ppns
+        self._respond(self.back, rid, Response(-1, message=problem))
 
     def _check(self, payload: object) -> str | None:
         """Why a slot cannot be served (a hostile or buggy front end), or None."""
@@ -286,14 +223,5 @@ class RingBlock(Device[RingBlockParams]):
             self.disk.write(request.sector, ctx.read_pages(taken.ppns))
         else:
             ctx.write_pages(taken.ppns, self.disk.read(request.sector, int(taken.ppns.size)))
-        for gref in request.grefs:
-            ctx.grants.unmap(gref)
-        ctx.unpin(taken.ppns)
-        self._respond(taken.id, BlkResponse(0))
-
-    def _respond(self, rid: int, response: BlkResponse) -> None:
-        slot = self.back.get_response(self.back.rsp_prod_pvt)
-        slot.id, slot.payload = rid, response
-        self.back.rsp_prod_pvt += 1
-        if self.back.push_responses_and_check_notify():
-            self.context.notify_guest(self.port)
+        self._unmap(request.grefs, taken.ppns)
+        self._respond(self.back, taken.id, Response(0, request.nbytes))

@@ -28,24 +28,13 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import Field
 
-from vframework.api import (
-    BackRing,
-    Device,
-    DeviceContext,
-    Duration,
-    FrontRing,
-    GrantError,
-    IORequest,
-    Params,
-    SharedRing,
-    VCPUView,
-)
+from vframework.api import BackRing, DeviceContext, Duration, FrontRing, IORequest, SharedRing, VCPUView
 
-from .disk import Buffers, pages_of
+from .disk import BufferParams, pages_of
 from .net import NIC, WIRE, Packet
+from .split import Response, SplitDriver
 
 __all__ = ["RingNet", "RingNetParams"]
 
@@ -56,14 +45,13 @@ MAX_SEGMENTS = 17
 RX_PACKET_BYTES = 1500
 
 
-class RingNetParams(Params):
+class RingNetParams(BufferParams):
     bandwidth: int = Field(
         1_000_000_000, gt=0, description="the host NIC's bandwidth, bits per second (the first device sets it)"
     )
     latency: Duration = Field(50_000, description="the wire's latency to the outside world (the first device sets it)")
     rx_rate: int = Field(1_000, ge=0, description="packets per second arriving from outside for this VM")
     peer: str = Field("", description="the VM this VM's packets go to across the bridge; empty: the outside world")
-    buffer_pages: int = Field(256, ge=1, le=65_536, description="guest pages the driver keeps as packet buffers")
 
 
 @dataclass(frozen=True)
@@ -81,26 +69,14 @@ class NetRxPost:
     grefs: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class NetRsp:
-    """A response on either ring: 0 and the bytes received, or an error."""
-
-    status: int
-    nbytes: int = 0
-    message: str = ""
-
-
-_Inflight = tuple[IORequest, npt.NDArray[np.int64], tuple[int, ...]]
-
-
-class RingNet(Device[RingNetParams]):
+class RingNet(SplitDriver[RingNetParams]):
     """Para-virtual NIC: TX and RX rings, grants, one event channel, the host's NIC and bridge."""
 
     name = "ring-net"
     description = "split network driver on Xen-style TX/RX rings: grants, event channel, bridge, round-robin NIC"
     params_model = RingNetParams
     serves = "net"
-    zero_copy = True
+    max_segments = MAX_SEGMENTS
 
     def __init__(self, params: RingNetParams, context: DeviceContext) -> None:
         super().__init__(params, context)
@@ -108,32 +84,22 @@ class RingNet(Device[RingNetParams]):
         self.rx = SharedRing(4096, NETIF_ENTRY_BYTES)
         self.tx_front, self.tx_back = FrontRing(self.tx), BackRing(self.tx)
         self.rx_front, self.rx_back = FrontRing(self.rx), BackRing(self.rx)
-        self.buffers = Buffers(params.buffer_pages)
-        self.port = -1
-        self._waiting: deque[IORequest] = deque()
-        self._inflight: dict[int, _Inflight] = {}
         self._posts: deque[tuple[int, tuple[int, ...]]] = deque()  # back end: (id, grefs) posted
-        self.halted = False
         # Every VM's interface is on the bridge from the start, so a peer can send to it.
         self.nic = context.host_shared("nic", lambda: NIC(context.after, params.bandwidth, params.latency))
         self.vif = self.nic.attach(context.vm.name, self._deliver)
 
     # -- front end -------------------------------------------------------------------------
-    def _start(self) -> None:
-        ctx = self.context
-        p = self.params
-        self.buffers.reserve(ctx.buffer_pages(p.buffer_pages))
-        self.port = ctx.bind_event(self._responses)
-        if p.rx_rate:
-            ctx.after(1_000_000_000 // p.rx_rate, self._arrival)
+    def _connect(self) -> None:
+        super()._connect()
+        if self.params.rx_rate:
+            self.context.after(1_000_000_000 // self.params.rx_rate, self._arrival)
 
     def submit(self, vcpu: VCPUView, request: IORequest) -> int:
         ctx = self.context
         if self.port < 0:
-            self._start()
-        if pages_of(request.nbytes) > min(MAX_SEGMENTS, self.buffers.pages):
-            request.error = f"a packet of {request.nbytes} bytes is more than one request carries"
-            ctx.complete(request)
+            self._connect()
+        if self._too_big(request, pages_of(request.nbytes)):
             return 0
         self._waiting.append(request)
         self._fill()
@@ -148,7 +114,6 @@ class RingNet(Device[RingNetParams]):
         return 0
 
     def _fill(self) -> None:
-        ctx = self.context
         while self._waiting:
             request = self._waiting[0]
             front = self.tx_front if request.write else self.rx_front
@@ -158,96 +123,45 @@ class RingNet(Device[RingNetParams]):
             if ppns is None:
                 return
             self._waiting.popleft()
-            grefs = tuple(ctx.grants.grant(int(p), ctx.backend_domid, readonly=request.write) for p in ppns)
+            grefs = self._grant(request, ppns)
             slot = front.get_request(front.req_prod_pvt)
             slot.id = request.id
             slot.payload = NetTx(request.nbytes, grefs) if request.write else NetRxPost(grefs)
             front.req_prod_pvt += 1
-            self._inflight[request.id] = (request, ppns, grefs)
 
     def _responses(self) -> None:
-        ctx = self.context
-        for front in (self.tx_front, self.rx_front):
-            while True:
-                while front.unconsumed_responses():
-                    slot = front.get_response(front.rsp_cons)
-                    front.rsp_cons += 1
-                    entry = self._inflight.pop(slot.id, None)
-                    if entry is None:
-                        ctx.counters["io_errors"] += 1
-                        continue
-                    request, ppns, grefs = entry
-                    for gref in grefs:
-                        ctx.grants.revoke(gref)
-                    self.buffers.give(ppns)
-                    response = slot.payload
-                    if not isinstance(response, NetRsp) or response.status != 0:
-                        request.error = response.message if isinstance(response, NetRsp) else "garbage response"
-                    ctx.complete(request)
-                if not front.final_check_for_responses():
-                    break
+        """The guest's upcall handler: every response of both rings."""
+        self._take_responses(self.tx_front, lambda: self.tx_front.final_check_for_responses() > 0)
+        self._take_responses(self.rx_front, lambda: self.rx_front.final_check_for_responses() > 0)
         if self._waiting:
             self._fill()
             if self.tx_front.push_requests_and_check_notify() | self.rx_front.push_requests_and_check_notify():
-                ctx.after(0, self._kick)
+                self.context.after(0, self._kick)
 
     # -- back end ----------------------------------------------------------------------
     def _kick(self) -> None:
-        if self.halted:
-            return
-        for back, take in ((self.tx_back, self._take_tx), (self.rx_back, self._take_rx)):
-            while True:
-                if back.request_prod_overflow(back.sring.req_prod):
-                    self.halted = True  # a bogus req_prod: stop serving, as netback does
-                    self.context.counters["io_errors"] += 1
-                    return
-                for _ in range(back.unconsumed_requests()):
-                    slot = back.get_request(back.req_cons)
-                    back.req_cons += 1
-                    take(slot.id, slot.payload)
-                if not back.final_check_for_requests():
-                    break
-
-    def _map(self, grefs: object, write: bool) -> npt.NDArray[np.int64] | str:
-        """Map a slot's grants (all or none); the PPNs, or why not."""
-        ctx = self.context
-        if not isinstance(grefs, tuple) or not 0 < len(grefs) <= MAX_SEGMENTS:
-            return f"malformed grant list {grefs!r}"
-        mapped: list[int] = []
-        try:
-            for gref in grefs:
-                mapped.append(ctx.grants.map(gref, ctx.backend_domid, write=write))
-        except GrantError as exc:
-            for gref in grefs[: len(mapped)]:
-                ctx.grants.unmap(gref)
-            return str(exc)
-        ctx.counters["grant_maps"] += len(mapped)
-        ppns = np.array(mapped, dtype=np.int64)
-        ctx.pin(ppns)
-        return ppns
-
-    def _unmap(self, grefs: tuple[int, ...], ppns: npt.NDArray[np.int64]) -> None:
-        for gref in grefs:
-            self.context.grants.unmap(gref)
-        self.context.unpin(ppns)
+        if self._serve(self.tx_back, self._take_tx):
+            self._serve(self.rx_back, self._take_rx)
 
     def _take_tx(self, rid: int, payload: object) -> None:
         ctx = self.context
         if not isinstance(payload, NetTx) or not isinstance(payload.nbytes, int) or payload.nbytes <= 0:
-            self._respond(self.tx_back, rid, NetRsp(-1, message=f"slot holds {payload!r}, not a packet"))
+            self._respond(self.tx_back, rid, Response(-1, message=f"slot holds {payload!r}, not a packet"))
             return
         if len(payload.grefs) != pages_of(payload.nbytes):
-            self._respond(self.tx_back, rid, NetRsp(-1, message=f"{len(payload.grefs)} grants, {payload.nbytes} bytes"))
+            self._respond(
+                self.tx_back, rid, Response(-1, message=f"{len(payload.grefs)} grants, {payload.nbytes} bytes")
+            )
             return
         ppns = self._map(payload.grefs, write=False)
         if isinstance(ppns, str):
-            self._respond(self.tx_back, rid, NetRsp(-1, message=ppns))
+            self._respond(self.tx_back, rid, Response(-1, message=ppns))
             return
         peer = self.params.peer
         destination = self.nic.vif(peer) if peer else WIRE
         if destination not in self.nic.graph:
             self._unmap(payload.grefs, ppns)
-            self._respond(self.tx_back, rid, NetRsp(-1, message=f"no VM {peer!r} with a net device on the bridge"))
+            self._respond(self.tx_back, rid, Response(-1, message=f"no VM {peer!r} with a net device on the bridge"))
             return
         tokens = ctx.read_pages(ppns)  # the NIC's DMA from the granted pages
         grefs = payload.grefs
@@ -255,13 +169,13 @@ class RingNet(Device[RingNetParams]):
         def sent() -> None:
             self._unmap(grefs, ppns)
             ctx.counters["net_packets_sent"] += 1
-            self._respond(self.tx_back, rid, NetRsp(0, payload.nbytes))
+            self._respond(self.tx_back, rid, Response(0, payload.nbytes))
 
         self.nic.send(Packet(self.vif, destination, payload.nbytes, tokens, sent))
 
     def _take_rx(self, rid: int, payload: object) -> None:
         if not isinstance(payload, NetRxPost):
-            self._respond(self.rx_back, rid, NetRsp(-1, message=f"slot holds {payload!r}, not a receive buffer"))
+            self._respond(self.rx_back, rid, Response(-1, message=f"slot holds {payload!r}, not a receive buffer"))
             return
         self._posts.append((rid, payload.grefs))
 
@@ -277,7 +191,7 @@ class RingNet(Device[RingNetParams]):
             rid, grefs = self._posts.popleft()
             ppns = self._map(grefs, write=True)
             if isinstance(ppns, str):
-                self._respond(self.rx_back, rid, NetRsp(-1, message=ppns))
+                self._respond(self.rx_back, rid, Response(-1, message=ppns))
                 continue
             pages = min(int(ppns.size), int(packet.tokens.size))
             nbytes = min(packet.nbytes, int(ppns.size) * 4096)
@@ -286,13 +200,6 @@ class RingNet(Device[RingNetParams]):
             ctx.counters["net_packets_received"] += 1
             if packet.source != WIRE:
                 ctx.counters["net_bridge_bytes"] += nbytes
-            self._respond(self.rx_back, rid, NetRsp(0, nbytes))
+            self._respond(self.rx_back, rid, Response(0, nbytes))
             return
         ctx.counters["net_rx_dropped"] += 1
-
-    def _respond(self, back: BackRing, rid: int, response: NetRsp) -> None:
-        slot = back.get_response(back.rsp_prod_pvt)
-        slot.id, slot.payload = rid, response
-        back.rsp_prod_pvt += 1
-        if back.push_responses_and_check_notify():
-            self.context.notify_guest(self.port)

@@ -60,10 +60,17 @@ COMPUTE_US = 20
 
 
 def _run(
-    plugins: PluginManager, mode: str, device: str, params: dict[str, Any], depth: int, hosted: bool, quick: bool
+    plugins: PluginManager,
+    mode: str,
+    workload: dict[str, Any],
+    device: dict[str, Any],
+    hosted: bool,
+    quick: bool,
+    name: str = "io",
 ) -> Any:
+    """One VM on one CPU running the ``io`` workload on ``device``, natively or hosted."""
     scenario = {
-        "name": "io",
+        "name": name,
         "seed": 7,
         "duration": "300ms" if quick else "2s",
         "host": {"cpus": 1, "memory": "512MiB", "hypervisor_type": "hosted" if hosted else "native"},
@@ -72,39 +79,8 @@ def _run(
                 "name": "guest",
                 "memory": "128MiB",
                 "mode": mode,
-                "workload": {
-                    "name": "io",
-                    "compute": f"{COMPUTE_US}us",
-                    "nbytes": NBYTES,
-                    "write_ratio": 0.4,
-                    "depth": depth,
-                },
-                "devices": [{"name": device, **DISK, **params}],
-            }
-        ],
-    }
-    return simulate(plugins, scenario, "io")
-
-
-def _run_net(plugins: PluginManager, mode: str, device: str, hosted: bool, quick: bool) -> Any:
-    scenario = {
-        "name": "io-net",
-        "seed": 7,
-        "duration": "300ms" if quick else "2s",
-        "host": {"cpus": 1, "memory": "512MiB", "hypervisor_type": "hosted" if hosted else "native"},
-        "vm": [
-            {
-                "name": "guest",
-                "memory": "128MiB",
-                "mode": mode,
-                "workload": {
-                    "name": "io",
-                    "device": "net",
-                    "compute": f"{COMPUTE_US}us",
-                    "nbytes": PACKET,
-                    "write_ratio": 1.0,
-                },
-                "devices": [{"name": device, "rx_rate": 0}],
+                "workload": {"name": "io", "compute": f"{COMPUTE_US}us", **workload},
+                "devices": [device],
             }
         ],
     }
@@ -162,13 +138,15 @@ def io(plugins: PluginManager, quick: bool) -> ExperimentResult:
         if depth > 1:
             configs += [("pv/ring batched", "paravirtual", "ring-block", {"notify": "batch"})]
         for label, mode, device, params in configs:
-            sim = _run(plugins, mode, device, params, depth, label.startswith("hosted"), quick)
+            workload = {"nbytes": NBYTES, "write_ratio": 0.4, "depth": depth}
+            sim = _run(plugins, mode, workload, {"name": device, **DISK, **params}, label.startswith("hosted"), quick)
             rows.append(_row(label, depth, sim))
     result.tables["io"] = rows
-    net = [
-        _net_row(label, _run_net(plugins, mode, device, label.startswith("hosted"), quick))
-        for label, mode, device in NET_CONFIGS
-    ]
+    packets: dict[str, Any] = {"device": "net", "nbytes": PACKET, "write_ratio": 1.0}
+    net = []
+    for label, mode, device in NET_CONFIGS:
+        nic = {"name": device, "rx_rate": 0}
+        net.append(_net_row(label, _run(plugins, mode, packets, nic, label.startswith("hosted"), quick, "io-net")))
     result.tables["io-net"] = net
     wire = {r["config"]: r for r in net}
     result.checks["ring_net_close_to_native_and_emulated_behind"] = (
