@@ -312,6 +312,12 @@ class DeviceContext(Protocol):
         page gets a private copy first."""
         ...
 
+    def flip(self, ppns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> None:
+        """Page flipping: each page gets another machine frame, one already holding its token
+        (the received data), and its old frame goes back to the host: frames are conserved and
+        nothing is copied. The pages must not be pinned."""
+        ...
+
 
 class WorkloadContext:
     """What a workload may know about where it runs."""

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from vframework.errors import HostOutOfMemory, OutOfMemory
 from vframework.guest.kernel import DRIVER_ROUTINES
 from vframework.hv.vm import VCPUState
 from vframework.io.events import EventChannels
 from vframework.io.grants import GrantTable
+from vframework.machine.hardware import SHARED
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -209,6 +211,29 @@ class DeviceHost:
         ppns = self._ppns(ppns)
         self._hv.back_pages(self._vm, ppns, hidden=False)
         return self._hv.machine.memory.content[self._vm.p2m[ppns]].copy()
+
+    def flip(self, ppns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> None:
+        ppns = self._ppns(ppns)
+        vm = self._vm
+        if vm.io is not None and np.any(vm.io.pins[ppns]):
+            raise ValueError(f"VM {vm.name!r}: cannot flip pages under I/O (pinned)")
+        hv = self._hv
+        memory = hv.machine.memory
+        hv.back_pages(vm, ppns, hidden=False)  # a page offered for transfer has a frame
+        hv.settle(vm)
+        try:
+            fresh = memory.allocate(int(ppns.size), vm.id)  # the driver domain's pages, data in
+        except OutOfMemory as exc:
+            raise HostOutOfMemory(f"VM {vm.name!r}: no free frame to flip a received page into ({exc})") from None
+        memory.content[fresh] = tokens
+        # The old frames go back to the host, every cached translation to them shot down: as
+        # many frames in as out, so the VM's granted and consumed pages do not change.
+        old = vm.p2m[ppns].astype(np.int64)
+        hv.shoot_down(vm, old)
+        if vm.counters["mem_shared"]:
+            vm.counters["mem_shared"] -= int(np.count_nonzero(memory.state[old] == SHARED))
+        vm.p2m[ppns] = fresh
+        memory.release(old)
 
     def write_pages(self, ppns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> None:
         ppns = self._ppns(ppns)

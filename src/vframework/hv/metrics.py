@@ -100,6 +100,7 @@ VM_METRICS: dict[str, Metric] = {
         Metric("net_packets_received", "packets", "packets delivered into the VM's receive buffers"),
         Metric("net_rx_dropped", "packets", "packets that reached the VM with no receive buffer posted"),
         Metric("net_bridge_bytes", "bytes", "bytes the host's bridge copied into the VM from other VMs on the host"),
+        Metric("net_pages_flipped", "pages", "receive buffers exchanged for frames holding a packet (page flipping)"),
     ]
 }
 

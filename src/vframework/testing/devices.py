@@ -12,6 +12,7 @@ names the VM, and the host tries to reclaim their pages. The device sees the kit
 * **barriers** (disks): a request submitted after a barrier never completes before it, and one
   submitted before it never completes after it;
 * **zero copy**: a device that declares ``zero_copy`` copies no byte (``io_bytes_copied``);
+* **page flipping** conserves frames and flips only pages the guest offered writable;
 * **grants only**: a zero-copy device reads and writes only guest pages mapped through a grant
   to its back end, pinned; any device reaches only such pages or its own buffer pages;
 * **pinned frames stay**: a pinned page keeps its frame until unpinned, whatever the host
@@ -99,6 +100,26 @@ class CheckedDeviceHost(DeviceHost):
         tags = {int(t) >> _TAG_SHIFT for t in np.asarray(tokens, dtype=np.uint64) if int(t)}
         assert tags <= {_tag(self.vm)}, f"{self.vm.name} was given data of VM(s) {sorted(t - 1 for t in tags)}"
         super().write_pages(ppns, tokens)
+
+    def flip(self, ppns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> None:
+        io = self.vm.io
+        offered = set()
+        if io is not None:
+            live = (io.grants.flags & 1).astype(bool) & (io.grants.domid == self.backend_domid)
+            offered = {int(p) for p in io.grants.frame[live & ((io.grants.flags & 2) == 0)]}
+        for ppn in (int(p) for p in np.asarray(ppns)):
+            assert ppn in offered, f"{self.vm.name}: device flipped page {ppn}, which the guest did not offer writable"
+        tags = {int(t) >> _TAG_SHIFT for t in np.asarray(tokens, dtype=np.uint64) if int(t)}
+        assert tags <= {_tag(self.vm)}, f"{self.vm.name} was given data of VM(s) {sorted(t - 1 for t in tags)}"
+        unbacked = int(np.count_nonzero(self.vm.p2m[np.asarray(ppns)] < 0))
+        frames = self.hv_frames()
+        super().flip(ppns, tokens)
+        # A page offered with no frame behind it gets one first; past that, one frame out per one in.
+        assert self.hv_frames() == frames + unbacked, f"{self.vm.name}: page flipping changed the frames in use"
+
+    def hv_frames(self) -> int:
+        memory = self._hv.machine.memory
+        return memory.frames - memory.free_frames
 
     def pin(self, ppns: npt.NDArray[np.int64]) -> None:
         super().pin(ppns)

@@ -8,7 +8,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from vframework_devices.emulated import EmulatedDisk
 from vframework_devices.emulated_nic import EmulatedNIC
 from vframework_devices.ring_block import RingBlock
-from vframework_devices.ring_net import RingNet
+from vframework_devices.ring_net import RingNet, RingNetParams
 
 from vframework.testing import DeviceMachine
 
@@ -85,3 +85,14 @@ def test_the_kit_catches_a_planted_bug(bug: type) -> None:
 
 TestRingNet = DeviceMachine.for_component(RingNet).TestCase
 TestEmulatedNIC = DeviceMachine.for_component(EmulatedNIC).TestCase
+
+
+class _Flipping(RingNet):
+    name = "ring-net-flipping"
+
+    @classmethod
+    def kit_params(cls) -> RingNetParams:
+        return RingNetParams(rx_mode="flip")
+
+
+TestRingNetFlipping = DeviceMachine.for_component(_Flipping).TestCase

@@ -72,3 +72,25 @@ def test_a_peer_without_a_net_device_is_an_error_not_a_crash(plugins: PluginMana
     a = summary["vms"]["a"]
     assert a["io_errors"] == a["io_completed"] > 0
     assert a["net_packets_sent"] == 0
+
+
+def test_page_flipping_exchanges_frames_and_conserves_them(plugins: PluginManager) -> None:
+    vm = _vm("a", {"name": "ring-net", "rx_mode": "flip", "rx_rate": 5000}, "hardware-assisted", write_ratio=0.0)
+    sim, summary = simulate(scenario([vm], duration="50ms"), plugins)
+    a = summary["vms"]["a"]
+    assert a["net_pages_flipped"] == a["net_packets_received"] > 100
+    assert a["io_bytes_copied"] == 0
+    nic = sim.vms[0].devices["net"]
+    assert isinstance(nic, RingNet)
+    ctx = nic.context
+    ppns = nic.buffers.take(1)
+    assert ppns is not None
+    memory = sim.hypervisor.machine.memory
+    ref = ctx.grants.grant(int(ppns[0]), ctx.backend_domid, readonly=False)
+    before, in_use = int(sim.vms[0].p2m[ppns[0]]), memory.frames - memory.free_frames
+    ctx.flip(ppns, np.array([7], dtype=np.uint64))
+    after = int(sim.vms[0].p2m[ppns[0]])
+    assert after != before  # another frame now backs the page...
+    assert memory.content[after] == 7  # ...holding the data
+    assert memory.frames - memory.free_frames == in_use  # and as many frames are in use
+    ctx.grants.revoke(ref)

@@ -14,9 +14,12 @@ goes back.
 back end keeps the posts in order. When a packet arrives for the VM (from outside at
 ``rx_rate`` per second, or from a peer across the bridge) the back end maps the oldest post,
 DMAs the packet into it, unmaps it and answers on the RX ring; with no buffer posted the
-packet is dropped (``net_rx_dropped``). No byte is copied by the guest or its back end
-(``io_bytes_copied`` stays 0); a packet between VMs is copied once by the bridge (counted as
-``net_bridge_bytes`` of the receiver).
+packet is dropped (``net_rx_dropped``). With ``rx_mode = "flip"`` (Xen's early netback) the
+back end instead *flips* pages: each posted page (offered writable through its grant) gets a
+machine frame that already holds the packet, and its old frame goes back to the host, so the
+frames in use are conserved (``net_pages_flipped``). No byte is copied by the guest or its
+back end (``io_bytes_copied`` stays 0); a packet between VMs is copied once by the bridge
+(counted as ``net_bridge_bytes`` of the receiver).
 
 Both rings share one event channel; the back end notifies only when the front end asked
 (``rsp_event``), and the front end's upcall takes every response of both rings.
@@ -26,11 +29,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from vframework.api import BackRing, DeviceContext, Duration, FrontRing, IORequest, SharedRing, VCPUView
+from vframework.api import BackRing, DeviceContext, Duration, FrontRing, GrantError, IORequest, SharedRing, VCPUView
 
 from .disk import BufferParams, pages_of
 from .net import NIC, WIRE, Packet
@@ -52,6 +56,11 @@ class RingNetParams(BufferParams):
     latency: Duration = Field(50_000, description="the wire's latency to the outside world (the first device sets it)")
     rx_rate: int = Field(1_000, ge=0, description="packets per second arriving from outside for this VM")
     peer: str = Field("", description="the VM this VM's packets go to across the bridge; empty: the outside world")
+    rx_mode: Literal["dma", "flip"] = Field(
+        "dma",
+        description="how a received packet reaches a posted buffer: DMA into it, or page flipping (the buffer's "
+        "frame is exchanged for one holding the packet)",
+    )
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,10 @@ class RingNet(SplitDriver[RingNetParams]):
         ctx = self.context
         while self._posts:
             rid, grefs = self._posts.popleft()
+            if self.params.rx_mode == "flip":
+                if self._flip(rid, grefs, packet):
+                    return
+                continue
             ppns = self._map(grefs, write=True)
             if isinstance(ppns, str):
                 self._respond(self.rx_back, rid, Response(-1, message=ppns))
@@ -203,3 +216,24 @@ class RingNet(SplitDriver[RingNetParams]):
             self._respond(self.rx_back, rid, Response(0, nbytes))
             return
         ctx.counters["net_rx_dropped"] += 1
+
+    def _flip(self, rid: int, grefs: tuple[int, ...], packet: Packet) -> bool:
+        """Page flipping: the posted pages (granted writable, as a transfer) get frames holding
+        the packet, their old frames go back to the host. True if delivered."""
+        ctx = self.context
+        try:
+            if not isinstance(grefs, tuple) or not 0 < len(grefs) <= self.max_segments:
+                raise GrantError(f"malformed grant list {grefs!r}")
+            ppns = np.array([ctx.grants.copy(g, ctx.backend_domid, write=True) for g in grefs], dtype=np.int64)
+        except GrantError as exc:
+            self._respond(self.rx_back, rid, Response(-1, message=str(exc)))
+            return False
+        pages = min(int(ppns.size), int(packet.tokens.size))
+        ctx.flip(ppns[:pages], packet.tokens[:pages])
+        ctx.counters["net_pages_flipped"] += pages
+        nbytes = min(packet.nbytes, int(ppns.size) * 4096)
+        ctx.counters["net_packets_received"] += 1
+        if packet.source != WIRE:
+            ctx.counters["net_bridge_bytes"] += nbytes
+        self._respond(self.rx_back, rid, Response(0, nbytes))
+        return True
