@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from vf_helpers import scenario, simulate
 from vframework_devices.net import NIC, WIRE, Packet
-from vframework_devices.ring_net import RingNet
+from vframework_devices.ring_net import NetTx, RingNet
 
 from vframework.api.manager import PluginManager
 
@@ -94,3 +94,27 @@ def test_page_flipping_exchanges_frames_and_conserves_them(plugins: PluginManage
     assert memory.content[after] == 7  # ...holding the data
     assert memory.frames - memory.free_frames == in_use  # and as many frames are in use
     ctx.grants.revoke(ref)
+
+
+def test_a_hostile_netfront_gets_errors_and_reaches_no_page(plugins: PluginManager) -> None:
+    sim, _ = simulate(scenario([_vm("a", "ring-net", "hardware-assisted")], duration="5ms"), plugins)
+    dev = sim.vms[0].devices["net"]
+    assert isinstance(dev, RingNet)
+    io = sim.vms[0].io
+    assert io is not None
+    stranger = int(np.flatnonzero(io.grants.flags == 0)[0])  # a reference nobody granted
+    front, back = dev.tx_front, dev.tx_back
+    answered = back.rsp_prod_pvt
+    for payload in ("rubbish", NetTx(4096, (stranger,)), NetTx(-1, ()), NetTx(4096, (0, 1))):
+        slot = front.get_request(front.req_prod_pvt)
+        slot.id, slot.payload = 90_000 + front.req_prod_pvt, payload
+        front.req_prod_pvt += 1
+    front.push_requests_and_check_notify()
+    maps = io.grants.maps.copy()
+    dev._kick()
+    assert (back.rsp_prod_pvt - answered) % 2**32 == 4
+    assert all(back.get_response(answered + i).payload.status == -1 for i in range(4))
+    assert np.array_equal(io.grants.maps, maps), "a garbage slot left a grant mapped"
+    dev.tx.req_prod = front.req_prod_pvt + 10**6
+    dev._kick()
+    assert dev.halted
