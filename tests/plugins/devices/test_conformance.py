@@ -96,3 +96,14 @@ class _Flipping(RingNet):
 
 
 TestRingNetFlipping = DeviceMachine.for_component(_Flipping).TestCase
+
+
+class _Polling(RingNet):
+    name = "ring-net-polling"
+
+    @classmethod
+    def kit_params(cls) -> RingNetParams:
+        return RingNetParams(rx_poll_us=30)
+
+
+TestRingNetPolling = DeviceMachine.for_component(_Polling).TestCase

@@ -118,3 +118,14 @@ def test_a_hostile_netfront_gets_errors_and_reaches_no_page(plugins: PluginManag
     dev.tx.req_prod = front.req_prod_pvt + 10**6
     dev._kick()
     assert dev.halted
+
+
+def test_a_masked_channel_coalesces_the_back_ends_notifications(plugins: PluginManager) -> None:
+    got = {}
+    for poll in (0, 70):
+        device = {"name": "ring-net", "rx_rate": 20_000, "rx_poll_us": poll}
+        vm = _vm("rx", device, nbytes=1500, write_ratio=0.0, depth=8)
+        got[poll] = simulate(scenario([vm], duration="50ms"), plugins)[1]["vms"]["rx"]
+    assert got[0]["events_delivered"] == got[0]["events_sent"] > 500
+    assert got[70]["net_packets_received"] > 500
+    assert got[70]["events_delivered"] < got[70]["events_sent"] / 10

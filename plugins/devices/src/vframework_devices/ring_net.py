@@ -22,7 +22,10 @@ back end (``io_bytes_copied`` stays 0); a packet between VMs is copied once by t
 (counted as ``net_bridge_bytes`` of the receiver).
 
 Both rings share one event channel; the back end notifies only when the front end asked
-(``rsp_event``), and the front end's upcall takes every response of both rings.
+(``rsp_event``), and the front end's upcall takes every response of both rings. With
+``rx_poll_us`` the front end, like a NAPI driver, masks the channel after an upcall and polls
+the rings until a poll finds nothing, then unmasks: notifications the back end sends meanwhile
+stay pending, and however many they were, the guest takes one event for them.
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ class RingNetParams(BufferParams):
     latency: Duration = Field(50_000, description="the wire's latency to the outside world (the first device sets it)")
     rx_rate: int = Field(1_000, ge=0, description="packets per second arriving from outside for this VM")
     peer: str = Field("", description="the VM this VM's packets go to across the bridge; empty: the outside world")
+    rx_poll_us: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="poll the rings every this many microseconds with the event channel masked after an "
+        "upcall, until a poll finds nothing (NAPI); 0: take every event as it comes",
+    )
     rx_mode: Literal["dma", "flip"] = Field(
         "dma",
         description="how a received packet reaches a posted buffer: DMA into it, or page flipping (the buffer's "
@@ -94,6 +104,7 @@ class RingNet(SplitDriver[RingNetParams]):
         self.tx_front, self.tx_back = FrontRing(self.tx), BackRing(self.tx)
         self.rx_front, self.rx_back = FrontRing(self.rx), BackRing(self.rx)
         self._posts: deque[tuple[int, tuple[int, ...]]] = deque()  # back end: (id, grefs) posted
+        self._polling = False
         # Every VM's interface is on the bridge from the start, so a peer can send to it.
         self.nic = context.host_shared("nic", lambda: NIC(context.after, params.bandwidth, params.latency))
         self.vif = self.nic.attach(context.vm.name, self._deliver)
@@ -139,13 +150,32 @@ class RingNet(SplitDriver[RingNetParams]):
             front.req_prod_pvt += 1
 
     def _responses(self) -> None:
-        """The guest's upcall handler: every response of both rings."""
-        self._take_responses(self.tx_front, lambda: self.tx_front.final_check_for_responses() > 0)
-        self._take_responses(self.rx_front, lambda: self.rx_front.final_check_for_responses() > 0)
+        """The guest's upcall handler: every response of both rings. With ``rx_poll_us``, it
+        then masks its event channel and polls the rings instead (as a NAPI driver does)."""
+        self._take_all()
+        if self.params.rx_poll_us and not self._polling:
+            self._polling = True
+            self.context.mask_event(self.port, True)
+            self.context.after(self.params.rx_poll_us * 1000, self._poll)
+
+    def _take_all(self) -> int:
+        taken = self._take_responses(self.tx_front, lambda: self.tx_front.final_check_for_responses() > 0)
+        taken += self._take_responses(self.rx_front, lambda: self.rx_front.final_check_for_responses() > 0)
         if self._waiting:
             self._fill()
             if self.tx_front.push_requests_and_check_notify() | self.rx_front.push_requests_and_check_notify():
                 self.context.after(0, self._kick)
+        return taken
+
+    def _poll(self) -> None:
+        """A poll while the channel is masked: the back end's notifications meanwhile stayed
+        pending, one event however many were sent. An empty poll unmasks (delivering that
+        event, if any: one upcall for all of them)."""
+        if self._take_all():
+            self.context.after(self.params.rx_poll_us * 1000, self._poll)
+            return
+        self._polling = False
+        self.context.mask_event(self.port, False)
 
     # -- back end ----------------------------------------------------------------------
     def _kick(self) -> None:

@@ -80,14 +80,16 @@ class SplitDriver(Device[P]):
         self._inflight[request.id] = (request, ppns, grefs)
         return grefs
 
-    def _take_responses(self, front: FrontRing, rearm: Callable[[], bool]) -> None:
+    def _take_responses(self, front: FrontRing, rearm: Callable[[], bool]) -> int:
         """Take every response on ``front``; ``rearm()`` asks to hear of the next ones and says
-        whether more are already in."""
+        whether more are already in. Returns how many were taken."""
         ctx = self.context
+        taken = 0
         while True:
             while front.unconsumed_responses():
                 slot = front.get_response(front.rsp_cons)
                 front.rsp_cons += 1
+                taken += 1
                 entry = self._inflight.pop(slot.id, None)
                 if entry is None:
                     ctx.counters["io_errors"] += 1  # an answer to nothing asked: dropped
@@ -101,7 +103,7 @@ class SplitDriver(Device[P]):
                     request.error = response.message if isinstance(response, Response) else "garbage response"
                 ctx.complete(request)
             if not rearm():
-                return
+                return taken
 
     def _responses(self) -> None:
         """The guest's upcall handler."""
