@@ -32,7 +32,7 @@ def test_the_property_catches_a_mistranslated_instruction(monkeypatch: pytest.Mo
         return original(op, a, b)
 
     monkeypatch.setattr(translate_module, "_direct", swapped_sub)
-    quick = settings(max_examples=300, deadline=None, phases=[Phase.generate], database=None)
+    quick = settings(max_examples=300, deadline=None, phases=[Phase.generate], database=None, derandomize=True)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(TranslationMachine, settings=quick)
 

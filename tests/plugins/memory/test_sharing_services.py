@@ -115,6 +115,7 @@ def test_the_kit_catches_writes_to_shared_frames(monkeypatch: pytest.MonkeyPatch
         database=None,
         phases=[Phase.generate],  # finding it is the point; shrinking would take minutes
         report_multiple_bugs=False,
+        derandomize=True,  # a fixed seed: the same examples every run
     )
     with pytest.raises(AssertionError, match=r"changed what vm|was written|but reads"):
         machine.TestCase().runTest()
@@ -141,6 +142,9 @@ def test_the_kit_catches_a_fork_without_copy_on_write(monkeypatch: pytest.Monkey
         database=None,
         phases=[Phase.generate],
         report_multiple_bugs=False,
+        # Found in most random runs, not all (2 of 3 here): a fixed seed makes the test
+        # deterministic, so it cannot pass one day and fail the next.
+        derandomize=True,
     )
     with pytest.raises(AssertionError, match=r"changed what vm\d+ process \d+ reads"):
         machine.TestCase().runTest()
