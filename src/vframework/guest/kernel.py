@@ -212,8 +212,6 @@ def _driver_routines() -> dict[str, Block]:
         # disk_request, then a request written into a shared ring slot and its grant entries
         # filled in: plain stores, no device register (the kick is the mode's business).
         "ring_request": Block("ring_request", (*_work(1000, 12), *_work(40, 18), *_work(500, 13))),
-        # The front end's response handler: take each response, end its grants, wake the waiter.
-        "ring_response": Block("ring_response", tuple(_work(120, 19))),
     }
 
 

@@ -52,7 +52,10 @@ from vframework.sim.units import PAGE_SIZE
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["GuestOS", "GuestOutOfMemory", "GuestProcess", "Then"]
+__all__ = ["DEVICE_WAIT", "GuestOS", "GuestOutOfMemory", "GuestProcess", "Then"]
+
+#: ``vcpu.wait_ns`` while the vCPU waits for a device plugin, which wakes it (not a timer).
+DEVICE_WAIT = -1
 
 
 class Then(IntEnum):
@@ -199,7 +202,7 @@ class GuestOS:
 
     def submit_io(self, vcpu: GuestVCPU, device: GuestDevice, op: IO) -> int:
         """The driver hands an operation's requests to the device (each with the VM's next
-        request id); the vCPU then waits for all of them (``wait_ns = -1``). Returns cycles.
+        request id); the vCPU then waits for all of them (``wait_ns = DEVICE_WAIT``). Returns cycles.
 
         The device publishes them (``flush``: a ring push, a kick, starting the disk) only when
         the driver's code has run: the platform calls it at the end of the vCPU's segment
@@ -217,7 +220,7 @@ class GuestOS:
             cycles += device.submit(vcpu, request)
             if sector >= 0:
                 sector += -(-op.nbytes // SECTOR_BYTES)
-        vcpu.wait_ns = -1
+        vcpu.wait_ns = DEVICE_WAIT
         vcpu.io_flush = device
         return cycles
 

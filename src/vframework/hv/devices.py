@@ -24,6 +24,7 @@ import numpy as np
 
 from vframework.errors import HostOutOfMemory, OutOfMemory
 from vframework.guest.kernel import DRIVER_ROUTINES
+from vframework.guest.os import DEVICE_WAIT
 from vframework.hv.vm import VCPUState
 from vframework.io.events import EventChannels
 from vframework.io.grants import GrantTable
@@ -125,7 +126,7 @@ class DeviceHost:
             vm.counters["io_errors"] += 1
         vcpu = vm.vcpus[request.vcpu]
         vcpu.io_outstanding -= 1
-        if vcpu.io_outstanding == 0 and vcpu.wait_ns == -1 and vcpu.state == VCPUState.BLOCKED:
+        if vcpu.io_outstanding == 0 and vcpu.wait_ns == DEVICE_WAIT and vcpu.state == VCPUState.BLOCKED:
             self._hv.io_done(vcpu)
 
     def guest_routine(self, vcpu: VCPUView, routine: str, count: int = 1) -> int:

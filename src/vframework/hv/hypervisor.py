@@ -27,7 +27,7 @@ import numpy as np
 from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.errors import HostOutOfMemory, NoProgress, OutOfMemory
-from vframework.guest.os import Then
+from vframework.guest.os import DEVICE_WAIT, Then
 from vframework.hv.contexts import HostMemory
 from vframework.hv.hypercalls import hypercall
 from vframework.hv.metrics import new_host_counters
@@ -583,7 +583,7 @@ class Hypervisor:
                     device, vcpu.io_flush = vcpu.io_flush, None
                     vcpu.remaining_ns = self.machine.costs.ns(device.flush(vcpu))
                     continue
-                if after is Then.IO_WAIT and vcpu.wait_ns == -1 and vcpu.io_outstanding == 0:
+                if after is Then.IO_WAIT and vcpu.wait_ns == DEVICE_WAIT and vcpu.io_outstanding == 0:
                     # Its device finished before it was done submitting: no need to block.
                     vcpu.after = Then.NEXT
                     vcpu.wait_ns = 0
@@ -595,7 +595,7 @@ class Hypervisor:
                         self._halt(vcpu)
                     else:
                         vcpu.state = VCPUState.BLOCKED
-                        if vcpu.wait_ns != -1:  # -1: its device plugin wakes it (io_done)
+                        if vcpu.wait_ns != DEVICE_WAIT:  # else its device plugin wakes it (io_done)
                             wake = self._io_complete if after is Then.IO_WAIT else self._timer_wake
                             self.engine.schedule(vcpu.wait_ns, wake, vcpu)
                     self._dispatch(cpu)

@@ -194,16 +194,22 @@ class _IgnoresMax(SharesPolicy):
         return low, vm.memory_pages, shares
 
 
-def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
-    machine = HypervisorMachine.for_components(policy=_IgnoresMax)
-    machine.TestCase.settings = settings(
-        max_examples=200,
+def _planted(examples: int) -> settings:
+    """Settings for a kit run that must find a planted bug: generation only (shrinking would take
+    minutes), and a fixed seed, so it finds it in every run or in none."""
+    return settings(
+        max_examples=examples,
         stateful_step_count=10,
         deadline=None,
         database=None,
         phases=[Phase.generate],
-        derandomize=True,  # a fixed seed: the same examples every run
+        derandomize=True,
     )
+
+
+def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
+    machine = HypervisorMachine.for_components(policy=_IgnoresMax)
+    machine.TestCase.settings = _planted(200)
     with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
         machine.TestCase().runTest()
 
@@ -225,14 +231,7 @@ class _IgnoresMinUnderPressure(SharesPolicy):
 def test_the_kit_catches_a_policy_that_drops_mem_min_under_pressure() -> None:
     # The kit's host has room for every VM; it also asks the policy as if it had not.
     machine = HypervisorMachine.for_components(policy=_IgnoresMinUnderPressure)
-    machine.TestCase.settings = settings(
-        max_examples=300,
-        stateful_step_count=10,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        derandomize=True,  # a fixed seed: the same examples every run
-    )
+    machine.TestCase.settings = _planted(300)
     with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
         machine.TestCase().runTest()
 
