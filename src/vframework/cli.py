@@ -246,37 +246,98 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
     default=None,
     help="architecture for mode properties (default: each mode's first declared architecture)",
 )
-def check(components: tuple[str, ...], profile: str, arch: str | None) -> None:
-    """Run the conformance kit against installed components (all when none is named)."""
-    from vframework.testing.kit import run_checks, select_targets
+@click.option(
+    "--shrink-seconds",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="time budget to shrink one property's failures; then the smallest found so far is shown",
+)
+@click.option("--strict", is_flag=True, help="fail (exit 1) when a component has no property that applies to it")
+@click.option(
+    "--replay",
+    "replay_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="rerun exactly the failure recorded in this file (written by a failing check)",
+)
+@click.option(
+    "--save",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".vframework-check"),
+    show_default=True,
+    help="folder for the replay files of failures",
+)
+def check(
+    components: tuple[str, ...],
+    profile: str,
+    arch: str | None,
+    shrink_seconds: float,
+    strict: bool,
+    replay_file: Path | None,
+    save: Path,
+) -> None:
+    """Run the conformance kit against installed components (all when none is named).
+
+    Every installed component gets a row per property of its kind: pass, FAIL, not applicable
+    (with the reason), known limitation (declared by the component), or no property."""
+    from vframework.testing.kit import Status, plan, run_check, select_targets
 
     pm = _plugins()
+    replay = None
+    if replay_file is not None:
+        from vframework.testing.replay import ReplayError, load_replay
+
+        try:
+            replay = load_replay(replay_file)
+        except ReplayError as exc:
+            _fail(str(exc), 2)
+        if components and list(components) != [replay.component]:
+            _fail(f"{replay_file} replays {replay.component!r}, not {', '.join(components)}", 2)
+        components, arch = (replay.component,), replay.arch
     try:
         targets = select_targets(pm, list(components))
     except KeyError as exc:
         _fail(str(exc.args[0]), 2)
-    outcomes = run_checks(targets, profile, arch)
-    if not outcomes:
+    checks = plan(targets, arch)
+    if replay is not None:
+        checks = [c for c in checks if c.label == replay.property]
+        if not checks:
+            _fail(f"{replay.component!r} has no property {replay.property!r} to replay", 2)
+    if not any(c.machine is not None for c in checks):
         _fail("no conformance property applies to the chosen components" + (f" on {arch}" if arch else ""), 2)
-    table = _table(f"conformance ({profile} profile)")
+    outcomes = []
+    try:
+        for i, c in enumerate(checks, 1):
+            with _err.status(f"[{i}/{len(checks)}] {escape(c.target.name)}: {escape(c.label)}"):
+                outcomes.append(run_check(c, profile, shrink_seconds, replay.example if replay else None))
+    except KeyboardInterrupt:
+        _err.print(f"interrupted: {len(outcomes)} of {len(checks)} checks ran", markup=False)
+        sys.exit(130)
+    style = {Status.PASS: "green", Status.FAIL: "bold red", Status.KNOWN: "yellow", Status.UNEXPECTED_PASS: "yellow"}
+    table = _table(f"conformance ({'replay' if replay else profile + ' profile'})")
     for col in ("component", "kind", "property", "examples", "result"):
-        table.add_column(col, justify="right" if col == "examples" else "left")
+        table.add_column(col, justify="right" if col == "examples" else "left", no_wrap=col in ("component", "kind"))
     for o in outcomes:
-        table.add_row(
-            escape(o.component),
-            o.kind,
-            escape(o.prop),
-            str(o.examples),
-            "[green]pass[/]" if o.passed else "[bold red]FAIL[/]",
-        )
+        result = escape(o.status) + (f": {escape(o.reason)}" if o.reason else "")
+        colour = style.get(o.status, "dim")
+        examples = str(o.examples) if o.status not in (Status.NOT_APPLICABLE, Status.NO_PROPERTY) else "-"
+        table.add_row(escape(o.component), o.kind, escape(o.prop), examples, f"[{colour}]{result}[/]")
     _out.print(table)
-    failed = [o for o in outcomes if not o.passed]
-    for o in failed:
-        _out.print(
-            f"\n[bold red]{escape(o.component)} / {escape(o.prop)} failed[/]; minimal failing example:", markup=True
-        )
-        _out.print(o.report, markup=False, highlight=False)
-    if failed:
+    failed = [(c, o) for c, o in zip(checks, outcomes, strict=False) if o.status == Status.FAIL]
+    if replay is not None and not failed:
+        _out.print(f"the recorded failure no longer happens: {replay.component} / {replay.property} holds for it")
+    for c, o in failed:
+        _out.print(f"\n[bold red]{escape(o.component)} / {escape(o.prop)} failed[/]", markup=True)
+        _out.print(o.report, markup=False, highlight=False, soft_wrap=True)
+        if replay is None:
+            from vframework.testing.replay import save_replays
+
+            for path in save_replays(o, c, save):
+                _out.print(f"rerun this example: vframework check {o.component} --replay {path}", markup=False)
+    bare = [o for o in outcomes if o.status == Status.NO_PROPERTY]
+    if failed or (strict and bare):
+        if strict and bare:
+            _err.print(f"--strict: no property applies to {', '.join(o.component for o in bare)}", markup=False)
         sys.exit(1)
 
 

@@ -107,7 +107,9 @@ def installed_tutorial(page: str, folder: str, dist: str, kind: str, name: str, 
         listed = subprocess.run([*CLI, "plugins", "--json"], check=True, capture_output=True, text=True)
         plugins = {p["name"]: p for p in json.loads(listed.stdout)}
         assert plugins[dist]["components"][kind] == [name]
-        checked = subprocess.run([*CLI, "check", name, "--profile", "ci"], capture_output=True, text=True, check=False)
+        checked = subprocess.run(
+            [*CLI, "check", name, "--profile", "ci"], capture_output=True, text=True, check=False, cwd=root
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert name in checked.stdout
         assert "FAIL" not in checked.stdout

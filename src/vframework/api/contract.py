@@ -73,6 +73,10 @@ class Component(ABC, Generic[P_co]):
     params_model: ClassVar[type[Params]] = Params
     #: The model of the per-VM scenario keys this component understands (host-level kinds).
     vm_params_model: ClassVar[type[Params] | None] = None
+    #: Conformance properties this component is known to fail, by property name, with the
+    #: reason (``{"fairness": "Xen's credit bounds discard credit"}``): ``vframework check`` and
+    #: the pytest plugin report them as known limitations (xfail), not as failures.
+    known_limitations: ClassVar[dict[str, str]] = {}
 
     params: P_co
 
@@ -92,6 +96,15 @@ class Scheduler(Component[P_co]):
     #: The ``vm_params_model`` field that carries a VM's share (``"shares"``, ``"weight"``), so
     #: the conformance kit can vary it; None when shares are not configurable.
     share_param: ClassVar[str | None] = None
+    #: The ``vm_params_model`` field that caps a VM's CPU, in percent of one physical CPU (0 =
+    #: no cap): ``"cap"``, ``"limit"``; None when the scheduler has no caps.
+    cap_param: ClassVar[str | None] = None
+    #: The ``vm_params_model`` field that guarantees a VM's CPU, in percent of one physical CPU
+    #: (0 = none): ``"reservation"``; None when the scheduler has no reservations.
+    reservation_param: ClassVar[str | None] = None
+    #: Whether VMs of equal weight get equal CPU time; False says the scheduler promises no
+    #: fairness (the kit then shows fairness as not applicable instead of checking it).
+    fair: ClassVar[bool] = True
     #: Period of :meth:`tick` in ns (0: no tick).
     tick_ns: int = 0
 
@@ -149,6 +162,28 @@ class Scheduler(Component[P_co]):
 
     def share_error_bound_ns(self, vms: int) -> int | None:
         """How far (ns) a VM's CPU time may lag or lead its entitlement with ``vms`` VMs."""
+        return None
+
+    def liveness_bound_ns(self, vcpus: int) -> int | None:
+        """How long (ns) a runnable vCPU of an uncapped VM may wait before it runs, with ``vcpus``
+        vCPUs on the host; None: the conformance kit's default (one simulated second)."""
+        return None
+
+    def cap_window_ns(self) -> int:
+        """The window (ns) over which caps and reservations hold: in every window of this length
+        a capped VM runs at most ``cap`` percent of it (plus :meth:`cap_slack_ns`), and a VM that
+        stays runnable runs at least its ``reservation`` (less the slack)."""
+        return 1_000_000_000
+
+    def cap_slack_ns(self, vcpus: int) -> int:
+        """How far (ns) a VM of ``vcpus`` vCPUs may pass its cap, or fall short of its reservation,
+        within one :meth:`cap_window_ns` (what one accounting period lets through)."""
+        return vcpus * self.cap_window_ns() // 10
+
+    def accounted_ns(self, vcpu: VCPUView) -> int | None:
+        """The CPU time the scheduler's own accounting has charged ``vcpu`` so far (credits
+        debited, virtual time advanced, converted to ns); None when it keeps no such account.
+        The kit checks it equals the time the vCPU ran."""
         return None
 
 

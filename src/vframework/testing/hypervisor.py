@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -32,13 +33,14 @@ from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload, script_strategy
 from vframework.testing.memory import assert_frames_and_isolation
 
-__all__ = ["HypervisorMachine", "with_components"]
+__all__ = ["HypervisorMachine", "assert_cpu_time_conservation", "assert_one_cpu_per_vcpu", "with_components"]
 
 _M = TypeVar("_M", bound=RuleBasedStateMachine)
 
 PAGES = 16
 MAX_VMS = 6
 MAX_VCPUS = 3
+CHECKS = ("dispatch", "isolation", "work conservation", "targets")
 
 
 def with_components(cls: type[_M], components: dict[str, Any]) -> type[_M]:
@@ -51,6 +53,27 @@ def with_components(cls: type[_M], components: dict[str, Any]) -> type[_M]:
     return type(f"{cls.__name__}[{label}]", (cls,), attrs)
 
 
+def assert_one_cpu_per_vcpu(hv: Hypervisor) -> None:
+    """A vCPU is on at most one physical CPU, and a vCPU is on a CPU exactly when RUNNING."""
+    on_cpu = [v for v in hv.running if v is not None]
+    assert len(on_cpu) == len(set(on_cpu)), "a vCPU is on two physical CPUs"
+    for cpu, vcpu in enumerate(hv.running):
+        if vcpu is not None:
+            assert vcpu.state == VCPUState.RUNNING, f"{vcpu} is on CPU {cpu} but {vcpu.state.name}"
+            assert vcpu.cpu == cpu, f"{vcpu} is on CPU {cpu} but says CPU {vcpu.cpu}"
+    for vm in hv.vms.values():
+        for vcpu in vm.vcpus:
+            if vcpu.state == VCPUState.RUNNING:
+                assert vcpu in on_cpu, f"{vcpu} is RUNNING but on no CPU"
+
+
+def assert_cpu_time_conservation(hv: Hypervisor) -> None:
+    """Charged + hypervisor + idle time equals elapsed time x CPUs, in integer ns."""
+    hv.sync()
+    total, expected = hv.cpu_time_balance()
+    assert total == expected, f"charged+hypervisor+idle = {total} ns, elapsed x CPUs = {expected} ns"
+
+
 class HypervisorMachine(RuleBasedStateMachine):
     """Parametrize with :meth:`for_components`; unset kinds use the kit's doubles."""
 
@@ -59,11 +82,20 @@ class HypervisorMachine(RuleBasedStateMachine):
     policy_cls: type[MemoryPolicy[Params]] = FixedPolicy
     cpus = 2
     arch = "x86"
+    #: The groups of invariants checked (a property checks one group): ``dispatch`` (one CPU per
+    #: vCPU, held VMs off the CPUs, CPU time conservation), ``isolation`` (frames), ``work
+    #: conservation``, ``targets`` (the memory policy's).
+    checks: frozenset[str] = frozenset(CHECKS)
 
     # components: scheduler=, mode= and/or policy= classes (Any: a mode's architectures is read).
     @classmethod
-    def for_components(cls, **components: Any) -> type[HypervisorMachine]:
-        return with_components(cls, components)
+    def for_components(cls, checks: tuple[str, ...] = CHECKS, **components: Any) -> type[HypervisorMachine]:
+        unknown = set(checks) - set(CHECKS)
+        if unknown:
+            raise ValueError(f"unknown checks {sorted(unknown)}; known: {', '.join(CHECKS)}")
+        machine = with_components(cls, components)
+        machine.checks = frozenset(checks)
+        return machine
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,19 +140,13 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @invariant()
     def one_cpu_per_vcpu(self) -> None:
-        on_cpu = [v for v in self.hv.running if v is not None]
-        assert len(on_cpu) == len(set(on_cpu)), "a vCPU is on two physical CPUs"
-        for cpu, vcpu in enumerate(self.hv.running):
-            if vcpu is not None:
-                assert vcpu.state == VCPUState.RUNNING, f"{vcpu} is on CPU {cpu} but {vcpu.state.name}"
-                assert vcpu.cpu == cpu, f"{vcpu} is on CPU {cpu} but says CPU {vcpu.cpu}"
-        for vm in self.hv.vms.values():
-            for vcpu in vm.vcpus:
-                if vcpu.state == VCPUState.RUNNING:
-                    assert vcpu in on_cpu, f"{vcpu} is RUNNING but on no CPU"
+        if "dispatch" in self.checks:
+            assert_one_cpu_per_vcpu(self.hv)
 
     @invariant()
     def held_vms_do_not_run(self) -> None:
+        if "dispatch" not in self.checks:
+            return
         for vm in self.hv.vms.values():
             for vcpu in vm.vcpus:
                 if vm.held_since is None:
@@ -134,17 +160,18 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @invariant()
     def cpu_time_conservation(self) -> None:
-        self.hv.sync()
-        total, expected = self.hv.cpu_time_balance()
-        assert total == expected, f"charged+hypervisor+idle = {total} ns, elapsed x CPUs = {expected} ns"
+        if "dispatch" in self.checks:
+            assert_cpu_time_conservation(self.hv)
 
     @invariant()
     def frames_and_isolation(self) -> None:
+        if "isolation" not in self.checks:
+            return
         assert_frames_and_isolation(self.machine.memory, self.hv.vms.values())
 
     @invariant()
     def work_conserving(self) -> None:
-        if not getattr(self.scheduler_cls, "work_conserving", False):
+        if "work conservation" not in self.checks or not getattr(self.scheduler_cls, "work_conserving", False):
             return
         idle = [cpu for cpu, v in enumerate(self.hv.running) if v is None]
         runnable = [v for vm in self.hv.vms.values() for v in vm.vcpus if v.state == VCPUState.RUNNABLE]
@@ -152,6 +179,8 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @invariant()
     def targets_within_bounds(self) -> None:
+        if "targets" not in self.checks:
+            return
         self._check_targets(self.hv.memory_policy.targets(self.hv.memory, self.engine.now))
         if self.policy_cls.can_overcommit and self.hv.vms:
             # The kit's host never runs short; ask as if it did: a policy that gives a VM less
@@ -159,7 +188,14 @@ class HypervisorMachine(RuleBasedStateMachine):
             reserved = sum(self._bounds(vm)[0] for vm in self.hv.vms.values())
             configured = sum(vm.memory_pages for vm in self.hv.vms.values())
             squeezed = _Squeezed(self.hv.memory, reserved + (configured - reserved) // 2)
-            self._check_targets(self.hv.memory_policy.targets(squeezed, self.engine.now))
+            targets = self.hv.memory_policy.targets(squeezed, self.engine.now)
+            self._check_targets(targets)
+            # Overcommitting is promising guests more than the host has, not handing out more
+            # frames than exist: the targets divide the host.
+            assert sum(targets.values()) <= squeezed.total_frames, (
+                f"on a host of {squeezed.total_frames} frames (VMs configured with {configured} pages, "
+                f"{reserved} reserved) the targets sum to {sum(targets.values())} frames: {targets}"
+            )
 
     @staticmethod
     def _bounds(vm: VM) -> tuple[int, int]:
@@ -169,15 +205,22 @@ class HypervisorMachine(RuleBasedStateMachine):
         return 0, vm.memory_pages
 
     def _check_targets(self, targets: dict[int, int]) -> None:
+        unknown = sorted(set(targets) - set(self.hv.vms))
+        assert not unknown, f"targets name VM ids {unknown}, which do not exist (VMs: {sorted(self.hv.vms)})"
         for vm_id, target in targets.items():
             vm = self.hv.vms[vm_id]
+            assert isinstance(target, int | np.integer), f"{vm} target {target!r} is not a whole number of pages"
             assert 0 <= target <= vm.memory_pages, f"{vm} target {target} outside [0, {vm.memory_pages}]"
             bounds = vm.policy_params
             if bounds is not None and hasattr(bounds, "mem_min") and hasattr(bounds, "mem_max"):
                 low, high = bounds.mem_min // PAGE_SIZE, bounds.mem_max // PAGE_SIZE
                 assert low <= target <= high, f"{vm} target {target} pages outside [mem_min, mem_max] = [{low}, {high}]"
         if not self.policy_cls.can_overcommit:
-            assert sum(targets.values()) <= self.machine.memory.frames
+            total = sum(targets.values())
+            assert total <= self.machine.memory.frames, (
+                f"a policy that does not overcommit gives targets summing to {total} frames "
+                f"on a host of {self.machine.memory.frames}"
+            )
 
 
 class _Squeezed:

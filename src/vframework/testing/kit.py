@@ -1,25 +1,49 @@
-"""The conformance kit's runner (what ``vframework check`` drives): choose the components,
-run every property declared in :mod:`vframework.testing.registry` that applies to each."""
+"""The conformance kit's runner (what ``vframework check`` and the pytest plugin drive): choose
+the components, plan every property declared in :mod:`vframework.testing.registry` for each
+(or say why none applies), and run them."""
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import reporting
-from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine
 
 # The properties module declares the kit's properties when imported; the runner needs them all.
 import vframework.testing.properties  # noqa: F401
 from vframework.api.contract import KINDS
-from vframework.testing.profiles import settings_for
 from vframework.testing.registry import KERNEL, PROPERTIES, Property, conformance
+from vframework.testing.runner import DEFAULT_SHRINK_SECONDS, Failure, PropertyRun, run_property
 
 if TYPE_CHECKING:
     from vframework.api.manager import PluginManager
 
-__all__ = ["PROPERTIES", "Outcome", "Property", "Target", "conformance", "run_checks", "run_property", "select_targets"]
+__all__ = [
+    "PROPERTIES",
+    "Check",
+    "Outcome",
+    "Property",
+    "Status",
+    "Target",
+    "conformance",
+    "plan",
+    "run_check",
+    "run_checks",
+    "select_targets",
+]
+
+
+class Status:
+    """What an :class:`Outcome` says (the words ``vframework check`` prints)."""
+
+    PASS = "pass"
+    FAIL = "FAIL"
+    NOT_APPLICABLE = "not applicable"
+    NO_PROPERTY = "no property"
+    #: Failed, as the component declares it does (``known_limitations``).
+    KNOWN = "known limitation"
+    #: Declared as a known limitation, yet held.
+    UNEXPECTED_PASS = "pass (declared a limitation)"
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,26 @@ class Target:
     cls: Any
 
 
+@dataclass(frozen=True)
+class Check:
+    """One property planned for one component: a machine to run, or why there is none."""
+
+    target: Target
+    #: The property's name, with the architecture for modes (``"equivalence [x86]"``).
+    label: str
+    prop: Property | None = None
+    machine: type[RuleBasedStateMachine] | None = None
+    #: Why nothing runs: the property does not apply, or no property exists for the component.
+    skip: str | None = None
+    #: The component's own word that it fails this property (its ``known_limitations``).
+    limitation: str | None = None
+
+    @property
+    def id(self) -> str:
+        """``component::property``: how the pytest plugin and ``--replay`` files name a check."""
+        return f"{self.target.name}::{self.label}"
+
+
 @dataclass
 class Outcome:
     """The result of one property on one component."""
@@ -40,9 +84,22 @@ class Outcome:
     component: str
     kind: str
     prop: str
-    examples: int
-    passed: bool
-    report: str = ""
+    status: str
+    examples: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    #: Why the property was not run, or the declared limitation.
+    reason: str = ""
+    seconds: float = 0.0
+    shrink_stopped: bool = False
+    run: PropertyRun | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status != Status.FAIL
+
+    @property
+    def report(self) -> str:
+        return (self.run.report if self.run else None) or ""
 
 
 def select_targets(plugins: PluginManager, names: list[str]) -> list[Target]:
@@ -62,43 +119,74 @@ def select_targets(plugins: PluginManager, names: list[str]) -> list[Target]:
     return chosen
 
 
-def run_property(machine: type[RuleBasedStateMachine], profile: str = "default") -> tuple[int, str | None]:
-    """Run one state machine; returns (examples run, failure report or None)."""
-    count = [0]
-
-    class Counted(machine):  # type: ignore[valid-type, misc]
-        def __init__(self) -> None:
-            count[0] += 1
-            super().__init__()
-
-    Counted.__name__ = machine.__name__
-    Counted.__qualname__ = machine.__qualname__
-    buf = io.StringIO()
+def _applies(prop: Property, cls: Any) -> str | None:
     try:
-        with reporting.with_reporter(lambda text: print(text, file=buf)):
-            run_state_machine_as_test(Counted, settings=settings_for(profile))
-    except Exception as exc:  # a failed property: Hypothesis has printed the minimal example
-        # Hypothesis attaches the minimal failing steps to the exception as notes (PEP 678).
-        notes = "\n".join(getattr(exc, "__notes__", []))
-        return count[0], f"{buf.getvalue()}{notes}\n{type(exc).__name__}: {exc}".strip()
-    return count[0], None
+        return prop.applies(cls)
+    except Exception:  # declarations that cannot be read: run the property, which reports it
+        return None
 
 
-def run_checks(targets: list[Target], profile: str = "default", arch: str | None = None) -> list[Outcome]:
-    """Run every property that applies to each target; modes run on ``arch`` (default: the
-    first architecture each mode declares)."""
-    outcomes = []
+def plan(targets: list[Target], arch: str | None = None) -> list[Check]:
+    """Every property of each target's kind, planned: modes on ``arch`` (default: the first
+    architecture each mode declares). A target whose kind has no property gets one check that
+    says so."""
+    checks: list[Check] = []
     for target in targets:
-        for prop in PROPERTIES:
-            if prop.kind != target.kind or not prop.applies(target.cls):
-                continue
+        declared = (target.cls.known_limitations if target.cls is not None else None) or {}
+        props = [p for p in PROPERTIES if p.kind == target.kind]
+        if not props:
+            checks.append(Check(target, "-", skip=f"the kit has no property for kind {target.kind!r}"))
+            continue
+        for prop in props:
+            label, machine, skip = prop.name, None, _applies(prop, target.cls)
             if target.kind == "mode":
-                if arch is not None and arch not in target.cls.architectures:
-                    continue
-                machine = prop.factory(target.cls, arch)
-                label = f"{prop.name} [{arch or target.cls.architectures[0]}]"
-            else:
-                machine, label = prop.factory(target.cls), prop.name
-            examples, report = run_property(machine, profile)
-            outcomes.append(Outcome(target.name, target.kind, label, examples, report is None, report or ""))
-    return outcomes
+                on = arch or target.cls.architectures[0]
+                label = f"{prop.name} [{on}]"
+                if on not in target.cls.architectures:
+                    skip = skip or f"the mode runs only on {', '.join(target.cls.architectures)}"
+                elif skip is None:
+                    machine = prop.factory(target.cls, on)
+            elif skip is None:
+                machine = prop.factory(target.cls)
+            checks.append(Check(target, label, prop, machine, skip, declared.get(prop.name)))
+    return checks
+
+
+def run_check(
+    check: Check,
+    profile: str = "default",
+    shrink_seconds: float = DEFAULT_SHRINK_SECONDS,
+    replay: str | None = None,
+) -> Outcome:
+    """Run one planned check (nothing runs for a skipped one)."""
+    t = check.target
+    if check.machine is None:
+        status = Status.NO_PROPERTY if check.prop is None else Status.NOT_APPLICABLE
+        return Outcome(t.name, t.kind, check.label, status, reason=check.skip or "")
+    run = run_property(check.machine, profile, shrink_seconds=shrink_seconds, replay=replay)
+    if check.limitation is not None:
+        status = Status.UNEXPECTED_PASS if run.passed else Status.KNOWN
+    else:
+        status = Status.PASS if run.passed else Status.FAIL
+    return Outcome(
+        t.name,
+        t.kind,
+        check.label,
+        status,
+        run.examples,
+        run.failures,
+        check.limitation or "",
+        run.seconds,
+        run.shrink_stopped,
+        run,
+    )
+
+
+def run_checks(
+    targets: list[Target],
+    profile: str = "default",
+    arch: str | None = None,
+    shrink_seconds: float = DEFAULT_SHRINK_SECONDS,
+) -> list[Outcome]:
+    """Plan and run every check of the targets, in order."""
+    return [run_check(c, profile, shrink_seconds) for c in plan(targets, arch)]

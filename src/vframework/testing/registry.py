@@ -4,9 +4,10 @@ A *property* is a Hypothesis state machine class built for one component class b
 factory. Adding the checks for a plugin kind is a matter of writing the machine and
 declaring it with :func:`conformance`::
 
-    @conformance("scheduler", "work conservation")
+    @conformance("scheduler", "work conservation",
+                 applies=lambda cls: None if cls.work_conserving else "declares work_conserving = False")
     def work_conservation(cls):
-        return SchedulerMachine.for_component(cls)
+        return HypervisorMachine.for_components(scheduler=cls)
 
 Kernel properties (the engine, the frame table) use kind ``"kernel"`` and get ``None``.
 """
@@ -26,15 +27,23 @@ __all__ = ["KERNEL", "PROPERTIES", "Property", "conformance"]
 KERNEL = "kernel"
 
 
+def _always(cls: Any) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Property:
     """A named check for every component of one kind."""
 
     kind: str
+    #: Short and stable: a component's ``known_limitations`` names properties by it.
     name: str
     factory: Callable[..., type[RuleBasedStateMachine]]
-    #: Only components for which this returns True are checked (e.g. declared work-conserving).
-    applies: Callable[[Any], bool] = lambda cls: True
+    #: None when the property applies to the component class, else why not (shown as "not
+    #: applicable"): a scheduler that declares it is not work-conserving, a mode with no hypercalls.
+    applies: Callable[[Any], str | None] = _always
+    #: What the property checks, one sentence (for the docs and ``vframework check --list``).
+    checks: str = ""
 
 
 PROPERTIES: list[Property] = []
@@ -43,15 +52,20 @@ PROPERTIES: list[Property] = []
 _Factory = TypeVar("_Factory", bound=Callable[..., type[RuleBasedStateMachine]])
 
 
-def conformance(kind: str, name: str, applies: Callable[[Any], bool] | None = None) -> Callable[[_Factory], _Factory]:
+def conformance(
+    kind: str, name: str, applies: Callable[[Any], str | None] | None = None, checks: str = ""
+) -> Callable[[_Factory], _Factory]:
     """Declare a state-machine factory as the property ``name`` of plugin kind ``kind``.
 
-    ``applies`` gets the component class (of the kind's base class; None for the kernel)."""
+    ``applies`` gets the component class (of the kind's base class; None for the kernel) and
+    returns None, or why the property does not apply to it."""
     if kind != KERNEL and kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
+    if any(p.kind == kind and p.name == name for p in PROPERTIES):
+        raise ValueError(f"a {kind} property called {name!r} is already declared")
 
     def register(factory: _Factory) -> _Factory:
-        PROPERTIES.append(Property(kind, name, factory, applies or (lambda cls: True)))
+        PROPERTIES.append(Property(kind, name, factory, applies or _always, checks))
         return factory
 
     return register

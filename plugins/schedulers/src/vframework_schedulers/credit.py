@@ -142,7 +142,7 @@ class _Dom:
 class _VC:
     """One vCPU's scheduler state."""
 
-    __slots__ = ("active", "cpu", "credit", "dom", "given", "held", "on", "pri", "queued", "since", "vcpu")
+    __slots__ = ("active", "burnt", "cpu", "credit", "dom", "given", "held", "on", "pri", "queued", "since", "vcpu")
 
     def __init__(self, vcpu: VCPUView, dom: _Dom, cpu: int) -> None:
         self.vcpu = vcpu
@@ -155,6 +155,7 @@ class _VC:
         self.active = False
         self.on: int | None = None  # the CPU it is running on
         self.since = 0  # when it was last debited
+        self.burnt = 0  # every ns debited so far
         self.given = 0  # the slice it was given
 
 
@@ -166,6 +167,7 @@ class CreditScheduler(Scheduler[CreditParams]):
     params_model = CreditParams
     vm_params_model = CreditVMParams
     share_param = "weight"
+    cap_param = "cap"
     work_conserving = True  # for uncapped VMs; capped ones are parked on purpose (see capped())
 
     def __init__(self, params: CreditParams, cpus: int) -> None:
@@ -220,6 +222,7 @@ class CreditScheduler(Scheduler[CreditParams]):
         ran = now - cv.since
         cv.since = now
         cv.credit -= ran
+        cv.burnt += ran
         cv.dom.used += ran
 
     def _steal(self, cpu: int, above: int) -> _VC | None:
@@ -427,6 +430,9 @@ class CreditScheduler(Scheduler[CreditParams]):
 
     def share_weight(self, vm_params: Params | None) -> float:
         return float(getattr(vm_params, "weight", DEFAULT_WEIGHT))
+
+    def accounted_ns(self, vcpu: VCPUView) -> int | None:
+        return vcpu.sched.burnt if vcpu.sched is not None else None
 
     def share_error_bound_ns(self, vms: int) -> int | None:
         return None  # no bound holds: Xen's credit bounds discard and forgive credit (module doc)

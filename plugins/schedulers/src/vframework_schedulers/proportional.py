@@ -159,6 +159,8 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
     params_model = ProportionalParams
     vm_params_model = ProportionalVMParams
     share_param = "shares"
+    cap_param = "limit"
+    reservation_param = "reservation"
     work_conserving = True
 
     def __init__(self, params: ProportionalParams, cpus: int) -> None:
@@ -298,7 +300,7 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
             if s.limit:
                 self.limited[s.id] = s
         s.vcpus += 1
-        vcpu.sched = [s, 0]  # its VM's state, the slice it was last given
+        vcpu.sched = [s, 0, 0]  # its VM's state, the slice it was last given, the ns it was charged
 
     def detach(self, vcpu: VCPUView) -> None:
         s: _Share = vcpu.sched[0]
@@ -340,6 +342,7 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
             s.reserved += slice_ns
             vcpu = s.queue.popleft()
             vcpu.sched[1] = slice_ns
+            vcpu.sched[2] += slice_ns
             # Charge the slice now (corrected when the vCPU leaves), so the next CPU to pick
             # already sees this VM's pass moved on.
             order.remove(s.key)
@@ -355,6 +358,7 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
         s: _Share = seat[0]
         given = seat[1]
         seat[1] = 0
+        seat[2] += ran_ns - given
         s.reserved -= given
         if ran_ns != given:
             self.sum_wp += ran_ns - given
@@ -410,6 +414,10 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
 
     def share_weight(self, vm_params: Params | None) -> float:
         return float(getattr(vm_params, "shares", DEFAULT_SHARES))
+
+    def accounted_ns(self, vcpu: VCPUView) -> int | None:
+        # The slices charged at pick plus the corrections when the vCPU left: what moved its pass.
+        return int(vcpu.sched[2]) if vcpu.sched is not None else None
 
     def share_error_bound_ns(self, vms: int) -> int:
         return self.slice_ns * (vms + self.cpus + 1)
