@@ -25,7 +25,9 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from hypothesis import strategies as st
+from hypothesis import target
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from vframework.api.contract import Scheduler
@@ -52,6 +54,9 @@ __all__ = [
 
 #: How long a runnable vCPU may wait when the scheduler declares no bound.
 DEFAULT_LIVENESS_NS = 1_000_000_000
+#: A slice shorter than this (about a vCPU switch) makes no progress; this many in a row fail.
+TINY_SLICE_NS = 1_000
+TINY_SLICES = 10_000
 _MAX_VMS = 5
 _WEIGHTS = (1, 2, 3, 5, 8)
 _CAPS = (10, 25, 50, 75, 100, 150)
@@ -85,6 +90,8 @@ class Observations:
         self.longest_slice = 0
         #: The first time a CPU was left idle while an uncapped vCPU waited: (when, CPU, waiting).
         self.idled: tuple[int, int, list[str]] | None = None
+        #: Slices in a row shorter than :data:`TINY_SLICE_NS`.
+        self.tiny = 0
 
 
 def observed(cls: type[Scheduler[Params]], record: Observations) -> type[Scheduler[Params]]:
@@ -110,6 +117,13 @@ def observed(cls: type[Scheduler[Params]], record: Observations) -> type[Schedul
                 if waiting:
                     record.idled = (now, cpu, waiting)
             if vcpu is not None:
+                record.tiny = record.tiny + 1 if slice_ns < TINY_SLICE_NS else 0
+                if record.tiny > TINY_SLICES:
+                    # Raised from inside the hypervisor: the simulation would never reach its end.
+                    raise AssertionError(
+                        f"no progress: {record.tiny} slices in a row shorter than {TINY_SLICE_NS} ns "
+                        f"(the last: {slice_ns} ns to {vcpu.name} at {now} ns)"
+                    )
                 since = record.waiting.pop(vcpu, now)
                 if now - since > record.longest_wait[0]:
                     record.longest_wait = (now - since, vcpu.name, since)
@@ -140,18 +154,24 @@ def _on_off(run_ns: int, sleep_ns: int) -> Generator[Operation, None, None]:
 
 def window_extremes(intervals: list[tuple[int, int]], lo: int, hi: int, window: int) -> tuple[int, int, int, int]:
     """Most and least time covered by ``intervals`` in a window of ``window`` ns inside [lo, hi]:
-    (most, its start, least, its start). The extremes of a sliding window's coverage are at
-    starts where the window's start or end meets an interval's start or end."""
+    (most, its start, least, its start). A sliding window's coverage is piecewise linear in its
+    start, so its extremes are at starts where the window's start or end meets an interval's
+    start or end; the coverage up to any instant comes from sorted starts and ends."""
     spans = np.array(intervals, dtype=np.int64).reshape(-1, 2)
-    ends = np.concatenate([spans[:, 0], spans[:, 1]])
-    starts = np.unique(np.clip(np.concatenate([ends, ends - window, [lo, hi - window]]), lo, hi - window))
-    cover = np.clip(
-        np.minimum(spans[None, :, 1], starts[:, None] + window) - np.maximum(spans[None, :, 0], starts[:, None]),
-        0,
-        None,
-    ).sum(axis=1)
+    starts, ends = np.sort(spans[:, 0]), np.sort(spans[:, 1])
+    edges = np.concatenate([starts, ends])
+    at = np.unique(np.clip(np.concatenate([edges, edges - window, [lo, hi - window]]), lo, hi - window))
+    start_sum = np.concatenate([[0], np.cumsum(starts)])
+    end_sum = np.concatenate([[0], np.cumsum(ends)])
+
+    def covered(t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        # Time covered before t: each interval begun before t counts t - start, less t - end if over.
+        began, ended = np.searchsorted(starts, t), np.searchsorted(ends, t)
+        return t * (began - ended) - start_sum[began] + end_sum[ended]  # type: ignore[no-any-return]
+
+    cover = covered(at + window) - covered(at)
     most, least = int(np.argmax(cover)), int(np.argmin(cover))
-    return int(cover[most]), int(starts[most]), int(cover[least]), int(starts[least])
+    return int(cover[most]), int(at[most]), int(cover[least]), int(at[least])
 
 
 class SchedulingMachine(RuleBasedStateMachine):
@@ -186,6 +206,7 @@ class SchedulingMachine(RuleBasedStateMachine):
         # Names are never reused: a wait recorded before a VM left is judged by what it was.
         self.ever_capped: set[str] = set()
         self.reservation: dict[str, float] = {}
+        self._cap_score = -1.0
 
     def _params(self, weight: int, cap: int, reservation: int) -> Params | None:
         model = self.scheduler_cls.vm_params_model
@@ -321,12 +342,14 @@ class SchedulingMachine(RuleBasedStateMachine):
             slack = self.scheduler.cap_slack_ns(len(vm.vcpus))
             most, at, least, low_at = window_extremes(self._intervals(vm) or [(lo, lo)], lo, now, window)
             if cap:
+                self._cap_score = max(self._cap_score, (most - cap * window / 100) / window)
                 allowed = int(cap * window / 100) + slack
                 assert most <= allowed, (
                     f"{vm.name} (cap {cap:g}%, {len(vm.vcpus)} vCPUs) ran {most} ns in the window "
                     f"[{at}, {at + window}] ns: more than cap x window + slack = {allowed} ns"
                 )
             if reserved and vm.name in self.busy:
+                self._cap_score = max(self._cap_score, (reserved * window / 100 - least) / window)
                 owed = int(reserved * window / 100) - slack
                 assert least >= owed, (
                     f"{vm.name} (reservation {reserved:g}%, always runnable) ran {least} ns in the window "
@@ -354,6 +377,18 @@ class SchedulingMachine(RuleBasedStateMachine):
                         f"{vcpu.name} ({vcpu.state.name}) ran {ran} ns, "
                         f"but the scheduler's accounting charged it {account} ns"
                     )
+
+    def teardown(self) -> None:
+        # Steer generation toward what nearly failed: Hypothesis climbs the score from one example
+        # to the next (one call per label per example, hence here).
+        if not hasattr(self, "hv"):
+            return
+        if "liveness" in self.checks:
+            now = self.engine.now
+            waits = [self.record.longest_wait[0], *(now - t for t in self.record.waiting.values())]
+            target(max(waits) / self._liveness_bound(False), label="longest wait / liveness bound")
+        if "caps" in self.checks:
+            target(self._cap_score, label="cap or reservation missed by / window")
 
     def _describe(self) -> str:
         parts = []

@@ -16,6 +16,7 @@ from collections.abc import Generator
 from typing import Any
 
 from hypothesis import strategies as st
+from hypothesis import target
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from vframework.api.contract import Scheduler
@@ -159,15 +160,25 @@ class ShareMachine(RuleBasedStateMachine):
         for i, share in water_fill(received, self.weight, caps).items():
             self.entitled[i] += share
 
+    def teardown(self) -> None:
+        if hasattr(self, "hv") and self.hv.vms:
+            vms = len(self.hv.vms)
+            bound = self._bound(vms)
+            worst = max(abs(vm.counters["cpu_run_ns"] - self.entitled[i]) for i, vm in self.hv.vms.items())
+            target(worst / bound, label="share error / bound")
+
+    def _bound(self, vms: int) -> int:
+        if self.loose:
+            return LOOSE_SLICES * max(self.record.longest_slice, 1_000_000) * (vms + self.cpus + 1)
+        bound = self.hv.scheduler.share_error_bound_ns(vms)
+        assert bound is not None, "share_error_bound_ns returned None after declaring a bound"
+        return int(bound)
+
     @invariant()
     def within_bound(self) -> None:
         if not hasattr(self, "hv"):
             return
-        vms = max(1, len(self.hv.vms))
-        bound = self.hv.scheduler.share_error_bound_ns(vms)
-        if self.loose:
-            bound = LOOSE_SLICES * max(self.record.longest_slice, 1_000_000) * (vms + self.cpus + 1)
-        assert bound is not None, "share_error_bound_ns returned None after declaring a bound"
+        bound = self._bound(max(1, len(self.hv.vms)))
         for i, vm in self.hv.vms.items():
             error = vm.counters["cpu_run_ns"] - self.entitled[i]
             assert abs(error) <= bound, (
