@@ -39,9 +39,10 @@ def main() -> None:
             continue
         [check] = [c for c in plan([Target(m.cls.name, m.cls.kind, m.cls)]) if c.prop and c.prop.name == m.prop]
         assert check.machine is not None, check.skip
+        assert check.prop is not None
         caught, start = 0, time.perf_counter()
         for _ in range(args.seeds):
-            caught += not run_property(check.machine, hypothesis_settings=fresh).passed
+            caught += not run_property(check.machine, hypothesis_settings=fresh, examples=check.prop.examples).passed
         each = (time.perf_counter() - start) / args.seeds
         print(f"| `{m.cls.name}` | {m.bug} | {m.prop} | {caught} | {each:.1f} |", flush=True)
 

@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 from vframework_devices.emulated import EmulatedDisk
 from vframework_devices.ring_block import RingBlock
-from vframework_memory import ksm
-from vframework_memory.ksm import Ksm
+from vframework_memory.host_swap import HostSwap
 from vframework_memory.shares import SharesPolicy
+from vframework_modes.hardware import HardwareAssisted
+from vframework_modes.software import TrapAndEmulate
 from vframework_schedulers.credit import CreditScheduler
 from vframework_schedulers.fair import FairScheduler
 from vframework_schedulers.proportional import ProportionalScheduler
 
 from vframework.api.contract import Workload
+from vframework.api.views import VCPUView
 from vframework.guest.ops import Compute, Operation, Touch
 from vframework.testing.doubles import FifoScheduler
 
@@ -147,6 +149,43 @@ class FairById(FairScheduler):
         return vcpu, self.slice_ns
 
 
+# -- modes ------------------------------------------------------------------------------------
+
+
+@mutant("costs", "a system call costs 10 cycles when nothing exits")
+class CheapSyscalls(HardwareAssisted):
+    """Forgets that a system call costs its native round trip even when nothing exits."""
+
+    name = "planted-cheap-syscalls"
+
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
+        return 10 * count if kind == "syscall" else super().deliver(vcpu, kind, count)
+
+
+@mutant("counters", "counts the doorbell's trap, which the base class already counts")
+class DoorbellTrapCountedTwice(TrapAndEmulate):
+    """Counts the doorbell's trap itself, not knowing that the base class already does."""
+
+    name = "planted-doorbell-trap-counted-twice"
+
+    def notify_backend(self, vcpu: VCPUView) -> int:
+        self.context.counters["traps"] += 1
+        return super().notify_backend(vcpu)
+
+
+@mutant("counters", "counts external-interrupt exits on top of the base class")
+class InterruptExitCountedTwice(HardwareAssisted):
+    """Adds its own accounting of external-interrupt exits on top of the base class's."""
+
+    name = "planted-interrupt-exit-counted-twice"
+
+    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
+        if kind in ("timer", "device"):
+            self.context.counters["vm_exits"] += count
+            self.context.counters["vm_exits_external_interrupt"] += count
+        return super().deliver(vcpu, kind, count)
+
+
 # -- memory policies --------------------------------------------------------------------------
 
 
@@ -186,22 +225,13 @@ class SharesOverhands(SharesPolicy):
 # -- memory services --------------------------------------------------------------------------
 
 
-def _unchecked(memory: Any, vm_id: int, ppns: Any, sources: Any, targets: Any, expect: Any) -> Any:
-    memory.share(vm_id, np.asarray(ppns, dtype=np.int64), np.asarray(targets, dtype=np.int64))
-    return np.ones(len(ppns), dtype=bool)
+@mutant("sharing and reclamation", "reclaim_now reports the frames it was asked for, not those it freed")
+class HostSwapOverstates(HostSwap):
+    name = "bug-host-swap-overstates"
 
-
-@mutant("sharing and reclamation", "merges pages whose tree entry matched without the full comparison")
-class KsmSkipsTheComparison(Ksm):
-    name = "bug-ksm-skips-the-comparison"
-
-    def _merge(self, memory: Any, vm_id: int, ppns: Any, mpns: Any, tokens: Any) -> None:
-        saved = ksm.share_checked
-        ksm.share_checked = _unchecked
-        try:
-            super()._merge(memory, vm_id, ppns, mpns, tokens)
-        finally:
-            ksm.share_checked = saved
+    def reclaim_now(self, memory: Any, pages: int, exclude: int) -> int:
+        super().reclaim_now(memory, pages, exclude)
+        return pages
 
 
 # -- devices ----------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
-from vframework_modes import BareMetal, HardwareAssisted, TrapAndEmulate
+from mutants import CheapSyscalls, DoorbellTrapCountedTwice, InterruptExitCountedTwice
+from vframework_modes import BareMetal
 
 from vframework import PluginManager
-from vframework.api import DISCONTINUITIES, Mode, Params, VCPUView
+from vframework.api import DISCONTINUITIES, Mode, Params
 from vframework.machine.isa import Op
 from vframework.testing.costs import CostMachine, NativeCosts, _Guest
 
@@ -126,38 +127,7 @@ def test_native_costs_are_the_bare_metal_plugins() -> None:
     assert _native_costs(NativeCosts) == _native_costs(BareMetal)
 
 
-# -- modes wrong on purpose --------------------------------------------------------------------
-
-
-class CheapSyscalls(HardwareAssisted):
-    """Forgets that a system call costs its native round trip even when nothing exits."""
-
-    name = "planted-cheap-syscalls"
-
-    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
-        return 10 * count if kind == "syscall" else super().deliver(vcpu, kind, count)
-
-
-class DoorbellTrapCountedTwice(TrapAndEmulate):
-    """Counts the doorbell's trap itself, not knowing that the base class already does."""
-
-    name = "planted-doorbell-trap-counted-twice"
-
-    def notify_backend(self, vcpu: VCPUView) -> int:
-        self.context.counters["traps"] += 1
-        return super().notify_backend(vcpu)
-
-
-class InterruptExitCountedTwice(HardwareAssisted):
-    """Adds its own accounting of external-interrupt exits on top of the base class's."""
-
-    name = "planted-interrupt-exit-counted-twice"
-
-    def deliver(self, vcpu: VCPUView, kind: str, count: int) -> int:
-        if kind in ("timer", "device"):
-            self.context.counters["vm_exits"] += count
-            self.context.counters["vm_exits_external_interrupt"] += count
-        return super().deliver(vcpu, kind, count)
+# -- modes wrong on purpose (tests/mutants.py) ---------------------------------------------------
 
 
 def test_catches_a_system_call_cheaper_than_native() -> None:

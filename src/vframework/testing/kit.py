@@ -163,7 +163,8 @@ def run_check(
     if check.machine is None:
         status = Status.NO_PROPERTY if check.prop is None else Status.NOT_APPLICABLE
         return Outcome(t.name, t.kind, check.label, status, reason=check.skip or "")
-    run = run_property(check.machine, profile, shrink_seconds=shrink_seconds, replay=replay)
+    scale = check.prop.examples if check.prop is not None else 1.0
+    run = run_property(check.machine, profile, shrink_seconds=shrink_seconds, replay=replay, examples=scale)
     if check.limitation is not None:
         status = Status.UNEXPECTED_PASS if run.passed else Status.KNOWN
     else:

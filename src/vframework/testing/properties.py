@@ -70,6 +70,7 @@ def _dispatch(cls: type[Scheduler[Params]]) -> type[HypervisorMachine]:
 @conformance(
     "scheduler",
     "work conservation",
+    examples=3,
     applies=lambda cls: None if cls.work_conserving else "the scheduler declares work_conserving = False",
     checks="no CPU is left idle while a vCPU the scheduler does not cap is runnable",
 )
@@ -80,6 +81,7 @@ def _work_conservation(cls: type[Scheduler[Params]]) -> type[SchedulingMachine]:
 @conformance(
     "scheduler",
     "liveness",
+    examples=3,
     checks="a runnable vCPU of a VM with a non-zero share runs within liveness_bound_ns (default 1 s; "
     "capped VMs one cap window more)",
 )
@@ -90,6 +92,7 @@ def _liveness(cls: type[Scheduler[Params]]) -> type[SchedulingMachine]:
 @conformance(
     "scheduler",
     "fairness",
+    examples=3,
     applies=fairness_applies,
     checks="every VM's CPU time within share_error_bound_ns of its weighted fluid share; with no declared "
     "bound, VMs of equal weight within a few slices of equal time",
@@ -101,6 +104,7 @@ def _fairness(cls: type[Scheduler[Params]]) -> type[ShareMachine]:
 @conformance(
     "scheduler",
     "caps and reservations",
+    examples=5,
     applies=lambda cls: (
         None if cls.cap_param or cls.reservation_param else "the scheduler declares no cap_param or reservation_param"
     ),
@@ -114,6 +118,7 @@ def _caps(cls: type[Scheduler[Params]]) -> type[SchedulingMachine]:
 @conformance(
     "scheduler",
     "accounting",
+    examples=3,
     applies=lambda cls: (
         None if cls.accounted_ns is not Scheduler.accounted_ns else "the scheduler reports no accounting (accounted_ns)"
     ),

@@ -42,8 +42,11 @@ class Property:
     #: None when the property applies to the component class, else why not (shown as "not
     #: applicable"): a scheduler that declares it is not work-conserving, a mode with no hypercalls.
     applies: Callable[[Any], str | None] = _always
-    #: What the property checks, one sentence (for the docs and ``vframework check --list``).
+    #: What the property checks, one sentence (for the docs).
     checks: str = ""
+    #: Examples to run, as a multiple of the profile's: cheap machines whose bugs need long or
+    #: rare sequences run more (the detection rates in docs/testing.md are measured with it).
+    examples: float = 1.0
 
 
 PROPERTIES: list[Property] = []
@@ -53,7 +56,11 @@ _Factory = TypeVar("_Factory", bound=Callable[..., type[RuleBasedStateMachine]])
 
 
 def conformance(
-    kind: str, name: str, applies: Callable[[Any], str | None] | None = None, checks: str = ""
+    kind: str,
+    name: str,
+    applies: Callable[[Any], str | None] | None = None,
+    checks: str = "",
+    examples: float = 1.0,
 ) -> Callable[[_Factory], _Factory]:
     """Declare a state-machine factory as the property ``name`` of plugin kind ``kind``.
 
@@ -65,7 +72,7 @@ def conformance(
         raise ValueError(f"a {kind} property called {name!r} is already declared")
 
     def register(factory: _Factory) -> _Factory:
-        PROPERTIES.append(Property(kind, name, factory, applies or _always, checks))
+        PROPERTIES.append(Property(kind, name, factory, applies or _always, checks, examples))
         return factory
 
     return register

@@ -138,9 +138,11 @@ def run_property(
     shrink_seconds: float = DEFAULT_SHRINK_SECONDS,
     replay: str | None = None,
     hypothesis_settings: settings | None = None,
+    examples: float = 1.0,
 ) -> PropertyRun:
-    """Run one state machine under a profile; ``replay`` (a failure's ``blob``) reruns exactly
-    that example instead of searching. ``hypothesis_settings`` replaces the profile's."""
+    """Run one state machine under a profile, with ``examples`` times its examples; ``replay`` (a
+    failure's ``blob``) reruns exactly that example instead of searching. ``hypothesis_settings``
+    replaces the profile's."""
     count = [0]
 
     class Counted(machine):  # type: ignore[valid-type, misc]
@@ -151,6 +153,8 @@ def run_property(
     Counted.__name__ = machine.__name__
     Counted.__qualname__ = machine.__qualname__
     base = hypothesis_settings or settings_for(profile)
+    if examples != 1.0:
+        base = settings(base, max_examples=max(1, round(base.max_examples * examples)))
     phases = [p for p in base.phases if p is not Phase.explain]  # it points at lines of the kit, not the bug
     test = get_state_machine_test(
         Counted, settings=settings(base, phases=phases, print_blob=True, report_multiple_bugs=True)

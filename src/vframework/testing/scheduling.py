@@ -60,7 +60,7 @@ TINY_SLICES = 10_000
 _MAX_VMS = 5
 _WEIGHTS = (1, 2, 3, 5, 8)
 _CAPS = (10, 25, 50, 75, 100, 150)
-_RESERVATIONS = (10, 20, 30)
+_RESERVATIONS = (10, 30, 50)
 
 
 def declared_share_bound(cls: type[Scheduler[Params]]) -> int | None:
@@ -263,6 +263,29 @@ class SchedulingMachine(RuleBasedStateMachine):
             self.ever_capped.add(name)
         if reservation:
             self.reservation[name] = reservation
+
+    # Targeted rules: a cap or a reservation is only tested when it binds, so add the VMs
+    # where it does: busy, a cap below what the VM's vCPUs could use, a reservation above what
+    # the least weight would get.
+    @precondition(
+        lambda self: hasattr(self, "hv")
+        and len(self.hv.vms) < _MAX_VMS
+        and "caps" in self.checks
+        and self.scheduler_cls.cap_param is not None
+    )
+    @rule(vcpus=st.integers(1, 2), cap=st.sampled_from(_CAPS[:4]))
+    def add_capped_vm(self, vcpus: int, cap: int) -> None:
+        self.add_vm(vcpus, _WEIGHTS[-1], cap, 0, True, 1, 1)
+
+    @precondition(
+        lambda self: hasattr(self, "hv")
+        and len(self.hv.vms) < _MAX_VMS
+        and "caps" in self.checks
+        and self.scheduler_cls.reservation_param is not None
+    )
+    @rule(reservation=st.sampled_from(_RESERVATIONS))
+    def add_reserved_vm(self, reservation: int) -> None:
+        self.add_vm(1, _WEIGHTS[0], 0, reservation, True, 1, 1)
 
     @precondition(lambda self: hasattr(self, "hv") and bool(self.hv.vms))
     @rule(which=st.integers(0, _MAX_VMS - 1))

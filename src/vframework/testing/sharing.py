@@ -126,6 +126,15 @@ class SharingMachine(RuleBasedStateMachine):
             self.service.run(self.hv.memory, self.engine.now)
         self._unchanged(before, self.service_cls.name)
 
+    @precondition(lambda self: bool(self._writers()))
+    @rule(data=st.data(), before=st.integers(1, 3), after=st.integers(1, 3))
+    def writes_mid_scan(self, data: st.DataObject, before: int, after: int) -> None:
+        """Guests write between two stretches of one scan: a service that trusts what it saw
+        before the writes (a tree entry, a hint) merges pages that no longer match."""
+        self.scan(before)
+        self.guest_writes(data)
+        self.scan(after)
+
     def _run_as(self, vm: VM, proc: GuestProcess, action: Callable[[], object]) -> None:
         """Run ``action`` as ``proc`` on the VM's vCPU: a process that is not the vCPU's own
         is switched to and back, as the guest's scheduler would (an untagged TLB is flushed)."""
@@ -234,6 +243,27 @@ class SharingMachine(RuleBasedStateMachine):
         before = self._views()
         self.hv.memory.swap_out(vm_id, ppns, 1_000)
         self._unchanged(before, "the hypervisor's swapping")
+
+    @precondition(lambda self: bool(self.hv.vms))
+    @rule(data=st.data(), pages=st.integers(1, PAGES))
+    def fault_finds_no_frame(self, data: st.DataObject, pages: int) -> None:
+        """A VM's page fault found no free frame: the hypervisor asks the service to free
+        ``pages`` now (``reclaim_now``), none of them the faulting VM's."""
+        vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="faulting vm")
+        memory = self.hv.memory
+        before, free = self._views(), memory.free_frames
+        frames = memory.backing(vm_id, np.arange(self.hv.vms[vm_id].memory_pages))
+        freed = self.service.reclaim_now(memory, pages, vm_id)
+        self._unchanged(before, f"{self.service_cls.name}'s reclaim_now")
+        assert isinstance(freed, int | np.integer), f"reclaim_now returned {freed!r}, not a count of frames"
+        assert freed >= 0, f"reclaim_now returned {freed}, a negative count of frames"
+        assert memory.free_frames - free >= freed, (
+            f"reclaim_now({pages} pages, exclude vm{vm_id}) says it freed {freed} frames, "
+            f"but the host's free frames went from {free} to {memory.free_frames}"
+        )
+        after = memory.backing(vm_id, np.arange(self.hv.vms[vm_id].memory_pages))
+        taken = np.flatnonzero((frames >= 0) & (after < 0)).tolist()
+        assert not taken, f"reclaim_now took PPNs {taken[:5]} from vm{vm_id}, the VM it was told to leave alone"
 
     @precondition(lambda self: bool(self.hv.vms))
     @rule(data=st.data(), pages=st.integers(0, PAGES))

@@ -431,6 +431,14 @@ class CreditScheduler(Scheduler[CreditParams]):
     def share_weight(self, vm_params: Params | None) -> float:
         return float(getattr(vm_params, "weight", DEFAULT_WEIGHT))
 
+    def cap_window_ns(self) -> int:
+        return 20 * self.period
+
+    def cap_slack_ns(self, vcpus: int) -> int:
+        # The budget renews every period, and an overrun is carried over: one period's budget
+        # ahead at a window's start and one behind at its end, at most a period per vCPU each.
+        return 2 * self.period * vcpus
+
     def accounted_ns(self, vcpu: VCPUView) -> int | None:
         return vcpu.sched.burnt if vcpu.sched is not None else None
 

@@ -418,6 +418,13 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
     def share_weight(self, vm_params: Params | None) -> float:
         return float(getattr(vm_params, "shares", DEFAULT_SHARES))
 
+    def cap_window_ns(self) -> int:
+        return 50 * self.slice_ns
+
+    def cap_slack_ns(self, vcpus: int) -> int:
+        # A limit's bucket holds one slice per CPU of limit, and a slice in progress runs on.
+        return 2 * self.slice_ns * vcpus
+
     def accounted_ns(self, vcpu: VCPUView) -> int | None:
         # The slices charged at pick plus the corrections when the vCPU left: what moved its pass.
         return int(vcpu.sched[2]) if vcpu.sched is not None else None
