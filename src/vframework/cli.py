@@ -253,7 +253,7 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
     show_default=True,
     help="time budget to shrink one property's failures; then the smallest found so far is shown",
 )
-@click.option("--strict", is_flag=True, help="fail (exit 1) when a component has no property that applies to it")
+@click.option("--strict", is_flag=True, help="fail (exit 1) when no property applies to a component")
 @click.option(
     "--replay",
     "replay_file",
@@ -334,10 +334,11 @@ def check(
 
             for path in save_replays(o, c, save):
                 _out.print(f"rerun this example: vframework check {o.component} --replay {path}", markup=False)
-    bare = [o for o in outcomes if o.status == Status.NO_PROPERTY]
+    ran = {o.component for o in outcomes if o.status not in (Status.NOT_APPLICABLE, Status.NO_PROPERTY)}
+    bare = sorted({o.component for o in outcomes} - ran)
+    if bare:
+        _err.print(f"no property applies to {', '.join(bare)}", markup=False)
     if failed or (strict and bare):
-        if strict and bare:
-            _err.print(f"--strict: no property applies to {', '.join(o.component for o in bare)}", markup=False)
         sys.exit(1)
 
 

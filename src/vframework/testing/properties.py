@@ -215,6 +215,7 @@ def _counters(cls: type[Mode[Params]], arch: str | None = None) -> type[CostMach
 @conformance(
     "device",
     "requests and isolation",
+    examples=2,
     checks="every request completes once, barriers hold, zero copy, only granted pages, pinned frames stay, "
     "no guest sees another's data",
 )

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from hypothesis import strategies as st
 from hypothesis import target
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from vframework.api.contract import Scheduler
@@ -268,20 +269,24 @@ class SchedulingMachine(RuleBasedStateMachine):
     # where it does: busy, a cap below what the VM's vCPUs could use, a reservation above what
     # the least weight would get.
     @precondition(
-        lambda self: hasattr(self, "hv")
-        and len(self.hv.vms) < _MAX_VMS
-        and "caps" in self.checks
-        and self.scheduler_cls.cap_param is not None
+        lambda self: (
+            hasattr(self, "hv")
+            and len(self.hv.vms) < _MAX_VMS
+            and "caps" in self.checks
+            and self.scheduler_cls.cap_param is not None
+        )
     )
     @rule(vcpus=st.integers(1, 2), cap=st.sampled_from(_CAPS[:4]))
     def add_capped_vm(self, vcpus: int, cap: int) -> None:
         self.add_vm(vcpus, _WEIGHTS[-1], cap, 0, True, 1, 1)
 
     @precondition(
-        lambda self: hasattr(self, "hv")
-        and len(self.hv.vms) < _MAX_VMS
-        and "caps" in self.checks
-        and self.scheduler_cls.reservation_param is not None
+        lambda self: (
+            hasattr(self, "hv")
+            and len(self.hv.vms) < _MAX_VMS
+            and "caps" in self.checks
+            and self.scheduler_cls.reservation_param is not None
+        )
     )
     @rule(reservation=st.sampled_from(_RESERVATIONS))
     def add_reserved_vm(self, reservation: int) -> None:
@@ -404,8 +409,8 @@ class SchedulingMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         # Steer generation toward what nearly failed: Hypothesis climbs the score from one example
         # to the next (one call per label per example, hence here).
-        if not hasattr(self, "hv"):
-            return
+        if not hasattr(self, "hv") or not currently_in_test_context():
+            return  # a machine driven step by step (a replayed example in a test)
         if "liveness" in self.checks:
             now = self.engine.now
             waits = [self.record.longest_wait[0], *(now - t for t in self.record.waiting.values())]

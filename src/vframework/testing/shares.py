@@ -17,6 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis import target
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from vframework.api.contract import Scheduler
@@ -161,7 +162,7 @@ class ShareMachine(RuleBasedStateMachine):
             self.entitled[i] += share
 
     def teardown(self) -> None:
-        if hasattr(self, "hv") and self.hv.vms:
+        if hasattr(self, "hv") and self.hv.vms and currently_in_test_context():
             vms = len(self.hv.vms)
             bound = self._bound(vms)
             worst = max(abs(vm.counters["cpu_run_ns"] - self.entitled[i]) for i, vm in self.hv.vms.items())

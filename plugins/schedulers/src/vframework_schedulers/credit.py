@@ -11,13 +11,15 @@ The rules, as in Xen:
   active vCPUs can use in a period (one period per vCPU) nor, if capped, more than its cap;
   what they cannot use goes to the others. A VM's credit is split evenly among its active
   vCPUs. A vCPU with credit left is UNDER, one without is OVER.
-* A vCPU becomes *active* (earns credit) when a tick finds it running. A vCPU whose credit
+* A vCPU becomes *active* (earns credit) when a tick finds it running, or when it leaves the
+  CPU still runnable (one whose slices all fall between ticks). A vCPU whose credit
   grows beyond one period's worth stops earning: it leaves the active list and its credit is
   halved (Xen's upper bound, meant for vCPUs that idle). Credit never goes below minus one
   period's worth (Xen's lower bound).
 * Priorities BOOST > UNDER > OVER. A vCPU that wakes (blocked -> runnable) with UNDER priority
   gets BOOST; it is put ahead of UNDER and OVER vCPUs and preempts its CPU's vCPU if that one
-  has a lower priority (and no CPU is idle). BOOST ends at the first tick that finds the vCPU
+  has a lower priority (and no CPU is idle). BOOST ends when the vCPU leaves the CPU still
+  runnable (its slice ended, or it was preempted), or at the first tick that finds the vCPU
   running: a vCPU that keeps running for a tick is not an I/O-bound one.
 * One run queue per physical CPU, ordered by priority, FIFO within a priority. A vCPU that
   leaves its CPU still runnable goes to the tail of its priority on that CPU's queue. A CPU
@@ -48,7 +50,8 @@ Where the model simplifies Xen:
   domains that got extra go first next time. Xen's extra credit for a negative system-wide
   balance (``credit_balance``) is kept for the total but not for each domain's peak.
 * Caps are enforced by a per-VM budget of ``cap`` percent of the period: a capped VM's slice
-  never exceeds the budget left (less what its other running vCPUs may still use), and when the
+  never exceeds the budget left (less what its other running vCPUs may still use), shared
+  evenly with its other waiting vCPUs (at least 1 ms each), and when the
   budget is used up the VM is parked until the next accounting period, which renews the budget
   (an overrun is carried over). Xen 4.x's credit1 parks only at accounting, when a vCPU's
   credit fell below minus its share of the cap, so its caps are exact only on average over
@@ -97,6 +100,8 @@ _IDLE = 3  # below every priority: "anything" when stealing for an idle CPU
 DEFAULT_WEIGHT = 256
 #: Ticks per accounting period (Xen's CSCHED_TICKS_PER_TSLICE).
 TICKS_PER_PERIOD = 3
+#: A capped VM's vCPU is given at least this much of the budget left (or all that is left).
+_MIN_SHARE_NS = 1_000_000
 
 
 class CreditParams(Params):
@@ -328,7 +333,11 @@ class CreditScheduler(Scheduler[CreditParams]):
                 if left <= 0:
                     self._hold(cv)  # its VM's budget is all in use by its running vCPUs
                     continue
-                slice_ns = min(slice_ns, left)
+                # The budget is shared with the VM's other waiting vCPUs: one vCPU taking all
+                # of it each period would starve the others (the kit's liveness property found
+                # a 2-vCPU VM capped at 100% whose second vCPU never ran).
+                waiting = 1 + sum(1 for v in dom.vcpus if v is not cv and (v.queued or v.held))
+                slice_ns = min(slice_ns, left, max(left // waiting, _MIN_SHARE_NS))
                 dom.reserved += slice_ns
             cv.cpu = cpu
             cv.on = cpu
@@ -351,6 +360,15 @@ class CreditScheduler(Scheduler[CreditParams]):
             if dom.used >= self._budget(dom) and not dom.parked:
                 self._park(dom)
         cv.given = 0
+        if runnable and cv.pri == BOOST:
+            # It used its slice and still wants the CPU: not I/O-bound. The tick ends BOOST for
+            # a vCPU it finds running; a capped VM's slices can all fall between two ticks, and
+            # a vCPU kept BOOST that way took every slice of its VM (the kit's liveness found it).
+            cv.pri = UNDER
+        if runnable and not cv.active:
+            # Likewise it earns (and is charged) credit from now on, as one a tick found running.
+            cv.active = True
+            dom.active += 1
         if runnable:
             if dom.parked or dom.held:
                 self._hold(cv)
