@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -149,7 +149,7 @@ def test_a_bad_replay_file_is_refused(cli: Any, tmp_path: Path) -> None:
     old = tmp_path / "old.json"
     fields = dict.fromkeys(("component", "kind", "property", "arch", "example", "error"), "x")
     old.write_text(json.dumps({"format": "vframework-check-replay/1", **fields, "hypothesis": "0.1", "steps": []}))
-    with pytest.raises(ReplayError, match="Hypothesis 0.1"):
+    with pytest.raises(ReplayError, match=r"Hypothesis 0\.1"):
         load_replay(old)
 
 
@@ -176,7 +176,7 @@ def test_ctrl_c_stops_a_check_with_exit_130(cli: Any, monkeypatch: pytest.Monkey
 def test_a_declared_limitation_is_reported_as_such() -> None:
     class Declared(NeverRequeue):
         name = "kit-declared"
-        known_limitations = {"work conservation": "forgets preempted vCPUs (on purpose)"}
+        known_limitations: ClassVar[dict[str, str]] = {"work conservation": "forgets preempted vCPUs (on purpose)"}
 
     target = kit.Target(Declared.name, "scheduler", Declared)
     [check] = [c for c in kit.plan([target]) if c.label == "work conservation"]
