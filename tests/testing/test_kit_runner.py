@@ -211,3 +211,15 @@ def test_window_extremes_match_a_brute_force_scan(a: list[Any], b: list[Any], hi
     assert (most, least) == (max(values), min(values))
     assert covered(most_at) == most
     assert covered(least_at) == least
+
+
+def test_the_isolation_invariant_reports_a_garbage_frame_number_instead_of_crashing() -> None:
+    from vframework.hv.vm import VM
+    from vframework.machine.hardware import MachineMemory
+    from vframework.testing.memory import assert_owns_its_frames
+
+    vm = VM(0, "vm0", 1, 4)
+    vm.p2m[:] = -1
+    vm.p2m[2] = 99  # what a broken mode might write
+    with pytest.raises(AssertionError, match=r"PPN 2 to 99, which is no machine frame \(the host has 8"):
+        assert_owns_its_frames(MachineMemory(8), vm, "vm0")

@@ -193,7 +193,7 @@ class CostMachine(RuleBasedStateMachine):
 
     @initialize()
     def boot(self) -> None:
-        self.reference = _Guest(NativeCosts, self.arch, "bare-metal")
+        self.reference = _Guest(NativeCosts, self.arch, "native")
         self.guest = _Guest(self.mode_cls, self.arch, "guest")
         self.where = f"VM {self.guest.vm.name!r} under mode {self.mode_cls.name!r} ({self.arch})"
         self._settle()

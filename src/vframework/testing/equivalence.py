@@ -326,5 +326,8 @@ class ResourceControlMachine(RuleBasedStateMachine):
         table_mpns = {int(vm.p2m[p]) for p in vm.pv_tables}
         for entries in vm.pv_tables.values():
             for entry in entries[entries >= 0].tolist():
-                assert memory.owner[entry >> 1] == vm.id, "a page table maps another VM's frame"
+                assert (entry >> 1) < memory.frames, f"a page table maps frame {entry >> 1}, which does not exist"
+                assert memory.owner[entry >> 1] == vm.id, (
+                    f"a page table maps frame {entry >> 1}, owned by VM {int(memory.owner[entry >> 1])}, not {vm.name}"
+                )
                 assert not (entry & 1 and (entry >> 1) in table_mpns), "a page-table frame is mapped writable"

@@ -21,12 +21,20 @@ __all__ = ["FrameTableMachine", "assert_frames_and_isolation", "assert_owns_its_
 def assert_owns_its_frames(memory: MachineMemory, vm: VM, who: str) -> None:
     """Isolation: every machine frame the VM's P2M names is owned by the VM, or shared
     copy-on-write (and so never written in place)."""
+    # A component's garbage in the P2M is reported, not indexed with.
+    garbage = np.flatnonzero((vm.p2m < -1) | (vm.p2m >= memory.frames))
+    assert not garbage.size, (
+        f"{who}'s P2M maps PPN {int(garbage[0])} to {int(vm.p2m[garbage[0]])}, which is no machine frame "
+        f"(the host has {memory.frames}; -1 means unbacked)"
+    )
     mpns = vm.p2m[vm.p2m >= 0]
     foreign = mpns[(memory.owner[mpns] != vm.id) & (memory.state[mpns] != SHARED)]
-    assert not foreign.size, (
-        f"{who} maps frame {int(foreign[0])}, which is {STATE_NAMES[memory.state[foreign[0]]]} "
-        f"and owned by {int(memory.owner[foreign[0]])}"
-    )
+    if foreign.size:
+        ppn = int(np.flatnonzero(vm.p2m == foreign[0])[0])
+        raise AssertionError(
+            f"{who} maps PPN {ppn} to frame {int(foreign[0])}, which is {STATE_NAMES[memory.state[foreign[0]]]} "
+            f"and owned by {int(memory.owner[foreign[0]])}, not by {vm.name} (VM {vm.id})"
+        )
 
 
 def assert_frames_and_isolation(memory: MachineMemory, vms: Iterable[VM]) -> None:
