@@ -333,7 +333,9 @@ def check(
             from vframework.testing.replay import save_replays
 
             for path in save_replays(o, c, save):
-                _out.print(f"rerun this example: vframework check {o.component} --replay {path}", markup=False)
+                _out.print(
+                    f"rerun this example: vframework check {o.component} --replay {path}", markup=False, soft_wrap=True
+                )
     ran = {o.component for o in outcomes if o.status not in (Status.NOT_APPLICABLE, Status.NO_PROPERTY)}
     bare = sorted({o.component for o in outcomes} - ran)
     if bare:

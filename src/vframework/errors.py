@@ -25,6 +25,7 @@ __all__ = [
     "OutOfMemory",
     "PluginError",
     "Problem",
+    "ReplayError",
     "ResultsError",
     "ScenarioError",
     "SimulationError",
@@ -87,3 +88,8 @@ class GuestOutOfMemory(OutOfMemory):
 class GrantError(VframeworkError, ValueError):
     """A grant-table operation was refused: a bad reference, the wrong domain, a write through
     a read-only grant, revoking an entry in use, or a full table."""
+
+
+class ReplayError(VframeworkError, ValueError):
+    """A conformance-kit replay file that cannot be used: unreadable, not a replay file, or
+    written by another Hypothesis version."""

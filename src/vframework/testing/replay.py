@@ -15,16 +15,13 @@ from pathlib import Path
 
 import hypothesis
 
+from vframework.errors import ReplayError
 from vframework.testing.kit import Check, Outcome
 from vframework.testing.runner import Failure
 
 __all__ = ["Replay", "ReplayError", "load_replay", "save_replays"]
 
 _FORMAT = "vframework-check-replay/1"
-
-
-class ReplayError(ValueError):
-    """A replay file that cannot be used (unreadable, another format, another Hypothesis)."""
 
 
 @dataclass(frozen=True)
