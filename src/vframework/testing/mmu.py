@@ -223,7 +223,14 @@ class MemoryMachine(RuleBasedStateMachine):
                 valid = np.flatnonzero(shadow >= 0)
                 ppns = procs[pid].page_table[valid]
                 assert np.all(ppns >= 0), f"shadow maps VPNs {valid[ppns < 0].tolist()} the guest does not"
-                assert np.array_equal(shadow[valid], vm.p2m[ppns]), "a shadow entry disagrees with guest PT o P2M"
+                wrong = np.flatnonzero(shadow[valid] != vm.p2m[ppns])
+                if wrong.size:
+                    i = int(wrong[0])
+                    raise AssertionError(
+                        f"{vm.name} process {pid}: the shadow maps VPN {int(valid[i])} to MPN {int(shadow[valid[i]])}, "
+                        f"but the guest page table gives PPN {int(ppns[i])} and the P2M maps it to MPN "
+                        f"{int(vm.p2m[ppns[i]])} ({wrong.size} such entries)"
+                    )
         for tlb in (*self.hv.tlbs, self.hv._offline_tlb):
             keys, mpns = tlb.valid()
             tags, vpns = TLB.split(keys)
@@ -245,8 +252,13 @@ class MemoryMachine(RuleBasedStateMachine):
         memory.check()
         assert_owns_its_frames(memory, self.sut.vm, "the VM")
         guest = self.sut.guest
-        readable = [c for p in guest.processes for c in guest.visible_memory(p).values()]
-        assert FOREIGN not in readable, "the guest read a frame it does not own (through an unbacked P2M entry?)"
+        for p in guest.processes:
+            seen = guest.visible_memory(p)
+            bad = sorted(v for v, c in seen.items() if c == FOREIGN)
+            assert not bad, (
+                f"{self.sut.vm.name} process {p.pid} reads a frame it does not own at VPNs {bad[:5]} "
+                f"(PPNs {[int(p.page_table[v]) for v in bad[:5]]}; an unbacked or stale P2M entry?)"
+            )
 
     @invariant()
     def memory_equivalence(self) -> None:
@@ -259,10 +271,16 @@ class MemoryMachine(RuleBasedStateMachine):
             for vpn in set(a) | set(b):
                 if (mine.pid, vpn) in self.lost:
                     continue
-                assert a.get(vpn) == b.get(vpn), f"process {mine.pid} VPN {vpn}: content differs from bare metal"
+                assert a.get(vpn) == b.get(vpn), (
+                    f"process {mine.pid} VPN {vpn} reads {a.get(vpn)!r} under the mode, {b.get(vpn)!r} on bare metal"
+                )
             flags_a = mine.pte_flags & PTE_PRESENT
             flags_b = theirs.pte_flags & PTE_PRESENT
-            assert np.array_equal(flags_a, flags_b), "present pages differ from bare metal"
+            differ = np.flatnonzero(flags_a != flags_b).tolist()
+            assert not differ, (
+                f"process {mine.pid}: VPNs {differ[:5]} are present under the mode and not on bare metal, or the "
+                f"other way round ({len(differ)} VPNs)"
+            )
 
     @invariant()
     def reads_what_was_written(self) -> None:

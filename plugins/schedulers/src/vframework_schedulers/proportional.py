@@ -422,8 +422,9 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
         return 50 * self.slice_ns
 
     def cap_slack_ns(self, vcpus: int) -> int:
-        # A limit's bucket holds one slice per CPU of limit, and a slice in progress runs on.
-        return 2 * self.slice_ns * vcpus
+        # A limit's bucket holds one slice per CPU of limit, and a slice in progress runs on; a
+        # reservation is met by weights, which VMs arriving in the window unsettle for a slice.
+        return 3 * self.slice_ns * vcpus
 
     def accounted_ns(self, vcpu: VCPUView) -> int | None:
         # The slices charged at pick plus the corrections when the vCPU left: what moved its pass.
