@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from vf_helpers import flat
 
+from vframework.hv.vm import VM
+from vframework.machine.hardware import MachineMemory
 from vframework.testing import kit
 from vframework.testing.doubles import FifoScheduler
 from vframework.testing.hypervisor import HypervisorMachine
+from vframework.testing.memory import assert_owns_its_frames
 from vframework.testing.replay import ReplayError, load_replay
 from vframework.testing.runner import run_property
 from vframework.testing.scheduling import window_extremes
@@ -214,10 +217,6 @@ def test_window_extremes_match_a_brute_force_scan(a: list[Any], b: list[Any], hi
 
 
 def test_the_isolation_invariant_reports_a_garbage_frame_number_instead_of_crashing() -> None:
-    from vframework.hv.vm import VM
-    from vframework.machine.hardware import MachineMemory
-    from vframework.testing.memory import assert_owns_its_frames
-
     vm = VM(0, "vm0", 1, 4)
     vm.p2m[:] = -1
     vm.p2m[2] = 99  # what a broken mode might write

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from mutants import CompletesTwice, Copies, IgnoresBarriers, WritesPastTheGrant
 from vframework_devices.emulated import EmulatedDisk
 from vframework_devices.emulated_nic import EmulatedNIC
 from vframework_devices.ring_block import RingBlock
@@ -14,26 +15,6 @@ from vframework.testing import DeviceMachine
 
 TestRingBlock = DeviceMachine.for_component(RingBlock).TestCase
 TestEmulatedDisk = DeviceMachine.for_component(EmulatedDisk).TestCase
-
-
-class _IgnoresBarriers(RingBlock):
-    """Serves every request by sector, barrier or not."""
-
-    name = "bug-ignores-barriers"
-
-    def _accept(self, rid: int, payload: object) -> None:
-        super()._accept(rid, payload)
-        self._epoch = 0  # forgets that a barrier opened an epoch
-
-
-class _Copies(RingBlock):
-    """Bounces the data through a buffer of its own instead of DMA into granted pages."""
-
-    name = "bug-copies"
-
-    def _complete(self, taken: object) -> None:
-        self.context.counters["io_bytes_copied"] += 4096
-        super()._complete(taken)  # type: ignore[arg-type]
 
 
 class _ForgetsToPin(RingBlock):
@@ -56,26 +37,7 @@ class _ForgetsToPin(RingBlock):
             self.context.unpin = unpin  # type: ignore[method-assign]
 
 
-class _WritesPastTheGrant(RingBlock):
-    """DMA for a read lands one page past the granted one (an off-by-one in the segment list)."""
-
-    name = "bug-writes-past-the-grant"
-
-    def _complete(self, taken: object) -> None:
-        taken.ppns = taken.ppns + 1  # type: ignore[attr-defined]
-        super()._complete(taken)  # type: ignore[arg-type]
-
-
-class _CompletesTwice(EmulatedDisk):
-    name = "bug-completes-twice"
-
-    def _finish(self, request: object) -> None:
-        super()._finish(request)  # type: ignore[arg-type]
-        if request.id % 3 == 2:  # type: ignore[attr-defined]
-            self.context.complete(request)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("bug", [_IgnoresBarriers, _Copies, _ForgetsToPin, _WritesPastTheGrant, _CompletesTwice])
+@pytest.mark.parametrize("bug", [IgnoresBarriers, Copies, _ForgetsToPin, WritesPastTheGrant, CompletesTwice])
 def test_the_kit_catches_a_planted_bug(bug: type) -> None:
     machine = DeviceMachine.for_component(bug)
     quiet = settings(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from hypothesis import Phase, settings
+from mutants import SharesDropsMin, SharesIgnoresMax
 from vf_helpers import scenario
 from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
 
@@ -184,16 +185,6 @@ def test_working_set_targets_follow_activity(plugins: PluginManager) -> None:
     assert active["mem_target"] >= active["mem_granted"]
 
 
-class _IgnoresMax(SharesPolicy):
-    """A planted bug: mem_max is read but not applied."""
-
-    name = "kit-ignores-max"
-
-    def _bounds(self, vm: Any) -> tuple[int, int, float]:
-        low, _, shares = super()._bounds(vm)
-        return low, vm.memory_pages, shares
-
-
 def _planted(examples: int) -> settings:
     """Settings for a kit run that must find a planted bug: generation only (shrinking would take
     minutes), and a fixed seed, so it finds it in every run or in none."""
@@ -208,29 +199,15 @@ def _planted(examples: int) -> settings:
 
 
 def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
-    machine = HypervisorMachine.for_components(policy=_IgnoresMax)
+    machine = HypervisorMachine.for_components(policy=SharesIgnoresMax)
     machine.TestCase.settings = _planted(200)
     with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
         machine.TestCase().runTest()
 
 
-class _IgnoresMinUnderPressure(SharesPolicy):
-    """A planted bug: mem_min is dropped exactly when memory is short."""
-
-    name = "kit-ignores-min"
-
-    def _bounds(self, vm: Any) -> tuple[int, int, float]:
-        low, top, shares = super()._bounds(vm)
-        return (0 if self._short else low), top, shares
-
-    def targets(self, memory: Any, now: int) -> dict[int, int]:
-        self._short = sum(vm.memory_pages for vm in memory.vms) > memory.total_frames
-        return super().targets(memory, now)
-
-
 def test_the_kit_catches_a_policy_that_drops_mem_min_under_pressure() -> None:
     # The kit's host has room for every VM; it also asks the policy as if it had not.
-    machine = HypervisorMachine.for_components(policy=_IgnoresMinUnderPressure)
+    machine = HypervisorMachine.for_components(policy=SharesDropsMin)
     machine.TestCase.settings = _planted(300)
     with pytest.raises(AssertionError, match=r"outside \[mem_min, mem_max\]"):
         machine.TestCase().runTest()
