@@ -108,8 +108,10 @@ def test_fractions_above_one_are_refused(plugins: PluginManager) -> None:
 def test_the_kit_catches_writes_to_shared_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     machine = SharingMachine.for_component(Ksm)
     monkeypatch.setattr(GuestOS, "_unshare", lambda self, vcpu, ppns: 0)
+    # The machine's rules grew (reclaim_now, writes in the middle of a scan): 300 examples on
+    # the fixed seed stopped reaching a write to a shared page; random runs find it at 300.
     machine.TestCase.settings = settings(
-        max_examples=300,
+        max_examples=1000,
         stateful_step_count=30,
         deadline=None,
         database=None,
