@@ -17,7 +17,6 @@ import hypothesis
 
 from vframework.errors import ReplayError
 from vframework.testing.kit import Check, Outcome
-from vframework.testing.runner import Failure
 
 __all__ = ["Replay", "ReplayError", "load_replay", "save_replays"]
 
@@ -87,8 +86,3 @@ def load_replay(path: Path) -> Replay:
             "an example's encoding only replays on the version that wrote it (run the check again)"
         )
     return replay
-
-
-def replay_failure(replay: Replay) -> Failure:
-    """The failure a replay file recorded (for showing it next to what the rerun gives)."""
-    return Failure(replay.error, replay.steps, blob=replay.example)

@@ -268,26 +268,17 @@ class SchedulingMachine(RuleBasedStateMachine):
     # Targeted rules: a cap or a reservation is only tested when it binds, so add the VMs
     # where it does: busy, a cap below what the VM's vCPUs could use, a reservation above what
     # the least weight would get.
-    @precondition(
-        lambda self: (
-            hasattr(self, "hv")
-            and len(self.hv.vms) < _MAX_VMS
-            and "caps" in self.checks
-            and self.scheduler_cls.cap_param is not None
-        )
-    )
+    def _targets(self, declared: str | None) -> bool:
+        """Whether a targeted rule applies: caps are checked, the scheduler declares the
+        parameter, and there is room for a VM."""
+        return hasattr(self, "hv") and len(self.hv.vms) < _MAX_VMS and "caps" in self.checks and declared is not None
+
+    @precondition(lambda self: self._targets(self.scheduler_cls.cap_param))
     @rule(vcpus=st.integers(1, 2), cap=st.sampled_from(_CAPS[:4]))
     def add_capped_vm(self, vcpus: int, cap: int) -> None:
         self.add_vm(vcpus, _WEIGHTS[-1], cap, 0, True, 1, 1)
 
-    @precondition(
-        lambda self: (
-            hasattr(self, "hv")
-            and len(self.hv.vms) < _MAX_VMS
-            and "caps" in self.checks
-            and self.scheduler_cls.reservation_param is not None
-        )
-    )
+    @precondition(lambda self: self._targets(self.scheduler_cls.reservation_param))
     @rule(reservation=st.sampled_from(_RESERVATIONS))
     def add_reserved_vm(self, reservation: int) -> None:
         self.add_vm(1, _WEIGHTS[0], 0, reservation, True, 1, 1)
