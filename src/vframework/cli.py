@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from vframework.api.manager import PluginManager
     from vframework.api.views import Summary
     from vframework.run.scenario import Scenario
+    from vframework.run.simulation import Simulation
 
 # Each command imports the kernel when it runs, so that `vframework --help` (and a mistyped
 # command) answers at once instead of after loading numpy, pydantic and networkx.
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 _err = Console(stderr=True, highlight=False)
-_out = Console(highlight=False)
+# Not a terminal (a pipe, a file): no width limit, so tables are never cut or wrapped.
+_out = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -49,10 +52,13 @@ def _plugins() -> PluginManager:
     from vframework.api.manager import PluginManager
 
     try:
-        return PluginManager()
+        pm = PluginManager()
     except PluginError as exc:
         _fail(str(exc), 2)
         raise  # unreachable
+    for reason in pm.broken.values():
+        _err.print(f"warning: {reason} (scenarios that use it cannot run)", markup=False, soft_wrap=True)
+    return pm
 
 
 def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Scenario:
@@ -76,58 +82,224 @@ def main() -> None:
     """vframework: a virtual machine monitor simulator, a small kernel plus plugins."""
 
 
-@main.command()
-@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)")
-@click.option("--seed", type=click.IntRange(min=0), help="override the scenario's seed")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="override a scenario key, e.g. host.cpus=4 or vm[0].memory=2GiB (repeatable)",
+def _run_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The options ``run`` and ``top`` share (both are the same run, writing the same results)."""
+    for option in reversed(
+        [
+            click.argument("scenario", required=False, type=click.Path(dir_okay=False)),
+            click.option(
+                "--from",
+                "from_dir",
+                type=click.Path(file_okay=False, exists=True, path_type=Path),
+                help="rerun the results folder DIR exactly (its scenario.toml, seed included)",
+            ),
+            click.option(
+                "--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)"
+            ),
+            click.option("--seed", type=click.IntRange(min=0), help="override the scenario's seed"),
+            click.option(
+                "--set",
+                "overrides",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="override a scenario key, e.g. host.cpus=4 or vm[0].memory=2GiB (repeatable)",
+            ),
+            click.option("--no-plot", is_flag=True, help="skip the PNG plot"),
+            click.option("--debug", is_flag=True, help="show the traceback when a component raises"),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _prepare(
+    scenario: str | None, from_dir: Path | None, out: Path | None, seed: int | None, overrides: tuple[str, ...]
+) -> tuple[PluginManager, Scenario, int, Path]:
+    """Load the scenario and choose the results folder; refuse a bad --out before anything runs."""
+    from vframework.run.results import check_out, default_results_dir
+
+    plugins = _plugins()
+    if from_dir is not None:
+        if scenario is not None or overrides or seed is not None:
+            _fail("--from reruns a results folder as it was: give no SCENARIO, --set or --seed with it", 2)
+        source = from_dir / "scenario.toml"
+        if not source.is_file():
+            _fail(f"{from_dir} has no scenario.toml: it was not written by `vframework run` (0.2.1 or later)", 2)
+        scenario = str(source)
+    spec = _load(scenario, plugins, list(overrides))
+    run_seed = spec.config.seed if seed is None else seed
+    target = out or default_results_dir(spec.name, run_seed)
+    try:
+        check_out(target)
+    except ResultsError as exc:
+        _fail(str(exc), 2)
+    return plugins, spec, run_seed, target
+
+
+def _simulate(
+    plugins: PluginManager, spec: Scenario, seed: int, debug: bool, progress: Callable[[Simulation, int, int], None]
+) -> Simulation:
+    """Run the simulation; every failure is one message (a traceback only with --debug)."""
+    from vframework.run.simulation import Simulation
+
+    sim = None
+    try:
+        sim = Simulation(spec, plugins, seed)
+        built = sim
+        sim.run(progress=lambda t, total: progress(built, t, total))
+    except (PluginError, HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
+        if debug:
+            _err.print_exception()
+        _fail(f"{exc}; the run was stopped and no results were written", 1)
+    except Exception as exc:
+        if debug:
+            _err.print_exception()
+        blame = plugins.blame(exc)
+        if blame is None:
+            raise
+        hint = "" if debug else " (--debug shows the traceback)"
+        _fail(f"{blame}; the run was stopped and no results were written{hint}", 1)
+    return sim
+
+
+def _write(sim: Simulation, target: Path, no_plot: bool) -> Path:
+    from vframework.run.provenance import provenance, scenario_toml
+    from vframework.run.results import write_results
+    from vframework.run.simulation import TIMESERIES_METRICS
+
+    assert sim.result is not None
+    try:
+        return write_results(
+            target,
+            sim.result,
+            ("time_ns", "vm", *TIMESERIES_METRICS),
+            sim.timeseries,
+            plot=not no_plot,
+            bill=sim.bill,
+            provenance=provenance(sim.scenario, sim.seed, sim.plugins, ["vframework", *sys.argv[1:]]),
+            scenario_toml=scenario_toml(sim.scenario, sim.seed),
+        )
+    except (ResultsError, OSError) as exc:
+        _fail(f"cannot write results: {exc}", 1)
+
+
+def _report_run(summary: Summary, path: Path, quiet: bool, fmt: str) -> None:
+    for name, c in summary["vms"].items():
+        if c["cpu_run_ns"] == 0:
+            _err.print(f"warning: VM {name!r} received no CPU time in this run", markup=False)
+    if quiet:
+        _out.print(f"results: {path}", markup=False)
+        return
+    rows = _summary_rows(summary)
+    if fmt == "json":
+        click.echo(json.dumps({"results": str(path), "vms": rows, **_bill_total(summary)}, indent=2))
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    _out.print(_summary_table(summary, rows))
+    for line in (_memory_line(summary), *_io_lines(summary), _bill_line(summary)):
+        if line:
+            _out.print(line, markup=False)
+    _out.print(f"results: {path}", markup=False)
+
+
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="how to print the per-VM summary (json and csv: every VM, full names, for scripts)",
 )
-@click.option("--no-plot", is_flag=True, help="skip the PNG plot")
+
+
+@main.command()
+@_run_options
+@_FORMAT
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar or table")
 def run(
-    scenario: str | None, out: Path | None, seed: int | None, overrides: tuple[str, ...], no_plot: bool, quiet: bool
+    scenario: str | None,
+    from_dir: Path | None,
+    out: Path | None,
+    seed: int | None,
+    overrides: tuple[str, ...],
+    no_plot: bool,
+    debug: bool,
+    fmt: str,
+    quiet: bool,
 ) -> None:
     """Run SCENARIO (a TOML file; the embedded default scenario when omitted)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vframework.run.results import default_results_dir, write_results
-    from vframework.run.simulation import TIMESERIES_METRICS, Simulation
+    plugins, spec, run_seed, target = _prepare(scenario, from_dir, out, seed, overrides)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=_err,
+        disable=quiet,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{spec.name} (seed {run_seed})", total=spec.config.duration)
+        sim = _simulate(plugins, spec, run_seed, debug, lambda _sim, t, total: bar.update(task, completed=t))
+    path = _write(sim, target, no_plot)
+    assert sim.result is not None
+    _report_run(sim.result, path, quiet, fmt)
 
-    plugins = _plugins()
-    spec = _load(scenario, plugins, list(overrides))
-    try:
-        sim = Simulation(spec, plugins, seed)
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeRemainingColumn(),
-            console=_err,
-            disable=quiet,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"{spec.name} (seed {sim.seed})", total=spec.config.duration)
-            summary = sim.run(progress=lambda t, total: bar.update(task, completed=t))
-    except PluginError as exc:
-        _fail(f"{exc}; the run was stopped and no results were written", 1)
-    except (HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
-        _fail(f"{exc}; the run was stopped and no results were written", 1)
-    target = out or default_results_dir(spec.name, sim.seed)
-    try:
-        path = write_results(target, summary, ("time_ns", "vm", *TIMESERIES_METRICS), sim.timeseries, plot=not no_plot)
-    except (ResultsError, OSError) as exc:
-        _fail(f"cannot write results: {exc}", 1)
-    if not quiet:
-        _out.print(_summary_table(summary))
-        for line in (_memory_line(summary), *_io_lines(summary)):
-            if line:
-                _out.print(line)
-    _out.print(f"results: {path}")
+
+@main.command()
+@_run_options
+@click.option("--sort", default="%RUN", show_default=True, help="column to sort by: VM, %RUN, %RDY, MEMSZ, ...")
+@click.option("--limit", type=click.IntRange(min=1), help="show at most this many VMs")
+def top(
+    scenario: str | None,
+    from_dir: Path | None,
+    out: Path | None,
+    seed: int | None,
+    overrides: tuple[str, ...],
+    no_plot: bool,
+    debug: bool,
+    sort: str,
+    limit: int | None,
+) -> None:
+    """Run SCENARIO like `run` (same results written), watching an esxtop-like table of its VMs."""
+    from rich.live import Live
+
+    from vframework.run.simulation import TIMESERIES_METRICS
+    from vframework.run.top import COLUMNS, TopView
+
+    if sort not in COLUMNS and sort != "VM":
+        _fail(f"--sort: no column {sort!r}; columns: VM, {', '.join(COLUMNS)}", 2)
+    plugins, spec, run_seed, target = _prepare(scenario, from_dir, out, seed, overrides)
+    view = TopView(spec.name, [], sort, limit)
+    seen = [0]
+
+    def refresh(sim: Simulation, t: int, total: int) -> None:
+        if not view.vms:
+            view.vms = list(sim.vms)
+        rows = sim.timeseries
+        if len(rows) == seen[0] or not rows:
+            return
+        seen[0] = len(rows)
+        at = rows[-1][0]
+        sample = {}
+        for row in reversed(rows):
+            if row[0] != at:
+                break
+            sample[row[1]] = dict(zip(TIMESERIES_METRICS, row[2:], strict=True))
+        view.update(at, sample)
+        live.update(view.table())
+
+    with Live(view.table(), console=_out, refresh_per_second=4, transient=False) as live:
+        sim = _simulate(plugins, spec, run_seed, debug, refresh)
+    path = _write(sim, target, no_plot)
+    _out.print(f"results: {path}", markup=False)
 
 
 _STATES = ("high", "soft", "hard", "low")
@@ -169,24 +341,62 @@ def _memory_line(summary: Summary) -> str | None:
     )
 
 
-def _summary_table(summary: Summary) -> Table:
+def _summary_rows(summary: Summary) -> list[dict[str, object]]:
+    comps = summary["components"]["vms"]
+    bills = summary.get("billing", {}).get("vms", {})
+    rows: list[dict[str, object]] = []
+    for name, c in summary["vms"].items():
+        row: dict[str, object] = {
+            "vm": name,
+            "mode": comps[name]["mode"],
+            "workload": comps[name]["workload"],
+            "run_s": round(c["cpu_run_ns"] / 1e9, 6),
+            "ready_s": round(c["cpu_ready_ns"] / 1e9, 6),
+            "mem_mib": round(c["mem_consumed"] * 4096 / 2**20, 3),
+            "guest_pf": c["guest_page_faults"],
+            "hidden_pf": c["hidden_page_faults"],
+        }
+        if name in bills:
+            row["bill"] = bills[name]["bill_total"]
+        rows.append(row)
+    return rows
+
+
+def _bill_total(summary: Summary) -> dict[str, object]:
+    billing = summary.get("billing")
+    return {"bill_total": billing["bill_total"], "currency": billing["currency"]} if billing else {}
+
+
+def _bill_line(summary: Summary) -> str | None:
+    billing = summary.get("billing")
+    if not billing:
+        return None
+    return f"bill: {billing['bill_total']} {billing['currency']} in all (ledger.csv, invoice.json)"
+
+
+def _summary_table(summary: Summary, rows: list[dict[str, object]]) -> Table:
     secs = summary["sim_time_ns"] / 1e9
     table = _table(f"{summary['scenario']} — seed {summary['seed']}, {secs:g} s simulated")
-    cols = ["VM", "mode", "workload", "run s", "ready s", "mem MiB", "guest PF", "hidden PF"]
-    for title in cols:
-        table.add_column(title, justify="left" if title in ("VM", "mode", "workload") else "right")
-    comps = summary["components"]["vms"]
-    for name, c in summary["vms"].items():
-        table.add_row(
-            name,
-            comps[name]["mode"],
-            comps[name]["workload"],
-            f"{c['cpu_run_ns'] / 1e9:.3f}",
-            f"{c['cpu_ready_ns'] / 1e9:.3f}",
-            f"{c['mem_consumed'] * 4096 / 2**20:.1f}",
-            str(c["guest_page_faults"]),
-            str(c["hidden_page_faults"]),
-        )
+    titles = {
+        "vm": "VM",
+        "mode": "mode",
+        "workload": "workload",
+        "run_s": "run s",
+        "ready_s": "ready s",
+        "mem_mib": "mem MiB",
+        "guest_pf": "guest PF",
+        "hidden_pf": "hidden PF",
+        "bill": "bill",
+    }
+    keys = [k for k in titles if rows and k in rows[0]]
+    for k in keys:
+        table.add_column(titles[k], justify="left" if k in ("vm", "mode", "workload") else "right", no_wrap=True)
+    for row in rows:
+        cells = []
+        for k in keys:
+            v = row[k]
+            cells.append(f"{v:.3f}" if k in ("run_s", "ready_s") else f"{v:.1f}" if k == "mem_mib" else str(v))
+        table.add_row(*(escape(c) for c in cells))
     return table
 
 

@@ -1,13 +1,14 @@
 """The plugin contract, in one place: everything a plugin imports from vframework.
 
 * the kind base classes (:class:`Scheduler`, :class:`MemoryPolicy`, :class:`MemoryService`,
-  :class:`Mode`, :class:`Device`, :class:`Workload`), abstract and generic over their
+  :class:`Mode`, :class:`Device`, :class:`Workload`, :class:`Billing`), abstract and generic over their
   parameter model (:class:`Params`, with the :data:`Size` and :data:`Duration` field types);
 * the views and contexts components receive (:class:`VCPUView`, :class:`VMView`,
   :class:`ModeContext`, :class:`MemoryContext`, :class:`DeviceContext`,
   :class:`WorkloadContext`);
 * what a mode classifies (:class:`Op`, :data:`ORDINARY`, :class:`Action`, :class:`Architecture`,
   :class:`Block`, :class:`GuestCPU`) and what a workload yields (the operations);
+* what is metered and priced (:data:`RESOURCES`, :class:`LedgerLine`, :func:`parse_price`);
 * :data:`hookimpl`, the marker of hook implementations;
 * what an experiment plugin returns (:class:`Experiment`, :func:`experiment`,
   :class:`ExperimentResult`).
@@ -19,6 +20,7 @@ from vframework.api.contract import (
     DISCONTINUITIES,
     KINDS,
     PAGING,
+    Billing,
     Component,
     Device,
     MemoryPolicy,
@@ -30,6 +32,7 @@ from vframework.api.contract import (
 from vframework.api.experiments import Experiment, ExperimentResult, experiment, pyplot
 from vframework.api.manager import hookimpl
 from vframework.api.params import Duration, Params, Size
+from vframework.api.pricing import RESOURCES, LedgerLine, Resource, parse_price
 from vframework.api.views import (
     DeviceContext,
     MemoryContext,
@@ -54,9 +57,11 @@ __all__ = [
     "ORDINARY",
     "PAGE_SIZE",
     "PAGING",
+    "RESOURCES",
     "Action",
     "Architecture",
     "BackRing",
+    "Billing",
     "Block",
     "Component",
     "Compute",
@@ -75,6 +80,7 @@ __all__ = [
     "GuestCPU",
     "IORequest",
     "KernelCall",
+    "LedgerLine",
     "MemoryContext",
     "MemoryPolicy",
     "MemoryService",
@@ -83,6 +89,7 @@ __all__ = [
     "Op",
     "Operation",
     "Params",
+    "Resource",
     "RingSlot",
     "Scheduler",
     "SharedRing",
@@ -97,6 +104,7 @@ __all__ = [
     "experiment",
     "format_size",
     "hookimpl",
+    "parse_price",
     "parse_size",
     "pyplot",
 ]

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Sequence
+from decimal import Decimal
+from fractions import Fraction
 from typing import ClassVar, Generic, TypeVar
 
 from vframework.api.params import Params
+from vframework.api.pricing import LedgerLine
 from vframework.api.views import (
     DeviceContext,
     MemoryContext,
@@ -36,6 +39,7 @@ __all__ = [
     "DISCONTINUITIES",
     "KINDS",
     "PAGING",
+    "Billing",
     "Component",
     "Device",
     "MemoryPolicy",
@@ -46,7 +50,7 @@ __all__ = [
 ]
 
 #: The plugin kinds, in the order they are listed everywhere.
-KINDS = ("scheduler", "memory_policy", "memory_service", "mode", "device", "workload")
+KINDS = ("scheduler", "memory_policy", "memory_service", "mode", "device", "workload", "billing")
 
 #: Program discontinuities the hypervisor fields and delivers to a guest as virtual interrupts.
 DISCONTINUITIES = ("syscall", "page_fault", "exception", "device", "timer")
@@ -349,6 +353,11 @@ class Device(Component[P_co]):
         vCPU now. The device completes it later with ``context.complete(request)``, exactly
         once."""
 
+    def storage_bytes(self) -> int:
+        """Bytes of storage the device provisions for its VM (a disk's capacity; 0 for a NIC):
+        what the meter bills as storage over time."""
+        return 0
+
     def flush(self, vcpu: VCPUView) -> int:
         """The driver has queued an operation's requests: publish them (a ring push and its
         notification); returns the cycles. Called once per operation, after its submits."""
@@ -395,3 +404,27 @@ class Workload(Component[P_co]):
     @abstractmethod
     def run(self) -> Generator[Operation, None, None]:
         """Yield operations until the work is done."""
+
+
+class Billing(Component[P_co]):
+    """How metered use becomes money: an amount for each line of the ledger.
+
+    The kernel meters every VM's use of each resource of
+    :data:`~vframework.api.pricing.RESOURCES` per billing interval, in integer base units, and
+    hands each (interval, VM, resource) line to :meth:`charge` in order: interval by interval,
+    VM by VM. The line carries the price sheet's rate (``[billing.prices]``), so the simplest
+    pricing returns ``line.list_amount``; tiered or reserved pricing uses ``line.used_before``
+    and its own parameters. The kernel rounds each amount half-even to the scenario's
+    ``billing.decimals`` places once, and every total is a sum of rounded lines, so invoices
+    add up to the cent.
+    """
+
+    kind = "billing"
+
+    def __init__(self, params: P_co) -> None:
+        self.params = params
+
+    @abstractmethod
+    def charge(self, line: LedgerLine) -> Decimal | Fraction | int:
+        """The amount for ``line``: a finite, non-negative Decimal, Fraction or int (never a
+        float). A zero quantity should cost nothing, unless the pricing bills a flat fee."""

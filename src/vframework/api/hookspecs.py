@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from vframework.api.contract import Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
+    from vframework.api.contract import Billing, Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
     from vframework.api.experiments import Experiment
     from vframework.api.params import Params
     from vframework.api.views import ScenarioView, SimulationView, Summary, VMView
@@ -32,6 +32,7 @@ hookspec = pluggy.HookspecMarker("vframework")
 
 __all__ = [
     "hookspec",
+    "register_billing",
     "register_devices",
     "register_experiments",
     "register_memory_policies",
@@ -103,6 +104,18 @@ def register_workloads() -> list[type[Workload[Params]]]:
 
     :return: subclasses of :class:`vframework.Workload` (not instances), each with a unique
         ``name`` and every abstract method implemented.
+    """
+
+
+@hookspec
+def register_billing() -> list[type[Billing[Params]]]:
+    """Return the pricing classes this plugin provides, selected by ``[billing] pricing``.
+
+    A pricing turns each metered ledger line (interval x VM x resource) into an amount: the
+    price sheet's flat rate, tiers, reservations... The kernel meters, rounds and totals.
+
+    :return: subclasses of :class:`vframework.Billing` (not instances), each with a unique
+        ``name`` and :meth:`~vframework.Billing.charge` implemented.
     """
 
 

@@ -33,6 +33,7 @@ import pluggy
 from vframework.api import hookspecs
 from vframework.api.contract import (
     KINDS,
+    Billing,
     Component,
     Device,
     MemoryPolicy,
@@ -60,6 +61,7 @@ REGISTER_HOOKS = {
     "mode": "register_modes",
     "device": "register_devices",
     "workload": "register_workloads",
+    "billing": "register_billing",
 }
 #: What ``register_experiments()`` provides, as listed beside the component kinds.
 EXPERIMENT = "experiment"
@@ -94,13 +96,19 @@ class PluginManager:
         self._provider: dict[tuple[str, str], str] = {}
         #: dist name -> the registered plugin object, in registration order.
         self._objects: dict[str, object] = {}
+        #: dist name -> why it could not be loaded (import error, invalid registration): it
+        #: breaks only the scenarios that name what it would have provided.
+        self.broken: dict[str, str] = {}
         if autoload is None:
             autoload = os.environ.get("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
         if autoload:
             self.load_entry_points()
 
     def load_entry_points(self) -> None:
-        """Import and register every plugin in the ``vframework`` entry-point group."""
+        """Import and register every plugin in the ``vframework`` entry-point group.
+
+        A plugin that fails to import or registers something invalid is left out and recorded
+        in :attr:`broken`, so that the other plugins still work."""
         eps = sorted(metadata.entry_points(group="vframework"), key=lambda e: (e.name, e.value))
         for ep in eps:
             dist = ep.dist
@@ -111,11 +119,15 @@ class PluginManager:
             try:
                 plugin = ep.load()
             except Exception as exc:
-                raise PluginError(
+                self.broken[dist_name] = (
                     f"plugin distribution {dist_name!r} (entry point {ep.name} = {ep.value}) "
                     f"failed to import: {type(exc).__name__}: {exc}"
-                ) from exc
-            self.register(plugin, dist_name, version)
+                )
+                continue
+            try:
+                self.register(plugin, dist_name, version)
+            except PluginError as exc:
+                self.broken[dist_name] = str(exc)
 
     def register(self, plugin: object, dist_name: str, version: str = "0") -> PluginInfo:
         """Register a plugin module or object and index what its registration hooks return.
@@ -263,6 +275,8 @@ class PluginManager:
     @overload
     def get(self, kind: Literal["workload"], name: str) -> type[Workload[Params]]: ...
     @overload
+    def get(self, kind: Literal["billing"], name: str) -> type[Billing[Params]]: ...
+    @overload
     def get(self, kind: str, name: str) -> type[Component[Params]]: ...
     def get(self, kind: str, name: str) -> type[Component[Params]]:
         """The component class registered under ``name``; KeyError lists the installed names.
@@ -285,7 +299,33 @@ class PluginManager:
         """'unknown scheduler "x"; installed: a, b' (the message for a bad component or
         experiment name; ``kind`` is a component kind or ``"experiment"``)."""
         installed = ", ".join(sorted(self._registry(kind))) or "none"
-        return f"unknown {kind.replace('_', ' ')} {name!r}; installed: {installed}"
+        message = f"unknown {kind.replace('_', ' ')} {name!r}; installed: {installed}"
+        if self.broken:
+            message += f" (not loaded, and perhaps providing it: {', '.join(sorted(self.broken))})"
+        return message
+
+    def blame(self, exc: BaseException) -> str | None:
+        """Which component an exception escaped from, as one line: the plugin distribution, the
+        component's kind and name, the method the kernel called, and where it was raised. None
+        when no frame of the traceback runs a method of a registered component."""
+        classes = {cls: (kind, name) for kind, reg in self.components.items() for name, cls in reg.items()}
+        frames = list(traceback.walk_tb(exc.__traceback__))
+        for frame, _ in frames:
+            first = frame.f_code.co_varnames[0] if frame.f_code.co_argcount else None
+            owner = frame.f_locals.get(first) if first in ("self", "cls") else None
+            owner_cls = owner if isinstance(owner, type) else type(owner)
+            hit = next((classes[c] for c in getattr(owner_cls, "__mro__", ()) if c in classes), None)
+            if hit is None:
+                continue
+            kind, name = hit
+            dist = self._provider.get((kind, name), "?")
+            last, line = frames[-1]
+            where = f"{os.path.basename(last.f_code.co_filename)}:{line}"
+            return (
+                f"plugin {dist!r}: {kind.replace('_', ' ')} {name!r} raised in {frame.f_code.co_name}(): "
+                f"{type(exc).__name__}: {exc} (at {where})"
+            )
+        return None
 
     def provider(self, kind: str, name: str) -> str:
         """The distribution that registered a component (or, with ``kind="experiment"``, an experiment)."""

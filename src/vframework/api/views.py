@@ -8,7 +8,7 @@ with them, so that it depends on the contract only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
@@ -393,6 +393,9 @@ class Summary(TypedDict):
     host: dict[str, int]
     #: VM name -> its counters.
     vms: dict[str, dict[str, int]]
+    #: Metering and billing (absent when ``billing.enabled`` is false): ``bill_*`` amounts as
+    #: decimal strings and metered quantities per VM, the currency, interval and price sheet.
+    billing: NotRequired[dict[str, Any]]
 
 
 class SimulationView(Protocol):

@@ -189,6 +189,9 @@ class GuestOS:
             counters["io_requests"] += op.count
             counters["syscalls"] += 1
             counters["io_bytes"] += op.nbytes * op.count
+            if op.device == "disk":
+                counters["disk_requests"] += op.count
+                counters["disk_bytes"] += op.nbytes * op.count
             cycles = self.hypervisor.deliver(vcpu, "syscall", 1)
             device = self.vm.devices.get(op.device)
             if device is not None:

@@ -1,4 +1,6 @@
-"""Writing a run's results folder: summary.json, timeseries.csv and plots, all or nothing.
+"""Writing a run's results folder, all or nothing: summary.json, timeseries.csv, the ledger
+(ledger.csv, invoice.json), how it was made (provenance.json, scenario.toml), plots, and Parquet
+copies of the tables when pyarrow is installed.
 
 Everything is written into a hidden temporary folder beside the destination, which is renamed
 into place only when every file is complete. A run that fails leaves no folder that looks
@@ -15,13 +17,29 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from vframework.errors import ResultsError
-from vframework.run import report
 
-__all__ = ["ResultsError", "atomic_folder", "default_results_dir", "summary_json", "timeseries_csv", "write_results"]
+try:  # an extra (`vframework[parquet]`): without it, results are CSV only
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+except ImportError:  # pragma: no cover - the test environments install it
+    pa = pq = None
+from vframework.run import report
+from vframework.run.billing import LEDGER_COLUMNS, Bill
+
+__all__ = [
+    "ResultsError",
+    "atomic_folder",
+    "check_out",
+    "default_results_dir",
+    "summary_json",
+    "timeseries_csv",
+    "write_results",
+]
 
 
 def summary_json(summary: Mapping[str, object]) -> str:
@@ -70,18 +88,67 @@ def atomic_folder(out: Path) -> Iterator[Path]:
         raise
 
 
+def _parquet(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]], exact: Sequence[str] = ()) -> bool:
+    """Write ``rows`` as Parquet beside the CSV, if pyarrow is installed; True if written.
+
+    Columns in ``exact`` hold integers that may pass 2**63 (metered byte-ns) or decimal money:
+    they are stored as decimal128, so nothing is rounded through a float."""
+    if pa is None:
+        return False
+    data: dict[str, Any] = {}
+    for i, name in enumerate(columns):
+        values = [r[i] for r in rows]
+        if name in exact:
+            data[name] = pa.array([Decimal(str(v)) for v in values], type=pa.decimal128(38, _scale(values)))
+        else:
+            data[name] = values
+    pq.write_table(pa.table(data), path)
+    return True
+
+
+def _scale(values: Sequence[Any]) -> int:
+    """Decimal places of decimal-string values (0 for integers)."""
+    for v in values:
+        text = str(v)
+        if "." in text:
+            return len(text.split(".", 1)[1])
+    return 0
+
+
 def write_results(
     out: Path,
     summary: Mapping[str, object],
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     plot: bool = True,
+    bill: Bill | None = None,
+    provenance: Mapping[str, object] | None = None,
+    scenario_toml: str | None = None,
 ) -> Path:
     """Write the results folder ``out`` atomically; it must not exist yet (or be empty)."""
     out = Path(out)
     with atomic_folder(out) as tmp:
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
+        _parquet(tmp / "timeseries.parquet", columns, rows)
+        if bill is not None:
+            (tmp / "ledger.csv").write_text(timeseries_csv(LEDGER_COLUMNS, bill.ledger), encoding="utf-8")
+            (tmp / "invoice.json").write_text(summary_json(bill.invoices()), encoding="utf-8")
+            _parquet(tmp / "ledger.parquet", LEDGER_COLUMNS, bill.ledger, exact=("quantity", "amount"))
+        if provenance is not None:
+            (tmp / "provenance.json").write_text(summary_json(provenance), encoding="utf-8")
+        if scenario_toml is not None:
+            (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
         if plot:
             report.plot_timeseries(columns, rows, tmp / "timeseries.png", title=str(summary.get("scenario", "")))
     return out
+
+
+def check_out(out: Path) -> None:
+    """Refuse ``out`` before a run starts: it must be new (its parent writable) or an empty folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ResultsError(f"{out} already exists and is not an empty folder; choose another --out")
+    parent = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultsError(f"cannot create results in {out}: {parent} is not writable")

@@ -12,20 +12,21 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from vframework.api.contract import Component, Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
+from vframework.api.contract import Billing, Component, Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
 from vframework.api.manager import PluginManager
 from vframework.api.params import Duration, Params, Size, positive
+from vframework.api.pricing import parse_price
 from vframework.errors import Problem, ScenarioError
 from vframework.machine.costs import COST_FIELDS
 from vframework.machine.hardware import MAX_VMS
-from vframework.sim.units import PAGE_SIZE, format_size, parse_size
+from vframework.sim.units import PAGE_SIZE, format_duration, format_size, parse_size
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -60,6 +61,12 @@ DEFAULT_COMPONENTS = _default_components()
 
 def _default_ref(table: str, key: str) -> Callable[[], ComponentRef]:
     return lambda: ComponentRef(name=DEFAULT_COMPONENTS[table][key])
+
+
+def _short(value: object, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error never echoes a huge input whole."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 25]}... ({len(text):,} characters)"
 
 
 def _memory(value: Any) -> int:
@@ -100,7 +107,7 @@ class ComponentRef(BaseModel):
             if set(value) == {"name", "params"} and isinstance(value["params"], dict):
                 return value  # already split (a ComponentRef dumped and read back)
             return {"name": value["name"], "params": {k: v for k, v in value.items() if k != "name"}}
-        raise ValueError(f"expected a component name or a table with `name`, got {value!r}")
+        raise ValueError(f"expected a component name or a table with `name`, got {_short(value)}")
 
 
 class _Strict(BaseModel):
@@ -190,6 +197,50 @@ class VMConfig(BaseModel):
     )
 
 
+#: The price sheet a scenario gets when its ``[billing]`` table gives none: list prices of the
+#: kind public clouds quote (illustrative, not any provider's).
+DEFAULT_PRICES = {
+    "cpu": "0.05/vcpu-hour",
+    "memory": "0.01/GiB-hour",
+    "storage": "0.10/GiB-month",
+    "disk_ops": "0.05/million-requests",
+    "net_sent": "0.09/GiB",
+}
+
+
+def _prices(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f'expected a table of resource = "price/unit", got {_short(value)}')
+    problems = []
+    for resource, price in value.items():
+        try:
+            parse_price(price, resource)
+        except ValueError as exc:
+            problems.append(f"{resource}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return dict(value)
+
+
+class BillingConfig(_Strict):
+    """The ``[billing]`` table: how each VM's metered use is priced (see the metering docs)."""
+
+    enabled: bool = Field(True, description="meter and bill the run (ledger.csv, invoice.json)")
+    pricing: ComponentRef = Field(
+        default_factory=_default_ref("billing", "pricing"), description="the pricing component and its parameters"
+    )
+    interval: Duration | None = Field(
+        None, description="billing interval (a multiple of sample_interval); default 1s, rounded up to one"
+    )
+    currency: str = Field("USD", min_length=1, max_length=8, description="the currency amounts are in")
+    decimals: int = Field(9, ge=0, le=12, description="decimal places each ledger amount is rounded to (half-even)")
+    prices: Annotated[dict[str, str], BeforeValidator(_prices)] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description='price per resource with its unit (cpu = "0.05/vcpu-hour"); given, it replaces the '
+        "default sheet and unlisted resources are free",
+    )
+
+
 class ScenarioConfig(_Strict):
     """The whole file, before component names are resolved."""
 
@@ -199,6 +250,26 @@ class ScenarioConfig(_Strict):
     sample_interval: Duration = Field(100 * 10**6, description="time between time-series samples")
     host: HostConfig = Field(default_factory=lambda: HostConfig.model_validate({}), description="the physical host")
     vm: list[VMConfig] = Field(min_length=1, max_length=MAX_VMS, description="the virtual machines")
+    billing: BillingConfig = Field(
+        default_factory=lambda: BillingConfig.model_validate({}), description="metering and billing"
+    )
+
+    @model_validator(mode="after")
+    def _check_interval(self) -> ScenarioConfig:
+        interval = self.billing.interval
+        if interval is not None and interval % self.sample_interval:
+            raise ValueError(
+                f"billing.interval ({format_duration(interval)}) must be a multiple of sample_interval "
+                f"({format_duration(self.sample_interval)}): the meter reads the counters at every sample"
+            )
+        return self
+
+    @property
+    def billing_interval(self) -> int:
+        """The billing interval in ns: as given, or 1 s rounded up to a multiple of the sample interval."""
+        if self.billing.interval is not None:
+            return self.billing.interval
+        return -(-(10**9) // self.sample_interval) * self.sample_interval
 
 
 #: The kind of component a :class:`ResolvedComponent` holds (``Scheduler[Params]``...).
@@ -240,6 +311,11 @@ class Scenario:
     memory_policy: ResolvedComponent[MemoryPolicy[Params]]
     memory_services: tuple[ResolvedComponent[MemoryService[Params]], ...]
     vms: tuple[ResolvedVM, ...] = field(default=())
+    #: The pricing component; None when ``billing.enabled`` is false.
+    billing: ResolvedComponent[Billing[Params]] | None = None
+    #: The scenario's text as given (before overrides), and the ``--set`` overrides applied.
+    given: str = ""
+    overrides: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -268,7 +344,7 @@ def _problems(exc: ValidationError, source: str, prefix: tuple[int | str, ...] =
         elif err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif "input" in err and err["type"] not in ("value_error",) and not isinstance(err["input"], dict):
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {_short(err['input'])})"
         problems.append(Problem(source, _path(loc), msg))
     return problems
 
@@ -327,6 +403,15 @@ def _resolve(
     source: str,
     problems: list[Problem],
 ) -> ResolvedComponent[Workload[Params]] | None: ...
+@overload
+def _resolve(
+    plugins: PluginManager,
+    kind: Literal["billing"],
+    ref: ComponentRef,
+    loc: tuple[int | str, ...],
+    source: str,
+    problems: list[Problem],
+) -> ResolvedComponent[Billing[Params]] | None: ...
 @overload
 def _resolve(
     plugins: PluginManager,
@@ -456,11 +541,14 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
                 "with a memory service that reclaims or saves frames (e.g. balloon, esx-sharing, ksm)",
             )
         )
+    billing = None
+    if config.billing.enabled:
+        billing = _resolve(plugins, "billing", config.billing.pricing, ("billing", "pricing"), source, problems)
     if problems:
         raise ScenarioError(problems)
     assert scheduler
     assert policy
-    return Scenario(config, source, scheduler, policy, services, tuple(vms))
+    return Scenario(config, source, scheduler, policy, services, tuple(vms), billing)
 
 
 def _validate_shape(data: dict[str, Any], source: str) -> tuple[ScenarioConfig | None, list[Problem]]:
@@ -616,7 +704,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
                                 Problem(
                                     source,
                                     key,
-                                    f"{name}[{index}] is {node!r}, not a table, so it has no key {parts[n + 1]!r}",
+                                    f"{name}[{index}] is {_short(node)}, not a table, "
+                                    f"so it has no key {parts[n + 1]!r}",
                                 )
                             ]
                         )
@@ -639,11 +728,12 @@ def load_scenario(path: str | Path, plugins: PluginManager, overrides: list[str]
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError([Problem(source, "", f"cannot read the file: {reason}")]) from None
     data = apply_overrides(_read(text, source), overrides or [])
-    return parse_scenario(data, source, plugins)
+    return replace(parse_scenario(data, source, plugins), given=text, overrides=tuple(overrides or ()))
 
 
 def load_default_scenario(plugins: PluginManager, overrides: list[str] | None = None) -> Scenario:
     """The scenario shipped inside the package."""
     text = resources.files("vframework.run").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
     source = f"<default scenario {DEFAULT_SCENARIO}>"
-    return parse_scenario(apply_overrides(_read(text, source), overrides or []), source, plugins)
+    scenario = parse_scenario(apply_overrides(_read(text, source), overrides or []), source, plugins)
+    return replace(scenario, given=text, overrides=tuple(overrides or ()))

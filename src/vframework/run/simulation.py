@@ -15,10 +15,12 @@ from vframework.api.views import Summary, TimeseriesRow, WorkloadContext
 from vframework.guest.os import GuestOS
 from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.meter import Meter
 from vframework.hv.metrics import VM_METRICS
 from vframework.hv.vm import VM
 from vframework.machine.costs import CostModel
 from vframework.machine.hardware import HYPERVISOR_OWNER, Machine
+from vframework.run.billing import Bill, bill
 from vframework.run.scenario import ResolvedVM, Scenario
 from vframework.sim.engine import LATE, Engine
 from vframework.sim.units import PAGE_SIZE
@@ -60,12 +62,23 @@ class Simulation:
             tlb_tagged=host.tlb_tagged,
         )
         self.hypervisor.on_vm_halted = self._vm_halted
+        #: The priced run, once :meth:`run` has finished (None when billing is disabled).
+        self.bill: Bill | None = None
+        #: The summary :meth:`run` returned (None before it has finished).
+        self.result: Summary | None = None
+        self.meter: Meter | None = None
         self.vms: list[VM] = []
         self.timeseries: list[TimeseriesRow] = []
         self._destroyed: set[int] = set()
         self.plugins.call("simulation_configured", scenario=scenario)
         for index, spec in enumerate(scenario.vms):
             self._build_vm(index, spec)
+        if scenario.billing is not None:
+            storage = {
+                vm.name: spec.config.swap + sum(d.storage_bytes() for d in vm.devices.values())
+                for vm, spec in zip(self.vms, scenario.vms, strict=True)
+            }
+            self.meter = Meter(self.vms, storage, config.billing_interval, host.cpus)
 
     def _build_vm(self, index: int, spec: ResolvedVM) -> None:
         cfg = spec.config
@@ -96,6 +109,12 @@ class Simulation:
         self.vms.append(vm)
         self.plugins.call("vm_created", simulation=self, vm=vm)
 
+    def _provider(self, kind: str, name: str) -> str:
+        try:
+            return self.plugins.provider(kind, name)
+        except KeyError:  # registered in-process (a test), not by a distribution
+            return ""
+
     def _vm_halted(self, vm: VM) -> None:
         if vm.id not in self._destroyed:
             self._destroyed.add(vm.id)
@@ -114,6 +133,8 @@ class Simulation:
             if vm.guest is not None and not self.hypervisor.memory_policy.estimates_active:
                 c["mem_active"] = vm.guest.sample_active()
             self.timeseries.append((now, vm.name, *(c[m] for m in TIMESERIES_METRICS)))
+        if self.meter is not None:
+            self.meter.observe(now, self.hypervisor.counters)
 
     def run(self, progress: Callable[[int, int], None] | None = None, steps: int = 100) -> Summary:
         """Run to the scenario's duration; returns the summary (see :meth:`summary`)."""
@@ -135,14 +156,25 @@ class Simulation:
             self._sample()
         for vm in self.vms:
             self._vm_halted(vm)
-        summary = self.summary()
+        if self.meter is not None and self.scenario.billing is not None:
+            intervals = self.meter.close(self.engine.now, self.hypervisor.counters)
+            pricing = self.scenario.billing
+            self.bill = bill(
+                intervals,
+                [vm.name for vm in self.vms],
+                config.billing,
+                pricing.cls(pricing.params),
+                self.meter.interval_ns,
+                self._provider("billing", pricing.name),
+            )
+        summary = self.result = self.summary()
         # Observers get their own copy: whatever they do to it, the written results stay as run.
         self.plugins.call("simulation_finished", simulation=self, summary=copy.deepcopy(summary))
         return summary
 
     def summary(self) -> Summary:
         """The run's results as plain data (written as summary.json)."""
-        return {
+        summary: Summary = {
             "scenario": self.scenario.name,
             "seed": self.seed,
             "sim_time_ns": self.engine.now,
@@ -163,3 +195,6 @@ class Simulation:
             "host": dict(self.hypervisor.counters),
             "vms": {vm.name: dict(vm.counters) for vm in self.vms},
         }
+        if self.bill is not None:
+            summary["billing"] = self.bill.summary()
+        return summary

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from vframework.api import Device, DeviceContext, IORequest, VCPUView
 
-from .disk import Disk, DiskParams, pages_of
+from .disk import SECTOR, Disk, DiskParams, pages_of
 
 __all__ = ["EmulatedDisk", "EmulatedDiskParams"]
 
@@ -47,6 +47,9 @@ class EmulatedDisk(Device[EmulatedDiskParams]):
         self._queue: deque[IORequest] = deque()
         self._busy: IORequest | None = None
         self._next_sector: dict[int, int] = {}
+
+    def storage_bytes(self) -> int:
+        return self.disk.sectors * SECTOR
 
     def submit(self, vcpu: VCPUView, request: IORequest) -> int:
         ctx = self.context

@@ -87,6 +87,7 @@ class EmulatedNIC(Device[EmulatedNICParams]):
     def _sent(self, request: IORequest) -> None:
         ctx = self.context
         ctx.counters["net_packets_sent"] += 1
+        ctx.counters["net_bytes_sent"] += request.nbytes
         ctx.raise_irq(ctx.costs.interrupt, lambda: ctx.complete(request))
 
     def _arrival(self) -> None:
@@ -104,6 +105,7 @@ class EmulatedNIC(Device[EmulatedNICParams]):
         nbytes = min(packet.nbytes, request.nbytes)
         ctx.counters["io_bytes_copied"] += nbytes
         ctx.counters["net_packets_received"] += 1
+        ctx.counters["net_bytes_received"] += nbytes
         if packet.source != WIRE:
             ctx.counters["net_bridge_bytes"] += nbytes
         ctx.raise_irq(ctx.costs.interrupt, lambda: ctx.complete(request))

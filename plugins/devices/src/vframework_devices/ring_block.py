@@ -40,7 +40,7 @@ from sortedcontainers import SortedList
 
 from vframework.api import BackRing, DeviceContext, FrontRing, IORequest, SharedRing, VCPUView
 
-from .disk import SECTORS_PER_PAGE, Disk, DiskParams, pages_of
+from .disk import SECTOR, SECTORS_PER_PAGE, Disk, DiskParams, pages_of
 from .split import Response, SplitDriver
 
 __all__ = ["BlkRequest", "RingBlock", "RingBlockParams"]
@@ -106,6 +106,9 @@ class RingBlock(SplitDriver[RingBlockParams]):
         self._epoch = 0
         self._seq = 0
         self._busy = False
+
+    def storage_bytes(self) -> int:
+        return self.disk.sectors * SECTOR
 
     # -- front end -------------------------------------------------------------------------
     def submit(self, vcpu: VCPUView, request: IORequest) -> int:

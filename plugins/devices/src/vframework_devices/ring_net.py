@@ -208,6 +208,7 @@ class RingNet(SplitDriver[RingNetParams]):
         def sent() -> None:
             self._unmap(grefs, ppns)
             ctx.counters["net_packets_sent"] += 1
+            ctx.counters["net_bytes_sent"] += payload.nbytes
             self._respond(self.tx_back, rid, Response(0, payload.nbytes))
 
         self.nic.send(Packet(self.vif, destination, payload.nbytes, tokens, sent))
@@ -241,6 +242,7 @@ class RingNet(SplitDriver[RingNetParams]):
             ctx.write_pages(ppns[:pages], packet.tokens[:pages])  # the NIC's DMA into the buffer
             self._unmap(grefs, ppns)
             ctx.counters["net_packets_received"] += 1
+            ctx.counters["net_bytes_received"] += nbytes
             if packet.source != WIRE:
                 ctx.counters["net_bridge_bytes"] += nbytes
             self._respond(self.rx_back, rid, Response(0, nbytes))
@@ -263,6 +265,7 @@ class RingNet(SplitDriver[RingNetParams]):
         ctx.counters["net_pages_flipped"] += pages
         nbytes = min(packet.nbytes, int(ppns.size) * 4096)
         ctx.counters["net_packets_received"] += 1
+        ctx.counters["net_bytes_received"] += nbytes
         if packet.source != WIRE:
             ctx.counters["net_bridge_bytes"] += nbytes
         self._respond(self.rx_back, rid, Response(0, nbytes))
