@@ -302,6 +302,144 @@ def top(
     _out.print(f"results: {path}", markup=False)
 
 
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="where to write the page (FOLDER/report.html)"
+)
+def report(folder: Path, out: Path | None) -> None:
+    """Regenerate FOLDER's plots and write a self-contained report.html (plots, tables, provenance)."""
+    from vframework.run import report as plots
+    from vframework.run.analysis import load
+    from vframework.run.html import render_report
+
+    try:
+        results = load(folder)
+    except ResultsError as exc:
+        _fail(str(exc), 2)
+    target = out or folder / "report.html"
+    try:
+        if not results.timeseries.empty:
+            columns = ["time_ns", "vm", *(c for c in _raw_columns(folder))]
+            rows = [tuple(r) for r in _csv_rows(folder / "timeseries.csv")]
+            plots.plot_timeseries(columns, rows, folder / "timeseries.png", title=results.name)
+        target.write_text(render_report(results), encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write the report: {exc}", 1)
+    _out.print(f"report: {target}", markup=False)
+
+
+def _raw_columns(folder: Path) -> list[str]:
+    with (folder / "timeseries.csv").open(encoding="utf-8") as f:
+        return f.readline().strip().split(",")[2:]
+
+
+def _csv_rows(path: Path) -> list[list[object]]:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        return [[int(r[0]), r[1], *(int(v) for v in r[2:])] for r in reader]
+
+
+_COMPARE_DEFAULT = (
+    "cpu_run_ns",
+    "cpu_ready_ns",
+    "cpu_stolen_ns",
+    "mem_consumed",
+    "mem_balloon",
+    "mem_swapped",
+    "io_completed",
+    "host.hypervisor_ns",
+    "host.pages_sharing",
+    "bill_total",
+)
+
+
+def _metric(summary: dict[str, object], name: str) -> float | None:
+    """A metric of a summary: a VM counter summed over VMs, ``VM.counter`` for one VM,
+    ``host.counter``, or ``bill_total`` / ``bill_<resource>`` (summed over VMs)."""
+    from decimal import Decimal
+
+    vms: dict[str, dict[str, int]] = summary.get("vms", {})  # type: ignore[assignment]
+    host: dict[str, int] = summary.get("host", {})  # type: ignore[assignment]
+    billing: dict[str, object] = summary.get("billing", {})  # type: ignore[assignment]
+    bills: dict[str, dict[str, object]] = billing.get("vms", {}) if billing else {}  # type: ignore[assignment]
+    head, dot, tail = name.partition(".")
+    if dot and head == "host":
+        return host.get(tail)
+    if dot:
+        if tail.startswith("bill_"):
+            value = bills.get(head, {}).get(tail)
+            return float(Decimal(str(value))) if value is not None else None
+        return vms.get(head, {}).get(tail)
+    if name.startswith("bill_"):
+        if not bills:
+            return None
+        return float(sum(Decimal(str(b.get(name, 0))) for b in bills.values()))
+    values = [c[name] for c in vms.values() if name in c]
+    return sum(values) if values else None
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--metric",
+    "-m",
+    "metrics",
+    multiple=True,
+    help="a VM counter (summed over VMs), VM.counter, host.counter or bill_total (repeatable)",
+)
+@_FORMAT
+def compare(folders: tuple[Path, ...], metrics: tuple[str, ...], fmt: str) -> None:
+    """Compare results folders side by side: each metric, and its ratio to the first folder."""
+    names = list(metrics or _COMPARE_DEFAULT)
+    summaries = []
+    for folder in folders:
+        try:
+            summaries.append(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            _fail(f"{folder} is not a results folder: {exc}", 2)
+    table_rows = []
+    for name in names:
+        values = [_metric(s, name) for s in summaries]
+        if all(v is None for v in values):
+            known = sorted({k for s in summaries for c in s.get("vms", {}).values() for k in c})
+            _fail(f"--metric {name!r} is in none of the folders; VM counters: {', '.join(known[:12])}, ...", 2)
+        base = values[0]
+        row: dict[str, object] = {"metric": name}
+        for i, (folder, v) in enumerate(zip(folders, values, strict=True)):
+            row[str(folder)] = v
+            if i:
+                row[f"ratio {i}"] = (v / base) if v is not None and base else None
+        table_rows.append(row)
+    if fmt == "json":
+        click.echo(json.dumps(table_rows, indent=2))
+        return
+    if fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(table_rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table_rows)
+        return
+    table = _table("compare (ratios to the first folder)")
+    for col in table_rows[0]:
+        table.add_column(escape(col), justify="left" if col == "metric" else "right")
+    for row in table_rows:
+        table.add_row(*(escape(_fmt(v)) for v in row.values()))
+    _out.print(table)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 _STATES = ("high", "soft", "hard", "low")
 
 

@@ -424,6 +424,12 @@ class Billing(Component[P_co]):
     def __init__(self, params: P_co) -> None:
         self.params = params
 
+    @classmethod
+    def kit_params(cls) -> P_co:
+        """The parameters the conformance kit prices with (its defaults; a pricing whose defaults
+        do nothing special should return parameters that exercise it)."""
+        return cls.params_model()  # type: ignore[return-value]
+
     @abstractmethod
     def charge(self, line: LedgerLine) -> Decimal | Fraction | int:
         """The amount for ``line``: a finite, non-negative Decimal, Fraction or int (never a

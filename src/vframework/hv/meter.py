@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vframework.api.pricing import RESOURCES
-from vframework.api.views import VMView
 
-__all__ = ["Interval", "Meter"]
+__all__ = ["Interval", "Meter", "Metered"]
+
+
+class Metered(Protocol):
+    """What the meter reads of a VM: its name and counters."""
+
+    name: str
+    counters: dict[str, int]
+
 
 #: Counters metered by difference: resource -> the counters it adds up.
 _COUNTED: dict[str, tuple[str, ...]] = {
@@ -55,7 +63,7 @@ class Meter:
     whole run.
     """
 
-    def __init__(self, vms: Sequence[VMView], storage_bytes: Mapping[str, int], interval_ns: int, cpus: int) -> None:
+    def __init__(self, vms: Sequence[Metered], storage_bytes: Mapping[str, int], interval_ns: int, cpus: int) -> None:
         if interval_ns <= 0:
             raise ValueError(f"the billing interval must be positive, got {interval_ns} ns")
         self.vms = list(vms)

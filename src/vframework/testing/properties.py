@@ -6,7 +6,7 @@ ids use them. ``checks`` is the sentence docs/testing.md and ``vframework check 
 
 from __future__ import annotations
 
-from vframework.api.contract import Device, MemoryPolicy, MemoryService, Mode, Scheduler
+from vframework.api.contract import Billing, Device, MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.testing.channels import EventChannelMachine, GrantTableMachine
 from vframework.testing.costs import CostMachine
@@ -15,6 +15,7 @@ from vframework.testing.engine import EngineMachine
 from vframework.testing.equivalence import EquivalenceMachine, ResourceControlMachine
 from vframework.testing.hypervisor import HypervisorMachine
 from vframework.testing.memory import FrameTableMachine
+from vframework.testing.metering import MeterMachine, PricingMachine
 from vframework.testing.mmu import MemoryMachine
 from vframework.testing.registry import KERNEL, conformance
 from vframework.testing.ring import RingMachine
@@ -221,3 +222,23 @@ def _counters(cls: type[Mode[Params]], arch: str | None = None) -> type[CostMach
 )
 def _device(cls: type[Device[Params]]) -> type[DeviceMachine]:
     return DeviceMachine.for_component(cls)
+
+
+@conformance(
+    "billing",
+    "conservation",
+    checks="per interval, VMs' CPU + hypervisor + idle = length x CPUs; the ledger's quantities sum to the meter's "
+    "totals and every total to its rounded lines, exactly",
+)
+def _conservation(cls: type[Billing[Params]]) -> type[MeterMachine]:
+    return MeterMachine.for_component(cls)
+
+
+@conformance(
+    "billing",
+    "pricing",
+    checks="every amount a finite, non-negative Decimal, Fraction or int; the same line the same amount; more "
+    "units never cost less",
+)
+def _pricing(cls: type[Billing[Params]]) -> type[PricingMachine]:
+    return PricingMachine.for_component(cls)

@@ -44,6 +44,10 @@ class ReservedPricing(Billing[ReservedParams]):
     description = "reserved vCPUs and memory paid every interval at a discount, use beyond them on demand"
     params_model = ReservedParams
 
+    @classmethod
+    def kit_params(cls) -> ReservedParams:
+        return ReservedParams.model_validate({"reservations": {"vm0": {"vcpus": 1, "memory": "1GiB"}}, "factor": 0.5})
+
     def charge(self, line: LedgerLine) -> Fraction:
         r = self.params.reservations.get(line.vm)
         length = line.end_ns - line.start_ns

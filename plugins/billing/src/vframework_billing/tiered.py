@@ -64,6 +64,17 @@ class TieredPricing(Billing[TieredParams]):
     description = "volume discount: the sheet's rate up to a per-VM threshold, a fraction of it beyond"
     params_model = TieredParams
 
+    @classmethod
+    def kit_params(cls) -> TieredParams:
+        return TieredParams.model_validate(
+            {
+                "tiers": [
+                    {"resource": "cpu", "above": "1 vcpu-ms", "factor": 0.5},
+                    {"resource": "memory", "above": "1 GiB-second", "factor": 0},
+                ]
+            }
+        )
+
     def __init__(self, params: TieredParams) -> None:
         super().__init__(params)
         self._tiers = {t.resource: (t.threshold, t.factor) for t in params.tiers}
