@@ -8,15 +8,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
 
 from vframework.api.manager import PluginManager
+from vframework.api.pricing import RESOURCES
 from vframework.hv.metrics import HOST_METRICS, VM_METRICS
 from vframework.machine.costs import CostModel
-from vframework.run.scenario import HostConfig, ScenarioConfig, VMConfig
+from vframework.run.scenario import BillingConfig, HostConfig, ScenarioConfig, VMConfig
+from vframework.run.top import COLUMNS
+from vframework.sim.units import format_duration, format_size, parse_duration, parse_size
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> nodes.table:
@@ -41,35 +44,91 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> nodes.table:
     return table
 
 
-def _fields(model: Any) -> list[list[str]]:
+#: Scenario keys naming a component, and the kind each names.
+_COMPONENT_KEYS = {
+    "scheduler": "scheduler",
+    "memory_policy": "memory_policy",
+    "memory_services": "memory_service",
+    "mode": "mode",
+    "workload": "workload",
+    "devices": "device",
+    "pricing": "billing",
+}
+
+
+def _unit(metadata: Any) -> str | None:
+    """ "size" or "duration" when a field's validators parse text with units."""
+    for meta in metadata:
+        func = getattr(meta, "func", None)
+        if func is parse_size or getattr(func, "vf_unit", None) == "size":
+            return "size"
+        if func is parse_duration or getattr(func, "vf_unit", None) == "duration":
+            return "duration"
+    return None
+
+
+def _type(name: str, info: Any, plugins: PluginManager | None) -> str:
+    """A type as a scenario writer reads it: size, duration, one of a | b, component of kind..."""
+    unit = _unit(info.metadata)
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)]
+    optional = len(args) < len(get_args(ann))
+    if unit is None and optional and len(args) == 1:
+        unit = _unit(get_args(args[0]))  # Duration | None: the validator is inside the Annotated
+    if unit is not None:
+        return unit + (" (optional)" if optional else "")
+    if get_origin(ann) is Literal:
+        return "one of: " + ", ".join(str(a) for a in get_args(ann))
+    if name in _COMPONENT_KEYS:
+        kind = _COMPONENT_KEYS[name]
+        installed = sorted(plugins.components[kind]) if plugins is not None else []
+        many = "list of components" if get_origin(ann) is list else "component"
+        return f"{many} ({kind.replace('_', ' ')}): " + (", ".join(installed) or "none installed")
+    text = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+    return {"int": "integer", "str": "string", "bool": "boolean", "float": "number"}.get(text, text)
+
+
+def _default(info: Any, kind: str) -> str:
+    default = info.default_factory() if info.default_factory is not None else info.default
+    if hasattr(default, "name") and hasattr(default, "params"):
+        return str(default.name)
+    if default is dataclasses.MISSING or repr(default) == "PydanticUndefined":
+        return "(required)"
+    if isinstance(default, int) and not isinstance(default, bool) and kind.startswith("size"):
+        return format_size(default)
+    if isinstance(default, int) and not isinstance(default, bool) and kind.startswith("duration"):
+        return format_duration(default)
+    if isinstance(default, dict) and default and all(isinstance(v, str) for v in default.values()):
+        return ", ".join(f"{k} = {v}" for k, v in default.items())
+    return repr(default) if not isinstance(default, str) else default
+
+
+def _fields(model: Any, plugins: PluginManager | None = None) -> list[list[str]]:
     rows = []
     for name, info in model.model_fields.items():
-        default = info.default_factory() if info.default_factory is not None else info.default
-        if hasattr(default, "name") and hasattr(default, "params"):
-            default = default.name
-        if default is dataclasses.MISSING or repr(default) == "PydanticUndefined":
-            default = "(required)"
-        ann = getattr(info.annotation, "__name__", str(info.annotation)).replace("typing.", "")
-        rows.append([name, ann, repr(default) if not isinstance(default, str) else default, info.description or ""])
+        kind = _type(name, info, plugins)
+        rows.append([name, kind, _default(info, kind), info.description or ""])
     return rows
 
 
 class ScenarioReference(Directive):
     def run(self) -> list[nodes.Node]:
         header = ["key", "type", "default", "description"]
-        out: list[nodes.Node] = [
-            _table("top level", header, [r for r in _fields(ScenarioConfig) if r[0] not in ("host", "vm")]),
-            _table("[host]", header, _fields(HostConfig)),
-            _table("[[vm]]", header, _fields(VMConfig)),
-        ]
         pm = PluginManager()
+        top = [r for r in _fields(ScenarioConfig, pm) if r[0] not in ("host", "vm", "billing")]
+        out: list[nodes.Node] = [
+            _table("top level", header, top),
+            _table("[host]", header, _fields(HostConfig, pm)),
+            _table("[[vm]]", header, _fields(VMConfig, pm)),
+            _table("[billing]", header, _fields(BillingConfig, pm)),
+        ]
         for kind, components in sorted(pm.components.items()):
             for name, cls in sorted(components.items()):
                 if cls.params_model is not None and cls.params_model.model_fields:
-                    out.append(_table(f"{kind} {name!r}: parameters", header, _fields(cls.params_model)))
+                    out.append(_table(f"{kind} {name!r}: parameters", header, _fields(cls.params_model, pm)))
                 vm_params = getattr(cls, "vm_params_model", None)
                 if vm_params is not None and vm_params.model_fields:
-                    out.append(_table(f"{kind} {name!r}: per-VM keys in [[vm]]", header, _fields(vm_params)))
+                    out.append(_table(f"{kind} {name!r}: per-VM keys in [[vm]]", header, _fields(vm_params, pm)))
         return out
 
 
@@ -90,7 +149,21 @@ class MetricsReference(Directive):
         ]
 
 
+class ResourcesReference(Directive):
+    def run(self) -> list[nodes.Node]:
+        rows = [[r.name, r.unit, r.description] for r in RESOURCES.values()]
+        return [_table("metered resources", ["resource", "base unit", "what"], rows)]
+
+
+class TopReference(Directive):
+    def run(self) -> list[nodes.Node]:
+        rows = [[title, c.description] for title, c in COLUMNS.items()]
+        return [_table("vframework top: columns", ["column", "what"], rows)]
+
+
 def setup(app: Any) -> dict[str, Any]:
+    app.add_directive("vf-resources-reference", ResourcesReference)
+    app.add_directive("vf-top-reference", TopReference)
     app.add_directive("vf-scenario-reference", ScenarioReference)
     app.add_directive("vf-cost-reference", CostReference)
     app.add_directive("vf-metrics-reference", MetricsReference)

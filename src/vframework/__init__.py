@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         Op,
         Operation,
         Params,
+        Resource,
         RingSlot,
         Scheduler,
         SharedRing,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
         format_size,
         hookimpl,
         parse_price,
+        parse_quantity,
         pyplot,
     )
     from vframework.api.manager import PluginError, PluginManager
@@ -113,6 +115,8 @@ _EXPORTS = {
     "LedgerLine": "vframework.api",
     "RESOURCES": "vframework.api",
     "parse_price": "vframework.api",
+    "parse_quantity": "vframework.api",
+    "Resource": "vframework.api",
     "FrontRing": "vframework.api",
     "RingSlot": "vframework.api",
     "SharedRing": "vframework.api",
@@ -224,6 +228,7 @@ __all__ = [
     # the kernel
     "PluginManager",
     "Process",
+    "Resource",
     "RingSlot",
     "Scenario",
     "ScenarioError",
@@ -247,6 +252,7 @@ __all__ = [
     "load_scenario",
     "parse_duration",
     "parse_price",
+    "parse_quantity",
     "parse_size",
     "port_share",
     "pyplot",

@@ -62,12 +62,20 @@ def _plugins() -> PluginManager:
 
 
 def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Scenario:
+    import warnings
+
+    from vframework.errors import DecimalUnitWarning
     from vframework.run.scenario import load_default_scenario, load_scenario
 
     try:
-        if path is None:
-            return load_default_scenario(plugins, overrides)
-        return load_scenario(path, plugins, overrides)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DecimalUnitWarning)
+            spec = (
+                load_default_scenario(plugins, overrides) if path is None else load_scenario(path, plugins, overrides)
+            )
+        for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DecimalUnitWarning)):
+            _err.print(f"warning: {message}", markup=False, soft_wrap=True)
+        return spec
     except ScenarioError as exc:
         n = len(exc.problems)
         _err.print(f"[bold red]error:[/] invalid scenario ({n} problem{'s' if n != 1 else ''}):", markup=True)
@@ -576,7 +584,8 @@ def plugins(as_json: bool) -> None:
 def validate(file: str, overrides: tuple[str, ...]) -> None:
     """Check a scenario file and report every problem (exit 2 if any)."""
     spec = _load(file, _plugins(), list(overrides))
-    _out.print(f"{file}: valid scenario {spec.name!r} ({len(spec.vms)} VMs)")
+    n = len(spec.vms)
+    _out.print(f"{file}: valid scenario {spec.name!r} ({n} VM{'s' if n != 1 else ''})")
 
 
 @main.command()

@@ -6,6 +6,7 @@
     ├── ScenarioError        a scenario failed validation (every problem listed)
     ├── PluginError          a plugin failed to load, registered nonsense, or raised
     ├── ResultsError         a results folder cannot be written where asked
+    ├── DecimalUnitWarning   a size in a decimal unit ("4GB"): a warning, not an error
     └── SimulationError      a run cannot go on
         ├── NoProgress       a workload never lets simulated time advance
         └── OutOfMemory      no machine frame is left for a request
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DecimalUnitWarning",
     "GrantError",
     "GuestOutOfMemory",
     "HostOutOfMemory",
@@ -35,6 +37,11 @@ __all__ = [
 
 class VframeworkError(Exception):
     """The base of every error vframework raises on purpose."""
+
+
+class DecimalUnitWarning(VframeworkError, UserWarning):
+    """A size was written in a decimal unit ("4GB" = 4,000,000,000 bytes), which is rarely what a
+    memory size means: the command line prints it as a one-line warning."""
 
 
 @dataclass(frozen=True)

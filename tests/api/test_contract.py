@@ -78,7 +78,13 @@ def test_the_kernel_names_no_registered_plugin() -> None:
 
 def test_default_components_are_installed() -> None:
     pm = PluginManager()
-    kinds = {"scheduler": "scheduler", "memory_policy": "memory_policy", "mode": "mode", "workload": "workload"}
+    kinds = {
+        "scheduler": "scheduler",
+        "memory_policy": "memory_policy",
+        "mode": "mode",
+        "workload": "workload",
+        "pricing": "billing",
+    }
     for table in DEFAULT_COMPONENTS.values():
         for key, name in table.items():
             assert name in pm.components[kinds[key]], f"default {key} {name!r} is not installed"

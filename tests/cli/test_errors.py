@@ -399,13 +399,15 @@ def test_bad_set_on_default_scenario(case: str, cli, tmp_path: Path) -> None:
     assert results_left_behind(out) == []
 
 
-def test_bad_set_on_a_file_names_the_file(cli, write_scenario, tmp_path: Path) -> None:
+def test_bad_set_on_a_file_names_the_set(cli, write_scenario, tmp_path: Path) -> None:
+    """A problem with a value given by --set is reported against that --set, not the file."""
     path = write_scenario(VALID)
     out = tmp_path / "out"
     output = cli(["run", path, "--set", "vm[1].memory=0GiB", "--out", out, "-q", "--no-plot"], code=2)
-    assert_problems(output, str(path), [("vm[1].memory", ["positive"])])
+    assert_problems(output, "--set vm[1].memory=0GiB", [("vm[1].memory", ["positive"])])
+    assert str(path) not in output
     output = cli(["validate", path, "--set", "host.frobnicate=1"], code=2)
-    assert_problems(output, str(path), [("host.frobnicate", ["unknown key"])])
+    assert_problems(output, "--set host.frobnicate=1", [("host.frobnicate", ["unknown key"])])
     assert not out.exists()
 
 

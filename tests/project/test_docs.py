@@ -4,12 +4,14 @@ the scheduler tutorial's plugin builds, installs and passes the kit exactly as w
 from __future__ import annotations
 
 import contextlib
+import csv
 import inspect
 import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 from vf_helpers import DOCS
@@ -91,6 +93,7 @@ def test_tutorial_shows_the_whole_plugin() -> None:
         "zeroshare/demo.toml",
     }
     assert set(_tutorial_files("device")) == {"ramdisk/pyproject.toml", "ramdisk/vf_ramdisk.py", "ramdisk/demo.toml"}
+    assert set(_tutorial_files("billing")) == {"peak/pyproject.toml", "peak/vf_peak.py", "peak/demo.toml"}
 
 
 CLI = [sys.executable, "-c", "from vframework.cli import main; main()"]
@@ -166,3 +169,22 @@ def test_device_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
             assert vm["io_bytes_copied"] == 16 * 1024 * vm["io_requests"], vm  # copied at submission
         assert vms["hvm"]["vm_exits_io"] > vms["hvm"]["io_completed"]
         assert vms["pv"]["hypercalls"] > vms["pv"]["io_completed"]
+
+
+def test_billing_tutorial_installs_checks_and_bills(tmp_path: Path) -> None:
+    with installed_tutorial("billing", "peak", "vf-peak", "billing", "peak", tmp_path) as folder:
+        out = tmp_path / "results"
+        ran = subprocess.run(
+            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        with (out / "ledger.csv").open(encoding="utf-8") as f:
+            cpu = [r for r in csv.DictReader(f) if r["resource"] == "cpu" and r["vm"] == "a"]
+        assert len(cpu) == 8
+        peak = [Decimal(r["amount"]) for r in cpu if int(r["interval_start_ns"]) % 2_000_000_000 < 1_000_000_000]
+        off = [Decimal(r["amount"]) for r in cpu if int(r["interval_start_ns"]) % 2_000_000_000 >= 1_000_000_000]
+        # About 0.0015 and 0.0005 (a VM shares its CPU with the hypervisor's few switches).
+        assert all(Decimal("0.0013") < a <= Decimal("0.0015") for a in peak), peak
+        assert all(Decimal("0.00043") < a <= Decimal("0.0005") for a in off), off
+        invoice = json.loads((out / "invoice.json").read_text(encoding="utf-8"))
+        assert Decimal(invoice["vms"]["a"]["total"]) == sum(peak + off, Decimal(0))

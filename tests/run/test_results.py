@@ -24,7 +24,7 @@ def test_write_results_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     assert results_left_behind(out) == []
     path = write_results(out, {"scenario": "x"}, ["time_ns", "vm"], [(0, "a")], plot=False)
     assert path == out
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "timeseries.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "timeseries.csv", "timeseries.parquet"]
     with pytest.raises(ResultsError):
         write_results(out, {"scenario": "x"}, ["time_ns", "vm"], [(0, "a")], plot=False)
 

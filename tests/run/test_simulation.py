@@ -96,7 +96,17 @@ def test_cumulative_counters_never_decrease(cli, tmp_path: Path) -> None:
 def test_results_folder_with_plot(cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     run_cli(cli, out, "--set", "duration=50ms", plot=True)
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "timeseries.csv", "timeseries.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "invoice.json",
+        "ledger.csv",
+        "ledger.parquet",
+        "provenance.json",
+        "scenario.toml",
+        "summary.json",
+        "timeseries.csv",
+        "timeseries.parquet",
+        "timeseries.png",
+    ]
     assert (out / "timeseries.png").read_bytes()[:4] == b"\x89PNG"
     assert results_left_behind(out) == ["results"]
 
@@ -112,7 +122,8 @@ def test_results_never_overwrite_a_folder(cli, tmp_path: Path) -> None:
     out = tmp_path / "taken"
     out.mkdir()
     (out / "precious.txt").write_text("keep me", encoding="utf-8")
-    output = cli(["run", "--set", "duration=20ms", "--out", out, "-q", "--no-plot"], code=1)
+    # Refused before the run: bad input (exit 2).
+    output = cli(["run", "--set", "duration=20ms", "--out", out, "-q", "--no-plot"], code=2)
     assert "taken" in output
     assert "already exists" in output
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]

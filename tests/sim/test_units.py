@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vframework.errors import DecimalUnitWarning
 from vframework.sim.units import PAGE_SIZE, format_duration, format_size, parse_duration, parse_size
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
@@ -175,7 +178,22 @@ def test_whole_units(n: int, unit: str) -> None:
     ],
 )
 def test_decimal_values_are_exact(text: str, parse, expected: int) -> None:  # type: ignore[no-untyped-def]
-    assert parse(text) == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DecimalUnitWarning)
+        assert parse(text) == expected
+
+
+@pytest.mark.parametrize(("text", "hint"), [("4GB", "write '4GiB' for 4,294,967,296 bytes"), ("4.1GB", "'4.1GiB'")])
+def test_decimal_size_units_warn_with_the_binary_spelling(text: str, hint: str) -> None:
+    with pytest.warns(DecimalUnitWarning, match="is decimal") as caught:
+        parse_size(text)
+    assert hint in str(caught[0].message)
+
+
+def test_binary_size_units_do_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DecimalUnitWarning)
+        assert parse_size("4GiB") == 4 * GiB
 
 
 @pytest.mark.parametrize(

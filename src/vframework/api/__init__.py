@@ -32,7 +32,7 @@ from vframework.api.contract import (
 from vframework.api.experiments import Experiment, ExperimentResult, experiment, pyplot
 from vframework.api.manager import hookimpl
 from vframework.api.params import Duration, Params, Size
-from vframework.api.pricing import RESOURCES, LedgerLine, Resource, parse_price
+from vframework.api.pricing import RESOURCES, LedgerLine, Resource, parse_price, parse_quantity
 from vframework.api.views import (
     DeviceContext,
     MemoryContext,
@@ -105,6 +105,7 @@ __all__ = [
     "format_size",
     "hookimpl",
     "parse_price",
+    "parse_quantity",
     "parse_size",
     "pyplot",
 ]

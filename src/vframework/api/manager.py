@@ -96,8 +96,8 @@ class PluginManager:
         self._provider: dict[tuple[str, str], str] = {}
         #: dist name -> the registered plugin object, in registration order.
         self._objects: dict[str, object] = {}
-        #: dist name -> why it could not be loaded (import error, invalid registration): it
-        #: breaks only the scenarios that name what it would have provided.
+        #: dist name -> why it could not be imported: it breaks only the scenarios that name
+        #: what it would have provided.
         self.broken: dict[str, str] = {}
         if autoload is None:
             autoload = os.environ.get("VFRAMEWORK_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
@@ -107,8 +107,9 @@ class PluginManager:
     def load_entry_points(self) -> None:
         """Import and register every plugin in the ``vframework`` entry-point group.
 
-        A plugin that fails to import or registers something invalid is left out and recorded
-        in :attr:`broken`, so that the other plugins still work."""
+        A plugin that fails to import is left out and recorded in :attr:`broken`, so that the
+        other plugins still work (a plugin that imports but registers something invalid is a
+        :class:`PluginError`: it is broken, not missing)."""
         eps = sorted(metadata.entry_points(group="vframework"), key=lambda e: (e.name, e.value))
         for ep in eps:
             dist = ep.dist
@@ -124,10 +125,7 @@ class PluginManager:
                     f"failed to import: {type(exc).__name__}: {exc}"
                 )
                 continue
-            try:
-                self.register(plugin, dist_name, version)
-            except PluginError as exc:
-                self.broken[dist_name] = str(exc)
+            self.register(plugin, dist_name, version)
 
     def register(self, plugin: object, dist_name: str, version: str = "0") -> PluginInfo:
         """Register a plugin module or object and index what its registration hooks return.

@@ -31,6 +31,8 @@ def positive(parse: Callable[[_T], int], what: str) -> Callable[[_T], int]:
             raise ValueError(f"must be a positive {what}, got {value!r}")
         return n
 
+    # The docs' scenario reference shows the field's type as "size" or "duration".
+    check.vf_unit = what  # type: ignore[attr-defined]
     return check
 
 

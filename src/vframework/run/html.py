@@ -1,5 +1,7 @@
 """``report.html``: one self-contained page for a results folder (plots embedded as PNG data,
-the summary and invoice tables, the provenance), drawn from the files only.
+the summary and invoice tables, the provenance), drawn from the files only. Ring occupancy is
+shown as each VM's outstanding requests at every sample (submitted, not yet completed or
+failed): what is on its rings, or in an emulated device's queue.
 
 A panel with no data is left out (a CPU-only run has no memory-state or sharing panel). With
 many VMs, plots show the :data:`TOP` VMs with the most of what they plot and one line for the
@@ -82,8 +84,8 @@ def _memory_states(r: Results) -> str | None:
     parts = {
         "private": private,
         "shared": s["mem_shared_pages"],
-        "balloon": s["mem_balloon_pages"],
-        "swapped": s["mem_swapped_pages"],
+        "ballooned": s["mem_balloon_pages"],
+        "swapped out": s["mem_swapped_pages"],
     }
     total = sum(parts.values())
     top, rest = _top(total)
@@ -133,9 +135,17 @@ def _table(df: pd.DataFrame) -> str:
     return str(df.to_html(border=0, classes="t", escape=True))
 
 
+def _outstanding(ts: pd.DataFrame) -> pd.DataFrame:
+    """Requests submitted and not yet completed or failed, per sample: what sits on a VM's I/O
+    rings (or a device model's queue)."""
+    if not {"io_requests", "io_completed", "io_errors"} <= set(ts.columns):
+        return ts
+    return ts.assign(io_outstanding=ts["io_requests"] - ts["io_completed"] - ts["io_errors"])
+
+
 def render_report(r: Results) -> str:
     """The text of report.html for the results ``r``."""
-    ts = r.timeseries
+    ts = _outstanding(r.timeseries)
     panels = [
         ("CPU per VM", _lines(ts, "cpu_run_ns", 1e-9, "% of one CPU", rate=True)),
         ("CPU ready per VM", _lines(ts, "cpu_ready_ns", 1e-9, "% of one CPU waiting", rate=True)),
@@ -144,6 +154,10 @@ def render_report(r: Results) -> str:
         ("Pages shared per VM", _lines(ts, "mem_shared_pages", _MIB, "MiB shared copy-on-write", rate=False)),
         ("Ballooned per VM", _lines(ts, "mem_balloon_pages", _MIB, "MiB in the balloon", rate=False)),
         ("I/O completed per VM", _lines(ts, "io_completed", 1, "requests completed (cumulative)", rate=False)),
+        (
+            "I/O outstanding per VM (ring or device queue occupancy)",
+            _lines(ts, "io_outstanding", 1, "requests in flight", rate=False),
+        ),
         ("Bill per VM", _bill(r)),
     ]
     body = [f"<h1>vframework: {html.escape(r.name)}</h1>"]

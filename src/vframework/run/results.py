@@ -150,5 +150,7 @@ def check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ResultsError(f"{out} already exists and is not an empty folder; choose another --out")
     parent = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not parent.is_dir():
+        raise ResultsError(f"cannot create results in {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ResultsError(f"cannot create results in {out}: {parent} is not writable")

@@ -79,6 +79,8 @@ def _memory(value: Any) -> int:
     return n
 
 
+_memory.vf_unit = "size"  # type: ignore[attr-defined]
+
 #: The most memory a host or a guest may have: 2**31 - 1 pages of 4 KiB (8 TiB).
 MAX_MEMORY = (2**31 - 1) * PAGE_SIZE
 #: The largest guest page frame table entry: a quarter of every page (Linux's is 64 bytes).
@@ -712,6 +714,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
     return data
 
 
+def _parse_with_overrides(text: str, source: str, plugins: PluginManager, overrides: list[str] | None) -> Scenario:
+    """Parse ``text`` with ``overrides`` applied; a problem with an overridden key is reported
+    against the ``--set`` that gave it, not the file."""
+    overrides = list(overrides or [])
+    data = apply_overrides(_read(text, source), overrides)
+    try:
+        scenario = parse_scenario(data, source, plugins)
+    except ScenarioError as exc:
+        given = {item.partition("=")[0].strip().replace(" ", ""): item for item in overrides}
+        problems = []
+        for p in exc.problems:
+            item = next((v for k, v in given.items() if p.path == k or p.path.startswith((k + ".", k + "["))), None)
+            problems.append(Problem(f"--set {item}", p.path, p.message) if item else p)
+        raise ScenarioError(problems) from None
+    return replace(scenario, given=text, overrides=tuple(overrides))
+
+
 def _read(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
@@ -727,13 +746,11 @@ def load_scenario(path: str | Path, plugins: PluginManager, overrides: list[str]
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError([Problem(source, "", f"cannot read the file: {reason}")]) from None
-    data = apply_overrides(_read(text, source), overrides or [])
-    return replace(parse_scenario(data, source, plugins), given=text, overrides=tuple(overrides or ()))
+    return _parse_with_overrides(text, source, plugins, overrides)
 
 
 def load_default_scenario(plugins: PluginManager, overrides: list[str] | None = None) -> Scenario:
     """The scenario shipped inside the package."""
     text = resources.files("vframework.run").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
     source = f"<default scenario {DEFAULT_SCENARIO}>"
-    scenario = parse_scenario(apply_overrides(_read(text, source), overrides or []), source, plugins)
-    return replace(scenario, given=text, overrides=tuple(overrides or ()))
+    return _parse_with_overrides(text, source, plugins, overrides)

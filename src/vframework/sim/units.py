@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from fractions import Fraction
 
-__all__ = ["PAGE_SIZE", "format_duration", "format_size", "parse_duration", "parse_size"]
+from vframework.errors import DecimalUnitWarning
+
+__all__ = ["PAGE_SIZE", "DecimalUnitWarning", "format_duration", "format_size", "parse_duration", "parse_size"]
 
 #: Bytes in one page (and one frame): 4 KiB, the x86 base page.
 PAGE_SIZE = 4096
@@ -69,9 +72,31 @@ def _parse(text: str | int | float, units: dict[str, int], what: str, example: s
     return int(result)
 
 
+#: Decimal size units (powers of 1000): accepted, with a :class:`DecimalUnitWarning`.
+_DECIMAL = {"k": "KiB", "kb": "KiB", "m": "MiB", "mb": "MiB", "g": "GiB", "gb": "GiB", "t": "TiB", "tb": "TiB"}
+
+
 def parse_size(text: str | int) -> int:
-    """Bytes in a size such as ``"4GiB"``, ``"512MiB"``, ``"100pages"`` or a bare integer."""
-    return _parse(text, _SIZE_UNITS, "size", "4GiB")
+    """Bytes in a size such as ``"4GiB"``, ``"512MiB"``, ``"100pages"`` or a bare integer.
+
+    Decimal units ("4GB", "512MB") mean powers of 1000, as the SI defines them; they are
+    accepted with a :class:`DecimalUnitWarning` suggesting the binary unit."""
+    n = _parse(text, _SIZE_UNITS, "size", "4GiB")
+    if isinstance(text, str):
+        m = _NUMBER.match(text)
+        unit = m.group(2).lower() if m else ""
+        if unit in _DECIMAL:
+            binary = f"{m.group(1) if m else text}{_DECIMAL[unit]}"
+            try:
+                meant = f" for {_parse(binary, _SIZE_UNITS, 'size', '4GiB'):,} bytes"
+            except ValueError:  # "4.1GiB" is no whole number of bytes
+                meant = ""
+            warnings.warn(
+                f"size {text!r} is decimal ({n:,} bytes); write {binary!r}{meant}",
+                DecimalUnitWarning,
+                stacklevel=2,
+            )
+    return n
 
 
 def parse_duration(text: str | int) -> int:

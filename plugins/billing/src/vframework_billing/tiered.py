@@ -8,8 +8,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from vframework.api import Billing, LedgerLine, Params
-from vframework.api.pricing import RESOURCES, parse_quantity
+from vframework.api import RESOURCES, Billing, LedgerLine, Params, parse_quantity
 
 
 def _factor(value: object) -> Fraction:
