@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from vframework_billing.flat import FlatPricing
+from vframework_billing.tiered import TieredPricing
 from vframework_devices.emulated import EmulatedDisk
 from vframework_devices.ring_block import RingBlock
 from vframework_memory.host_swap import HostSwap
@@ -287,3 +289,27 @@ class OutOfBounds(Workload):
     def run(self) -> Generator[Operation, Any, None]:
         yield Compute(100)
         yield Touch(np.array([3, 8], dtype=np.int64), False)
+
+
+# -- pricing ----------------------------------------------------------------------------------
+
+
+@mutant("pricing", "a volume discount on the whole line once it crosses the threshold (a cliff)")
+class CliffTier(TieredPricing):
+    name = "bug-cliff-tier"
+
+    def charge(self, line: Any) -> Any:
+        tier = self._tiers.get(line.resource)
+        if tier is None:
+            return line.list_amount
+        threshold, factor = tier
+        crossed = line.used_before + line.quantity > threshold
+        return line.list_amount * (factor if crossed else 1)
+
+
+@mutant("pricing", "returns money as a float")
+class FloatMoney(FlatPricing):
+    name = "bug-float-money"
+
+    def charge(self, line: Any) -> Any:
+        return float(line.list_amount)

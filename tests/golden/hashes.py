@@ -6,8 +6,9 @@ compares. A case is the default scenario, each scenario in ``scenarios/``, or an
 (``--quick`` or full). Each file is hashed twice: its raw bytes, and its *result* (summary.json
 without the ``plugins`` list of installed distributions and their versions, which is
 provenance, and without the host's ``events_fired``, which counts the simulator's own work, not
-the model's: running operations ahead fires fewer events for the same results). The result
-hash is the one that must never drift.
+the model's: running operations ahead fires fewer events for the same results). provenance.json
+(the time, the versions, the platform) is not hashed. The result hash is the one that must
+never drift.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def run_case(args: list[str], out: Path) -> dict[str, dict[str, str]]:
             "result": hashlib.sha256(result_bytes(p)).hexdigest(),
         }
         for p in sorted(out.iterdir())
-        if p.suffix in (".csv", ".json")
+        # provenance.json records the time, the versions and the platform: provenance, not result.
+        if p.suffix in (".csv", ".json") and p.name != "provenance.json"
     }
 
 

@@ -12,7 +12,8 @@ test through the kernel's :func:`~vframework.run.billing.bill`. It checks:
 * the ledger: its quantities per VM and resource equal the meter's totals, each invoice total
   is the sum of its rounded lines, the grand total the sum of the invoices (exact decimals);
 * the pricing: each amount is a finite, non-negative Decimal, Fraction or int, the same line
-  always costs the same, and a larger quantity never costs less.
+  always costs the same, and a larger quantity never costs less (for random pairs, and along
+  quantities growing by a quarter from 1 to 2**70, which cross any tier's threshold).
 """
 
 from __future__ import annotations
@@ -175,10 +176,11 @@ class PricingMachine(RuleBasedStateMachine):
         resource=st.sampled_from(sorted(RESOURCES)),
         start=st.integers(0, 10**12),
         length=st.integers(1, 10**10),
-        quantity=st.integers(0, 2**70),
-        more=st.integers(1, 2**40),
-        used_before=st.integers(0, 2**70),
-        rate=st.fractions(min_value=0, max_value=1, max_denominator=10**15),
+        # Small volumes as often as huge ones: tiers and reservations have thresholds to cross.
+        quantity=st.one_of(st.integers(0, 2**12), st.integers(0, 10**7), st.integers(0, 2**70)),
+        more=st.one_of(st.integers(1, 2**12), st.integers(1, 10**7), st.integers(1, 2**40)),
+        used_before=st.one_of(st.integers(0, 2**12), st.integers(0, 10**7), st.integers(0, 2**70)),
+        rate=st.one_of(st.just(Fraction(1)), st.fractions(min_value=0, max_value=1, max_denominator=10**15)),
     )
     def charge(
         self, resource: str, start: int, length: int, quantity: int, more: int, used_before: int, rate: Fraction
@@ -190,3 +192,18 @@ class PricingMachine(RuleBasedStateMachine):
         bigger = LedgerLine("vm0", resource, start, start + length, quantity + more, used_before, rate)
         larger = as_amount(self.pricing.charge(bigger), f"charge({bigger})")
         assert larger >= first, f"{quantity + more} units cost {larger}, less than {quantity} units ({first}): {line}"
+
+    @rule(
+        resource=st.sampled_from(sorted(RESOURCES)),
+        used_before=st.one_of(st.just(0), st.integers(0, 2**12), st.integers(0, 2**70)),
+        rate=st.one_of(st.just(Fraction(1)), st.fractions(min_value=0, max_value=1, max_denominator=10**15)),
+    )
+    def sweep(self, resource: str, used_before: int, rate: Fraction) -> None:
+        """Quantities growing by a quarter from 1 to 2**70: the amount never drops (a tier's
+        threshold or a reservation crossed on the way must not make more units cheaper)."""
+        previous, q = Fraction(0), 0
+        while q < 2**70:
+            line = LedgerLine("vm0", resource, 0, 10**9, q, used_before, rate)
+            amount = as_amount(self.pricing.charge(line), f"charge({line})")
+            assert amount >= previous, f"{q} units cost {amount}, less than fewer units ({previous}): {line}"
+            previous, q = amount, max(q + 1, q * 5 // 4)

@@ -68,8 +68,8 @@ class TieredPricing(Billing[TieredParams]):
         return TieredParams.model_validate(
             {
                 "tiers": [
-                    {"resource": "cpu", "above": "1 vcpu-ms", "factor": 0.5},
-                    {"resource": "memory", "above": "1 GiB-second", "factor": 0},
+                    {"resource": "cpu", "above": "1 vcpu-us", "factor": 0.5},
+                    {"resource": "memory", "above": "1 page-ns", "factor": 0},
                 ]
             }
         )
