@@ -307,6 +307,8 @@ def top(
     with Live(view.table(), console=_out, refresh_per_second=4, transient=False) as live:
         sim = _simulate(plugins, spec, run_seed, debug, refresh)
     path = _write(sim, target, no_plot)
+    if not _out.is_terminal:  # the last table was printed without its line end
+        _out.print()
     _out.print(f"results: {path}", markup=False)
 
 

@@ -84,6 +84,9 @@ def test_unknown_pricing_is_named(plugins: PluginManager) -> None:
 def test_default_interval_is_one_second_rounded_up_to_samples(plugins: PluginManager) -> None:
     spec = parse_scenario(scenario(sample_interval="300ms"), "s.toml", plugins)
     assert spec.config.billing_interval == 1_200_000_000
+    # A long run: about a hundred intervals, not one per second.
+    spec = parse_scenario(scenario(duration="1h", sample_interval="1s"), "s.toml", plugins)
+    assert spec.config.billing_interval == 36_000_000_000
 
 
 def test_billing_can_be_turned_off(cli: Any, tmp_path: Path) -> None:

@@ -232,7 +232,9 @@ class BillingConfig(_Strict):
         default_factory=_default_ref("billing", "pricing"), description="the pricing component and its parameters"
     )
     interval: Duration | None = Field(
-        None, description="billing interval (a multiple of sample_interval); default 1s, rounded up to one"
+        None,
+        description="billing interval (a multiple of sample_interval); default 1s, or a hundredth of the "
+        "duration if longer, rounded up to a multiple of sample_interval",
     )
     currency: str = Field("USD", min_length=1, max_length=8, description="the currency amounts are in")
     decimals: int = Field(9, ge=0, le=12, description="decimal places each ledger amount is rounded to (half-even)")
@@ -268,10 +270,13 @@ class ScenarioConfig(_Strict):
 
     @property
     def billing_interval(self) -> int:
-        """The billing interval in ns: as given, or 1 s rounded up to a multiple of the sample interval."""
+        """The billing interval in ns: as given; by default 1 s, or a hundredth of the duration
+        when that is longer (a ledger of at most about 100 intervals), rounded up to a multiple
+        of the sample interval."""
         if self.billing.interval is not None:
             return self.billing.interval
-        return -(-(10**9) // self.sample_interval) * self.sample_interval
+        wanted = max(10**9, -(-self.duration // 100))
+        return -(-wanted // self.sample_interval) * self.sample_interval
 
 
 #: The kind of component a :class:`ResolvedComponent` holds (``Scheduler[Params]``...).
