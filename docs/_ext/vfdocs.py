@@ -18,7 +18,7 @@ from vframework.api.pricing import RESOURCES
 from vframework.hv.metrics import HOST_METRICS, VM_METRICS
 from vframework.machine.costs import CostModel
 from vframework.run.scenario import BillingConfig, HostConfig, ScenarioConfig, VMConfig
-from vframework.run.top import COLUMNS
+from vframework.run.top import COLUMNS, KEYS
 from vframework.sim.units import format_duration, format_size, parse_duration, parse_size
 
 
@@ -157,8 +157,10 @@ class ResourcesReference(Directive):
 
 class TopReference(Directive):
     def run(self) -> list[nodes.Node]:
-        rows = [[title, c.description] for title, c in COLUMNS.items()]
-        return [_table("vframework top: columns", ["column", "what"], rows)]
+        key_of = {column: key for key, column in KEYS.items()}
+        rows = [["VM", "the VM's name", key_of["VM"]]]
+        rows += [[title, c.description, key_of.get(title, "")] for title, c in COLUMNS.items()]
+        return [_table("vframework top: columns", ["column", "what", "key to sort by it"], rows)]
 
 
 def setup(app: Any) -> dict[str, Any]:

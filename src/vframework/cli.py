@@ -8,8 +8,10 @@ Errors are one clear message, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from vframework.api.views import Summary
     from vframework.run.scenario import Scenario
     from vframework.run.simulation import Simulation
+    from vframework.run.top import TopView
 
 # Each command imports the kernel when it runs, so that `vframework --help` (and a mistyped
 # command) answers at once instead of after loading numpy, pydantic and networkx.
@@ -132,7 +135,7 @@ def _prepare(
             _fail("--from reruns a results folder as it was: give no SCENARIO, --set or --seed with it", 2)
         source = from_dir / "scenario.toml"
         if not source.is_file():
-            _fail(f"{from_dir} has no scenario.toml: it was not written by `vframework run` (0.2.1 or later)", 2)
+            _fail(f"{from_dir} has no scenario.toml: it is not a results folder of `vframework run`", 2)
         scenario = str(source)
     spec = _load(scenario, plugins, list(overrides))
     run_seed = spec.config.seed if seed is None else seed
@@ -150,11 +153,9 @@ def _simulate(
     """Run the simulation; every failure is one message (a traceback only with --debug)."""
     from vframework.run.simulation import Simulation
 
-    sim = None
     try:
         sim = Simulation(spec, plugins, seed)
-        built = sim
-        sim.run(progress=lambda t, total: progress(built, t, total))
+        sim.run(progress=lambda t, total: progress(sim, t, total))
     except (PluginError, HostOutOfMemory, GuestOutOfMemory, NoProgress) as exc:
         if debug:
             _err.print_exception()
@@ -216,6 +217,40 @@ def _report_run(summary: Summary, path: Path, quiet: bool, fmt: str) -> None:
     _out.print(f"results: {path}", markup=False)
 
 
+@contextmanager
+def _keys(view: TopView) -> Iterator[None]:
+    """While a run is watched in a terminal, a key sorts its table (``view.press``): the
+    terminal reads keys unbuffered and unechoed, and is restored on the way out."""
+    if not (sys.stdin.isatty() and _out.is_terminal):
+        yield
+        return
+    import termios
+    import threading
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    stop = threading.Event()
+
+    def read() -> None:
+        import select
+
+        while not stop.is_set():
+            if select.select([fd], [], [], 0.2)[0]:
+                view.press(os.read(fd, 1).decode(errors="ignore"))
+
+    tty.setcbreak(fd)
+    view.interactive = True
+    reader = threading.Thread(target=read, name="vframework-top-keys", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reader.join(timeout=1)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
 _FORMAT = click.option(
     "--format",
     "fmt",
@@ -263,7 +298,12 @@ def run(
 
 @main.command()
 @_run_options
-@click.option("--sort", default="%RUN", show_default=True, help="column to sort by: VM, %RUN, %RDY, MEMSZ, ...")
+@click.option(
+    "--sort",
+    default="%RUN",
+    show_default=True,
+    help="column to sort by: VM, %RUN, %RDY, MEMSZ, ...; in a terminal, keys sort it live (m: MEMSZ...)",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="show at most this many VMs")
 def top(
     scenario: str | None,
@@ -302,9 +342,8 @@ def top(
                 break
             sample[row[1]] = dict(zip(TIMESERIES_METRICS, row[2:], strict=True))
         view.update(at, sample)
-        live.update(view.table())
 
-    with Live(view.table(), console=_out, refresh_per_second=4, transient=False) as live:
+    with _keys(view), Live(get_renderable=view.table, console=_out, refresh_per_second=4, transient=False):
         sim = _simulate(plugins, spec, run_seed, debug, refresh)
     path = _write(sim, target, no_plot)
     if not _out.is_terminal:  # the last table was printed without its line end

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from vf_helpers import PLUGGED, flat, summary_of
 
-from vframework.run.top import COLUMNS
+from vframework.run.top import COLUMNS, KEYS, TopView
 
 
 def test_a_non_empty_out_is_refused_before_the_run(cli: Any, tmp_path: Path) -> None:
@@ -156,16 +156,48 @@ def test_top_in_a_terminal(tmp_path: Path) -> None:
     cmd = f"COLUMNS=160 {sys.executable} -m vframework top --set duration=3s --no-plot --out {out}; sleep 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", cmd], check=True)
     try:
-        screen = ""
-        for _ in range(240):
-            time.sleep(0.5)
-            screen = subprocess.run(
+
+        def screen() -> str:
+            return subprocess.run(
                 ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
             ).stdout
-            if "results:" in screen:
-                break
-        assert "%RUN" in screen, screen
-        assert "MCTLSZ" in screen, screen
-        assert "results:" in screen, screen
+
+        def wait_for(text: str) -> str:
+            shown = ""
+            for _ in range(240):
+                shown = screen()
+                if text in shown:
+                    break
+                time.sleep(0.25)
+            return shown
+
+        shown = wait_for("%RUN ▼")
+        assert "MCTLSZ" in shown, shown
+        assert "sort: v:VM r:%RUN" in shown, shown  # a terminal: keys sort the table
+        subprocess.run(["tmux", "send-keys", "-t", session, "m"], check=True)
+        shown = wait_for("MEMSZ ▼")
+        assert "MEMSZ ▼" in shown, shown
+        shown = wait_for("results:")
+        assert "results:" in shown, shown
+        assert (out / "summary.json").exists()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+def test_top_keys_sort_by_every_column() -> None:
+    class VM:
+        def __init__(self, name: str, pages: int) -> None:
+            self.name, self.memory_pages, self.counters = name, pages, {}
+
+    counters = dict.fromkeys(
+        ("cpu_run_ns", "cpu_ready_ns", "cpu_stolen_ns", "io_requests", "net_bytes_sent", "net_bytes_received"), 0
+    ) | dict.fromkeys(("mem_granted", "mem_shared", "mem_balloon", "mem_swapped"), 0)
+    view = TopView("t", [VM("small", 256), VM("big", 1024)])
+    view.update(10**9, {"small": {**counters, "cpu_run_ns": 10**9}, "big": counters})
+    assert view.ordered() == ["small", "big"]  # by %RUN
+    assert view.press("m")
+    assert view.sort == "MEMSZ"
+    assert view.ordered() == ["big", "small"]
+    assert not view.press("x")
+    assert view.sort == "MEMSZ"
+    assert set(KEYS.values()) == {"VM", *COLUMNS}

@@ -28,7 +28,7 @@ class Column:
     digits: int = 1
 
 
-#: The columns, in order (sortable by title with ``--sort``).
+#: The columns, in order (sortable by title with ``--sort``, or live by a key: :data:`KEYS`).
 COLUMNS: dict[str, Column] = {
     c.title: c
     for c in [
@@ -46,6 +46,22 @@ COLUMNS: dict[str, Column] = {
 }
 
 
+#: Keys that sort the live table (as esxtop's and xentop's single-letter commands do).
+KEYS: dict[str, str] = {
+    "v": "VM",
+    "r": "%RUN",
+    "d": "%RDY",
+    "s": "%STEAL",
+    "m": "MEMSZ",
+    "g": "GRANT",
+    "h": "SHRD",
+    "b": "MCTLSZ",
+    "w": "SWAPPED",
+    "i": "IO/s",
+    "n": "NET",
+}
+
+
 class TopView:
     """Per-VM rates and levels of a running simulation, refreshed by :meth:`update`."""
 
@@ -57,6 +73,8 @@ class TopView:
         self.sort = sort
         self.limit = limit
         self.rows: dict[str, dict[str, float]] = {}
+        #: Whether keys sort the table (the caption then lists them).
+        self.interactive = False
         self.sim_ns = 0
         self._wall0 = time.perf_counter()
         self._last_ns = 0
@@ -65,6 +83,8 @@ class TopView:
     def update(self, now_ns: int, samples: Mapping[str, Mapping[str, int]]) -> None:
         """Recompute every row from one sample: VM name -> counters at simulated time ``now_ns``."""
         dt = now_ns - self._last_ns
+        # Built aside and swapped in: the live display may draw from another thread meanwhile.
+        rows = dict(self.rows)
         for vm in self.vms:
             c = samples.get(vm.name)
             if c is None:
@@ -88,7 +108,7 @@ class TopView:
             else:
                 rates = dict.fromkeys(("%RUN", "%RDY", "%STEAL", "IO/s", "NET"), 0.0)
             self._last[vm.name] = cur
-            self.rows[vm.name] = {
+            rows[vm.name] = {
                 **rates,
                 "MEMSZ": vm.memory_pages * _MIB,
                 "GRANT": c["mem_granted"] * _MIB,
@@ -96,7 +116,16 @@ class TopView:
                 "MCTLSZ": c["mem_balloon"] * _MIB,
                 "SWAPPED": c["mem_swapped"] * _MIB,
             }
+        self.rows = rows
         self._last_ns = self.sim_ns = now_ns
+
+    def press(self, key: str) -> bool:
+        """Sort by the column ``key`` stands for (:data:`KEYS`); False for any other key."""
+        column = KEYS.get(key.lower())
+        if column is None:
+            return False
+        self.sort = column
+        return True
 
     def ratio(self) -> float:
         """Simulated seconds per wall second so far."""
@@ -120,6 +149,7 @@ class TopView:
         for name in names[: self.limit] if self.limit else names:
             row = self.rows[name]
             t.add_row(name, *(f"{row[k]:.{col.digits}f}" for k, col in COLUMNS.items()))
-        if self.limit and len(names) > self.limit:
-            t.caption = f"{len(names) - self.limit} more VMs (--limit)"
+        more = f"{len(names) - self.limit} more VMs (--limit); " if self.limit and len(names) > self.limit else ""
+        keys = " ".join(f"{k}:{c}" for k, c in KEYS.items())
+        t.caption = f"{more}sort: {keys}" if self.interactive else more.rstrip("; ") or None
         return t
