@@ -204,11 +204,7 @@ def _report_run(summary: Summary, path: Path, quiet: bool, fmt: str) -> None:
         click.echo(json.dumps({"results": str(path), "vms": rows, **_bill_total(summary)}, indent=2))
         return
     if fmt == "csv":
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        _print_csv(rows)
         return
     _out.print(_summary_table(summary, rows))
     for line in (_memory_line(summary), *_io_lines(summary), _bill_line(summary)):
@@ -249,6 +245,14 @@ def _keys(view: TopView) -> Iterator[None]:
         stop.set()
         reader.join(timeout=1)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _print_csv(rows: list[dict[str, object]]) -> None:
+    import csv
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 _FORMAT = click.option(
@@ -467,11 +471,7 @@ def compare(folders: tuple[Path, ...], metrics: tuple[str, ...], fmt: str) -> No
         click.echo(json.dumps(table_rows, indent=2))
         return
     if fmt == "csv":
-        import csv
-
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(table_rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(table_rows)
+        _print_csv(table_rows)
         return
     table = _table("compare (ratios to the first folder)")
     for col in table_rows[0]:

@@ -11,14 +11,7 @@ from pydantic import BeforeValidator, Field
 
 from vframework.api import PAGE_SIZE, Billing, LedgerLine, Params, parse_size
 
-
-def _discount(value: object) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"expected a number such as 0.6, got {value!r}")
-    f = Fraction(str(value))
-    if not 0 <= f <= 1:
-        raise ValueError(f"must be between 0 and 1, got {value!r}")
-    return f
+from .tiered import fraction_0_1
 
 
 class Reservation(Params):
@@ -32,7 +25,7 @@ class ReservedParams(Params):
     reservations: dict[str, Reservation] = Field(
         default_factory=dict, description="VM name -> what it reserves; other VMs pay on demand"
     )
-    factor: Annotated[Fraction, BeforeValidator(_discount)] = Field(
+    factor: Annotated[Fraction, BeforeValidator(fraction_0_1)] = Field(
         Fraction(6, 10), description="the fraction of the sheet's rate a reserved unit costs (0 to 1)"
     )
 

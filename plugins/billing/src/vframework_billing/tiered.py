@@ -11,10 +11,14 @@ from pydantic import BeforeValidator, Field, field_validator
 from vframework.api import RESOURCES, Billing, LedgerLine, Params, parse_quantity
 
 
-def _factor(value: object) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+def fraction_0_1(value: object) -> Fraction:
+    """A factor between 0 and 1, exactly (0.8 is 4/5, not the float nearest it)."""
+    if isinstance(value, Fraction):
+        f = value
+    elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected a number such as 0.8, got {value!r}")
-    f = Fraction(str(value))
+    else:
+        f = Fraction(str(value))
     if not 0 <= f <= 1:
         raise ValueError(f"must be between 0 and 1, got {value!r}")
     return f
@@ -25,7 +29,7 @@ class Tier(Params):
 
     resource: str = Field(description="the resource the tier applies to (cpu, memory, storage...)")
     above: str = Field(description="the volume after which the tier starts, with its unit: '1 vcpu-hour'")
-    factor: Annotated[Fraction, BeforeValidator(_factor)] = Field(
+    factor: Annotated[Fraction, BeforeValidator(fraction_0_1)] = Field(
         description="the fraction of the sheet's rate charged beyond `above` (0 to 1)"
     )
 
