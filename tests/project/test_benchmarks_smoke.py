@@ -63,7 +63,7 @@ def test_harness_writes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert document["benchmarks"] == ["run"]
     assert document["quick"] is True
     assert {"python", "cpus", "packages", "date"} <= set(document["environment"])
-    assert [r["benchmark"] for r in document["rows"]] == ["run.events", "run.speed"]
+    assert [r["benchmark"] for r in document["rows"]] == ["run.events", "run.speed", "run.metering"]
 
 
 def test_harness_rejects_an_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
