@@ -16,7 +16,7 @@ from docutils.parsers.rst import Directive
 from vframework.api.manager import PluginManager
 from vframework.api.pricing import RESOURCES
 from vframework.hv.metrics import HOST_METRICS, VM_METRICS
-from vframework.machine.costs import CostModel
+from vframework.machine.costs import CostModel, profiles
 from vframework.run.scenario import BillingConfig, HostConfig, ScenarioConfig, VMConfig
 from vframework.run.top import COLUMNS, KEYS
 from vframework.sim.units import format_duration, format_size, parse_duration, parse_size
@@ -137,7 +137,12 @@ class CostReference(Directive):
         rows = []
         for f in dataclasses.fields(CostModel):
             rows.append([f.name, repr(f.default), f.metadata.get("doc", f.metadata.get("description", ""))])
-        return [_table("cost model (cycles unless stated)", ["field", "default", "description"], rows)]
+        out: list[nodes.Node] = [_table("cost model (cycles unless stated)", ["field", "default", "description"], rows)]
+        for name, prof in profiles().items():
+            if prof.values:
+                cells = [[key, str(value), source] for key, (value, source) in prof.values.items()]
+                out.append(_table(f"profile {name!r}: {prof.description}", ["cost", "value", "source"], cells))
+        return out
 
 
 class MetricsReference(Directive):

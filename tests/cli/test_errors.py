@@ -204,11 +204,15 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     ),
     "cost-unknown": (
         edit("cpus = 2", "cpus = 2\ncosts = { teleport = 1 }"),
-        [("host", ["teleport", "trap"])],
+        [("host.costs", ["teleport", "trap"])],
+    ),
+    "cost-profile-unknown": (
+        edit("cpus = 2", 'cpus = 2\ncosts = "pentium5"'),
+        [("host.costs", ["unknown cost profile 'pentium5'", "pentium4-2006"])],
     ),
     "cost-negative": (
         edit("cpus = 2", "cpus = 2\ncosts = { trap = -5 }"),
-        [("host", ["host.costs.trap", ">= 0"])],
+        [("host.costs", ["host.costs.trap", ">= 0"])],
     ),
     "host-wrong-type": (
         VALID.split("[host]", maxsplit=1)[0] + "host = 3\n\n[[vm]]" + VALID.split("[[vm]]", 1)[1],

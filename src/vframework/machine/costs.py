@@ -15,9 +15,15 @@ Sources quoted below:
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cache
+from importlib import resources
 
-__all__ = ["COST_FIELDS", "CostModel"]
+__all__ = ["COST_FIELDS", "DEFAULT_PROFILE", "CostModel", "Profile", "profile", "profiles"]
+
+#: The profile a scenario gets without ``[host] costs``: the defaults below.
+DEFAULT_PROFILE = "default"
 
 
 def _cost(default: int, doc: str) -> int:
@@ -77,3 +83,44 @@ class CostModel:
 
 #: Name -> one-line description of every cost (for docs and validation).
 COST_FIELDS: dict[str, str] = {f.name: f.metadata["doc"] for f in fields(CostModel)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A cost profile: a machine's costs as data (``machine/profiles/<name>.toml``), each value
+    with its source. A cost the profile does not set keeps :class:`CostModel`'s default."""
+
+    name: str
+    description: str
+    #: cost name -> (value, where it comes from)
+    values: dict[str, tuple[int, str]]
+
+    def model(self) -> CostModel:
+        return CostModel().replace(**{k: v for k, (v, _) in self.values.items()})
+
+
+@cache
+def profiles() -> dict[str, Profile]:
+    """Every profile shipped in the package, by name (``default``: the cost model's defaults)."""
+    found = {DEFAULT_PROFILE: Profile(DEFAULT_PROFILE, "the cost model's defaults (a ~3 GHz server core)", {})}
+    for entry in sorted(resources.files("vframework.machine").joinpath("profiles").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        data = tomllib.loads(entry.read_text(encoding="utf-8"))
+        values = {}
+        for key, item in data.get("costs", {}).items():
+            if key not in COST_FIELDS:
+                raise ValueError(f"profile {entry.name}: unknown cost {key!r}")
+            if not isinstance(item.get("value"), int) or not str(item.get("source", "")).strip():
+                raise ValueError(f"profile {entry.name}: cost {key!r} needs an integer `value` and a `source`")
+            values[key] = (item["value"], item["source"])
+        found[data["name"]] = Profile(data["name"], data.get("description", ""), values)
+    return found
+
+
+def profile(name: str) -> CostModel:
+    """The cost model of profile ``name``; KeyError lists the profiles."""
+    known = profiles()
+    if name not in known:
+        raise KeyError(f"unknown cost profile {name!r}; profiles: {', '.join(known)}")
+    return known[name].model()

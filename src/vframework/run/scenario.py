@@ -17,14 +17,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vframework.api.contract import Billing, Component, Device, MemoryPolicy, MemoryService, Mode, Scheduler, Workload
 from vframework.api.manager import PluginManager
 from vframework.api.params import Duration, Params, Size, positive
 from vframework.api.pricing import parse_price
 from vframework.errors import Problem, ScenarioError
-from vframework.machine.costs import COST_FIELDS
+from vframework.machine.costs import COST_FIELDS, DEFAULT_PROFILE, CostModel, profile, profiles
 from vframework.machine.hardware import MAX_VMS
 from vframework.sim.units import PAGE_SIZE, format_duration, format_size, parse_size
 
@@ -116,6 +116,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _costs(value: Any) -> Any:
+    """``costs = "name"`` is ``costs = { profile = "name" }``."""
+    return {"profile": value} if isinstance(value, str) else value
+
+
 class HostConfig(_Strict):
     """The ``[host]`` table."""
 
@@ -145,17 +150,38 @@ class HostConfig(_Strict):
     irq_affinity: Literal["round-robin", "cpu0"] = Field(
         "round-robin", description="which CPU services device interrupts: each in turn, or always CPU 0"
     )
-    costs: dict[str, int] = Field(default_factory=dict, description="cost model overrides, in cycles")
+    costs: Annotated[dict[str, int | str], BeforeValidator(_costs)] = Field(
+        default_factory=dict,
+        description='the cost profile (costs = "pentium4-2006") or a table: `profile` and overrides in cycles',
+    )
 
-    @model_validator(mode="after")
-    def _check_costs(self) -> HostConfig:
-        if self.tlb_entries & (self.tlb_entries - 1):
-            raise ValueError(f"host.tlb_entries must be a power of two, got {self.tlb_entries}")
-        for key, value in self.costs.items():
+    @property
+    def cost_model(self) -> CostModel:
+        """The profile's costs with the overrides applied."""
+        base = str(self.costs.get("profile", DEFAULT_PROFILE))
+        overrides = {k: int(v) for k, v in self.costs.items() if k != "profile"}
+        return profile(base).replace(**overrides)
+
+    @field_validator("costs")
+    @classmethod
+    def _check_costs(cls, costs: dict[str, int | str]) -> dict[str, int | str]:
+        for key, value in costs.items():
+            if key == "profile":
+                if value not in profiles():
+                    raise ValueError(f"unknown cost profile {value!r}; profiles: {', '.join(profiles())}")
+                continue
+            if not isinstance(value, int):
+                raise ValueError(f"host.costs.{key} must be an integer number of cycles, got {_short(value)}")
             if key not in COST_FIELDS:
                 raise ValueError(f"unknown cost {key!r} in host.costs; known: {', '.join(COST_FIELDS)}")
             if value < (1 if key == "clock_hz" else 0):
                 raise ValueError(f"host.costs.{key} must be {'positive' if key == 'clock_hz' else '>= 0'}")
+        return costs
+
+    @model_validator(mode="after")
+    def _check_tlb(self) -> HostConfig:
+        if self.tlb_entries & (self.tlb_entries - 1):
+            raise ValueError(f"host.tlb_entries must be a power of two, got {self.tlb_entries}")
         return self
 
 

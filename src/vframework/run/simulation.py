@@ -18,7 +18,6 @@ from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.meter import Meter
 from vframework.hv.metrics import VM_METRICS
 from vframework.hv.vm import VM
-from vframework.machine.costs import CostModel
 from vframework.machine.hardware import HYPERVISOR_OWNER, Machine
 from vframework.run.billing import Bill, bill
 from vframework.run.scenario import ResolvedVM, Scenario
@@ -41,7 +40,7 @@ class Simulation:
         self.seed = config.seed if seed is None else seed
         self.engine = Engine(self.seed)
         host = config.host
-        self.machine = Machine(host.cpus, host.memory, CostModel().replace(**host.costs), host.sockets)
+        self.machine = Machine(host.cpus, host.memory, host.cost_model, host.sockets)
         if host.hypervisor_memory:
             self.machine.memory.allocate(-(-host.hypervisor_memory // PAGE_SIZE), HYPERVISOR_OWNER)
         scheduler = scenario.scheduler.cls(scenario.scheduler.params, host.cpus)
