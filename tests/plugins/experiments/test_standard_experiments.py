@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vframework import Experiment, PluginManager
 
-STANDARD = {"cpu-shares", "mmu", "modes", "esx-sharing", "esx-idle-tax", "esx-sampling", "esx-balloon", "io"}
+STANDARD = {"cpu-shares", "mmu", "modes", "esx-sharing", "esx-idle-tax", "esx-sampling", "esx-balloon", "io", "aa06"}
 
 
 def test_standard_experiments_come_from_their_distribution() -> None:

@@ -9,7 +9,8 @@ checks and plots.
 * ``esx-balloon``: a VM ballooned down against one configured at that size;
 * ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one;
 * ``esx-sampling``: the active-memory estimate rises fast and decays slowly;
-* ``io``: emulated and para-virtual (ring) disks under each mode, against native.
+* ``io``: emulated and para-virtual (ring) disks under each mode, against native;
+* ``aa06``: Adams & Agesen's nanobenchmarks and forkwait on their P4, beside the paper's ratios.
 
 They name components by their registered names only; ``vframework experiment NAME`` reports a
 missing plugin with the installed names.
@@ -17,10 +18,11 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import balloon, cpu_shares, idle_tax, io, mmu, modes, sampling, sharing
+from . import aa06, balloon, cpu_shares, idle_tax, io, mmu, modes, sampling, sharing
 
 #: The experiments this distribution registers.
 EXPERIMENTS: tuple[Experiment, ...] = (
+    aa06.aa06,
     cpu_shares.cpu_shares,
     balloon.esx_balloon,
     idle_tax.esx_idle_tax,

@@ -23,11 +23,20 @@ COLUMNS = (*tuple((m, "native") for m in MODES), ("full", "hosted"), ("hardware-
 
 
 def measure(
-    plugins: PluginManager, mode: str, test: str, hypervisor_type: str, iterations: int, arch: str = "x86-vt"
+    plugins: PluginManager,
+    mode: str | dict[str, Any],
+    test: str,
+    hypervisor_type: str,
+    iterations: int,
+    arch: str = "x86-vt",
+    costs: str | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``test`` under ``mode``; returns its per-operation figures."""
+    """Run ``test`` under ``mode`` (a name, or a table with its parameters), on the cost
+    profile or overrides ``costs`` (the default profile when None); returns its per-operation
+    figures."""
+    name = mode if isinstance(mode, str) else mode["name"]
     scenario = {
-        "name": f"modes-{mode}-{test}-{hypervisor_type}",
+        "name": f"modes-{name}-{test}-{hypervisor_type}",
         "seed": 1,
         "duration": "30s",
         "sample_interval": "1s",
@@ -38,6 +47,7 @@ def measure(
             "hypervisor_type": hypervisor_type,
             "scheduler": "fair",
             "memory_policy": "static",
+            **({"costs": costs} if costs is not None else {}),
         },
         "vm": [
             {

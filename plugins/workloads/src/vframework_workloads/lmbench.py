@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from vframework.api import ForkWait, KernelCall, Operation, Params, Touch, Workload
+from vframework.api import Fault, ForkWait, KernelCall, Operation, Params, Touch, Workload
 
 #: Test name -> the guest kernel routine it drives.
 TESTS = {
@@ -22,8 +22,15 @@ TESTS = {
 
 class LmbenchParams(Params):
     test: Literal[
-        "null_syscall", "cli_sti", "context_switch", "timer_interrupt", "device_register", "page_fault", "fork"
-    ] = Field("null_syscall", description="which kernel path to exercise")
+        "null_syscall",
+        "cli_sti",
+        "context_switch",
+        "timer_interrupt",
+        "device_register",
+        "page_fault",
+        "fork",
+        "divzero",
+    ] = Field("null_syscall", description="which kernel path to exercise (divzero: a divide error, as AA06's)")
     fork_pages: int = Field(256, gt=0, description="fork test: pages the forking process maps")
     iterations: int = Field(100_000, gt=0, description="how many times; the workload then ends")
     batch: int = Field(1_000, gt=0, description="iterations per operation (the engine sees one event per batch)")
@@ -33,7 +40,10 @@ class Lmbench(Workload[LmbenchParams]):
     """Runs one guest kernel path ``iterations`` times, then ends (its vCPU halts)."""
 
     name = "lmbench"
-    description = "kernel microbenchmark: syscall, cli/sti, context switch, timer, device register, page fault, fork"
+    description = (
+        "kernel microbenchmark: syscall, cli/sti, context switch, timer, device register, page fault, fork, "
+        "divide error"
+    )
     params_model = LmbenchParams
 
     def address_space_pages(self) -> int:
@@ -61,6 +71,10 @@ class Lmbench(Workload[LmbenchParams]):
         if p.test == "page_fault":
             for start in range(0, p.iterations, p.batch):
                 yield Touch(np.arange(start, min(start + p.batch, p.iterations), dtype=np.int64), True)
+            return
+        if p.test == "divzero":
+            for _ in range(p.iterations):
+                yield Fault("divide_error")
             return
         if p.test == "fork":
             yield Touch(np.arange(p.fork_pages, dtype=np.int64), True)
