@@ -21,7 +21,7 @@ def _docs_example() -> str:
 
 def test_unknown_experiment_lists_the_installed_ones(cli, tmp_path: Path) -> None:
     output = cli(["experiment", "nope", "--out", tmp_path / "out"], code=2)
-    installed = "cpu-shares, esx-balloon, esx-idle-tax, esx-sampling, esx-sharing, io, mmu, modes"
+    installed = "aa06, cpu-shares, esx-balloon, esx-idle-tax, esx-sampling, esx-sharing, io, mmu, modes"
     assert f"unknown experiment 'nope'; installed: {installed}" in flat(output)
     assert not (tmp_path / "out").exists()
 
