@@ -363,8 +363,9 @@ def top(
 def report(folder: Path, out: Path | None) -> None:
     """Regenerate FOLDER's plots and write a self-contained report.html (plots, tables, provenance)."""
     from vframework.run import report as plots
-    from vframework.run.analysis import load
+    from vframework.run.analysis import column_name, load
     from vframework.run.html import render_report
+    from vframework.run.simulation import TIMESERIES_METRICS
 
     try:
         results = load(folder)
@@ -372,28 +373,17 @@ def report(folder: Path, out: Path | None) -> None:
         _fail(str(exc), 2)
     target = out or folder / "report.html"
     try:
-        if not results.timeseries.empty:
-            columns = ["time_ns", "vm", *(c for c in _raw_columns(folder))]
-            rows = [tuple(r) for r in _csv_rows(folder / "timeseries.csv")]
+        ts = results.timeseries
+        if not ts.empty:
+            # The plot reads the metrics by their names in timeseries.csv (no unit suffix).
+            raw = {column_name(m): m for m in TIMESERIES_METRICS}
+            columns = [raw.get(c, c) for c in ts.columns]
+            rows = list(ts.itertuples(index=False, name=None))
             plots.plot_timeseries(columns, rows, folder / "timeseries.png", title=results.name)
         target.write_text(render_report(results), encoding="utf-8")
     except OSError as exc:
         _fail(f"cannot write the report: {exc}", 1)
     _out.print(f"report: {target}", markup=False)
-
-
-def _raw_columns(folder: Path) -> list[str]:
-    with (folder / "timeseries.csv").open(encoding="utf-8") as f:
-        return f.readline().strip().split(",")[2:]
-
-
-def _csv_rows(path: Path) -> list[list[object]]:
-    import csv
-
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        return [[int(r[0]), r[1], *(int(v) for v in r[2:])] for r in reader]
 
 
 _COMPARE_DEFAULT = (

@@ -76,7 +76,7 @@ class Meter:
         self._last_host = (0, 0)
         self._open: Interval | None = None
 
-    def _interval(self, now: int) -> Interval:
+    def _interval(self) -> Interval:
         if self._open is None:
             start = self._last_ns
             self._open = Interval(start, start, self.cpus, {vm.name: dict.fromkeys(RESOURCES, 0) for vm in self.vms})
@@ -94,7 +94,7 @@ class Meter:
             raise ValueError(f"the meter was observed at {now} ns, before its previous observation {self._last_ns}")
         if dt == 0 and self._open is None and now:
             return
-        iv = self._interval(now)
+        iv = self._interval()
         for vm in self.vms:
             use = iv.usage[vm.name]
             c = vm.counters
