@@ -11,7 +11,8 @@
 * what is metered and priced (:data:`RESOURCES`, :class:`LedgerLine`, :func:`parse_price`);
 * :data:`hookimpl`, the marker of hook implementations;
 * what an experiment plugin returns (:class:`Experiment`, :func:`experiment`,
-  :class:`ExperimentResult`).
+  :class:`ExperimentResult`), and the cost profiles it runs on (:func:`cost_profiles`: which
+  values were fitted to which published figure).
 
 Layer 4 of the kernel: it imports only the layers below (sim, machine, guest).
 """
@@ -46,6 +47,8 @@ from vframework.guest.ops import IO, Compute, Fault, ForkWait, IORequest, Kernel
 from vframework.io.events import EventChannels
 from vframework.io.grants import GrantError, GrantTable
 from vframework.io.ring import BackRing, FrontRing, RingSlot, SharedRing
+from vframework.machine.costs import Profile as CostProfile
+from vframework.machine.costs import profiles as cost_profiles
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import ORDINARY, Architecture, Block, Op
 from vframework.sim.units import PAGE_SIZE, format_size, parse_size
@@ -66,6 +69,7 @@ __all__ = [
     "Component",
     "Compute",
     "ContentLayout",
+    "CostProfile",
     "Device",
     "DeviceContext",
     "Duration",
@@ -101,6 +105,7 @@ __all__ = [
     "VMView",
     "Workload",
     "WorkloadContext",
+    "cost_profiles",
     "experiment",
     "format_size",
     "hookimpl",

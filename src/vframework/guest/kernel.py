@@ -25,8 +25,11 @@ __all__ = [
     "HC",
     "HYPERCALL_NAMES",
     "JIFFIES",
+    "NANO_ROUTINES",
+    "POST_PORT",
     "SHARED_INFO",
     "GuestKernel",
+    "nano_routine",
     "pack",
     "paravirtualize",
     "port_share",
@@ -35,6 +38,8 @@ __all__ = [
 
 #: Disk controller registers: command, status, data.
 DISK_PORTS = (0x1F7, 0x1F6, 0x1F0)
+#: The BIOS POST port: reading it touches a chipset register and nothing else.
+POST_PORT = 0x80
 #: Where the kernel keeps its tick count, and where the para-virtual shared-info page lives.
 JIFFIES, SHARED_INFO = 0x100, 0x7000
 
@@ -218,6 +223,23 @@ def _driver_routines() -> dict[str, Block]:
 #: Routines of the para-virtual split drivers, apart from :class:`GuestKernel`'s own (they hold
 #: no sensitive instruction, so the para-virtual port leaves them unchanged).
 DRIVER_ROUTINES: dict[str, Block] = _driver_routines()
+
+
+#: One-instruction routines for nanobenchmarks (Adams & Agesen's in, cr8wr and call/ret): each
+#: is the single sensitive operation, run in the guest kernel.
+NANO_ROUTINES: dict[str, Block] = {
+    "port_probe": Block("port_probe", ((Op.IN, 1, POST_PORT),)),
+    "set_task_priority": Block("set_task_priority", ((Op.MOV_TO_CR8, 1, 0),)),
+    "leaf_call": Block("leaf_call", ((Op.CALL, 0, 0),)),
+}
+
+
+@functools.cache
+def nano_routine(name: str, paravirtual: bool) -> Block:
+    """The nanobenchmark routine ``name``, ported for a para-virtual kernel (one block per
+    kernel kind, so translations are cached)."""
+    block = NANO_ROUTINES[name]
+    return paravirtualize(block) if paravirtual else block
 
 
 @functools.cache

@@ -41,6 +41,15 @@ KERNEL_ROUTINES = (
     "device_register",
     "page_fault_handler",
     "exception_handler",
+    # Nanobenchmarks (Adams & Agesen's): one virtualization-sensitive operation each, with an
+    # empty handler, so that what is measured is the operation itself.
+    "syscall_entry",
+    "page_fault_entry",
+    "exception_entry",
+    "port_probe",
+    "set_task_priority",
+    "leaf_call",
+    "pte_write",
 )
 
 #: A disk sector: requests address disks in these.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vframework.guest.kernel import GuestKernel
+from vframework.guest.kernel import NANO_ROUTINES, GuestKernel, nano_routine
 from vframework.guest.mm import (
     PTE_ACCESSED,
     PTE_COW,
@@ -72,6 +72,8 @@ class Then(IntEnum):
 
 
 _MAPPED = PTE_PRESENT | PTE_WRITABLE | PTE_USER
+#: Nanobenchmark entry points: the kind of discontinuity each delivers.
+_ENTRIES = {"syscall_entry": "syscall", "page_fault_entry": "page_fault", "exception_entry": "exception"}
 
 
 class GuestOS:
@@ -248,6 +250,23 @@ class GuestOS:
             self.vm.counters["syscalls"] += count
             cycles = self.hypervisor.deliver(vcpu, "syscall", count)
             return cycles + monitor.execute_many(vcpu, self.kernel.syscall, count)
+        if routine in _ENTRIES:
+            # The discontinuity alone, into a handler that returns at once.
+            kind = _ENTRIES[routine]
+            if kind == "syscall":
+                self.vm.counters["syscalls"] += count
+            return self.hypervisor.deliver(vcpu, kind, count)
+        if routine == "pte_write":
+            # Rewrite a live entry of the running process's page table (its first mapped page):
+            # one store each time, which keeps shadows coherent as any PTE write does.
+            proc = vcpu.process
+            assert proc is not None
+            mapped = proc.mapped()
+            if not mapped.size:
+                raise ValueError(f"VM {self.vm.name!r}: pte_write needs a mapped page; touch one first")
+            return monitor.pt_write(vcpu, proc, np.full(count, mapped[0], dtype=np.int64))
+        if routine in NANO_ROUTINES:
+            return monitor.execute_many(vcpu, nano_routine(routine, self.kernel.paravirtual), count)
         block = self.kernel.routines().get(routine)
         if block is None:
             raise ValueError(f"VM {self.vm.name!r}: the guest kernel has no routine {routine!r}")
@@ -510,8 +529,10 @@ class GuestOS:
             child.swap_slot = parent.swap_slot.copy()
             child.pte_flags[out] = parent.pte_flags[out]
             self.memory.share_slots(parent.swap_slot[out])
-        # Writing the child's table and write-protecting the parent's: page-table writes.
+        # Writing the child's table and write-protecting the parent's: page-table writes, and the
+        # kernel's own bookkeeping for every page the child now maps.
         cycles += monitor.pt_write(vcpu, child, present) + monitor.pt_write(vcpu, parent, shared)
+        cycles += int(present.size) * self.costs.page_reference
         return child, cycles
 
     def exit(self, vcpu: GuestVCPU, proc: GuestProcess) -> int:
@@ -527,7 +548,7 @@ class GuestOS:
         np.subtract.at(mem.sharers, ppns[~sole], 1)
         proc.page_table[present] = -1
         proc.pte_flags[present] = 0
-        cycles += monitor.pt_write(vcpu, proc, present)
+        cycles += monitor.pt_write(vcpu, proc, present) + int(present.size) * self.costs.page_reference
         mem.give_back(freed)
         if proc.swap_slot is not None:
             mem.free_slots(proc.swap_slot[proc.swap_slot >= 0])

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["Monitor"]
 
 #: Sensitive instructions a binary translator rewrites into a few inline instructions.
-_INLINE = frozenset({Op.CLI, Op.STI, Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW})
+_INLINE = frozenset({Op.CLI, Op.STI, Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW, Op.MOV_TO_CR8})
 
 
 class Monitor:
@@ -72,6 +72,10 @@ class Monitor:
         self._direct_cost[Op.IN] = self._direct_cost[Op.OUT] = self.costs.port_io
         self._direct_cost[Op.MOV_TO_CR3] = self.costs.tlb_flush
         self._direct_cost[Op.INVLPG] = self.costs.page_walk_level
+        # A %cr8 write and a call/return pair count one direct instruction; the rest of their
+        # measured cost is here.
+        self._direct_cost[Op.MOV_TO_CR8] = max(0, self.costs.cr8_write - self.costs.instruction)
+        self._direct_cost[Op.CALL] = max(0, self.costs.call_ret - self.costs.instruction)
 
     # -- the mode's context ------------------------------------------------------------
     def hypercall(self, vcpu: Any, ctx: GuestCPU, number: int, arg: int) -> int:
@@ -234,10 +238,11 @@ class Monitor:
                     counters[key] = value + (value - before[key]) * repeats
         return first + second * (count - 1)
 
-    def emulation_cycles(self, op: int) -> int:
-        """The hypervisor's work to emulate one instruction; a hosted VMM crosses into the host
-        OS and back for device access (a world switch each way)."""
-        cycles = self.costs.emulate
+    def emulation_cycles(self, op: int, emulate: int | None = None) -> int:
+        """The hypervisor's work to emulate one instruction (``emulate`` cycles, the cost
+        model's ``emulate`` unless given); a hosted VMM crosses into the host OS and back for
+        device access (a world switch each way)."""
+        cycles = self.costs.emulate if emulate is None else emulate
         if self.hosted and op in (Op.IN, Op.OUT):
             cycles += 2 * self.costs.world_switch
             self.counters["world_switches"] += 2
@@ -263,9 +268,12 @@ class Monitor:
             reason = self.arch.exits.get(op, "exception")
             counters["vm_exits"] += 1
             counters[f"vm_exits_{reason}"] += 1
-            return self.costs.vm_exit + self.emulation_cycles(op)
+            return self.costs.vm_exit + self.emulation_cycles(op, self.costs.exit_emulate)
         if action == Action.CALLOUT:
             counters["bt_callouts"] += 1
+            if op == Op.CALL:
+                # The return is an indirect branch: its target is looked up among translations.
+                return self.costs.call_ret + self.costs.bt_indirect
             if op in _INLINE:
                 return self.costs.bt_inline  # rewritten as a few instructions on the virtual CPU
             cycles = self.costs.bt_call

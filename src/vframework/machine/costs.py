@@ -22,6 +22,8 @@ from importlib import resources
 
 __all__ = ["COST_FIELDS", "DEFAULT_PROFILE", "CostModel", "Profile", "profile", "profiles"]
 
+#: A ``fits`` entry: experiment, benchmark, config.
+_FIT_PARTS = 3
 #: The profile a scenario gets without ``[host] costs``: the defaults below.
 DEFAULT_PROFILE = "default"
 
@@ -49,14 +51,23 @@ class CostModel:
     emulate: int = _cost(300, "the hypervisor emulating one trapped instruction against virtual CPU state")
     hypercall: int = _cost(1_000, "an explicit hypercall round trip ([BDF03], cheaper than a trap + decode)")
     vm_exit: int = _cost(4_300, "VM exit + entry round trip, first-generation VT-x (P4: exit ~1,930 + entry ~2,410)")
+    exit_emulate: int = _cost(
+        300, "the hardware VMM handling one VM exit: reading the exit's state, decoding and emulating what caused it"
+    )
     bt_translate: int = _cost(10_000, "binary-translating one guest basic block on first execution ([AA06])")
     bt_inline: int = _cost(4, "CLI, STI, POPF, PUSHF... translated into inline code on the virtual CPU")
     bt_call: int = _cost(40, "a translated callout replacing a sensitive instruction ([AA06], in-TC emulation)")
+    bt_indirect: int = _cost(40, "a translated return: its target looked up among translations ([AA06] call/ret +40)")
     shadow_update: int = _cost(390, "updating a shadow page-table entry after a guest PTE write ([AA06] ptemod: 391)")
     pte_validate: int = _cost(40, "the hypervisor validating one page-table update (a page-type check, mmu_update)")
+    page_reference: int = _cost(
+        0, "the guest kernel's own work per mapped page at fork and again at exit (page count, rmap); 0: not charged"
+    )
     page_copy: int = _cost(1_000, "copying a 4 KiB page (a copy-on-write fault, a swap-in)")
     world_switch: int = _cost(8_000, "a hosted VMM switching between the VMM and host OS worlds (~2-3 us)")
     vcpu_switch: int = _cost(2_000, "the hypervisor switching a physical CPU from one vCPU to another")
+    cr8_write: int = _cost(150, "a native write of the task-priority register %cr8 ([AA06] cr8wr native 150)")
+    call_ret: int = _cost(11, "a native call/return pair to a leaf subroutine ([AA06] call/ret native 11)")
     port_io: int = _cost(3_200, "a real I/O-port access (IN/OUT) reaching a device ([AA06] in: native 3,209)")
     byte_copy: int = _cost(1, "copying one byte of I/O data (~1 byte/cycle with cache misses)")
     io_device: int = _cost(30_000, "the host device servicing one I/O request (fast storage, ~10 us)")
@@ -94,6 +105,19 @@ class Profile:
     description: str
     #: cost name -> (value, where it comes from)
     values: dict[str, tuple[int, str]]
+    #: cost name -> the experiment rows (``experiment:benchmark:config``) it was fitted to:
+    #: those rows match by construction; every other row is a prediction.
+    fits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def fitted(self, experiment: str) -> set[tuple[str, str]]:
+        """``(benchmark, config)`` rows of ``experiment`` some value of this profile was fitted to."""
+        rows = set()
+        for names in self.fits.values():
+            for name in names:
+                exp, bench, config = name.split(":")
+                if exp == experiment:
+                    rows.add((bench, config))
+        return rows
 
     def model(self) -> CostModel:
         return CostModel().replace(**{k: v for k, (v, _) in self.values.items()})
@@ -108,13 +132,21 @@ def profiles() -> dict[str, Profile]:
             continue
         data = tomllib.loads(entry.read_text(encoding="utf-8"))
         values = {}
+        fits: dict[str, tuple[str, ...]] = {}
         for key, item in data.get("costs", {}).items():
             if key not in COST_FIELDS:
                 raise ValueError(f"profile {entry.name}: unknown cost {key!r}")
             if not isinstance(item.get("value"), int) or not str(item.get("source", "")).strip():
                 raise ValueError(f"profile {entry.name}: cost {key!r} needs an integer `value` and a `source`")
             values[key] = (item["value"], item["source"])
-        found[data["name"]] = Profile(data["name"], data.get("description", ""), values)
+            rows = item.get("fits", [])
+            if not isinstance(rows, list) or not all(
+                isinstance(r, str) and len(r.split(":")) == _FIT_PARTS for r in rows
+            ):
+                raise ValueError(f"profile {entry.name}: cost {key!r}: `fits` lists 'experiment:benchmark:config'")
+            if rows:
+                fits[key] = tuple(rows)
+        found[data["name"]] = Profile(data["name"], data.get("description", ""), values, fits)
     return found
 
 

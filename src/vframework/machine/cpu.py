@@ -59,7 +59,21 @@ class Action(IntEnum):
 class GuestCPU:
     """One vCPU's state as its guest sees it (its *virtual* privileged registers included)."""
 
-    __slots__ = ("cr3", "flags", "gdtr", "halts", "hcr", "idtr", "log", "mem", "msw", "pending", "ports", "regs")
+    __slots__ = (
+        "cr3",
+        "flags",
+        "gdtr",
+        "halts",
+        "hcr",
+        "idtr",
+        "log",
+        "mem",
+        "msw",
+        "pending",
+        "ports",
+        "regs",
+        "tpr",
+    )
 
     def __init__(self) -> None:
         self.regs = [0] * NREGS
@@ -67,6 +81,9 @@ class GuestCPU:
         self.flags = 0x2
         self.cr3 = 0
         self.gdtr, self.idtr, self.msw = BOOT_GDTR, BOOT_IDTR, BOOT_MSW
+        #: Task priority (%cr8): interrupts at or below it wait. The model's interrupts have no
+        #: priorities, so it only records what the guest set.
+        self.tpr = 0
         self.mem: dict[int, int] = {}
         self.ports: dict[int, int] = {}
         #: External interrupt vectors waiting for IF.
@@ -96,6 +113,7 @@ class GuestCPU:
         tuple[int, ...],
         tuple[tuple[str, int | str], ...],
         int,
+        int,
     ]:
         """Everything the guest can observe, for comparing runs."""
         return (
@@ -110,6 +128,7 @@ class GuestCPU:
             tuple(self.pending),
             tuple(self.log),
             self.halts,
+            self.tpr,
         )
 
 
@@ -155,6 +174,10 @@ def emulate(ctx: GuestCPU, op: int, a: int, b: int) -> None:
         ctx.halts += 1
     elif op == Op.INVLPG:
         pass  # no guest-visible effect; the mode's TLB model (memory issue) counts it
+    elif op == Op.MOV_TO_CR8:
+        ctx.tpr = regs[a] & 0xF
+    elif op == Op.CALL:
+        pass  # a leaf subroutine: returns at once; a binary translator still has to map the return
     else:
         raise ValueError(f"{Op(op).name} is not a sensitive instruction")
 
@@ -184,8 +207,8 @@ def execute(
     """Run ``block`` on ``ctx`` (from instruction ``start``: a translated block hands the rest
     of itself over to the interpreter when an interrupt becomes deliverable). Returns
     ``(direct, cycles)``: instructions executed directly,
-    and the cycles beyond one per direct instruction: what direct privileged instructions cost
-    the hardware (``extra[op]``: a real device-port access, a TLB flush), traps, exits,
+    and the cycles beyond one per direct instruction: what direct privileged instructions and
+    call/return pairs cost the hardware (``extra[op]``: a real device-port access, a TLB flush), traps, exits,
     callouts, faults, hypercalls and interrupts."""
     regs = ctx.regs
     direct = 0

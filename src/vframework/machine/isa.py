@@ -68,6 +68,8 @@ class Op(IntEnum):
     SGDT = 22  # r[a] = gdtr
     SIDT = 23  # r[a] = idtr
     SMSW = 24  # r[a] = msw
+    MOV_TO_CR8 = 25  # tpr = r[a]: the task priority below which interrupts wait (x86-64 %cr8)
+    CALL = 26  # call a leaf subroutine that returns at once: a call/return pair, no state change
     SYSCALL = 30  # enter the kernel with call number a
     HYPERCALL = 31  # para-virtual call a with argument register b (undefined elsewhere)
 
@@ -75,7 +77,7 @@ class Op(IntEnum):
 #: One instruction: (opcode, a, b).
 Instruction = tuple[int, int, int]
 
-ORDINARY = frozenset({Op.NOP, Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.DIV, Op.LOAD, Op.STORE})
+ORDINARY = frozenset({Op.NOP, Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.DIV, Op.LOAD, Op.STORE, Op.CALL})
 PRIVILEGED_X86 = frozenset(
     {
         Op.CLI,
@@ -83,6 +85,7 @@ PRIVILEGED_X86 = frozenset(
         Op.HLT,
         Op.MOV_TO_CR3,
         Op.MOV_FROM_CR3,
+        Op.MOV_TO_CR8,
         Op.LGDT,
         Op.LIDT,
         Op.IN,
@@ -95,7 +98,9 @@ SENSITIVE_UNPRIVILEGED_X86 = frozenset({Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.
 #: Why a VM exit happened (the counters are ``vm_exits_<reason>``).
 EXIT_REASONS = ("cr_access", "io", "hlt", "invlpg", "external_interrupt", "exception", "ept_violation")
 #: The exits a first-generation VT-x hypervisor enables by default, by opcode. CLI/STI and
-#: POPF/PUSHF do not exit: in non-root mode they act on the guest's own IF.
+#: POPF/PUSHF do not exit: in non-root mode they act on the guest's own IF. A %cr8 write does
+#: not exit either: the TPR shadow takes it, and only a write that unmasks a pending virtual
+#: interrupt would exit (Adams & Agesen's cr8wr never does).
 DEFAULT_EXITS: dict[int, str] = {
     Op.MOV_TO_CR3: "cr_access",
     Op.MOV_FROM_CR3: "cr_access",

@@ -57,6 +57,8 @@ def _direct(op: int, a: int, b: int) -> list[str]:
         return [f"regs[{a}] = mem.get({b}, 0)"]
     if op == Op.STORE:
         return [f"mem[{a}] = regs[{b}]"]
+    if op == Op.CALL:
+        return ["if extra is not None:", f"    cycles += extra[{op}]"]
     # A privileged instruction the hardware runs directly (bare metal, a VT guest's CLI...).
     return [f"emulate(ctx, {op}, {a}, {b})", "if extra is not None:", f"    cycles += extra[{op}]"]
 

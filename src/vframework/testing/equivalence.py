@@ -60,12 +60,15 @@ _ORDINARY = st.one_of(
     st.tuples(st.sampled_from([Op.ADD, Op.SUB, Op.XOR, Op.DIV]), _REG, _REG),
     st.tuples(st.just(Op.LOAD), _REG, st.integers(0, 7)),
     st.tuples(st.just(Op.STORE), st.integers(0, 7), _REG),
+    st.tuples(st.just(Op.CALL), st.just(0), st.just(0)),
 )
 # Sensitive-but-unprivileged first, so shrinking favours them (POPF is the classic culprit).
 _SENSITIVE = st.one_of(
     st.tuples(st.sampled_from([Op.POPF, Op.PUSHF, Op.SGDT, Op.SIDT, Op.SMSW]), _REG, st.just(0)),
     st.tuples(st.sampled_from([Op.CLI, Op.STI, Op.HLT]), st.just(0), st.just(0)),
-    st.tuples(st.sampled_from([Op.MOV_TO_CR3, Op.MOV_FROM_CR3, Op.LGDT, Op.LIDT, Op.INVLPG]), _REG, st.just(0)),
+    st.tuples(
+        st.sampled_from([Op.MOV_TO_CR3, Op.MOV_FROM_CR3, Op.MOV_TO_CR8, Op.LGDT, Op.LIDT, Op.INVLPG]), _REG, st.just(0)
+    ),
     st.tuples(st.just(Op.IN), _REG, st.sampled_from(sorted(DEVICE_PORTS))),
     st.tuples(st.just(Op.OUT), st.sampled_from(sorted(DEVICE_PORTS)), _REG),
 )
@@ -181,7 +184,7 @@ class EquivalenceMachine(RuleBasedStateMachine):
         if not hasattr(self, "guest"):
             return
         ref, got = self.reference.ctx.visible(), self.guest.ctx.visible()
-        names = ("regs", "flags", "cr3", "gdtr", "idtr", "msw", "memory", "ports", "pending", "events", "halts")
+        names = ("regs", "flags", "cr3", "gdtr", "idtr", "msw", "memory", "ports", "pending", "events", "halts", "tpr")
         diffs = [
             f"{n}: bare metal {a!r}, {self.mode_cls.name} {b!r}"
             for n, a, b in zip(names, ref, got, strict=True)

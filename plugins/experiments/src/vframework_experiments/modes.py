@@ -30,10 +30,12 @@ def measure(
     iterations: int,
     arch: str = "x86-vt",
     costs: str | dict[str, Any] | None = None,
+    workload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``test`` under ``mode`` (a name, or a table with its parameters), on the cost
     profile or overrides ``costs`` (the default profile when None); returns its per-operation
-    figures."""
+    figures. ``workload`` replaces the lmbench test with another workload table (its
+    ``iterations`` are set to ``iterations``)."""
     name = mode if isinstance(mode, str) else mode["name"]
     scenario = {
         "name": f"modes-{name}-{test}-{hypervisor_type}",
@@ -54,7 +56,11 @@ def measure(
                 "name": "guest",
                 "memory": "256MiB",
                 "mode": mode,
-                "workload": {"name": "lmbench", "test": test, "iterations": iterations},
+                "workload": (
+                    {**workload, "iterations": iterations}
+                    if workload is not None
+                    else {"name": "lmbench", "test": test, "iterations": iterations}
+                ),
             }
         ],
     }

@@ -45,7 +45,7 @@ class HardwareAssisted(Mode[HardwareParams]):
         counters = self.context.counters
         counters["vm_exits"] += count
         counters["vm_exits_exception"] += count  # write-protection faults on guest page tables
-        return count * (self.costs.vm_exit + self.costs.emulate + self.costs.shadow_update)
+        return count * (self.costs.vm_exit + self.costs.exit_emulate + self.costs.shadow_update)
 
     def classify(self, op: int, kernel: bool) -> Action:
         if op == Op.HYPERCALL:
@@ -67,7 +67,14 @@ class HardwareAssisted(Mode[HardwareParams]):
         if kind == "syscall":
             return count * costs.syscall  # no exit: system calls run at native speed
         if kind == "page_fault":
-            return count * costs.page_fault  # with nested paging guest faults do not exit
+            if self.paging == "nested":
+                return count * costs.page_fault  # the guest's own fault: no exit
+            # Shadow paging intercepts every #PF: the hypervisor walks the guest's tables to tell
+            # a true fault from a hidden one, then injects it (Adams & Agesen's pgfault).
+            counters = self.context.counters
+            counters["vm_exits"] += count
+            counters["vm_exits_exception"] += count
+            return count * (costs.vm_exit + costs.exit_emulate + costs.page_fault)
         if kind == "exception":
             return count * costs.interrupt
         # External interrupts exit to the hypervisor, which injects a virtual interrupt.
@@ -88,7 +95,7 @@ class HardwareAssisted(Mode[HardwareParams]):
         counters = self.context.counters
         counters["vm_exits"] += 1
         counters["vm_exits_io"] += 1
-        return self.costs.vm_exit + self.costs.emulate
+        return self.costs.vm_exit + self.costs.exit_emulate
 
     def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         return nbytes * self.costs.byte_copy  # emulated device

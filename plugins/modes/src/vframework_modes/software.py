@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from vframework.api import ORDINARY, Action, Block, Mode, ModeContext, Params, VCPUView
+from vframework.api import ORDINARY, Action, Block, Mode, ModeContext, Op, Params, VCPUView
 
 
 class _Deprivileged(Mode[Params]):
@@ -37,6 +37,7 @@ class _Deprivileged(Mode[Params]):
         # into the guest kernel: Adams & Agesen measured ~2,000 extra cycles per system call.
         costs = self.costs
         native = {"syscall": costs.syscall, "page_fault": costs.page_fault}.get(kind, costs.interrupt)
+        self.context.counters["traps"] += count
         return count * (native + costs.trap)
 
     def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
@@ -100,6 +101,8 @@ class Full(_Deprivileged):
     def classify(self, op: int, kernel: bool) -> Action:
         if not kernel:
             return self._user(op)
+        if op == Op.CALL:
+            return Action.CALLOUT  # the translated return needs its target looked up (an indirect branch)
         if op in ORDINARY:
             return Action.DIRECT
         if op in self.arch.sensitive:

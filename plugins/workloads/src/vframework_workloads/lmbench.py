@@ -17,6 +17,14 @@ TESTS = {
     "context_switch": "context_switch",
     "timer_interrupt": "timer_interrupt",
     "device_register": "device_register",
+    # Adams & Agesen's nanobenchmarks: one sensitive operation, an empty handler.
+    "nano_syscall": "syscall_entry",
+    "nano_in": "port_probe",
+    "nano_cr8wr": "set_task_priority",
+    "nano_callret": "leaf_call",
+    "nano_pgfault": "page_fault_entry",
+    "nano_divzero": "exception_entry",
+    "nano_ptemod": "pte_write",
 }
 
 
@@ -30,7 +38,18 @@ class LmbenchParams(Params):
         "page_fault",
         "fork",
         "divzero",
-    ] = Field("null_syscall", description="which kernel path to exercise (divzero: a divide error, as AA06's)")
+        "nano_syscall",
+        "nano_in",
+        "nano_cr8wr",
+        "nano_callret",
+        "nano_pgfault",
+        "nano_divzero",
+        "nano_ptemod",
+    ] = Field(
+        "null_syscall",
+        description="which kernel path to exercise (divzero: a divide error; nano_*: Adams & Agesen's "
+        "nanobenchmarks, one sensitive operation with an empty handler)",
+    )
     fork_pages: int = Field(256, gt=0, description="fork test: pages the forking process maps")
     iterations: int = Field(100_000, gt=0, description="how many times; the workload then ends")
     batch: int = Field(1_000, gt=0, description="iterations per operation (the engine sees one event per batch)")
@@ -42,7 +61,7 @@ class Lmbench(Workload[LmbenchParams]):
     name = "lmbench"
     description = (
         "kernel microbenchmark: syscall, cli/sti, context switch, timer, device register, page fault, fork, "
-        "divide error"
+        "divide error, and Adams & Agesen's nanobenchmarks"
     )
     params_model = LmbenchParams
 
@@ -50,6 +69,8 @@ class Lmbench(Workload[LmbenchParams]):
         p: LmbenchParams = self.params
         if p.test == "page_fault":
             return p.iterations  # every iteration faults in a fresh page
+        if p.test == "nano_ptemod":
+            return 1  # the page whose entry is rewritten
         return p.fork_pages if p.test == "fork" else 0
 
     @classmethod
@@ -81,6 +102,8 @@ class Lmbench(Workload[LmbenchParams]):
             for _ in range(p.iterations):
                 yield ForkWait(0)
             return
+        if p.test == "nano_ptemod":
+            yield Touch(np.zeros(1, dtype=np.int64), True)
         left = p.iterations
         while left > 0:
             n = min(p.batch, left)
