@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,8 +71,6 @@ def test_fitted_values_name_the_rows_they_make_match() -> None:
 
 
 def test_the_fidelity_page_lists_every_fitted_value() -> None:
-    from pathlib import Path
-
     page = (Path(__file__).resolve().parents[2] / "docs" / "fidelity.md").read_text(encoding="utf-8")
     for p in profiles().values():
         for key, rows in p.fits.items():
