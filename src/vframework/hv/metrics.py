@@ -60,7 +60,12 @@ VM_METRICS: dict[str, Metric] = {
         Metric("disk_bytes", "bytes", "bytes the guest's disk requests read or wrote"),
         Metric("instructions_direct", "instructions", "guest instructions executed directly on the CPU"),
         Metric("instructions_emulated", "instructions", "guest instructions the hypervisor emulated"),
-        Metric("traps", "traps", "privileged instructions that trapped into the hypervisor"),
+        Metric(
+            "traps",
+            "traps",
+            "entries into a software hypervisor by a trap: privileged instructions, and the system calls, faults "
+            "and interrupts it reflects into the guest",
+        ),
         Metric("hypercalls", "calls", "explicit hypercalls that entered the hypervisor"),
         Metric("hypercall_errors", "calls", "hypercalls refused with an error code (nothing changed)"),
         Metric("vm_exits", "exits", "VM exits (hardware-assisted mode), all reasons"),
