@@ -301,6 +301,15 @@ class Mode(Component[P_co]):
     def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
         """Moving one request's data between the guest and the device (copies, if any)."""
 
+    def shadow_fault_cycles(self, count: int, dirty: bool) -> int:
+        """What ``count`` faults the shadow MMU takes for itself cost (shadow paging only): a
+        reference whose shadow entry is missing (the hypervisor fills it from the guest's page
+        table, unseen by the guest), or with ``dirty`` a first write to a clean page (the
+        hypervisor sets the dirty bit in the guest's entry). By default a trap each, as a
+        software hypervisor takes them."""
+        costs = self.context.costs
+        return count * (costs.trap + (costs.shadow_update if dirty else costs.emulate))
+
     def pte_write_cycles(self, count: int) -> int:
         """What ``count`` guest page-table-entry writes cost beyond the stores themselves: a trap
         or exit per write (shadow paging), a validated batch (para-virtual), or nothing."""

@@ -552,7 +552,7 @@ class GuestOS:
         mem.give_back(freed)
         if proc.swap_slot is not None:
             mem.free_slots(proc.swap_slot[proc.swap_slot >= 0])
-        monitor.address_space_gone(proc)
+        cycles += monitor.address_space_gone(proc)
         self.processes.remove(proc)
         return cycles
 

@@ -116,7 +116,7 @@ class Monitor:
             fill, faults = self._shadow_walk(proc, vpns)
             if faults:
                 counters["shadow_faults"] += faults
-                cycles += faults * (costs.trap + costs.emulate)
+                cycles += self.mode.shadow_fault_cycles(faults, dirty=False)
         else:
             fill = self.vm.p2m[proc.page_table[vpns]] if walked is None else walked
         tlb = self.hypervisor.tlb_for(vcpu)
@@ -129,7 +129,7 @@ class Monitor:
             clean = np.unique(vpns[(proc.pte_flags[vpns] & 16) == 0])
             if clean.size:
                 counters["shadow_pt_updates"] += int(clean.size)
-                cycles += int(clean.size) * (costs.trap + costs.shadow_update)
+                cycles += self.mode.shadow_fault_cycles(int(clean.size), dirty=True)
         counters["tlb_hits"] += hits
         counters["tlb_misses"] += misses
         counters["page_walk_refs"] += refs
@@ -173,21 +173,34 @@ class Monitor:
         count = int(vpns.size)
         if count == 0:
             return 0
+        traced = count
         if self.paging == "shadow":
-            # The write trapped (or was translated into a callout): update the shadow entry now.
+            # Only page-table pages the hypervisor shadows are write-protected (traced): a write
+            # to one traps (or was translated into a callout) and updates the shadow entry now.
+            # A page table no shadow is built from yet (a fresh child's) is written at full
+            # speed; its entries are filled on demand, by hidden faults, once it is used.
             shadow = self.shadows.table(proc.pid, proc.page_table.size)
-            ppns = proc.page_table[vpns]
-            shadow[vpns] = np.where(ppns >= 0, self.vm.p2m[np.maximum(ppns, 0)], -1)
-            self.counters["shadow_pt_updates"] += count
+            hit = vpns[self.shadows.traced(proc.pid, vpns)]
+            traced = int(hit.size)
+            if traced:
+                ppns = proc.page_table[hit]
+                shadow[hit] = np.where(ppns >= 0, self.vm.p2m[np.maximum(ppns, 0)], -1)
+                self.counters["shadow_pt_updates"] += traced
         # The guest invalidates what it changed (INVLPG), on the CPU it runs on.
         tlb = self.hypervisor.tlb_for(vcpu)
         tlb.flush_keys(tlb.key(asid(self.vm.id, proc.pid), vpns))
-        return count * self.costs.instruction + self.mode.pte_write_cycles(count)
+        cycles = count * self.costs.instruction
+        return cycles + self.mode.pte_write_cycles(traced) if traced else cycles
 
-    def address_space_gone(self, proc: GuestProcess) -> None:
-        """A guest process exited: drop its shadow table."""
-        if self.paging == "shadow":
-            self.shadows.drop(proc.pid)
+    def address_space_gone(self, proc: GuestProcess) -> int:
+        """A guest process exited: drop its shadow table. Returns the cycles the hypervisor
+        spent on the address space's shadows beyond faults and traced writes (building its
+        roots, unprotecting its traced pages, freeing them), charged once, here."""
+        if self.paging != "shadow":
+            return 0
+        built = proc.pid in self.shadows.tables
+        self.shadows.drop(proc.pid)
+        return self.costs.shadow_address_space if built else 0
 
     def frames_taken(self, mpns: npt.NDArray[np.integer]) -> None:
         """The hypervisor took these frames from the VM: no shadow entry may point at them."""

@@ -240,6 +240,10 @@ class TLBRun:
         self.tlb.mpns[sets] = self.mpns[self._order[where]]
 
 
+#: Entries in one guest page-table page (4 KiB of 8-byte entries): the unit of tracing.
+PT_ENTRIES = 512
+
+
 class ShadowTables:
     """A VM's shadow page tables: one VPN -> MPN array per guest page table (process).
 
@@ -258,6 +262,19 @@ class ShadowTables:
                 grown[: shadow.size] = shadow
             shadow = self.tables[pid] = grown
         return shadow
+
+    def traced(self, pid: int, vpns: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether each of ``vpns`` lies in a guest page-table page some valid shadow entry is
+        built from (:data:`PT_ENTRIES` entries a page): the hypervisor write-protects those."""
+        shadow = self.tables.get(pid)
+        if shadow is None:
+            return np.zeros(vpns.size, dtype=bool)
+        pages = -(-shadow.size // PT_ENTRIES)
+        padded = np.full(pages * PT_ENTRIES, -1, dtype=shadow.dtype)
+        padded[: shadow.size] = shadow
+        shadowed = np.asarray((padded.reshape(pages, PT_ENTRIES) >= 0).any(axis=1), dtype=bool)
+        traced: npt.NDArray[np.bool_] = shadowed[vpns // PT_ENTRIES]
+        return traced
 
     def invalidate(self, pid: int, vpns: npt.NDArray[np.int64]) -> None:
         shadow = self.tables.get(pid)

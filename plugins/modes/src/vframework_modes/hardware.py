@@ -47,6 +47,14 @@ class HardwareAssisted(Mode[HardwareParams]):
         counters["vm_exits_exception"] += count  # write-protection faults on guest page tables
         return count * (self.costs.vm_exit + self.costs.exit_emulate + self.costs.shadow_update)
 
+    def shadow_fault_cycles(self, count: int, dirty: bool) -> int:
+        # Without nested paging the shadow MMU's own faults are VM exits.
+        counters = self.context.counters
+        counters["vm_exits"] += count
+        counters["vm_exits_exception"] += count
+        costs = self.costs
+        return count * (costs.vm_exit + costs.exit_emulate + (costs.shadow_update if dirty else 0))
+
     def classify(self, op: int, kernel: bool) -> Action:
         if op == Op.HYPERCALL:
             return Action.FAULT
