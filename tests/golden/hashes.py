@@ -24,7 +24,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 HASHES = HERE / "hashes.json"
-EXPERIMENTS = ("cpu-shares", "mmu", "modes", "esx-sharing", "esx-idle-tax", "esx-sampling", "esx-balloon", "io", "aa06")
+EXPERIMENTS = (
+    "cpu-shares",
+    "mmu",
+    "modes",
+    "esx-sharing",
+    "esx-idle-tax",
+    "esx-sampling",
+    "esx-balloon",
+    "io",
+    "aa06",
+    "xen03",
+)
 
 
 def cases(full: bool = True) -> dict[str, list[str]]:

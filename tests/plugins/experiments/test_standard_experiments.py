@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from vframework import Experiment, PluginManager
 
-STANDARD = {"cpu-shares", "mmu", "modes", "esx-sharing", "esx-idle-tax", "esx-sampling", "esx-balloon", "io", "aa06"}
+STANDARD = {
+    "cpu-shares",
+    "mmu",
+    "modes",
+    "esx-sharing",
+    "esx-idle-tax",
+    "esx-sampling",
+    "esx-balloon",
+    "io",
+    "aa06",
+    "xen03",
+}
 
 
 def test_standard_experiments_come_from_their_distribution() -> None:

@@ -10,7 +10,8 @@ checks and plots.
 * ``esx-idle-tax``: the idle memory tax moves memory from an idle VM to an active one;
 * ``esx-sampling``: the active-memory estimate rises fast and decays slowly;
 * ``io``: emulated and para-virtual (ring) disks under each mode, against native;
-* ``aa06``: Adams & Agesen's nanobenchmarks and forkwait on their P4, beside the paper's ratios.
+* ``aa06``: Adams & Agesen's nanobenchmarks and forkwait on their P4, beside the paper's ratios;
+* ``xen03``: Barham et al.'s lmbench rows, native Linux against Xen on their Xeon.
 
 They name components by their registered names only; ``vframework experiment NAME`` reports a
 missing plugin with the installed names.
@@ -18,7 +19,7 @@ missing plugin with the installed names.
 
 from vframework.api import Experiment, hookimpl
 
-from . import aa06, balloon, cpu_shares, idle_tax, io, mmu, modes, sampling, sharing
+from . import aa06, balloon, cpu_shares, idle_tax, io, mmu, modes, sampling, sharing, xen03
 
 #: The experiments this distribution registers.
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -31,6 +32,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     io.io,
     mmu.mmu,
     modes.modes,
+    xen03.xen03,
 )
 
 __all__ = ["EXPERIMENTS"]

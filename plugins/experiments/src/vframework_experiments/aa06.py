@@ -25,7 +25,7 @@ from typing import Any
 from vframework import PluginManager
 from vframework.api import ExperimentResult, cost_profiles, experiment, pyplot
 
-from .modes import measure
+from .modes import marginal
 
 PROFILE = "pentium4-2006"
 #: Configuration -> the mode table it runs under.
@@ -88,7 +88,7 @@ def aa06(plugins: PluginManager, quick: bool) -> ExperimentResult:
         fork = test == "fork"
         iterations = (100 if quick else 1_000) if fork else (1_000 if quick else 10_000)
         for config, mode in CONFIGS.items():
-            measured[config] = _marginal(plugins, mode, test, iterations, FORKWAIT if fork else None)
+            measured[config] = marginal(plugins, mode, test, iterations, PROFILE, FORKWAIT if fork else None)
         for config in CONFIGS:
             paper_ratio = paper[config] / paper["native"]
             ratio = measured[config] / measured["native"]
@@ -132,19 +132,6 @@ def aa06(plugins: PluginManager, quick: bool) -> ExperimentResult:
     )
     result.plots["aa06.png"] = lambda path: _plot(rows, path)
     return result
-
-
-def _marginal(
-    plugins: PluginManager, mode: str | dict[str, Any], test: str, iterations: int, workload: dict[str, Any] | None
-) -> float:
-    """Cycles per operation, as the paper's loops measure them: the difference between runs of
-    ``2 * iterations`` and ``iterations``, so that what happens once (boot, the first touch of
-    the process's pages, translating a block) is not spread over the operations."""
-    runs: list[float] = [
-        measure(plugins, mode, test, "native", n, costs=PROFILE, workload=workload)["cycles_per_op"] * n
-        for n in (iterations, 2 * iterations)
-    ]
-    return (runs[1] - runs[0]) / iterations
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
