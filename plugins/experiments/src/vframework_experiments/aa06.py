@@ -25,7 +25,7 @@ from typing import Any
 from vframework import PluginManager
 from vframework.api import ExperimentResult, cost_profiles, experiment, pyplot
 
-from .modes import marginal
+from .modes import check_orderings, marginal
 
 PROFILE = "pentium4-2006"
 #: Configuration -> the mode table it runs under.
@@ -121,10 +121,7 @@ def aa06(plugins: PluginManager, quick: bool) -> ExperimentResult:
         for r in virtual
         if not r["within_25_percent"]
     ]
-    by = {(r["benchmark"], r["config"]): r["ratio_to_native"] for r in rows}
-    for label, (bench, faster, slower) in ORDERINGS.items():
-        a, b = by[(bench, faster)], by[(bench, slower)]
-        result.checks[label] = (a < b, f"{bench}: {faster} {a}x native, {slower} {b}x native")
+    check_orderings(result, rows, ORDERINGS)
     result.checks["every ratio within 25% of the paper's"] = (
         met == len(virtual),
         f"{met} of {len(virtual)} ratios within 25% ({predicted_met} of {len(predictions)} predictions); outside: "

@@ -104,6 +104,17 @@ def marginal(
     return (runs[1] - runs[0]) / iterations
 
 
+def check_orderings(
+    result: ExperimentResult, rows: list[dict[str, Any]], orderings: dict[str, tuple[str, str, str]]
+) -> None:
+    """One check per ordering a paper reports: ``label -> (benchmark, faster config, slower
+    config)``, against the rows' ``ratio_to_native``."""
+    by = {(r["benchmark"], r["config"]): r["ratio_to_native"] for r in rows}
+    for label, (bench, faster, slower) in orderings.items():
+        a, b = by[(bench, faster)], by[(bench, slower)]
+        result.checks[label] = (a < b, f"{bench}: {faster} {a}x native, {slower} {b}x native")
+
+
 @experiment("modes", "lmbench-style kernel paths under each mode, native and hosted, bare-metal = 1.0")
 def modes(plugins: PluginManager, quick: bool) -> ExperimentResult:
     result = ExperimentResult("modes")

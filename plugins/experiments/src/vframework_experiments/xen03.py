@@ -20,7 +20,7 @@ from typing import Any
 from vframework import PluginManager
 from vframework.api import ExperimentResult, cost_profiles, experiment, pyplot
 
-from .modes import marginal
+from .modes import check_orderings, marginal
 
 PROFILE = "xeon-2003"
 #: Configuration -> the mode it runs under.
@@ -100,10 +100,7 @@ def xen03(plugins: PluginManager, quick: bool) -> ExperimentResult:
         1 for r in native if abs(r["us_per_op"] / r["paper_us_per_op"] - 1) <= TOLERANCE
     )
     result.figures["not_modelled"] = [b for b, (t, _) in TESTS.items() if t is None]
-    by = {(r["benchmark"], r["config"]): r["ratio_to_native"] for r in rows}
-    for label, (bench, faster, slower) in ORDERINGS.items():
-        a, b = by[(bench, faster)], by[(bench, slower)]
-        result.checks[label] = (a < b, f"{bench}: {faster} {a}x native, {slower} {b}x native")
+    check_orderings(result, rows, ORDERINGS)
     result.checks["every modelled ratio within 25% of the paper's"] = (
         met == len(virtual),
         f"{met} of {len(virtual)} modelled Xen ratios within 25%; not modelled: "
