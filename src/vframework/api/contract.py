@@ -307,7 +307,7 @@ class Mode(Component[P_co]):
         table, unseen by the guest), or with ``dirty`` a first write to a clean page (the
         hypervisor sets the dirty bit in the guest's entry). By default a trap each, as a
         software hypervisor takes them."""
-        costs = self.context.costs
+        costs = self.costs
         return count * (costs.trap + (costs.shadow_update if dirty else costs.emulate))
 
     def pte_write_cycles(self, count: int) -> int:

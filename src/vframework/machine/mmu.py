@@ -269,10 +269,8 @@ class ShadowTables:
         shadow = self.tables.get(pid)
         if shadow is None:
             return np.zeros(vpns.size, dtype=bool)
-        pages = -(-shadow.size // PT_ENTRIES)
-        padded = np.full(pages * PT_ENTRIES, -1, dtype=shadow.dtype)
-        padded[: shadow.size] = shadow
-        shadowed = np.asarray((padded.reshape(pages, PT_ENTRIES) >= 0).any(axis=1), dtype=bool)
+        # One "any valid entry" per page-table page; the last page may be partial.
+        shadowed = np.logical_or.reduceat(shadow >= 0, np.arange(0, shadow.size, PT_ENTRIES))
         traced: npt.NDArray[np.bool_] = shadowed[vpns // PT_ENTRIES]
         return traced
 

@@ -81,6 +81,7 @@ ORDERINGS: dict[str, tuple[str, str, str]] = {
 def aa06(plugins: PluginManager, quick: bool) -> ExperimentResult:
     result = ExperimentResult("aa06")
     fitted = cost_profiles()[PROFILE].fitted("aa06")
+    clock = cost_profiles()[PROFILE].model().clock_hz
     rows: list[dict[str, Any]] = []
     for bench, (test, what) in TESTS.items():
         paper = dict(zip(CONFIGS, PAPER[bench], strict=True))
@@ -98,7 +99,7 @@ def aa06(plugins: PluginManager, quick: bool) -> ExperimentResult:
                     "config": config,
                     "what": what,
                     "cycles_per_op": round(measured[config], 1),
-                    "paper_cycles_per_op": round(paper[config] / 40_000 * 3.8e9) if fork else paper[config],
+                    "paper_cycles_per_op": round(paper[config] / 40_000 * clock) if fork else paper[config],
                     "ratio_to_native": round(ratio, 3),
                     "paper_ratio_to_native": round(paper_ratio, 3),
                     "ours_over_paper": round(ratio / paper_ratio, 3),

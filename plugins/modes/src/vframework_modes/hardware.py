@@ -39,19 +39,21 @@ class HardwareAssisted(Mode[HardwareParams]):
         super().__init__(params, context)
         self.paging = "nested" if params.nested_paging else "shadow"
 
+    def _exits(self, count: int, reason: str) -> None:
+        """Count ``count`` VM exits for ``reason`` (one of the architecture's exit reasons)."""
+        counters = self.context.counters
+        counters["vm_exits"] += count
+        counters[f"vm_exits_{reason}"] += count
+
     def pte_write_cycles(self, count: int) -> int:
         if self.paging == "nested":
             return 0
-        counters = self.context.counters
-        counters["vm_exits"] += count
-        counters["vm_exits_exception"] += count  # write-protection faults on guest page tables
+        self._exits(count, "exception")  # write-protection faults on guest page tables
         return count * (self.costs.vm_exit + self.costs.exit_emulate + self.costs.shadow_update)
 
     def shadow_fault_cycles(self, count: int, dirty: bool) -> int:
         # Without nested paging the shadow MMU's own faults are VM exits.
-        counters = self.context.counters
-        counters["vm_exits"] += count
-        counters["vm_exits_exception"] += count
+        self._exits(count, "exception")
         costs = self.costs
         return count * (costs.vm_exit + costs.exit_emulate + (costs.shadow_update if dirty else 0))
 
@@ -79,30 +81,22 @@ class HardwareAssisted(Mode[HardwareParams]):
                 return count * costs.page_fault  # the guest's own fault: no exit
             # Shadow paging intercepts every #PF: the hypervisor walks the guest's tables to tell
             # a true fault from a hidden one, then injects it (Adams & Agesen's pgfault).
-            counters = self.context.counters
-            counters["vm_exits"] += count
-            counters["vm_exits_exception"] += count
+            self._exits(count, "exception")
             return count * (costs.vm_exit + costs.exit_emulate + costs.page_fault)
         if kind == "exception":
             return count * costs.interrupt
         # External interrupts exit to the hypervisor, which injects a virtual interrupt.
-        counters = self.context.counters
-        counters["vm_exits"] += count
-        counters["vm_exits_external_interrupt"] += count
+        self._exits(count, "external_interrupt")
         return count * (costs.vm_exit + costs.interrupt)
 
     def hidden_fault(self, vcpu: VCPUView, count: int) -> int:
-        counters = self.context.counters
-        counters["vm_exits"] += count
-        counters["vm_exits_ept_violation" if self.paging == "nested" else "vm_exits_exception"] += count
+        self._exits(count, "ept_violation" if self.paging == "nested" else "exception")
         return count * (self.costs.vm_exit + self.costs.page_zero)
 
     def notify_backend(self, vcpu: VCPUView) -> int:
         # A para-virtual driver in a hardware-assisted guest kicks its back end with an I/O
         # access (or VMCALL): one exit.
-        counters = self.context.counters
-        counters["vm_exits"] += 1
-        counters["vm_exits_io"] += 1
+        self._exits(1, "io")
         return self.costs.vm_exit + self.costs.exit_emulate
 
     def io(self, vcpu: VCPUView, device: str, nbytes: int, write: bool) -> int:
