@@ -2,13 +2,13 @@
 
 ``python tests/golden/hashes.py record`` runs every golden case and writes ``hashes.json``;
 ``python tests/golden/hashes.py check`` (and ``tests/run/test_golden.py``) reruns them and
-compares. A case is the default scenario, each scenario in ``scenarios/``, or an experiment
-(``--quick`` or full). Each file is hashed twice: its raw bytes, and its *result* (summary.json
-without the ``plugins`` list of installed distributions and their versions, which is
-provenance, and without the host's ``events_fired``, which counts the simulator's own work, not
-the model's: running operations ahead fires fewer events for the same results). provenance.json
-(the time, the versions, the platform) is not hashed. The result hash is the one that must
-never drift.
+compares (with ``VF_GOLDEN_KEEP=DIR``, each case's results stay in ``DIR/<case>``). A case is
+the default scenario, each scenario in ``scenarios/``, or an experiment (``--quick`` or full).
+Each file is hashed twice: its raw bytes, and its *result* (summary.json without the ``plugins``
+list of installed distributions and their versions, which is provenance, and without the host's
+``events_fired``, which counts the simulator's own work, not the model's: running operations
+ahead fires fewer events for the same results). provenance.json (the time, the versions, the
+platform) is not hashed. The result hash is the one that must never drift.
 """
 
 from __future__ import annotations
@@ -91,9 +91,10 @@ def main(argv: list[str]) -> int:
     wanted = {k: v for k, v in cases().items() if not only or any(k.startswith(o) for o in only)}
     recorded = json.loads(HASHES.read_text()) if HASHES.exists() else {}
     bad = 0
+    keep = os.environ.get("VF_GOLDEN_KEEP")  # a folder to keep each case's results in (by case name)
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, args) in enumerate(wanted.items()):
-            got = run_case(args, Path(tmp) / str(i))
+            got = run_case(args, Path(keep) / name if keep else Path(tmp) / str(i))
             if what == "record":
                 recorded[name] = got
                 print(f"recorded {name}")

@@ -162,7 +162,7 @@ def test_not_applicable_is_never_a_pass_and_strict_fails_a_component_with_no_pro
     assert "not applicable:" in cells, output
     assert "runs only on" in cells
     assert "no property applies to hardware-assisted" in output
-    assert "FAIL" not in output
+    assert "FAIL" not in output, output  # whole output: the failing property and its replay command
 
 
 def test_ctrl_c_stops_a_check_with_exit_130(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.errors import HostOutOfMemory, NoProgress, OutOfMemory
+from vframework.guest.mm import name_seed
 from vframework.guest.os import DEVICE_WAIT, Then
 from vframework.hv.contexts import HostMemory
 from vframework.hv.hypercalls import hypercall
@@ -176,6 +177,7 @@ class Hypervisor:
         if self._started:
             for vcpu in vm.vcpus:
                 self._wake(vcpu)
+            self._start_guest_timer(vm)
 
     def attach_mode(self, vm: VM, mode_cls: type[Mode[Params]], params: Params) -> Monitor:
         """Give a VM its virtualization mode (built with its monitor as context), before its
@@ -265,6 +267,8 @@ class Hypervisor:
                     self._halt(vcpu)
         if self.scheduler.tick_ns > 0:
             self.engine.process(self._ticker(), "scheduler-tick")
+        for vm in self.vms.values():
+            self._start_guest_timer(vm)
         self._apply_targets()
         if self.host_os_load > 0:
             self.engine.process(self._host_os(), "host-os")
@@ -572,6 +576,12 @@ class Hypervisor:
         guest = vcpu.vm.guest
         assert guest is not None
         for _ in range(_MAX_ZERO_STEPS):
+            if vcpu.pending_timer and vcpu.remaining_ns > 0 and now < vcpu.slice_end:
+                # A tick in the middle of an operation: the handler runs now, the rest after it.
+                if vcpu.plan is not None:
+                    self._truncate(vcpu)
+                vcpu.remaining_ns += self.machine.costs.ns(guest.handle_interrupts(vcpu, "timer", vcpu.pending_timer))
+                vcpu.pending_timer = 0
             if vcpu.remaining_ns <= 0:
                 if vcpu.plan is not None:  # run to its end (an interrupt came at that instant)
                     vcpu.plan.commit_count(len(vcpu.plan.ops))
@@ -638,6 +648,7 @@ class Hypervisor:
         self.pcpus[cpu].last = vcpu
         self.pcpus[cpu].state = IDLE
         vcpu.cpu = None
+        vcpu.last_cpu = cpu
         if runnable:
             vcpu.state = VCPUState.RUNNABLE
             vcpu.ready_since = now
@@ -705,6 +716,55 @@ class Hypervisor:
             yield period
             for cpu in range(len(self.pcpus)):
                 self.raise_irq(None, cycles, cpu)
+
+    # -- guest timers -----------------------------------------------------------------
+    def _start_guest_timer(self, vm: VM) -> None:
+        if vm.hz > 0:
+            self.engine.process(self._guest_timer(vm), f"guest-timer:{vm.name}")
+
+    def _guest_timer(self, vm: VM) -> Generator[int, None, None]:
+        """The guest kernel's periodic timer: a tick on each of its vCPUs every 1/HZ s. Each VM's
+        ticks keep their own phase (from its name), as unsynchronised guests' do."""
+        period = max(1, 1_000_000_000 // vm.hz)
+        yield 1 + name_seed(f"{vm.name}/timer") % period
+        while vm.id in self.vms:
+            for vcpu in vm.vcpus:
+                self.guest_tick(vcpu)
+            if all(v.state == VCPUState.HALTED for v in vm.vcpus):
+                return
+            yield period
+
+    def guest_tick(self, vcpu: VCPU) -> None:
+        """A tick of the guest's timer on ``vcpu``. A running vCPU takes it now, in the middle of
+        its operation; one waiting for a CPU (or held) takes it when it next runs, several
+        ticks coalescing into one as a local APIC's pending bit does. An idle vCPU of a periodic
+        kernel is woken for it: its handler runs at interrupt level on the CPU the vCPU last ran
+        on (charged to its VM, stolen from whatever runs there) and it halts again; a tickless
+        kernel takes no tick while idle. A halted vCPU (its work done) takes none."""
+        state = vcpu.state
+        if state == VCPUState.HALTED:
+            return
+        if state == VCPUState.BLOCKED and vcpu.vm.held_since is None:
+            if vcpu.vm.tickless:
+                return
+            guest = vcpu.vm.guest
+            assert guest is not None
+            cycles = guest.handle_interrupts(vcpu, "timer", 1)
+            cpu = vcpu.last_cpu if vcpu.last_cpu is not None else vcpu.index % len(self.pcpus)
+            self.raise_irq(vcpu.vm, cycles, cpu)
+            return
+        vcpu.pending_timer = max(vcpu.pending_timer, 1)
+        cpu = vcpu.cpu
+        if state != VCPUState.RUNNING or cpu is None or self.pcpus[cpu].state != RUN:
+            return  # taken when it next runs (after the switch or interrupt in progress)
+        self._account(cpu)
+        if vcpu.remaining_ns <= 0 or self.engine.now >= vcpu.slice_end:
+            return  # its segment ends at this instant: taken at the boundary
+        event = self.pcpus[cpu].event
+        if event is not None:
+            self.engine.cancel(event)
+            self.pcpus[cpu].event = None
+        self._advance(cpu)
 
     # -- program discontinuities and interrupts --------------------------------------
     def deliver(self, vcpu: VCPU, kind: str, count: int = 1) -> int:

@@ -53,7 +53,11 @@ VM_METRICS: dict[str, Metric] = {
         Metric("virq_page_fault", "events", "page faults delivered to the guest kernel (as virtual interrupts)"),
         Metric("virq_exception", "events", "processor exceptions (divide error...) delivered to the guest kernel"),
         Metric("virq_device", "events", "device interrupts delivered to the guest as virtual interrupts"),
-        Metric("virq_timer", "events", "timer interrupts delivered to the guest as virtual interrupts"),
+        Metric(
+            "virq_timer",
+            "events",
+            "timer interrupts delivered to the guest (its kernel's ticks at hz, and its sleep timers)",
+        ),
         Metric("io_requests", "requests", "I/O requests submitted by the guest"),
         Metric("io_bytes", "bytes", "bytes moved by the guest's I/O requests"),
         Metric("disk_requests", "requests", "I/O requests the guest submitted to its disk (storage operations)"),

@@ -47,6 +47,7 @@ class VCPU:
         "index",
         "io_flush",
         "io_outstanding",
+        "last_cpu",
         "name",
         "pending_device",
         "pending_timer",
@@ -68,8 +69,9 @@ class VCPU:
         self.index = index
         self.name = f"{vm.name}/vcpu{index}"
         self.state = VCPUState.BLOCKED
-        #: The physical CPU it is running on, or None.
+        #: The physical CPU it is running on, or None; and the one it last ran on (None: never ran).
         self.cpu: int | None = None
+        self.last_cpu: int | None = None
         self.process: GuestProcess | None = None
         #: ns left of the operation in progress (it resumes there after a preemption), or of
         #: the planned run while :attr:`plan` is set.
@@ -157,6 +159,11 @@ class VM:
         self.balloon_driver = "on"
         #: Bytes its guest kernel sets aside per page of memory for its page frame table.
         self.page_struct_bytes = 0
+        #: Its guest kernel's timer: ticks per second on each vCPU (0: no timer, as a bare test
+        #: kernel; a scenario's VMs default to 250), and whether the kernel is tickless (no ticks
+        #: while a vCPU is idle, as Linux's NO_HZ_IDLE).
+        self.hz = 0
+        self.tickless = False
         #: Since when the hypervisor holds the VM (its vCPUs may not run: ESX's low memory
         #: state blocks VMs above target), or None.
         self.held_since: int | None = None

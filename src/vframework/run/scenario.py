@@ -85,6 +85,8 @@ _memory.vf_unit = "size"  # type: ignore[attr-defined]
 MAX_MEMORY = (2**31 - 1) * PAGE_SIZE
 #: The largest guest page frame table entry: a quarter of every page (Linux's is 64 bytes).
 MAX_PAGE_STRUCT = PAGE_SIZE // 4
+#: The highest guest timer frequency accepted (a tick every 100 µs).
+MAX_HZ = 10_000
 #: Bytes of memory (host or guest), from "4GiB"-style text; at least one page.
 MemorySize = Annotated[int, BeforeValidator(_memory)]
 
@@ -215,6 +217,18 @@ class VMConfig(BaseModel):
         min_length=1,
         max_length=64,
         description="the disk image the VM boots from: VMs with the same image hold identical image pages",
+    )
+    hz: int = Field(
+        250,
+        ge=0,
+        le=MAX_HZ,
+        description="the guest kernel's timer: ticks per second on each vCPU, each a virtual timer interrupt "
+        "the mode charges for (Linux: 100 to 1000); 0: no timer, as a bare test kernel",
+    )
+    tickless: bool = Field(
+        False,
+        description="a tickless kernel (Linux NO_HZ_IDLE): no ticks while a vCPU is idle; a periodic kernel "
+        "wakes for every tick",
     )
     page_struct_bytes: int = Field(
         0,

@@ -94,6 +94,8 @@ class Simulation:
         vm.balloon_driver = cfg.balloon
         vm.event_channels = cfg.event_channels
         vm.page_struct_bytes = cfg.page_struct_bytes
+        vm.hz = cfg.hz
+        vm.tickless = cfg.tickless
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:

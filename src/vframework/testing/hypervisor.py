@@ -111,6 +111,9 @@ class HypervisorMachine(RuleBasedStateMachine):
     def add_vm(self, vcpus: int, data: st.DataObject) -> None:
         # One process per vCPU, each may touch all PAGES of its address space.
         vm = VM(len(self.hv.vms), f"vm{len(self.hv.vms)}", vcpus, PAGES * vcpus)
+        # Guest timers: none, or ticks every 100 or 10 µs, from a periodic or a tickless kernel.
+        vm.hz = data.draw(st.sampled_from([0, 10_000, 100_000]), label=f"{vm.name} hz")
+        vm.tickless = data.draw(st.booleans(), label=f"{vm.name} tickless")
         if self.scheduler_cls.vm_params_model is not None:
             vm.scheduler_params = self.scheduler_cls.vm_params_model()
         model = self.policy_cls.vm_params_model

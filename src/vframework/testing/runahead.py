@@ -96,8 +96,11 @@ class RunAheadMachine(RuleBasedStateMachine):
             (data.draw(_ops(PAGES), label=f"vm{n}/vcpu{i}"), data.draw(st.integers(1, 40), label="times"))
             for i in range(vcpus)
         ]
+        hz = data.draw(st.sampled_from([0, 1_000, 10_000]), label="hz")
+        tickless = data.draw(st.booleans(), label="tickless")
         for _, _, hv in self.twins:
             vm = VM(n, f"vm{n}", vcpus, PAGES * vcpus)
+            vm.hz, vm.tickless = hz, tickless
             if self.scheduler_cls.vm_params_model is not None:
                 vm.scheduler_params = self.scheduler_cls.vm_params_model()
             hv.attach_mode(vm, self.mode_cls, self.mode_cls.params_model())
@@ -115,6 +118,14 @@ class RunAheadMachine(RuleBasedStateMachine):
     def interrupt(self, cpu: int, cycles: int) -> None:
         for _, _, hv in self.twins:
             hv.raise_irq(None, cycles, cpu)
+
+    @precondition(lambda self: self.twins[0][2].vms)
+    @rule(data=st.data())
+    def tick(self, data: st.DataObject) -> None:
+        vm_id = data.draw(st.sampled_from(sorted(self.twins[0][2].vms)), label="vm")
+        index = data.draw(st.integers(0, MAX_VCPUS - 1), label="vcpu") % len(self.twins[0][2].vms[vm_id].vcpus)
+        for _, _, hv in self.twins:
+            hv.guest_tick(hv.vms[vm_id].vcpus[index])
 
     @rule()
     def sample_accessed_bits(self) -> None:

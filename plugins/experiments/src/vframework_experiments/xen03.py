@@ -23,6 +23,8 @@ from vframework.api import ExperimentResult, cost_profiles, experiment, pyplot
 from .modes import check_orderings, marginal
 
 PROFILE = "xeon-2003"
+#: The timer frequency of the paper's Linux 2.4.21 (HZ = 100).
+HZ = 100
 #: Configuration -> the mode it runs under.
 CONFIGS: dict[str, str] = {"native": "bare-metal", "xen": "paravirtual"}
 #: BDF03 Tables 3-5, microseconds: L-UP (native Linux, uniprocessor kernel), Xen.
@@ -66,7 +68,7 @@ def xen03(plugins: PluginManager, quick: bool) -> ExperimentResult:
         if test is not None:
             iterations = (100 if quick else 1_000) if test == "fork" else (1_000 if quick else 10_000)
             for config, mode in CONFIGS.items():
-                measured[config] = marginal(plugins, mode, test, iterations, PROFILE, arch="x86") / clock * 1e6
+                measured[config] = marginal(plugins, mode, test, iterations, PROFILE, arch="x86", hz=HZ) / clock * 1e6
         for config in CONFIGS:
             paper_ratio = paper[config] / paper["native"]
             row: dict[str, Any] = {

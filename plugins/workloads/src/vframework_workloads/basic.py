@@ -10,15 +10,16 @@ from vframework.api import Compute, Duration, Operation, Params, Sleep, Workload
 
 
 class IdleParams(Params):
-    tick: Duration = Field(10_000_000, description="timer period: the guest wakes this often")
-    work: Duration = Field(20_000, description="CPU time of the guest's timer handler per wake-up")
+    tick: Duration = Field(10_000_000, description="period of its one periodic job: the process wakes this often")
+    work: Duration = Field(20_000, description="CPU time of the job per wake-up")
 
 
 class Idle(Workload[IdleParams]):
-    """A guest with nothing to do: it wakes on its timer, runs its handler and sleeps again."""
+    """A guest with nothing to do but a periodic job (a daemon's poll): it wakes on a sleep
+    timer, works briefly and sleeps again. Its kernel's own ticks come from the VM's ``hz``."""
 
     name = "idle"
-    description = "sleeps; wakes every tick for a short timer handler"
+    description = "sleeps; wakes every tick for a short periodic job"
     params_model = IdleParams
 
     def run(self) -> Generator[Operation, None, None]:
