@@ -42,6 +42,7 @@ def test_the_checked_pages_are_found() -> None:
         "esx-balloon.md",
         "esx-idle-tax.md",
         "esx-sharing.md",
+        "esx-sampling.md",
         "io.md",
     } <= pages
 
