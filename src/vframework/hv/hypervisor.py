@@ -750,8 +750,8 @@ class Hypervisor:
             guest = vcpu.vm.guest
             assert guest is not None
             cycles = guest.handle_interrupts(vcpu, "timer", 1)
-            cpu = vcpu.last_cpu if vcpu.last_cpu is not None else vcpu.index % len(self.pcpus)
-            self.raise_irq(vcpu.vm, cycles, cpu)
+            last = vcpu.last_cpu if vcpu.last_cpu is not None else vcpu.index % len(self.pcpus)
+            self.raise_irq(vcpu.vm, cycles, last)
             return
         vcpu.pending_timer = max(vcpu.pending_timer, 1)
         cpu = vcpu.cpu
