@@ -646,7 +646,8 @@ def validate(file: str, overrides: tuple[str, ...]) -> None:
     "--replay",
     "replay_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="rerun exactly the failure recorded in this file (written by a failing check)",
+    help="rerun exactly the failure recorded in this file (written by a failing check), under the profile "
+    "that found it",
 )
 @click.option(
     "--save",
@@ -682,6 +683,8 @@ def check(
         if components and list(components) != [replay.component]:
             _fail(f"{replay_file} replays {replay.component!r}, not {', '.join(components)}", 2)
         components, arch = (replay.component,), replay.arch
+        # The profile that found it: a shorter one would cut the example's steps and pass.
+        profile = replay.profile or profile
     try:
         targets = select_targets(pm, list(components))
     except KeyError as exc:
@@ -702,7 +705,7 @@ def check(
         _err.print(f"interrupted: {len(outcomes)} of {len(checks)} checks ran", markup=False)
         sys.exit(130)
     style = {Status.PASS: "green", Status.FAIL: "bold red", Status.KNOWN: "yellow", Status.UNEXPECTED_PASS: "yellow"}
-    table = _table(f"conformance ({'replay' if replay else profile + ' profile'})")
+    table = _table(f"conformance ({'replay, ' if replay else ''}{profile} profile)")
     for col in ("component", "kind", "property", "examples", "result"):
         table.add_column(col, justify="right" if col == "examples" else "left", no_wrap=col in ("component", "kind"))
     for o in outcomes:
@@ -720,7 +723,7 @@ def check(
         if replay is None:
             from vframework.testing.replay import save_replays
 
-            for path in save_replays(o, c, save):
+            for path in save_replays(o, c, save, profile):
                 _out.print(
                     f"rerun this example: vframework check {o.component} --replay {path}", markup=False, soft_wrap=True
                 )

@@ -91,6 +91,29 @@ def test_a_replayed_failure_fails_again_and_a_fixed_one_passes() -> None:
     assert fixed.passed
 
 
+class FailsAfter30Steps(RuleBasedStateMachine):
+    """Fails only in a run longer than the ci profile's 25 steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+
+    @rule()
+    def step(self) -> None:
+        self.steps += 1
+        assert self.steps <= 30, f"step {self.steps}"
+
+
+def test_a_failure_replays_only_under_a_profile_as_long_as_the_one_that_found_it() -> None:
+    """A replay under a profile of fewer steps cuts the example short and passes: why replay
+    files record their profile, and `vframework check --replay` runs under it."""
+    [failure] = run_property(FailsAfter30Steps, "thorough", shrink_seconds=5).failures
+    assert failure.blob
+    assert run_property(FailsAfter30Steps, "ci", replay=failure.blob).passed
+    again = run_property(FailsAfter30Steps, "thorough", replay=failure.blob)
+    assert [f.error for f in again.failures] == [failure.error]
+
+
 class NeverRequeue(FifoScheduler):
     name = "kit-never-requeue"
     slice_ns = 1_000_000
@@ -133,10 +156,10 @@ def test_check_saves_a_replay_file_that_reruns_the_failure(
     assert files, output
     wc = next(f for f in files if "work-conservation" in f.name)
     data = json.loads(wc.read_text())
-    assert (data["component"], data["property"]) == ("never-requeue", "work conservation")
+    assert (data["component"], data["property"], data["profile"]) == ("never-requeue", "work conservation", "ci")
     assert f"vframework check never-requeue --replay {wc.relative_to(tmp_path)}" in text
     replayed = flat(cli(["check", "--replay", str(wc)], code=1))
-    assert "conformance (replay)" in replayed
+    assert "conformance (replay, ci profile)" in replayed  # under the profile that found it
     assert "work conservation" in replayed
     assert data["error"].split(" (")[0] in replayed
     assert "liveness" not in replayed  # only the replayed property runs

@@ -185,7 +185,9 @@ def _failure_text(check: Check, outcome: Outcome, settings: _RunSettings, rerun:
             which = f"failure {i}" if count > 1 else "this example"
             replay = shlex.quote(f"{check.id}={failure.blob}")
             lines += ["", f"to rerun exactly {which} (replay token {failure.blob}):"]
-            lines += [f"  {rerun} --vframework-replay {replay}"]
+            # Under the same profile: a shorter one would cut the example's steps and pass.
+            profile = "" if settings.profile == "default" else f" --vframework-profile {settings.profile}"
+            lines += [f"  {rerun}{profile} --vframework-replay {replay}"]
     if installed:
         name = shlex.quote(check.target.name)
         lines += ["", f"(`vframework check {name}` also saves replay files, for `vframework check --replay FILE`)"]

@@ -34,14 +34,18 @@ class Replay:
     example: str
     error: str
     steps: list[str]
+    #: The profile that found the failure: its step count bounds how much of the example
+    #: replays, so a replay runs under it (files without it replay under the one asked for).
+    profile: str | None = None
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-def save_replays(outcome: Outcome, check: Check, folder: Path) -> list[Path]:
-    """Write one replay file per failure of ``outcome`` (those Hypothesis gave an encoding for)."""
+def save_replays(outcome: Outcome, check: Check, folder: Path, profile: str | None = None) -> list[Path]:
+    """Write one replay file per failure of ``outcome`` (those Hypothesis gave an encoding for),
+    found under ``profile``."""
     arch = check.label.rsplit("[", 1)[1].rstrip("]") if check.target.kind == "mode" else None
     paths = []
     for i, failure in enumerate(outcome.failures, 1):
@@ -59,6 +63,7 @@ def save_replays(outcome: Outcome, check: Check, folder: Path) -> list[Path]:
             failure.blob,
             failure.error,
             failure.steps,
+            profile,
         )
         path.write_text(json.dumps({"format": _FORMAT, **asdict(replay)}, indent=2) + "\n")
         paths.append(path)
