@@ -4,6 +4,7 @@ per scheduler."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from vf_helpers import scenario, simulate
 from vframework_schedulers._fill import water_fill
+from vframework_schedulers.fair import FairParams, FairScheduler
 
 from vframework import PluginManager
 from vframework.run.scenario import ScenarioError, parse_scenario
@@ -225,3 +227,41 @@ def test_water_fill_sums_to_capacity_within_bounds(capacity: float, rows: list[t
         # Between its bounds, a share is exactly proportional to its weight.
         if a + 1e-9 < f < b - 1e-9:
             assert f == pytest.approx(lam * w, rel=1e-9)
+
+
+def _fair_vcpu(vm_id: int) -> Any:
+    vm = SimpleNamespace(id=vm_id, vcpus=[])
+    vcpu = SimpleNamespace(vm=vm, name=f"vm{vm_id}/vcpu0")
+    vm.vcpus.append(vcpu)
+    return vcpu
+
+
+def test_fair_vms_arriving_at_an_idle_host_start_level_with_the_vm_there_before() -> None:
+    """VM a runs alone for 700 ms and sleeps; b and c arrive while the host is idle; a wakes.
+    They must not start at 0 and starve a while they catch up its 700 ms (the conformance
+    kit's liveness property found a vCPU waiting over a second so): a runs again within one
+    slice of each."""
+    sched = FairScheduler(FairParams(), 1)
+    a, b, c = (_fair_vcpu(i) for i in range(3))
+    sched.attach(a, None)
+    sched.wake(a, 0)
+    now = 0
+    for _ in range(70):
+        vcpu, slice_ns = sched.pick(0, now)
+        assert vcpu is a
+        now += slice_ns
+        sched.charge(a, slice_ns, now, runnable=True)
+    vcpu, slice_ns = sched.pick(0, now)
+    now += slice_ns
+    sched.charge(a, slice_ns, now, runnable=False)  # a sleeps: no VM competes
+    for other in (b, c):
+        sched.attach(other, None)
+        sched.wake(other, now)
+    sched.wake(a, now)
+    ran = []
+    for _ in range(3):
+        vcpu, slice_ns = sched.pick(0, now)
+        ran.append(vcpu.vm.id)
+        now += slice_ns
+        sched.charge(vcpu, slice_ns, now, runnable=True)
+    assert 0 in ran, ran

@@ -23,7 +23,9 @@ class FairScheduler(Scheduler[FairParams]):
     approximates is memoryless:
 
     * a VM that was idle, or is new, rejoins at the least received time of the active VMs (as
-      Linux CFS does with min_vruntime), so sleeping does not bank CPU for later bursts;
+      Linux CFS does with min_vruntime), so sleeping does not bank CPU for later bursts; on an
+      idle host, at that of the last VMs active, so that VMs arriving then do not start at 0
+      behind a VM that was here before them (and starve it while they catch up);
     * time a VM used while no other VM waited for a CPU leaves it at most one slice per vCPU
       ahead of the least-served active VM: a lead beyond that was earned on CPUs nobody else
       could use (a 2-vCPU VM beside a 1-vCPU VM on three CPUs), and starving the VM later to
@@ -46,6 +48,10 @@ class FairScheduler(Scheduler[FairParams]):
         self.live: SortedList = SortedList()  # (received, VM id) of VMs with vCPUs queued or running
         self.active: dict[int, int] = {}  # VM id -> its vCPUs queued or running
         self.vcpus: dict[int, int] = {}  # VM id -> its vCPU count
+        # The least received time of the VMs competing, never going back (Linux CFS's
+        # min_vruntime): kept while no VM competes, so that VMs arriving at an idle host do
+        # not start at 0 behind a VM that was here before them.
+        self.floor = 0
 
     def attach(self, vcpu: VCPUView, vm_params: Params | None) -> None:
         vm = vcpu.vm.id
@@ -69,17 +75,22 @@ class FairScheduler(Scheduler[FairParams]):
             self.live.add((value, vm))
         self.received[vm] = value
 
+    def _raise_floor(self) -> None:
+        if self.live:
+            self.floor = max(self.floor, self.live[0][0])
+
     def _activate(self, vm: int) -> None:
         if self.active[vm] == 0:
-            # Rejoin no further behind than the least-served VM competing now.
-            if self.live and self.received[vm] < self.live[0][0]:
-                self.received[vm] = self.live[0][0]
+            # Rejoin no further behind than the least-served VM competing now (or last).
+            self._raise_floor()
+            self.received[vm] = max(self.received[vm], self.floor)
             self.live.add((self.received[vm], vm))
         self.active[vm] += 1
 
     def _deactivate(self, vm: int) -> None:
         self.active[vm] -= 1
         if self.active[vm] == 0:
+            self._raise_floor()
             self.live.remove((self.received[vm], vm))
 
     def _enqueue(self, vcpu: VCPUView) -> None:
