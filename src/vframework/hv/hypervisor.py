@@ -875,6 +875,13 @@ class Hypervisor:
         if self.pcpus[cpu].preempt_after_irq:
             self.pcpus[cpu].preempt_after_irq = False
             self.preempt(cpu)
+            if running is not None and running.vm.held_since is not None and running.state == VCPUState.RUNNABLE:
+                # Its VM was held while the interrupt ran: it stops held now, as hold() stops
+                # the vCPUs it finds runnable (not runnable until the scheduler picks it again).
+                self._runnable.discard(running)
+                self.scheduler.block(running, self.engine.now)
+                running.state = VCPUState.BLOCKED
+                running.held = True
         elif state == RUN:
             self._advance(cpu)
         elif state == SWITCH:
