@@ -247,14 +247,19 @@ class Hypervisor:
         for vcpu in vm.vcpus:
             if vcpu.state == VCPUState.RUNNING:
                 assert vcpu.cpu is not None
-                self.preempt(vcpu.cpu)  # the next pick of it blocks it (after an interrupt in service)
+                self.preempt(vcpu.cpu)  # on a CPU servicing an interrupt: at its end, and it stops held
         for vcpu in vm.vcpus:
             if vcpu.state == VCPUState.RUNNABLE:
-                vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
-                self._runnable.discard(vcpu)
-                self.scheduler.block(vcpu, now)
-                vcpu.state = VCPUState.BLOCKED
-                vcpu.held = True
+                self._stop_held(vcpu)
+
+    def _stop_held(self, vcpu: VCPU) -> None:
+        """A runnable vCPU of a held VM leaves its queue and blocks until the VM is let go."""
+        now = self.engine.now
+        vcpu.vm.counters["cpu_ready_ns"] += now - vcpu.ready_since
+        self._runnable.discard(vcpu)
+        self.scheduler.block(vcpu, now)
+        vcpu.state = VCPUState.BLOCKED
+        vcpu.held = True
 
     def start(self) -> None:
         """Start dispatching: every vCPU with a process becomes runnable; periodic work begins."""
@@ -876,12 +881,9 @@ class Hypervisor:
             self.pcpus[cpu].preempt_after_irq = False
             self.preempt(cpu)
             if running is not None and running.vm.held_since is not None and running.state == VCPUState.RUNNABLE:
-                # Its VM was held while the interrupt ran: it stops held now, as hold() stops
-                # the vCPUs it finds runnable (not runnable until the scheduler picks it again).
-                self._runnable.discard(running)
-                self.scheduler.block(running, self.engine.now)
-                running.state = VCPUState.BLOCKED
-                running.held = True
+                # Its VM was held while the interrupt ran: it stops now, as hold() stops the
+                # vCPUs it finds runnable (rather than wait for the scheduler to pick it).
+                self._stop_held(running)
         elif state == RUN:
             self._advance(cpu)
         elif state == SWITCH:
