@@ -97,13 +97,15 @@ class SharingMachine(RuleBasedStateMachine):
     # -- rules -------------------------------------------------------------------------
     @precondition(lambda self: len(self.hv.vms) < MAX_VMS)
     @rule(
-        image=st.sampled_from(IMAGES),
+        # An index, not the name: a strategy's label hashes its elements, and a string's hash
+        # changes with PYTHONHASHSEED, so sampling names would draw other examples on a fixed seed.
+        image=st.integers(0, len(IMAGES) - 1),
         layout=st.tuples(st.integers(0, 8), st.integers(0, 4), st.integers(0, 4)),
         touched=st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=PAGES),
         writes=st.booleans(),
     )
-    def add_vm(self, image: str, layout: tuple[int, int, int], touched: list[int], writes: bool) -> None:
-        vm = VM(self.added, f"vm{self.added}", 1, PAGES, swap_pages=PAGES, image=image)
+    def add_vm(self, image: int, layout: tuple[int, int, int], touched: list[int], writes: bool) -> None:
+        vm = VM(self.added, f"vm{self.added}", 1, PAGES, swap_pages=PAGES, image=IMAGES[image])
         self.added += 1
         self.hv.attach_mode(vm, FlatMode, Params())
         vm.guest = GuestOS(vm, self.hv)
@@ -194,7 +196,10 @@ class SharingMachine(RuleBasedStateMachine):
         vm = self.hv.vms[vm_id]
         guest = vm.guest
         assert guest is not None
-        parent = data.draw(st.sampled_from(self.procs[vm_id]), label="parent")
+        # Indices, not the processes: a strategy's label hashes its elements, and an object's
+        # hash is its address, so sampling objects makes a fixed seed draw different examples
+        # in different processes.
+        parent = self.procs[vm_id][data.draw(st.integers(0, len(self.procs[vm_id]) - 1), label="parent")]
         before = self._views()
         forked: list[GuestProcess] = []
         self._run_as(vm, parent, lambda: forked.append(guest.fork(vm.vcpus[0], parent)[0]))
@@ -210,7 +215,7 @@ class SharingMachine(RuleBasedStateMachine):
         vm = self.hv.vms[vm_id]
         guest = vm.guest
         assert guest is not None
-        child = data.draw(st.sampled_from(self.procs[vm_id][1:]), label="exiting process")
+        child = self.procs[vm_id][data.draw(st.integers(1, len(self.procs[vm_id]) - 1), label="exiting process")]
         before = self._views()
         del before[vm_id, child.pid]
         self._run_as(vm, child, lambda: guest.exit(vm.vcpus[0], child))
