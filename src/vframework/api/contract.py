@@ -315,6 +315,13 @@ class Mode(Component[P_co]):
         or exit per write (shadow paging), a validated batch (para-virtual), or nothing."""
         return 0
 
+    def address_space_cycles(self, table_pages: int) -> int:
+        """What a guest address space's life costs the mode beyond its faults and page-table
+        writes, charged once when it goes: ``table_pages`` is how many page-table pages it had
+        (one top-level table and a leaf table per 4 MiB it mapped). Xen pins them when the
+        address space is made and unpins them when it goes, validating every entry each time."""
+        return 0
+
     def before_block(self, vcpu: VCPUView, block: Block) -> int:
         """Work before a block runs (a binary translator translates it here on first sight)."""
         return 0

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "PTES_PER_TABLE",
     "PTE_ACCESSED",
     "PTE_COW",
     "PTE_DIRTY",
@@ -43,6 +44,9 @@ __all__ = [
     "write_content",
 ]
 
+#: Entries in one page-table page: 4-byte PTEs in a 4 KiB page (32-bit x86 without PAE, as the
+#: kernels of the papers reproduced here).
+PTES_PER_TABLE = 1024
 PTE_PRESENT, PTE_WRITABLE, PTE_USER, PTE_ACCESSED, PTE_DIRTY, PTE_COW, PTE_SWAPPED = 1, 2, 4, 8, 16, 32, 64
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
 
@@ -159,6 +163,12 @@ class GuestProcess:
         self.plan_backoff = 0
         #: At most this many operations in the next plan (grows while plans succeed).
         self.plan_cap = 16
+
+    @property
+    def table_pages(self) -> int:
+        """Page-table pages of its address space: the top-level table and one leaf table per
+        :data:`PTES_PER_TABLE` VPNs of its span."""
+        return 1 + -(-self.page_table.size // PTES_PER_TABLE)
 
     def mapped(self) -> npt.NDArray[np.int64]:
         """VPNs currently present."""

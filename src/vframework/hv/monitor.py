@@ -196,11 +196,12 @@ class Monitor:
         """A guest process exited: drop its shadow table. Returns the cycles the hypervisor
         spent on the address space's shadows beyond faults and traced writes (building its
         roots, unprotecting its traced pages, freeing them), charged once, here."""
+        cycles = self.mode.address_space_cycles(proc.table_pages)
         if self.paging != "shadow":
-            return 0
+            return cycles
         built = proc.pid in self.shadows.tables
         self.shadows.drop(proc.pid)
-        return self.costs.shadow_address_space if built else 0
+        return cycles + (self.costs.shadow_address_space if built else 0)
 
     def frames_taken(self, mpns: npt.NDArray[np.integer]) -> None:
         """The hypervisor took these frames from the VM: no shadow entry may point at them."""

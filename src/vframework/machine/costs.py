@@ -68,6 +68,9 @@ class CostModel:
     shadow_address_space: int = _cost(
         0, "a shadow MMU building and discarding an address space's shadows, beyond faults and traces; 0: not charged"
     )
+    pt_pin: int = _cost(
+        0, "Xen validating one page-table page's entries as it pins or unpins the table; 0: not charged"
+    )
     page_copy: int = _cost(1_000, "copying a 4 KiB page (a copy-on-write fault, a swap-in)")
     world_switch: int = _cost(8_000, "a hosted VMM switching between the VMM and host OS worlds (~2-3 us)")
     vcpu_switch: int = _cost(2_000, "the hypervisor switching a physical CPU from one vCPU to another")

@@ -40,6 +40,14 @@ class Paravirtual(Mode[Params]):
         self.context.counters["hypercalls"] += batches
         return batches * self.costs.hypercall + count * self.costs.pte_validate
 
+    def address_space_cycles(self, table_pages: int) -> int:
+        # Xen pins a new address space's tables (an MMUEXT_PIN hypercall, every entry of every
+        # table page validated) and unpins them when it goes (MMUEXT_UNPIN, references dropped).
+        if not self.costs.pt_pin:
+            return 0
+        self.context.counters["hypercalls"] += 2
+        return 2 * self.costs.hypercall + 2 * table_pages * self.costs.pt_pin
+
     def hypercall(self, vcpu: VCPUView, ctx: GuestCPU, number: int, arg: int) -> int:
         return self.context.hypercall(vcpu, ctx, number, arg)
 
