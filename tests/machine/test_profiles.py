@@ -15,7 +15,7 @@ from vframework.run.scenario import parse_scenario
 
 def test_every_profile_value_is_a_known_cost_with_a_source() -> None:
     found = profiles()
-    assert {"default", "pentium4-2006", "xeon-2003"} <= set(found)
+    assert {"default", "pentium4-2006", "xeon-2003", "skylake-sp-kvm"} <= set(found)
     for name, p in found.items():
         assert p.description, name
         for key, (value, source) in p.values.items():
@@ -35,6 +35,8 @@ def test_papers_machines() -> None:
     xeon = profile("xeon-2003")
     assert xeon.clock_hz == 2_400_000_000
     assert xeon.ns(xeon.syscall + 156) == 450  # lmbench null call with the kernel's path, L-UP 0.45 us
+    modern = profile("skylake-sp-kvm")
+    assert (modern.vm_exit, modern.exit_emulate) == (1529, 0)  # kvm-unit-tests vmcall, handler included
     with pytest.raises(KeyError, match="unknown cost profile 'p5'"):
         profile("p5")
 
@@ -77,3 +79,12 @@ def test_the_fidelity_page_lists_every_fitted_value() -> None:
         for key, rows in p.fits.items():
             for row in rows:
                 assert f"`{row}`" in page, (p.name, key, row)
+
+
+def test_the_modern_profile_runs_nested_paging_on_a_tagged_tlb(plugins: PluginManager) -> None:
+    vms = [{"name": "a", "memory": "64MiB", "mode": "hardware-assisted", "workload": "fork"}]
+    sim, summary = simulate(scenario(vms, duration="20ms", costs="skylake-sp-kvm", tlb_tagged=True), plugins)
+    assert sim.machine.costs.vm_exit == 1529
+    vm = summary["vms"]["a"]
+    assert vm["forks"] > 0
+    assert vm["shadow_pt_updates"] == 0, "nested paging keeps no shadow tables"
