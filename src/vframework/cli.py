@@ -1,4 +1,4 @@
-"""The command line: ``vframework run | plugins | validate | check``.
+"""The command line: ``vframework run | top | report | compare | sweep | plugins | validate | check | experiment``.
 
 Exit codes: 0 success; 1 a runtime failure (a plugin hook raised, the host ran out of memory,
 a conformance property failed); 2 bad input (scenario, arguments, a plugin that cannot load).
@@ -360,13 +360,22 @@ def top(
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="where to write the page (FOLDER/report.html)"
 )
-def report(folder: Path, out: Path | None) -> None:
-    """Regenerate FOLDER's plots and write a self-contained report.html (plots, tables, provenance)."""
+@click.option("--x", "x_param", metavar="PARAM", help="a sweep folder: the parameter on the x axis")
+def report(folder: Path, out: Path | None, x_param: str | None) -> None:
+    """Regenerate FOLDER's plots and write a self-contained report.html (plots, tables, provenance).
+
+    For a sweep's folder: each metric against one parameter (--x; default the first numeric
+    one), a line per combination of the others, the mean over seeds with a 95% interval."""
     from vframework.run import report as plots
     from vframework.run.analysis import column_name, load
     from vframework.run.html import render_report
     from vframework.run.simulation import TIMESERIES_METRICS
 
+    if (folder / "sweep.csv").is_file():
+        _sweep_report(folder, out, x_param)
+        return
+    if x_param is not None:
+        _fail(f"--x is for a sweep's folder, and {folder} has no sweep.csv", 2)
     try:
         results = load(folder)
     except ResultsError as exc:
@@ -386,6 +395,19 @@ def report(folder: Path, out: Path | None) -> None:
     _out.print(f"report: {target}", markup=False)
 
 
+def _sweep_report(folder: Path, out: Path | None, x_param: str | None) -> None:
+    from vframework.run.sweep_report import render_sweep_report
+
+    target = out or folder / "report.html"
+    try:
+        target.write_text(render_sweep_report(folder, x_param), encoding="utf-8")
+    except ResultsError as exc:
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(f"cannot write the report: {exc}", 1)
+    _out.print(f"report: {target}", markup=False)
+
+
 _COMPARE_DEFAULT = (
     "cpu_run_ns",
     "cpu_ready_ns",
@@ -400,31 +422,6 @@ _COMPARE_DEFAULT = (
 )
 
 
-def _metric(summary: dict[str, object], name: str) -> float | None:
-    """A metric of a summary: a VM counter summed over VMs, ``VM.counter`` for one VM,
-    ``host.counter``, or ``bill_total`` / ``bill_<resource>`` (summed over VMs)."""
-    from decimal import Decimal
-
-    vms: dict[str, dict[str, int]] = summary.get("vms", {})  # type: ignore[assignment]
-    host: dict[str, int] = summary.get("host", {})  # type: ignore[assignment]
-    billing: dict[str, object] = summary.get("billing", {})  # type: ignore[assignment]
-    bills: dict[str, dict[str, object]] = billing.get("vms", {}) if billing else {}  # type: ignore[assignment]
-    head, dot, tail = name.partition(".")
-    if dot and head == "host":
-        return host.get(tail)
-    if dot:
-        if tail.startswith("bill_"):
-            value = bills.get(head, {}).get(tail)
-            return float(Decimal(str(value))) if value is not None else None
-        return vms.get(head, {}).get(tail)
-    if name.startswith("bill_"):
-        if not bills:
-            return None
-        return float(sum(Decimal(str(b.get(name, 0))) for b in bills.values()))
-    values = [c[name] for c in vms.values() if name in c]
-    return sum(values) if values else None
-
-
 @main.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option(
@@ -437,6 +434,8 @@ def _metric(summary: dict[str, object], name: str) -> float | None:
 @_FORMAT
 def compare(folders: tuple[Path, ...], metrics: tuple[str, ...], fmt: str) -> None:
     """Compare results folders side by side: each metric, and its ratio to the first folder."""
+    from vframework.run.sweep import metric
+
     names = list(metrics or _COMPARE_DEFAULT)
     summaries = []
     for folder in folders:
@@ -446,7 +445,7 @@ def compare(folders: tuple[Path, ...], metrics: tuple[str, ...], fmt: str) -> No
             _fail(f"{folder} is not a results folder: {exc}", 2)
     table_rows = []
     for name in names:
-        values = [_metric(s, name) for s in summaries]
+        values = [metric(s, name) for s in summaries]
         if all(v is None for v in values):
             known = sorted({k for s in summaries for c in s.get("vms", {}).values() for k in c})
             _fail(f"--metric {name!r} is in none of the folders; VM counters: {', '.join(known[:12])}, ...", 2)
@@ -733,6 +732,61 @@ def check(
         _err.print(f"no property applies to {', '.join(bare)}", markup=False)
     if failed or (strict and bare):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the sweep's folder (default: results/<sweep name>); rerun with it to resume",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="local processes (default: the core count)")
+@click.option("--scheduler", metavar="ADDRESS", help="run the points on this Dask scheduler (tcp://host:8786)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+def sweep(sweep_file: Path, out: Path | None, workers: int | None, scheduler: str | None, quiet: bool) -> None:
+    """Run a sweep: a base scenario under a grid of --set overrides, for every seed.
+
+    Each point runs into OUT/points/NNNN like `vframework run`; OUT/sweep.csv gathers the
+    chosen metrics. Rerunning into the same OUT runs only the points not done yet. Exit status:
+    0, or 100 + the number of points that failed (at most 125)."""
+    from rich.progress import Progress
+
+    from vframework.run import sweep_run
+
+    if workers is not None and scheduler is not None:
+        _fail("give --workers or --scheduler, not both (Dask's workers are the cluster's)", 2)
+    target = out or Path("results") / sweep_file.stem
+    try:
+        prepared = sweep_run.prepare(sweep_file, target)
+    except ScenarioError as exc:
+        n = len(exc.problems)
+        _err.print(f"[bold red]error:[/] invalid sweep ({n} problem{'s' if n != 1 else ''}):", markup=True)
+        for problem in exc.problems:
+            _err.print(f"  {problem}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except (ResultsError, OSError) as exc:
+        _fail(str(exc), 2)
+    done = len(prepared.points) - len(prepared.pending)
+    if done and not quiet:
+        _err.print(f"resuming: {done} of {len(prepared.points)} points already done", markup=False)
+    try:
+        with Progress(console=_err, transient=True, disable=quiet) as bar:
+            task = bar.add_task("points", total=len(prepared.pending))
+            sweep_run.run(prepared, workers, scheduler, progress=lambda n, total: bar.update(task, completed=n))
+        sweep_run.finish(prepared)
+    except (ResultsError, OSError) as exc:
+        _fail(f"{exc}; points already done are kept: rerun to resume", 1)
+    failed = len(prepared.errors)
+    for index, error in sorted(prepared.errors.items()):
+        _err.print(f"point {index:04d} failed: {error}", markup=False, soft_wrap=True)
+    _out.print(
+        f"sweep: {target} ({len(prepared.points) - failed} of {len(prepared.points)} points done, "
+        f"{failed} failed; table: {target / 'sweep.csv'})",
+        markup=False,
+    )
+    if failed:
+        sys.exit(100 + min(failed, 25))
 
 
 @main.command(name="experiment")

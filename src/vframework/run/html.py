@@ -23,14 +23,14 @@ import pandas as pd
 from vframework.api.experiments import pyplot
 from vframework.run.analysis import Results
 
-__all__ = ["TOP", "render_report"]
+__all__ = ["TOP", "html_table", "png_base64", "render_report"]
 
 #: VMs drawn individually in a plot; the rest are summed into "others".
 TOP = 8
 _MIB = 4096 / 2**20
 
 
-def _png(draw: Callable[[Any], None], height: float = 3.0) -> str:
+def png_base64(draw: Callable[[Any], None], height: float = 3.0) -> str:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, height))
     draw(ax)
@@ -72,7 +72,7 @@ def _lines(ts: pd.DataFrame, column: str, scale: float, label: str, rate: bool) 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
 
-    return _png(draw)
+    return png_base64(draw)
 
 
 def _memory_states(r: Results) -> str | None:
@@ -104,7 +104,7 @@ def _memory_states(r: Results) -> str | None:
         ax.legend(fontsize=7, ncol=5)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
 
-    return _png(draw)
+    return png_base64(draw)
 
 
 def _bill(r: Results) -> str | None:
@@ -128,10 +128,10 @@ def _bill(r: Results) -> str | None:
         ax.legend(fontsize=7, ncol=4)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
 
-    return _png(draw)
+    return png_base64(draw)
 
 
-def _table(df: pd.DataFrame) -> str:
+def html_table(df: pd.DataFrame) -> str:
     return str(df.to_html(border=0, classes="t", escape=True))
 
 
@@ -170,17 +170,17 @@ def render_report(r: Results) -> str:
             )
     keep = [c for c in ("mode", "workload", "cpu_run_ns", "cpu_ready_ns", "mem_consumed_pages") if c in r.summary]
     if keep:
-        body.append("<h2>Summary</h2>" + _table(r.summary[keep]))
+        body.append("<h2>Summary</h2>" + html_table(r.summary[keep]))
     host = r.raw.get("host", {})
     sharing = {k: host[k] for k in ("pages_shared", "pages_sharing", "pages_unshared", "full_scans") if k in host}
     if any(sharing.values()):
-        body.append("<h2>Sharing</h2>" + _table(pd.DataFrame([sharing], index=["host"])))
+        body.append("<h2>Sharing</h2>" + html_table(pd.DataFrame([sharing], index=["host"])))
     billing = r.raw.get("billing")
     if billing:
         rows = {vm: {k: v for k, v in b.items() if k.startswith("bill_")} for vm, b in billing["vms"].items()}
         body.append(
             f"<h2>Invoice ({html.escape(billing['currency'])}, total {html.escape(billing['bill_total'])})</h2>"
-            + _table(pd.DataFrame.from_dict(rows, orient="index"))
+            + html_table(pd.DataFrame.from_dict(rows, orient="index"))
         )
     if r.provenance is not None:
         body.append("<h2>Provenance</h2><pre>" + html.escape(json.dumps(r.provenance, indent=2)) + "</pre>")

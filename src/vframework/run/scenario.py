@@ -44,6 +44,7 @@ __all__ = [
     "load_default_scenario",
     "load_scenario",
     "parse_scenario",
+    "parse_scenario_text",
 ]
 
 #: The scenario embedded in the package, run by ``vframework run`` with no file.
@@ -759,9 +760,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
     return data
 
 
-def _parse_with_overrides(text: str, source: str, plugins: PluginManager, overrides: list[str] | None) -> Scenario:
-    """Parse ``text`` with ``overrides`` applied; a problem with an overridden key is reported
-    against the ``--set`` that gave it, not the file."""
+def parse_scenario_text(text: str, source: str, plugins: PluginManager, overrides: list[str] | None) -> Scenario:
+    """Parse scenario TOML ``text`` (read from ``source``) with ``overrides`` applied; a problem
+    with an overridden key is reported against the ``--set`` that gave it, not the file."""
     overrides = list(overrides or [])
     data = apply_overrides(_read(text, source), overrides)
     try:
@@ -791,11 +792,11 @@ def load_scenario(path: str | Path, plugins: PluginManager, overrides: list[str]
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError([Problem(source, "", f"cannot read the file: {reason}")]) from None
-    return _parse_with_overrides(text, source, plugins, overrides)
+    return parse_scenario_text(text, source, plugins, overrides)
 
 
 def load_default_scenario(plugins: PluginManager, overrides: list[str] | None = None) -> Scenario:
     """The scenario shipped inside the package."""
     text = resources.files("vframework.run").joinpath("scenarios", DEFAULT_SCENARIO).read_text(encoding="utf-8")
     source = f"<default scenario {DEFAULT_SCENARIO}>"
-    return _parse_with_overrides(text, source, plugins, overrides)
+    return parse_scenario_text(text, source, plugins, overrides)
