@@ -1,4 +1,5 @@
-"""The command line: ``vframework run | top | report | compare | sweep | plugins | validate | check | experiment``.
+"""The command line: ``vframework run | top | report | compare | sweep | import | export | plugins |
+validate | check | experiment``.
 
 Exit codes: 0 success; 1 a runtime failure (a plugin hook raised, the host ran out of memory,
 a conformance property failed); 2 bad input (scenario, arguments, a plugin that cannot load).
@@ -787,6 +788,127 @@ def sweep(sweep_file: Path, out: Path | None, workers: int | None, scheduler: st
     )
     if failed:
         sys.exit(100 + min(failed, 25))
+
+
+@main.group(name="import")
+def import_group() -> None:
+    """Write a scenario from VMs described for libvirt or xl."""
+
+
+@main.group(name="export")
+def export_group() -> None:
+    """Write a scenario's VMs in an operator's format."""
+
+
+def _import_options(f: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.argument(
+                "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+            ),
+            click.option(
+                "--host",
+                "host_file",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                help="a TOML file whose [host] table is the host (default: CPUs and memory for the VMs)",
+            ),
+            click.option(
+                "--out", type=click.Path(dir_okay=False, path_type=Path), help="the scenario file (default: stdout)"
+            ),
+            click.option("--strict", is_flag=True, help="an element or key that is not modelled is an error"),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _import(fmt: str, files: tuple[Path, ...], host_file: Path | None, out: Path | None, strict: bool) -> None:
+    import tomllib
+
+    import tomli_w
+
+    from vframework.formats import libvirt, xl
+    from vframework.formats.domains import default_host, to_scenario
+
+    reader = libvirt.read if fmt == "libvirt" else xl.read
+    domains, left = [], []
+    try:
+        for path in files:
+            domain, unmodelled = reader(path.read_text(encoding="utf-8"), str(path))
+            domains.append(domain)
+            left += unmodelled
+        host = default_host(domains)
+        if host_file is not None:
+            data = tomllib.loads(host_file.read_text(encoding="utf-8"))
+            if not isinstance(data.get("host"), dict):
+                _fail(f"{host_file} has no [host] table", 2)
+            host = data["host"]
+        plugins = _plugins()
+        scenario, more = to_scenario(domains, host, plugins)
+    except ScenarioError as exc:
+        n = len(exc.problems)
+        _err.print(f"[bold red]error:[/] cannot import ({n} problem{'s' if n != 1 else ''}):", markup=True)
+        for problem in exc.problems:
+            _err.print(f"  {problem}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        _fail(f"cannot read: {exc}", 2)
+    left += more
+    for item in left:
+        _err.print(f"{'error' if strict else 'warning'}: {item}", markup=False, soft_wrap=True)
+    if strict and left:
+        _fail(f"{len(left)} element(s) not modelled (--strict); nothing written", 2)
+    text = tomli_w.dumps(scenario)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {out}: {exc}", 1)
+        _out.print(f"scenario: {out} ({len(domains)} VMs)", markup=False)
+
+
+@import_group.command(name="libvirt")
+@_import_options
+def import_libvirt(files: tuple[Path, ...], host_file: Path | None, out: Path | None, strict: bool) -> None:
+    """A scenario from libvirt domain XML files (one VM per <domain>)."""
+    _import("libvirt", files, host_file, out, strict)
+
+
+@import_group.command(name="xl")
+@_import_options
+def import_xl(files: tuple[Path, ...], host_file: Path | None, out: Path | None, strict: bool) -> None:
+    """A scenario from Xen xl.cfg files (one VM per file)."""
+    _import("xl", files, host_file, out, strict)
+
+
+@export_group.command(name="libvirt")
+@click.argument("scenario", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="folder for <vm>.xml files (default: stdout)"
+)
+def export_libvirt(scenario: Path, out: Path | None) -> None:
+    """Write SCENARIO's VMs as libvirt domain XML (import libvirt reads them back)."""
+    import tomllib
+
+    from vframework.formats import libvirt
+
+    plugins = _plugins()
+    spec = _load(str(scenario), plugins, [])
+    data = tomllib.loads(spec.given)
+    host = data.get("host", {})
+    docs = {vm["name"]: libvirt.export(vm, host, plugins) for vm in data.get("vm", [])}
+    if out is None:
+        click.echo("".join(docs.values()), nl=False)
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in docs.items():
+            (out / f"{name}.xml").write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc}", 1)
+    _out.print(f"domains: {out} ({len(docs)} files)", markup=False)
 
 
 @main.command(name="experiment")
