@@ -74,9 +74,14 @@ def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Sce
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DecimalUnitWarning)
-            spec = (
-                load_default_scenario(plugins, overrides) if path is None else load_scenario(path, plugins, overrides)
-            )
+            if path is not None and Path(path).is_dir():
+                spec = _load_domains(Path(path), plugins, overrides)
+            else:
+                spec = (
+                    load_default_scenario(plugins, overrides)
+                    if path is None
+                    else load_scenario(path, plugins, overrides)
+                )
         for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DecimalUnitWarning)):
             _err.print(f"warning: {message}", markup=False, soft_wrap=True)
         return spec
@@ -86,6 +91,20 @@ def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Sce
         for problem in exc.problems:
             _err.print(f"  {problem}", markup=False, soft_wrap=True)
         sys.exit(2)
+
+
+def _load_domains(folder: Path, plugins: PluginManager, overrides: list[str]) -> Scenario:
+    """A folder of libvirt domain XMLs (and its host.toml) as a scenario; what is not modelled
+    is a warning, as with `vframework import libvirt`."""
+    import tomli_w
+
+    from vframework.formats.libvirt import read_folder
+    from vframework.run.scenario import parse_scenario_text
+
+    data, left = read_folder(folder, plugins)
+    for item in left:
+        _err.print(f"warning: {item}", markup=False, soft_wrap=True)
+    return parse_scenario_text(tomli_w.dumps(data), f"{folder} (domain XMLs)", plugins, overrides)
 
 
 @click.group()
@@ -98,7 +117,7 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
     """The options ``run`` and ``top`` share (both are the same run, writing the same results)."""
     for option in reversed(
         [
-            click.argument("scenario", required=False, type=click.Path(dir_okay=False)),
+            click.argument("scenario", required=False, type=click.Path()),
             click.option(
                 "--from",
                 "from_dir",
@@ -281,7 +300,8 @@ def run(
     fmt: str,
     quiet: bool,
 ) -> None:
-    """Run SCENARIO (a TOML file; the embedded default scenario when omitted)."""
+    """Run SCENARIO: a TOML file, a folder of libvirt domain XMLs (with its host.toml: the
+    [host] table), or the embedded default scenario when omitted."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     plugins, spec, run_seed, target = _prepare(scenario, from_dir, out, seed, overrides)

@@ -144,3 +144,21 @@ def test_without_out_the_scenario_goes_to_stdout_and_warnings_to_stderr(cli: CLI
     data = tomllib.loads(result.stdout)
     assert data["host"] == {"cpus": 2, "memory": "1GiB"}, "a host big enough for the VMs"
     assert "kernel: not modelled" in result.stderr
+
+
+def test_run_takes_a_folder_of_domains_with_its_host_file(cli: CLI, tmp_path: Path) -> None:
+    folder = tmp_path / "rack"
+    folder.mkdir()
+    for name in ("tuned.xml", "pv.xml", "host.toml"):
+        (folder / name).write_bytes((DOMAINS / name).read_bytes())
+    out = tmp_path / "r"
+    said = flat(cli(["run", folder, "--set", 'duration="30ms"', "--no-plot", "-q", "--out", out]))
+    assert "warning: " in said
+    assert "/domain/cputune/vcpupin: not modelled" in said
+    ran = tomllib.loads((out / "scenario.toml").read_text(encoding="utf-8"))
+    assert ran["host"]["cpus"] == 4, "host.toml's [host]"
+    assert [vm["name"] for vm in ran["vm"]] == ["web", "db"], "the files in name order"
+    assert ran["vm"][1]["weight"] == 2048
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no domain XML files" in flat(cli(["run", empty], code=2))

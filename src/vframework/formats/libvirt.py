@@ -23,14 +23,16 @@ element                                     becomes
 
 from __future__ import annotations
 
+import tomllib
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 from vframework.errors import Problem
-from vframework.formats.domains import Domain, ImportError_, Unmodelled
+from vframework.formats.domains import Domain, ImportError_, Unmodelled, default_host, to_scenario
 from vframework.sim.units import parse_size
 
-__all__ = ["export", "read"]
+__all__ = ["export", "read", "read_folder"]
 
 _UNITS = {
     "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2, "m": 1024**2, "mib": 1024**2,
@@ -227,3 +229,28 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
 
 def _name(ref: Any) -> str:
     return str(ref.get("name")) if isinstance(ref, dict) else str(ref)
+
+
+def read_folder(folder: Path, plugins: Any) -> tuple[dict[str, Any], list[Unmodelled]]:
+    """Scenario data for every ``*.xml`` domain in ``folder``, on the host of its ``host.toml``
+    (its ``[host]`` table) or, without one, a host big enough for the VMs."""
+    paths = sorted(folder.glob("*.xml"))
+    if not paths:
+        raise ImportError_([Problem(str(folder), "", "no domain XML files (*.xml) in the folder")])
+    domains, left = [], []
+    for path in paths:
+        domain, unmodelled = read(path.read_text(encoding="utf-8"), str(path))
+        domains.append(domain)
+        left += unmodelled
+    host = default_host(domains)
+    host_file = folder / "host.toml"
+    if host_file.is_file():
+        try:
+            data = tomllib.loads(host_file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ImportError_([Problem(str(host_file), "", f"not valid TOML: {exc}")]) from None
+        if not isinstance(data.get("host"), dict):
+            raise ImportError_([Problem(str(host_file), "host", "the host file needs a [host] table")])
+        host = data["host"]
+    scenario, more = to_scenario(domains, host, plugins, name=folder.resolve().name)
+    return scenario, left + more
