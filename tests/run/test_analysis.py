@@ -124,7 +124,7 @@ def test_legends_stay_readable_with_a_thousand_vms(tmp_path: Path, monkeypatch: 
     folder = tmp_path / "many"
     _synthetic_folder(folder, 1000)
     labels: list[list[str]] = []
-    real = report_html._png
+    real = report_html.png_base64
 
     def spy(draw: Any, height: float = 3.0) -> str:
         def wrapped(ax: Any) -> None:
@@ -133,7 +133,7 @@ def test_legends_stay_readable_with_a_thousand_vms(tmp_path: Path, monkeypatch: 
 
         return real(wrapped, height)
 
-    monkeypatch.setattr(report_html, "_png", spy)
+    monkeypatch.setattr(report_html, "png_base64", spy)
     page = report_html.render_report(load(folder))
     assert labels, "no plot was drawn"
     for legend in labels:

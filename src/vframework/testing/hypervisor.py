@@ -25,7 +25,7 @@ from vframework.api.contract import MemoryPolicy, Mode, Scheduler
 from vframework.api.params import Params
 from vframework.guest.os import GuestOS
 from vframework.hv.contexts import HostMemory
-from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.hypervisor import IDLE, Hypervisor
 from vframework.hv.vm import VM, VCPUState
 from vframework.machine.hardware import Machine
 from vframework.sim.engine import Engine
@@ -176,7 +176,9 @@ class HypervisorMachine(RuleBasedStateMachine):
     def work_conserving(self) -> None:
         if "work conservation" not in self.checks or not getattr(self.scheduler_cls, "work_conserving", False):
             return
-        idle = [cpu for cpu, v in enumerate(self.hv.running) if v is None]
+        # A CPU servicing an interrupt (a guest's timer tick on the CPU its idle vCPU last ran on)
+        # dispatches when the interrupt ends: only IDLE ones count, as in SchedulingMachine.
+        idle = [cpu for cpu, p in enumerate(self.hv.pcpus) if p.running is None and p.state == IDLE]
         runnable = [v for vm in self.hv.vms.values() for v in vm.vcpus if v.state == VCPUState.RUNNABLE]
         assert not (idle and runnable), f"CPUs {idle} idle while {runnable} wait"
 

@@ -288,10 +288,14 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
         return max(1.0, s.limit / 100) * self.slice_ns
 
     def _refill(self, s: _Share, now: int) -> None:
+        # The cap leaves room for the slices in flight (reserved): they are being spent while
+        # the bucket refills, and are deducted only when charged. Capping at the burst alone
+        # threw away what a running vCPU earned during its slice, so a VM limited to exactly
+        # one CPU (refill = spend) got half of one.
         if s.stamp is None:
             s.tokens = self._burst(s)
         else:
-            s.tokens = min(self._burst(s), s.tokens + (now - s.stamp) * s.limit / 100)
+            s.tokens = min(self._burst(s) + s.reserved, s.tokens + (now - s.stamp) * s.limit / 100)
         s.stamp = now
 
     # -- the scheduler interface ------------------------------------------------------------
@@ -360,6 +364,9 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
         seat = vcpu.sched
         s: _Share = seat[0]
         given = seat[1]
+        if s.limit:
+            self._refill(s, now)  # while this slice is still reserved: see _refill
+            s.tokens -= ran_ns
         seat[1] = 0
         seat[2] += ran_ns - given
         s.reserved -= given
@@ -367,8 +374,7 @@ class ProportionalScheduler(Scheduler[ProportionalParams]):
             self.sum_wp += ran_ns - given
             self._rekey(s, s.pass_ + (ran_ns - given) / s.weight)
         if s.limit:
-            self._refill(s, now)
-            s.tokens -= ran_ns
+            s.tokens = min(s.tokens, self._burst(s) + s.reserved)
             s.throttled = s.tokens - s.reserved < self.min_slice_ns
         if runnable:
             s.queue.append(vcpu)
