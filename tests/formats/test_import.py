@@ -162,3 +162,10 @@ def test_run_takes_a_folder_of_domains_with_its_host_file(cli: CLI, tmp_path: Pa
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no domain XML files" in flat(cli(["run", empty], code=2))
+
+
+def test_a_virtio_guest_gets_ring_devices_and_a_whole_vm_cap(cli: CLI, tmp_path: Path) -> None:
+    vm = _vms(_scenario(cli, tmp_path / "s.toml", "import", "libvirt", DOMAINS / "virtio.xml", "--host", HOST))["app"]
+    assert vm["devices"] == ["ring-block", "ring-net"]
+    assert vm["cap"] == 150, "global_quota / global_period: 1.5 CPUs for the whole VM"
+    assert (vm["vcpus"], vm["memory"], vm["mode"]) == (4, "2048MiB", "hardware-assisted")
