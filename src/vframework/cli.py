@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -113,9 +113,17 @@ def main() -> None:
     """vframework: a virtual machine monitor simulator, a small kernel plus plugins."""
 
 
+def _decorate(f: Callable[..., None], decorators: list[Callable[[Any], Any]]) -> Callable[..., None]:
+    """``f`` under ``decorators``, the first outermost (as if written above it in that order)."""
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
 def _run_options(f: Callable[..., None]) -> Callable[..., None]:
     """The options ``run`` and ``top`` share (both are the same run, writing the same results)."""
-    for option in reversed(
+    return _decorate(
+        f,
         [
             click.argument("scenario", required=False, type=click.Path()),
             click.option(
@@ -137,10 +145,8 @@ def _run_options(f: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--no-plot", is_flag=True, help="skip the PNG plot"),
             click.option("--debug", is_flag=True, help="show the traceback when a component raises"),
-        ]
-    ):
-        f = option(f)
-    return f
+        ],
+    )
 
 
 def _prepare(
@@ -821,7 +827,9 @@ def export_group() -> None:
 
 
 def _import_options(f: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(
+    """The options ``import libvirt`` and ``import xl`` share."""
+    return _decorate(
+        f,
         [
             click.argument(
                 "files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
@@ -836,10 +844,8 @@ def _import_options(f: Callable[..., None]) -> Callable[..., None]:
                 "--out", type=click.Path(dir_okay=False, path_type=Path), help="the scenario file (default: stdout)"
             ),
             click.option("--strict", is_flag=True, help="an element or key that is not modelled is an error"),
-        ]
-    ):
-        f = option(f)
-    return f
+        ],
+    )
 
 
 def _import(fmt: str, files: tuple[Path, ...], host_file: Path | None, out: Path | None, strict: bool) -> None:
