@@ -39,7 +39,8 @@ def test_libvirt_domains_map_onto_the_hosts_parameters(cli: CLI, tmp_path: Path)
     assert vms["web"]["mode"] == "paravirtual"
     assert vms["web"]["devices"] == ["ring-block", "ring-net"]
     said = flat(result.output)
-    for path in ("/domain/uuid", "/domain/cputune/vcpupin", "/domain/memtune/soft_limit", "/domain/memoryBacking"):
+    assert db["share_pages"] is False, "<memoryBacking><nosharepages/>"
+    for path in ("/domain/uuid", "/domain/cputune/vcpupin", "/domain/memtune/soft_limit"):
         assert path in said
     assert "/domain/devices/disk[1]" in said, "the cdrom"
 

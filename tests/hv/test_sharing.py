@@ -53,6 +53,21 @@ def test_sharing_maps_one_frame_and_frees_the_other() -> None:
     memory.check()
 
 
+@pytest.mark.parametrize("closed", [0, 1], ids=["target's owner", "the page's VM"])
+def test_a_vm_with_share_pages_off_shares_nothing(closed: int) -> None:
+    # libvirt's nosharepages, kept by the hypervisor whatever a service asks.
+    hv = _host()
+    memory = hv.machine.memory
+    hv.vms[closed].share_pages = False
+    target = _fill(hv, 0, 1, 0xAB)
+    own = _fill(hv, 1, 2, 0xAB)
+    assert hv.memory.share(1, [2], [target]) == 0
+    assert hv.vms[1].p2m[2] == own
+    assert memory.state[target] == PRIVATE
+    assert memory.state[own] == PRIVATE
+    memory.check()
+
+
 def test_unequal_contents_are_refused_with_the_pages_named() -> None:
     hv = _host()
     target = _fill(hv, 0, 1, 0xAB)

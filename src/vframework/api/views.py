@@ -54,6 +54,9 @@ class VMView(Protocol):
     counters: dict[str, int]
     #: Its parameters for the memory policy (the policy's ``vm_params_model``), or None.
     policy_params: Any
+    #: Whether a page-sharing service may share its pages (``[[vm]] share_pages``; libvirt's
+    #: ``nosharepages`` turns it off): a sharing service leaves a VM without it alone.
+    share_pages: bool
 
     @property
     def vcpus(self) -> Sequence[VCPUView]:

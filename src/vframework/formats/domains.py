@@ -54,6 +54,8 @@ class Domain:
     hard_limit: int | None = None
     min_guarantee: int | None = None
     balloon: bool = True
+    #: False: libvirt's memoryBacking/nosharepages (no page sharing for this VM).
+    share_pages: bool = True
     mode: dict[str, Any] | str = "hardware-assisted"
     devices: list[str] = field(default_factory=list)
 
@@ -90,6 +92,8 @@ def to_scenario(
         vm: dict[str, Any] = {"name": d.name, "vcpus": d.vcpus, "memory": _size(d.memory), "mode": d.mode}
         if not d.balloon:
             vm["balloon"] = "off"
+        if not d.share_pages:
+            vm["share_pages"] = False
         if d.devices:
             vm["devices"] = list(d.devices)
         for value, param, what in (

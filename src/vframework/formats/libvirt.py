@@ -14,6 +14,7 @@ element                                     becomes
 ``cputune/global_period`` + ``global_quota``  a cap for the whole VM
 ``memtune/hard_limit``, ``min_guarantee``   the policy's ``mem_max``, ``mem_min``
 ``memballoon model="none"``                 ``balloon = "off"``
+``memoryBacking/nosharepages``              ``share_pages = false``
 ``os/type``                                 ``hvm``: hardware-assisted; ``xen``/``linux``: paravirtual
 ``features/hap state="off"``                hardware assist without nested paging
 ``disk`` (``target bus``)                   virtio, xen: ``ring-block``; ide, sata, scsi: ``emulated-disk``
@@ -41,7 +42,18 @@ _UNITS = {
 _DISK_BUS = {"virtio": "ring-block", "xen": "ring-block", "ide": "emulated-disk", "sata": "emulated-disk"}
 _DISK_BUS |= {"scsi": "emulated-disk"}
 _NIC_MODEL = {"virtio": "ring-net", "netfront": "ring-net", "e1000": "emulated-nic", "rtl8139": "emulated-nic"}
-_MAPPED = {"name", "memory", "currentMemory", "vcpu", "cputune", "memtune", "os", "features", "devices"}
+_MAPPED = {
+    "name",
+    "memory",
+    "currentMemory",
+    "vcpu",
+    "cputune",
+    "memtune",
+    "memoryBacking",
+    "os",
+    "features",
+    "devices",
+}
 _MODES = {"hvm": "hardware-assisted", "xen": "paravirtual", "linux": "paravirtual"}
 _MAX_VCPUS = 1024
 
@@ -93,6 +105,12 @@ def read(text: str, source: str) -> tuple[Domain, list[Unmodelled]]:
             raise ImportError_([Problem(source, "/domain/vcpu", f"at most {_MAX_VCPUS} vCPUs, got {d.vcpus}")])
     _cputune(root, d, left)
     _memtune(root, d, left)
+    backing = root.find("memoryBacking")
+    for child in backing if backing is not None else []:
+        if child.tag == "nosharepages":
+            d.share_pages = False
+        else:
+            left.append(Unmodelled(source, f"/domain/memoryBacking/{child.tag}"))
     _os(root, d, left)
     _devices(root, d, left)
     return d, left
@@ -204,6 +222,8 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
         ET.SubElement(tune, "global_quota").text = str(round(vm[scheduler.cap_param] * 1000))
     if len(tune):
         root.append(tune)
+    if vm.get("share_pages") is False:
+        ET.SubElement(ET.SubElement(root, "memoryBacking"), "nosharepages")
     if "mem_min" in vm:
         memtune = ET.SubElement(root, "memtune")
         ET.SubElement(memtune, "min_guarantee", unit="KiB").text = str(parse_size(vm["mem_min"]) // 1024)

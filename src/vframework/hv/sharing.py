@@ -49,7 +49,8 @@ def share_pages(hv: Hypervisor, vm: VM, ppns: npt.ArrayLike, mpns: npt.ArrayLike
     """Map each of the VM's pages ``ppns`` onto frame ``mpns[i]``, copy-on-write; returns how
     many were shared. The page's own frame is released; a private target frame becomes shared.
 
-    Pages already on their target, unbacked pages and pinned pages or frames are skipped.
+    Pages already on their target, unbacked pages and pinned pages or frames are skipped, and so
+    are the pages and private frames of a VM whose ``share_pages`` is off (libvirt's nosharepages).
     Raises ValueError for pages outside the VM, frames that are free or the hypervisor's, or
     contents that differ (the full comparison every service must have made).
     """
@@ -73,13 +74,19 @@ def _share(hv: Hypervisor, vm: VM, ppns: npt.NDArray[np.int64], mpns: npt.NDArra
     if wrong.any():
         mpn = int(mpns[np.argmax(wrong)])
         raise ValueError(f"share: frame {mpn} is not a VM's frame; only VM memory is shared")
+    if not vm.share_pages:
+        return 0  # libvirt's nosharepages: whatever a service asks, its pages stay its own
     # Everyone whose memory changes stops running ahead first: this VM and the owners of the
     # private frames that become shared (their pages turn read-only).
     owners = {int(o) for o in memory.owner[mpns[state == PRIVATE]]}
+    closed = sorted(o for o in owners if not hv.vms[o].share_pages)
+    owners -= set(closed)
     for vm_id in sorted(owners | {vm.id}):
         hv.settle(hv.vms[vm_id])
     old = vm.p2m[ppns].astype(np.int64)
     keep = (old >= 0) & (old != mpns)
+    if closed:  # nor does a private frame of such a VM become a shared one
+        keep &= ~((state == PRIVATE) & np.isin(memory.owner[mpns], closed))
     pinned = pinned_frames(vm)
     for vm_id in owners:
         pinned = np.concatenate([pinned, pinned_frames(hv.vms[vm_id])])

@@ -164,6 +164,8 @@ class VM:
         #: while a vCPU is idle, as Linux's NO_HZ_IDLE).
         self.hz = 0
         self.tickless = False
+        #: Whether page-sharing services may share its pages (libvirt's nosharepages: False).
+        self.share_pages = True
         #: Since when the hypervisor holds the VM (its vCPUs may not run: ESX's low memory
         #: state blocks VMs above target), or None.
         self.held_since: int | None = None

@@ -231,6 +231,11 @@ class VMConfig(BaseModel):
         description="a tickless kernel (Linux NO_HZ_IDLE): no ticks while a vCPU is idle; a periodic kernel "
         "wakes for every tick",
     )
+    share_pages: bool = Field(
+        True,
+        description="the host's page-sharing services may share its pages (false: libvirt's "
+        "memoryBacking/nosharepages; QEMU then leaves its memory out of KSM)",
+    )
     page_struct_bytes: int = Field(
         0,
         ge=0,

@@ -96,6 +96,7 @@ class Simulation:
         vm.page_struct_bytes = cfg.page_struct_bytes
         vm.hz = cfg.hz
         vm.tickless = cfg.tickless
+        vm.share_pages = cfg.share_pages
         self.hypervisor.attach_mode(vm, spec.mode.cls, spec.mode.params)
         vm.guest = GuestOS(vm, self.hypervisor)
         for dev in spec.devices:

@@ -12,6 +12,7 @@ too, runs the service under test, stops VMs; after every step it checks, exactly
   over all VMs, that name it;
 * **frame conservation and isolation**: every frame is in exactly one state, the counts add up
   (with ``pages_sharing``), and a VM maps only frames it owns or frames shared copy-on-write;
+* **a VM with share_pages off shares nothing**: it maps no shared frame (libvirt's nosharepages);
 * **ballooned pages are out of reach**: no process maps a page the balloon holds, and it has no
   frame (a balloon round trip, through the guest's swap, is covered by the first check).
 
@@ -103,9 +104,14 @@ class SharingMachine(RuleBasedStateMachine):
         layout=st.tuples(st.integers(0, 8), st.integers(0, 4), st.integers(0, 4)),
         touched=st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=PAGES),
         writes=st.booleans(),
+        # Mostly sharable: a VM with share_pages off (libvirt's nosharepages) is the exception.
+        share_pages=st.integers(0, 3).map(bool),
     )
-    def add_vm(self, image: int, layout: tuple[int, int, int], touched: list[int], writes: bool) -> None:
+    def add_vm(
+        self, image: int, layout: tuple[int, int, int], touched: list[int], writes: bool, share_pages: bool
+    ) -> None:
         vm = VM(self.added, f"vm{self.added}", 1, PAGES, swap_pages=PAGES, image=IMAGES[image])
+        vm.share_pages = share_pages
         self.added += 1
         self.hv.attach_mode(vm, FlatMode, Params())
         vm.guest = GuestOS(vm, self.hv)
@@ -330,6 +336,16 @@ class SharingMachine(RuleBasedStateMachine):
                 assert not mapped.any(), (
                     f"{vm} process {proc.pid} maps ballooned page(s) at VPNs {np.flatnonzero(mapped)[:5]}"
                 )
+
+    @invariant()
+    def vms_without_share_pages_share_nothing(self) -> None:
+        memory = self.machine.memory
+        for vm in self.hv.vms.values():
+            if vm.share_pages:
+                continue
+            backed = vm.p2m[vm.p2m >= 0]
+            shared = np.flatnonzero(memory.state[backed] == SHARED)
+            assert not shared.size, f"{vm} has share_pages off but maps shared frame {int(backed[shared[0]])}"
 
     @invariant()
     def counters_agree(self) -> None:

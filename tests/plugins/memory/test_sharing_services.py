@@ -65,6 +65,21 @@ def test_image_and_zero_pages_are_shared_across_vms(plugins: PluginManager, serv
 
 
 @pytest.mark.parametrize("service", [ESX, KSM], ids=["esx-sharing", "ksm"])
+def test_a_vm_without_share_pages_is_left_alone(plugins: PluginManager, service: dict[str, Any]) -> None:
+    # libvirt's nosharepages: the other two VMs still share with each other, never with vm1.
+    data = _data(service)
+    data["vm"][1]["share_pages"] = False
+    summary, _ = _run(plugins, data)
+    vms = summary["vms"]
+    assert vms["vm1"]["mem_shared"] == 0
+    assert vms["vm1"]["mem_consumed"] == vms["vm1"]["mem_granted"]
+    for name in ("vm0", "vm2"):
+        assert vms[name]["mem_shared"] >= IMAGE + ZERO - 64
+    # Two VMs' image pages on one frame each (saving 1 of 2), their zero pages on one frame.
+    assert summary["host"]["pages_sharing"] <= IMAGE + 2 * ZERO
+
+
+@pytest.mark.parametrize("service", [ESX, KSM], ids=["esx-sharing", "ksm"])
 def test_different_images_share_only_zero_pages(plugins: PluginManager, service: dict[str, Any]) -> None:
     summary, _ = _run(plugins, _data(service, vms=2, image="windows"))
     # vm0 boots linux, vm1 windows: image pages differ; zero pages (and nothing else) match.

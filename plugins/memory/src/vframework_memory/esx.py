@@ -75,6 +75,8 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         p = self.params
         out = []
         for vm in memory.vms:
+            if not vm.share_pages:
+                continue  # nosharepages: never a candidate
             owed = self._owed.get(vm.id, 0.0) + vm.memory_pages * p.period / p.scan_time
             out.append((vm.id, vm.memory_pages, int(owed)))
             self._owed[vm.id] = owed - int(owed)

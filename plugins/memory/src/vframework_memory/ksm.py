@@ -72,7 +72,8 @@ class Ksm(MemoryService[KsmParams]):
         return KsmParams(pages_to_scan=12)
 
     def run(self, memory: MemoryContext, now: int) -> int:
-        vms = sorted((vm.id, vm.memory_pages) for vm in memory.vms)
+        # A VM with share_pages off is not MADV_MERGEABLE: KSM never scans it.
+        vms = sorted((vm.id, vm.memory_pages) for vm in memory.vms if vm.share_pages)
         for gone in set(self._vms) - {vm_id for vm_id, _ in vms}:
             del self._vms[gone]
         if not vms:
