@@ -9,7 +9,9 @@ A value the host cannot take is reported, like an element the format reader does
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from vframework.errors import Problem, ScenarioError
@@ -18,9 +20,15 @@ from vframework.run.scenario import HostConfig, parse_scenario
 if TYPE_CHECKING:
     from vframework.api.manager import PluginManager
 
-__all__ = ["Domain", "ImportError_", "Unmodelled", "default_host", "to_scenario"]
+__all__ = ["HARDWARE", "MAPPING", "Domain", "ImportError_", "Unmodelled", "default_host", "to_scenario"]
 
 MIB = 1024**2
+#: Registered names and XML names the formats map onto (``mapping.toml``: no plugin named here).
+MAPPING: dict[str, Any] = tomllib.loads(
+    resources.files("vframework.formats").joinpath("mapping.toml").read_text(encoding="utf-8")
+)
+#: The mode a domain gets unless it says paravirtual.
+HARDWARE: str = MAPPING["mode"]["hardware"]
 
 
 class ImportError_(ScenarioError):  # noqa: N801 (ImportError is Python's)
@@ -56,7 +64,7 @@ class Domain:
     balloon: bool = True
     #: False: libvirt's memoryBacking/nosharepages (no page sharing for this VM).
     share_pages: bool = True
-    mode: dict[str, Any] | str = "hardware-assisted"
+    mode: dict[str, Any] | str = HARDWARE
     devices: list[str] = field(default_factory=list)
 
 
@@ -91,7 +99,7 @@ def to_scenario(
     for d in domains:
         vm: dict[str, Any] = {"name": d.name, "vcpus": d.vcpus, "memory": _size(d.memory), "mode": d.mode}
         if not d.balloon:
-            vm["balloon"] = "off"
+            vm[MAPPING["scenario"]["balloon_driver"]] = "off"
         if not d.share_pages:
             vm["share_pages"] = False
         if d.devices:

@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from vframework.errors import Problem
-from vframework.formats.domains import Domain, ImportError_, Unmodelled, default_host, to_scenario
+from vframework.formats.domains import (
+    HARDWARE,
+    MAPPING,
+    Domain,
+    ImportError_,
+    Unmodelled,
+    default_host,
+    to_scenario,
+)
+from vframework.run.scenario import DEFAULT_COMPONENTS
 from vframework.sim.units import parse_size
 
 __all__ = ["export", "read", "read_folder"]
@@ -39,9 +48,15 @@ _UNITS = {
     "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2, "m": 1024**2, "mib": 1024**2,
     "gb": 1000**3, "g": 1024**3, "gib": 1024**3, "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
 }  # fmt: skip
-_DISK_BUS = {"virtio": "ring-block", "xen": "ring-block", "ide": "emulated-disk", "sata": "emulated-disk"}
-_DISK_BUS |= {"scsi": "emulated-disk"}
-_NIC_MODEL = {"virtio": "ring-net", "netfront": "ring-net", "e1000": "emulated-nic", "rtl8139": "emulated-nic"}
+_DEVICES: dict[str, str] = MAPPING["device"]
+_DISK_BUS = {bus: _DEVICES[kind] for bus, kind in MAPPING["libvirt"]["disk_bus"].items()}
+_NIC_MODEL = {model: _DEVICES[kind] for model, kind in MAPPING["libvirt"]["nic_model"].items()}
+_SHARE_TAG: str = MAPPING["libvirt"]["cputune_share"]
+_CPUTUNE = (_SHARE_TAG, *MAPPING["libvirt"]["cputune"])
+_RING = {_DEVICES["ring_disk"], _DEVICES["ring_nic"]}
+_DISKS = {_DEVICES["ring_disk"], _DEVICES["emulated_disk"]}
+_NICS = {_DEVICES["ring_nic"], _DEVICES["emulated_nic"]}
+_PV: str = MAPPING["mode"]["paravirtual"]
 _MAPPED = {
     "name",
     "memory",
@@ -54,7 +69,7 @@ _MAPPED = {
     "features",
     "devices",
 }
-_MODES = {"hvm": "hardware-assisted", "xen": "paravirtual", "linux": "paravirtual"}
+_MODES = {os_type: MAPPING["mode"][kind] for os_type, kind in MAPPING["libvirt"]["os_type"].items()}
 _MAX_VCPUS = 1024
 
 
@@ -123,13 +138,13 @@ def _cputune(root: ET.Element, d: Domain, left: list[Unmodelled]) -> None:
     values: dict[str, int] = {}
     for child in tune:
         path = f"/domain/cputune/{child.tag}"
-        if child.tag in ("shares", "period", "quota", "global_period", "global_quota"):
+        if child.tag in _CPUTUNE:
             values[child.tag] = _int(child, path, d.source, low=-1)
         else:
             left.append(Unmodelled(d.source, path, "not modelled (no scheduler here has CPU affinity)"
                                    if child.tag in ("vcpupin", "emulatorpin") else "not modelled"))  # fmt: skip
-    if "shares" in values:
-        d.shares = max(1, values["shares"])
+    if _SHARE_TAG in values:
+        d.shares = max(1, values[_SHARE_TAG])
     for period, quota, per_vcpu in (("period", "quota", True), ("global_period", "global_quota", False)):
         if values.get(quota, -1) > 0:
             if values.get(period, 0) <= 0:
@@ -163,9 +178,9 @@ def _os(root: ET.Element, d: Domain, left: list[Unmodelled]) -> None:
             left.append(Unmodelled(d.source, f"/domain/os/{child.tag}"))
     features = root.find("features")
     for child in features if features is not None else []:
-        if child.tag == "hap" and d.mode == "hardware-assisted":
+        if child.tag == "hap" and d.mode == HARDWARE:
             if child.get("state", "on") == "off":
-                d.mode = {"name": "hardware-assisted", "nested_paging": False}
+                d.mode = {"name": HARDWARE, "nested_paging": False}
         else:
             left.append(Unmodelled(d.source, f"/domain/features/{child.tag}"))
 
@@ -209,14 +224,14 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
     ET.SubElement(root, "name").text = vm["name"]
     memory = parse_size(vm.get("memory", "1GiB"))
     ET.SubElement(root, "memory", unit="KiB").text = str(memory // 1024)
-    scheduler = plugins.get("scheduler", _name(host.get("scheduler", "credit")))
+    scheduler = plugins.get("scheduler", _name(host.get("scheduler", DEFAULT_COMPONENTS["host"]["scheduler"])))
     if "mem_max" in vm:
         ET.SubElement(root, "currentMemory", unit="KiB").text = str(parse_size(vm["mem_max"]) // 1024)
     vcpus = int(vm.get("vcpus", 1))
     ET.SubElement(root, "vcpu").text = str(vcpus)
     tune = ET.Element("cputune")
     if scheduler.share_param and scheduler.share_param in vm:
-        ET.SubElement(tune, "shares").text = str(vm[scheduler.share_param])
+        ET.SubElement(tune, _SHARE_TAG).text = str(vm[scheduler.share_param])
     if scheduler.cap_param and vm.get(scheduler.cap_param):
         ET.SubElement(tune, "global_period").text = "100000"
         ET.SubElement(tune, "global_quota").text = str(round(vm[scheduler.cap_param] * 1000))
@@ -227,22 +242,23 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
     if "mem_min" in vm:
         memtune = ET.SubElement(root, "memtune")
         ET.SubElement(memtune, "min_guarantee", unit="KiB").text = str(parse_size(vm["mem_min"]) // 1024)
-    mode = vm.get("mode", "hardware-assisted")
+    mode = vm.get("mode", DEFAULT_COMPONENTS["vm"]["mode"])
     os_el = ET.SubElement(root, "os")
-    ET.SubElement(os_el, "type").text = "xen" if _name(mode) == "paravirtual" else "hvm"
+    ET.SubElement(os_el, "type").text = "xen" if _name(mode) == _PV else "hvm"
     if isinstance(mode, dict) and mode.get("nested_paging") is False:
         ET.SubElement(ET.SubElement(root, "features"), "hap", state="off")
     devices = ET.SubElement(root, "devices")
     for device in vm.get("devices", []):
         dev = _name(device)
-        if dev in ("ring-block", "emulated-disk"):
+        if dev in _DISKS:
             disk = ET.SubElement(devices, "disk", type="file", device="disk")
-            bus = "virtio" if dev == "ring-block" else "ide"
+            bus = "virtio" if dev in _RING else "ide"
             ET.SubElement(disk, "target", dev="vda" if bus == "virtio" else "hda", bus=bus)
-        elif dev in ("ring-net", "emulated-nic"):
+        elif dev in _NICS:
             nic = ET.SubElement(devices, "interface", type="network")
-            ET.SubElement(nic, "model", type="virtio" if dev == "ring-net" else "e1000")
-    ET.SubElement(devices, "memballoon", model="none" if vm.get("balloon") == "off" else "virtio")
+            ET.SubElement(nic, "model", type="virtio" if dev in _RING else "e1000")
+    balloon = vm.get(MAPPING["scenario"]["balloon_driver"])
+    ET.SubElement(devices, "memballoon", model="none" if balloon == "off" else "virtio")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
 

@@ -17,12 +17,14 @@ import ast
 from typing import Any
 
 from vframework.errors import Problem
-from vframework.formats.domains import MIB, Domain, ImportError_, Unmodelled
+from vframework.formats.domains import MAPPING, MIB, Domain, ImportError_, Unmodelled
 
 __all__ = ["read"]
 
 _MAPPED = {"name", "memory", "maxmem", "vcpus", "cpu_weight", "cap", "type", "builder", "disk", "vif"}
-_TYPES = {"pv": "paravirtual", "hvm": "hardware-assisted", "pvh": "hardware-assisted"}
+_HW: str = MAPPING["mode"]["hardware"]
+_TYPES = {"pv": MAPPING["mode"]["paravirtual"], "hvm": _HW, "pvh": _HW}
+_DEVICES: dict[str, str] = MAPPING["device"]
 _MAX_VCPUS = 1024
 
 
@@ -96,16 +98,17 @@ def read(text: str, source: str) -> tuple[Domain, list[Unmodelled]]:
     for i, spec in enumerate(_specs(settings, "disk", source)):
         vdev = spec.get("vdev", spec.get("_2", ""))
         emulated = hvm and vdev.startswith(("hd", "sd"))
-        _add(d, left, "disk", "emulated-disk" if emulated else "ring-block", f"disk[{i}]")
+        _add(d, left, "disk", _DEVICES["emulated_disk" if emulated else "ring_disk"], f"disk[{i}]")
     for i, spec in enumerate(_specs(settings, "vif", source)):
         model = spec.get("model", "rtl8139" if hvm and spec.get("type") != "vif" else "netfront")
         emulated = hvm and model in ("e1000", "rtl8139")
-        _add(d, left, "net", "emulated-nic" if emulated else "ring-net", f"vif[{i}]")
+        _add(d, left, "net", _DEVICES["emulated_nic" if emulated else "ring_nic"], f"vif[{i}]")
     return d, left
 
 
 def _add(d: Domain, left: list[Unmodelled], serves: str, name: str, path: str) -> None:
-    have = {"disk": ("ring-block", "emulated-disk"), "net": ("ring-net", "emulated-nic")}[serves]
+    kinds = ("ring_disk", "emulated_disk") if serves == "disk" else ("ring_nic", "emulated_nic")
+    have = [_DEVICES[k] for k in kinds]
     if any(x in d.devices for x in have):
         left.append(Unmodelled(d.source, path, f"not modelled (a VM has one {serves} device here)"))
     else:
