@@ -46,6 +46,15 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _fail_problems(what: str, exc: ScenarioError) -> NoReturn:
+    """Every problem of ``exc``, one per line under ``what``; exit 2 (bad input)."""
+    n = len(exc.problems)
+    _err.print(f"[bold red]error:[/] {what} ({n} problem{'s' if n != 1 else ''}):", markup=True)
+    for problem in exc.problems:
+        _err.print(f"  {problem}", markup=False, soft_wrap=True)
+    sys.exit(2)
+
+
 def _table(title: str) -> Table:
     from rich.table import Table
 
@@ -86,11 +95,7 @@ def _load(path: str | None, plugins: PluginManager, overrides: list[str]) -> Sce
             _err.print(f"warning: {message}", markup=False, soft_wrap=True)
         return spec
     except ScenarioError as exc:
-        n = len(exc.problems)
-        _err.print(f"[bold red]error:[/] invalid scenario ({n} problem{'s' if n != 1 else ''}):", markup=True)
-        for problem in exc.problems:
-            _err.print(f"  {problem}", markup=False, soft_wrap=True)
-        sys.exit(2)
+        _fail_problems("invalid scenario", exc)
 
 
 def _load_domains(folder: Path, plugins: PluginManager, overrides: list[str]) -> Scenario:
@@ -198,22 +203,10 @@ def _simulate(
 
 
 def _write(sim: Simulation, target: Path, no_plot: bool) -> Path:
-    from vframework.run.provenance import provenance, scenario_toml
-    from vframework.run.results import write_results
-    from vframework.run.simulation import TIMESERIES_METRICS
+    from vframework.run.results import write_run
 
-    assert sim.result is not None
     try:
-        return write_results(
-            target,
-            sim.result,
-            ("time_ns", "vm", *TIMESERIES_METRICS),
-            sim.timeseries,
-            plot=not no_plot,
-            bill=sim.bill,
-            provenance=provenance(sim.scenario, sim.seed, sim.plugins, ["vframework", *sys.argv[1:]]),
-            scenario_toml=scenario_toml(sim.scenario, sim.seed),
-        )
+        return write_run(sim, target, plot=not no_plot, argv=["vframework", *sys.argv[1:]])
     except (ResultsError, OSError) as exc:
         _fail(f"cannot write results: {exc}", 1)
 
@@ -787,11 +780,7 @@ def sweep(sweep_file: Path, out: Path | None, workers: int | None, scheduler: st
     try:
         prepared = sweep_run.prepare(sweep_file, target)
     except ScenarioError as exc:
-        n = len(exc.problems)
-        _err.print(f"[bold red]error:[/] invalid sweep ({n} problem{'s' if n != 1 else ''}):", markup=True)
-        for problem in exc.problems:
-            _err.print(f"  {problem}", markup=False, soft_wrap=True)
-        sys.exit(2)
+        _fail_problems("invalid sweep", exc)
     except (ResultsError, OSError) as exc:
         _fail(str(exc), 2)
     done = len(prepared.points) - len(prepared.pending)
@@ -849,12 +838,10 @@ def _import_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 def _import(fmt: str, files: tuple[Path, ...], host_file: Path | None, out: Path | None, strict: bool) -> None:
-    import tomllib
-
     import tomli_w
 
     from vframework.formats import libvirt, xl
-    from vframework.formats.domains import default_host, to_scenario
+    from vframework.formats.domains import default_host, host_table, to_scenario
 
     reader = libvirt.read if fmt == "libvirt" else xl.read
     domains, left = [], []
@@ -863,21 +850,11 @@ def _import(fmt: str, files: tuple[Path, ...], host_file: Path | None, out: Path
             domain, unmodelled = reader(path.read_text(encoding="utf-8"), str(path))
             domains.append(domain)
             left += unmodelled
-        host = default_host(domains)
-        if host_file is not None:
-            data = tomllib.loads(host_file.read_text(encoding="utf-8"))
-            if not isinstance(data.get("host"), dict):
-                _fail(f"{host_file} has no [host] table", 2)
-            host = data["host"]
-        plugins = _plugins()
-        scenario, more = to_scenario(domains, host, plugins)
+        host = default_host(domains) if host_file is None else host_table(host_file)
+        scenario, more = to_scenario(domains, host, _plugins())
     except ScenarioError as exc:
-        n = len(exc.problems)
-        _err.print(f"[bold red]error:[/] cannot import ({n} problem{'s' if n != 1 else ''}):", markup=True)
-        for problem in exc.problems:
-            _err.print(f"  {problem}", markup=False, soft_wrap=True)
-        sys.exit(2)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        _fail_problems("cannot import", exc)
+    except (OSError, UnicodeDecodeError) as exc:
         _fail(f"cannot read: {exc}", 2)
     left += more
     for item in left:

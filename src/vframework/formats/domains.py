@@ -12,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vframework.errors import Problem, ScenarioError
@@ -20,7 +21,17 @@ from vframework.run.scenario import HostConfig, parse_scenario
 if TYPE_CHECKING:
     from vframework.api.manager import PluginManager
 
-__all__ = ["HARDWARE", "MAPPING", "Domain", "ImportError_", "Unmodelled", "default_host", "to_scenario"]
+__all__ = [
+    "HARDWARE",
+    "MAPPING",
+    "Domain",
+    "ImportError_",
+    "Unmodelled",
+    "component_name",
+    "default_host",
+    "host_table",
+    "to_scenario",
+]
 
 MIB = 1024**2
 #: Registered names and XML names the formats map onto (``mapping.toml``: no plugin named here).
@@ -74,6 +85,25 @@ def default_host(domains: list[Domain]) -> dict[str, Any]:
     total = sum(d.memory for d in domains)
     gib = -(-total // 1024**3)
     return {"cpus": max(2, *(d.vcpus for d in domains)), "memory": f"{max(1, gib)}GiB"}
+
+
+def host_table(path: Path) -> dict[str, Any]:
+    """The ``[host]`` table of a host file (a scenario's, or one holding only that table)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportError_([Problem(str(path), "", f"cannot read the host file: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ImportError_([Problem(str(path), "", f"not valid TOML: {exc}")]) from None
+    if not isinstance(data.get("host"), dict):
+        raise ImportError_([Problem(str(path), "host", "the host file needs a [host] table")])
+    host: dict[str, Any] = data["host"]
+    return host
+
+
+def component_name(ref: Any) -> str:
+    """The name in a component reference: ``"credit"`` or ``{ name = "credit", ... }``."""
+    return str(ref.get("name")) if isinstance(ref, dict) else str(ref)
 
 
 def _size(n: int) -> str:
@@ -139,8 +169,7 @@ def _default(info: Any) -> str:
 
 
 def _component(plugins: PluginManager, kind: str, ref: Any) -> Any:
-    name = ref.get("name") if isinstance(ref, dict) else ref
     try:
-        return plugins.get(kind, str(name))
+        return plugins.get(kind, component_name(ref))
     except Exception:
         return None  # parse_scenario names the unknown component

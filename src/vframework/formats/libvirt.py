@@ -24,7 +24,6 @@ element                                     becomes
 
 from __future__ import annotations
 
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,9 @@ from vframework.formats.domains import (
     Domain,
     ImportError_,
     Unmodelled,
+    component_name,
     default_host,
+    host_table,
     to_scenario,
 )
 from vframework.run.scenario import DEFAULT_COMPONENTS
@@ -224,7 +225,7 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
     ET.SubElement(root, "name").text = vm["name"]
     memory = parse_size(vm.get("memory", "1GiB"))
     ET.SubElement(root, "memory", unit="KiB").text = str(memory // 1024)
-    scheduler = plugins.get("scheduler", _name(host.get("scheduler", DEFAULT_COMPONENTS["host"]["scheduler"])))
+    scheduler = plugins.get("scheduler", component_name(host.get("scheduler", DEFAULT_COMPONENTS["host"]["scheduler"])))
     if "mem_max" in vm:
         ET.SubElement(root, "currentMemory", unit="KiB").text = str(parse_size(vm["mem_max"]) // 1024)
     vcpus = int(vm.get("vcpus", 1))
@@ -244,12 +245,12 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
         ET.SubElement(memtune, "min_guarantee", unit="KiB").text = str(parse_size(vm["mem_min"]) // 1024)
     mode = vm.get("mode", DEFAULT_COMPONENTS["vm"]["mode"])
     os_el = ET.SubElement(root, "os")
-    ET.SubElement(os_el, "type").text = "xen" if _name(mode) == _PV else "hvm"
+    ET.SubElement(os_el, "type").text = "xen" if component_name(mode) == _PV else "hvm"
     if isinstance(mode, dict) and mode.get("nested_paging") is False:
         ET.SubElement(ET.SubElement(root, "features"), "hap", state="off")
     devices = ET.SubElement(root, "devices")
     for device in vm.get("devices", []):
-        dev = _name(device)
+        dev = component_name(device)
         if dev in _DISKS:
             disk = ET.SubElement(devices, "disk", type="file", device="disk")
             bus = "virtio" if dev in _RING else "ide"
@@ -263,10 +264,6 @@ def export(vm: dict[str, Any], host: dict[str, Any], plugins: Any) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _name(ref: Any) -> str:
-    return str(ref.get("name")) if isinstance(ref, dict) else str(ref)
-
-
 def read_folder(folder: Path, plugins: Any) -> tuple[dict[str, Any], list[Unmodelled]]:
     """Scenario data for every ``*.xml`` domain in ``folder``, on the host of its ``host.toml``
     (its ``[host]`` table) or, without one, a host big enough for the VMs."""
@@ -278,15 +275,7 @@ def read_folder(folder: Path, plugins: Any) -> tuple[dict[str, Any], list[Unmode
         domain, unmodelled = read(path.read_text(encoding="utf-8"), str(path))
         domains.append(domain)
         left += unmodelled
-    host = default_host(domains)
     host_file = folder / "host.toml"
-    if host_file.is_file():
-        try:
-            data = tomllib.loads(host_file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ImportError_([Problem(str(host_file), "", f"not valid TOML: {exc}")]) from None
-        if not isinstance(data.get("host"), dict):
-            raise ImportError_([Problem(str(host_file), "host", "the host file needs a [host] table")])
-        host = data["host"]
+    host = host_table(host_file) if host_file.is_file() else default_host(domains)
     scenario, more = to_scenario(domains, host, plugins, name=folder.resolve().name)
     return scenario, left + more

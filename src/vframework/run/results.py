@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - the test environments install it
     pa = pq = None
 from vframework.run import report
 from vframework.run.billing import LEDGER_COLUMNS, Bill
+from vframework.run.provenance import provenance, scenario_toml
+from vframework.run.simulation import TIMESERIES_METRICS, Simulation
 
 __all__ = [
     "ResultsError",
@@ -39,6 +41,7 @@ __all__ = [
     "summary_json",
     "timeseries_csv",
     "write_results",
+    "write_run",
 ]
 
 
@@ -154,3 +157,19 @@ def check_out(out: Path) -> None:
         raise ResultsError(f"cannot create results in {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ResultsError(f"cannot create results in {out}: {parent} is not writable")
+
+
+def write_run(sim: Simulation, out: Path, *, plot: bool, argv: Sequence[str]) -> Path:
+    """Write a finished simulation's results folder as ``vframework run`` does: its summary,
+    time series, bill, provenance (``argv``: the command that ran it) and resolved scenario."""
+    assert sim.result is not None
+    return write_results(
+        out,
+        sim.result,
+        ("time_ns", "vm", *TIMESERIES_METRICS),
+        sim.timeseries,
+        plot=plot,
+        bill=sim.bill,
+        provenance=provenance(sim.scenario, sim.seed, sim.plugins, list(argv)),
+        scenario_toml=scenario_toml(sim.scenario, sim.seed),
+    )

@@ -45,10 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vframework.api.manager import PluginManager
 from vframework.errors import Problem, ScenarioError
-from vframework.run.provenance import provenance, scenario_toml
-from vframework.run.results import write_results
+from vframework.run.results import write_run
 from vframework.run.scenario import parse_scenario_text
-from vframework.run.simulation import TIMESERIES_METRICS, Simulation
+from vframework.run.simulation import Simulation
 
 __all__ = [
     "Point",
@@ -209,21 +208,10 @@ def run_point(base_text: str, base_source: str, point: Point) -> PointResult:
         spec = parse_scenario_text(base_text, base_source, plugins, point.overrides())
         sim = Simulation(spec, plugins, point.seed)
         sim.run()
-        assert sim.result is not None
         argv = ["vframework", "run", base_source, "--seed", str(point.seed), "--no-plot"]
         argv += [a for o in point.overrides() for a in ("--set", o)]
         with tempfile.TemporaryDirectory(prefix="vframework-point-") as tmp:
-            out = Path(tmp) / point.name
-            write_results(
-                out,
-                sim.result,
-                ("time_ns", "vm", *TIMESERIES_METRICS),
-                sim.timeseries,
-                plot=False,
-                bill=sim.bill,
-                provenance=provenance(sim.scenario, point.seed, plugins, argv),
-                scenario_toml=scenario_toml(sim.scenario, point.seed),
-            )
+            out = write_run(sim, Path(tmp) / point.name, plot=False, argv=argv)
             files = {f.name: f.read_bytes() for f in sorted(out.iterdir()) if f.is_file()}
         return PointResult(point.index, files)
     except ScenarioError as exc:
