@@ -230,6 +230,7 @@ class EveryOperation(Workload):
 
     def operations(self) -> list[Operation]:
         extra = [ops.ForkWait(2)] if hasattr(ops, "ForkWait") else []
+        extra += [ops.ForkExec((2, 3), shell=True)] if hasattr(ops, "ForkExec") else []
         return [*BasicOperations.operations(self), Fault("divide_error"), KernelCall("syscall", 3), *extra]
 
     def run(self) -> Generator[Operation, Any, None]:

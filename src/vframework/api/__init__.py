@@ -43,7 +43,20 @@ from vframework.api.views import (
     WorkloadContext,
 )
 from vframework.guest.mm import ContentLayout
-from vframework.guest.ops import IO, Compute, Fault, ForkWait, IORequest, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.guest.ops import (
+    IO,
+    Compute,
+    Fault,
+    ForkExec,
+    ForkWait,
+    IORequest,
+    KernelCall,
+    MapUnmap,
+    Operation,
+    Sleep,
+    Syscall,
+    Touch,
+)
 from vframework.io.events import EventChannels
 from vframework.io.grants import GrantError, GrantTable
 from vframework.io.ring import BackRing, FrontRing, RingSlot, SharedRing
@@ -77,6 +90,7 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "Fault",
+    "ForkExec",
     "ForkWait",
     "FrontRing",
     "GrantError",
@@ -85,6 +99,7 @@ __all__ = [
     "IORequest",
     "KernelCall",
     "LedgerLine",
+    "MapUnmap",
     "MemoryContext",
     "MemoryPolicy",
     "MemoryService",

@@ -113,7 +113,7 @@ class GuestKernel:
 
     Sizes are rough instruction counts of the corresponding Linux paths (a null system call
     ~150, a page fault ~400, a context switch ~2,400, a block-I/O request ~1,500, fork
-    ~4,000 and exit ~2,000 besides their page-table work), so the share of sensitive
+    ~4,000, exit ~2,000 and exec ~2,000 besides their page-table work), so the share of sensitive
     instructions, and so the para-virtual port's changed share, is of a realistic order.
     """
 
@@ -129,6 +129,7 @@ class GuestKernel:
     device_register: Block
     fork: Block
     exit: Block
+    execve: Block
     idle: Block
     paravirtual: bool = False
 
@@ -199,6 +200,8 @@ class GuestKernel:
             ),
             fork=Block("fork", (*_work(4000, 14), *_irq_save(_work(20, 15)))),
             exit=Block("exit", (*_work(2000, 16), *_irq_save(_work(20, 17)))),
+            # exec_mmap: drop the old mm, then activate the new one (a page-table base load).
+            execve=Block("execve", (*_work(2000, 19), (Op.MOVI, 6, 0x3000), (Op.MOV_TO_CR3, 6, 0))),
             idle=Block("idle", ((Op.STI, 0, 0), (Op.HLT, 0, 0))),
         )
 

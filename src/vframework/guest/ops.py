@@ -23,9 +23,11 @@ __all__ = [
     "SECTOR_BYTES",
     "Compute",
     "Fault",
+    "ForkExec",
     "ForkWait",
     "IORequest",
     "KernelCall",
+    "MapUnmap",
     "Operation",
     "Sleep",
     "Syscall",
@@ -172,3 +174,42 @@ class ForkWait(Operation):
     def __post_init__(self) -> None:
         if self.touch < 0:
             raise ValueError(f"touch must be >= 0, got {self.touch}")
+
+
+@dataclass(frozen=True, slots=True)
+class ForkExec(Operation):
+    """lmbench's ``lat_proc exec`` and ``shell``: fork a child that execs each program of
+    ``programs`` in turn and exits, while the parent waits.
+
+    A program is the number of pages it touches before it exits (its text, data, stack and
+    shared libraries). Each exec replaces the address space before it, as a shell's ``-c`` with
+    one command execs that command in place. ``shell``: the first program is a shell, which
+    does its start-up work before it execs the next."""
+
+    programs: tuple[int, ...]
+    shell: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.programs or min(self.programs) < 1:
+            raise ValueError(f"a fork-exec needs at least one program of at least one page, not {self.programs}")
+        if self.shell and len(self.programs) < 2:  # noqa: PLR2004 (a shell and its command)
+            raise ValueError("a shell fork-exec needs the shell and the command it runs (two programs)")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MapUnmap(Operation):
+    """lmbench's ``lat_mmap``: map ``pages`` pages of a file the page cache holds at VPN
+    ``start`` (mmap), write the pages ``offsets`` (an int64 array, relative to ``start``; each
+    first write a page fault), then unmap them all (munmap, which flushes the TLB)."""
+
+    start: int
+    pages: int
+    offsets: npt.NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.pages < 1:
+            raise ValueError(f"a mapping needs start >= 0 and pages >= 1, not {self.start} and {self.pages}")
+        if self.offsets.size and (int(self.offsets.min()) < 0 or int(self.offsets.max()) >= self.pages):
+            raise ValueError(
+                f"offsets {self.offsets.min()}..{self.offsets.max()} fall outside a {self.pages}-page mapping"
+            )

@@ -35,9 +35,11 @@ from vframework.guest.ops import (
     SECTOR_BYTES,
     Compute,
     Fault,
+    ForkExec,
     ForkWait,
     IORequest,
     KernelCall,
+    MapUnmap,
     Operation,
     Sleep,
     Syscall,
@@ -168,6 +170,18 @@ class GuestOS:
             return costs.ns(cycles), Then.NEXT
         if type(op) is ForkWait:
             cycles, io_ns = self.fork_wait(vcpu, proc, op.touch)
+            if io_ns:
+                vcpu.wait_ns = io_ns
+                return costs.ns(cycles), Then.IO_WAIT
+            return costs.ns(cycles), Then.NEXT
+        if type(op) is ForkExec:
+            cycles, io_ns = self.fork_exec(vcpu, proc, op.programs, op.shell)
+            if io_ns:
+                vcpu.wait_ns = io_ns
+                return costs.ns(cycles), Then.IO_WAIT
+            return costs.ns(cycles), Then.NEXT
+        if type(op) is MapUnmap:
+            cycles, io_ns = self.map_unmap(vcpu, proc, op)
             if io_ns:
                 vcpu.wait_ns = io_ns
                 return costs.ns(cycles), Then.IO_WAIT
@@ -540,7 +554,25 @@ class GuestOS:
         monitor = self.vm.monitor
         assert monitor is not None
         cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, self.kernel.exit)
-        present = proc.mapped()
+        return cycles + self._release(vcpu, proc)
+
+    def _release(self, vcpu: GuestVCPU, proc: GuestProcess) -> int:
+        """Unmap all of ``proc``, free the pages no one else maps and drop its address space
+        (what exit and exec do to the old program). Returns cycles."""
+        monitor = self.vm.monitor
+        assert monitor is not None
+        cycles = self._unmap(vcpu, proc, proc.mapped())
+        if proc.swap_slot is not None:
+            self.memory.free_slots(proc.swap_slot[proc.swap_slot >= 0])
+        cycles += monitor.address_space_gone(proc)
+        self.processes.remove(proc)
+        return cycles
+
+    def _unmap(self, vcpu: GuestVCPU, proc: GuestProcess, present: npt.NDArray[np.int64]) -> int:
+        """Clear the mapped pages ``present`` of ``proc`` and free those no one else maps; the
+        kernel's work per page is charged. Returns cycles."""
+        monitor = self.vm.monitor
+        assert monitor is not None
         ppns = proc.page_table[present].astype(np.int64)
         mem = self.memory
         sole = mem.sharers[ppns] == 0
@@ -548,13 +580,41 @@ class GuestOS:
         np.subtract.at(mem.sharers, ppns[~sole], 1)
         proc.page_table[present] = -1
         proc.pte_flags[present] = 0
-        cycles += monitor.pt_write(vcpu, proc, present) + int(present.size) * self.costs.page_reference
+        cycles = monitor.pt_write(vcpu, proc, present) + int(present.size) * self.costs.page_reference
         mem.give_back(freed)
-        if proc.swap_slot is not None:
-            mem.free_slots(proc.swap_slot[proc.swap_slot >= 0])
-        cycles += monitor.address_space_gone(proc)
-        self.processes.remove(proc)
         return cycles
+
+    def map_unmap(self, vcpu: GuestVCPU, proc: GuestProcess, op: MapUnmap) -> tuple[int, int]:
+        """lmbench's mmap iteration: mmap, write ``op.offsets``, munmap. Returns (cycles, io_ns)."""
+        monitor = self.vm.monitor
+        assert monitor is not None
+        end = op.start + op.pages
+        if end > proc.page_table.size:
+            raise ValueError(
+                f"VM {self.vm.name!r}: a mapping of pages {op.start}..{end - 1} does not fit the process's "
+                f"{proc.page_table.size}-page address space"
+            )
+        window = np.arange(op.start, end, dtype=np.int64)
+        if (proc.page_table[window] >= 0).any() or (proc.swap_slot is not None and (proc.swap_slot[window] >= 0).any()):
+            raise ValueError(f"VM {self.vm.name!r}: a mapping of pages {op.start}..{end - 1} overlaps pages in use")
+        self.vm.counters["syscalls"] += 2
+        cycles = self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, self.kernel.syscall)
+        io_ns = 0
+        if op.offsets.size:
+            touched, io_ns = self.touch(vcpu, proc, op.start + op.offsets, write=True)
+            cycles += touched
+        cycles += self.hypervisor.deliver(vcpu, "syscall", 1) + monitor.execute(vcpu, self.kernel.syscall)
+        if proc.swap_slot is not None:
+            out = window[proc.swap_slot[window] >= 0]
+            self.memory.free_slots(proc.swap_slot[out])
+            proc.swap_slot[out] = -1
+            proc.pte_flags[out] = 0
+        cycles += self._unmap(vcpu, proc, window[proc.page_table[window] >= 0])
+        # Linux 2.4's flush_tlb_range on x86 reloads %cr3: the whole untagged TLB goes.
+        tlb = self.hypervisor.tlb_for(vcpu)
+        tlb.flush()
+        self.vm.counters["tlb_flushes"] += 1
+        return cycles, io_ns
 
     def switch_to(self, vcpu: GuestVCPU, proc: GuestProcess) -> int:
         """Context switch to ``proc`` on this vCPU: the kernel's switch path (a page-table
@@ -579,6 +639,45 @@ class GuestOS:
             c, io_ns = self.touch(vcpu, child, mapped[: min(touch, mapped.size)], write=True)
             cycles += c
         cycles += self.exit(vcpu, child)
+        cycles += self.switch_to(vcpu, parent)
+        return cycles, io_ns
+
+    def execve(self, vcpu: GuestVCPU, proc: GuestProcess, pages: int) -> tuple[GuestProcess, int, int]:
+        """execve(): ``proc``'s program is replaced by one that touches ``pages`` pages before
+        it exits (each first touch a page fault). Returns (the process now running on the vCPU,
+        cycles, io_ns)."""
+        monitor = self.vm.monitor
+        assert monitor is not None
+        self.vm.counters["syscalls"] += 1
+        cycles = self.hypervisor.deliver(vcpu, "syscall", 1)
+        new = self.spawn(None, pages)
+        cycles += self._release(vcpu, proc)
+        # The new mm is activated in place: a page-table base load, as a context switch's.
+        vcpu.process = new
+        tlb = self.hypervisor.tlb_for(vcpu)
+        if not tlb.tagged:
+            tlb.flush()
+            self.vm.counters["tlb_flushes"] += 1
+        cycles += monitor.execute(vcpu, self.kernel.execve) + self.costs.exec_load
+        touched, io_ns = self.touch(vcpu, new, np.arange(pages, dtype=np.int64), write=True)
+        return new, cycles + touched, io_ns
+
+    def fork_exec(
+        self, vcpu: GuestVCPU, parent: GuestProcess, programs: tuple[int, ...], shell: bool
+    ) -> tuple[int, int]:
+        """lmbench's exec (and, with ``shell``, shell) iteration: fork; the child execs each
+        program in turn and exits; the parent waits. Returns (cycles, io_ns)."""
+        child, cycles = self.fork(vcpu, parent)
+        cycles += self.switch_to(vcpu, child)
+        io_ns = 0
+        proc = child
+        for i, pages in enumerate(programs):
+            proc, c, io = self.execve(vcpu, proc, pages)
+            cycles += c
+            io_ns += io
+            if shell and i == 0:
+                cycles += self.costs.shell_start
+        cycles += self.exit(vcpu, proc)
         cycles += self.switch_to(vcpu, parent)
         return cycles, io_ns
 

@@ -71,6 +71,11 @@ class CostModel:
     pt_pin: int = _cost(
         0, "Xen validating one page-table page's entries as it pins or unpins the table; 0: not charged"
     )
+    exec_load: int = _cost(
+        0,
+        "exec's work to load a program beyond its page faults (ELF mapping, dynamic loading); 0: not charged",
+    )
+    shell_start: int = _cost(0, "a shell's own start-up before it runs a command (sh -c); 0: not charged")
     page_copy: int = _cost(1_000, "copying a 4 KiB page (a copy-on-write fault, a swap-in)")
     world_switch: int = _cost(8_000, "a hosted VMM switching between the VMM and host OS worlds (~2-3 us)")
     vcpu_switch: int = _cost(2_000, "the hypervisor switching a physical CPU from one vCPU to another")

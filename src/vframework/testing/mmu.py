@@ -192,6 +192,18 @@ class MemoryMachine(RuleBasedStateMachine):
 
         self._same_outcome(step)
 
+    @precondition(lambda self: not self.exhausted)
+    @rule(programs=st.lists(st.integers(1, 4), min_size=1, max_size=2))
+    def fork_exec(self, programs: list[int]) -> None:
+        """A child that execs one program, or a shell that execs another, then exits: every
+        address space it had goes, and the parent's pages come back writable or stay shared."""
+
+        def step(g: _Guest) -> None:
+            assert g.vcpu.process is not None
+            g.guest.fork_exec(g.vcpu, g.vcpu.process, tuple(programs), shell=len(programs) > 1)
+
+        self._same_outcome(step)
+
     @precondition(lambda self: self.exhausted)
     @rule()
     def out_of_memory(self) -> None:

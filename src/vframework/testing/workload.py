@@ -11,7 +11,19 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from vframework.api.contract import Workload
 from vframework.api.params import Params
 from vframework.api.views import WorkloadContext
-from vframework.guest.ops import IO, Compute, Fault, ForkWait, KernelCall, Operation, Sleep, Syscall, Touch
+from vframework.guest.ops import (
+    IO,
+    Compute,
+    Fault,
+    ForkExec,
+    ForkWait,
+    KernelCall,
+    MapUnmap,
+    Operation,
+    Sleep,
+    Syscall,
+    Touch,
+)
 
 __all__ = ["WorkloadMachine"]
 
@@ -71,6 +83,10 @@ class WorkloadMachine(RuleBasedStateMachine):
             assert op.nbytes > 0, op
         elif isinstance(op, KernelCall):
             assert op.count >= 1, op
+        elif isinstance(op, MapUnmap):
+            assert op.start + op.pages <= self.space, f"{op!r}: the mapping ends outside the address space"
+        elif isinstance(op, ForkExec):
+            assert min(op.programs) >= 1, f"{op!r}: a program of no page"
         elif isinstance(op, ForkWait):
             assert 0 <= op.touch <= max(self.space, 1) * 2, f"{op!r} touches more pages than the process has"
         else:
