@@ -24,14 +24,8 @@ class TestTranslationMachine(TranslationMachine.TestCase):  # type: ignore[name-
 
 
 def test_the_property_catches_a_mistranslated_instruction(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = translate_module._direct
-
-    def swapped_sub(op: int, a: int, b: int) -> list[str]:
-        if op == Op.SUB:  # operands the wrong way round
-            return [f"regs[{a}] = (regs[{b}] - regs[{a}]) & 4294967295"]
-        return original(op, a, b)
-
-    monkeypatch.setattr(translate_module, "_direct", swapped_sub)
+    # SUB's operands the wrong way round.
+    monkeypatch.setitem(translate_module._ARITHMETIC, Op.SUB, "({y} - {x}) & 4294967295")
     quick = settings(max_examples=300, deadline=None, phases=[Phase.generate], database=None, derandomize=True)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(TranslationMachine, settings=quick)
@@ -88,3 +82,39 @@ def test_an_interrupt_pending_before_a_run_of_quiet_instructions_arrives_after_t
     assert execute(a, block, actions, ha, None) == translate(block, actions)(b, hb, None)
     assert ha.calls == hb.calls
     assert ha.calls[0][2][1:3] == (11, 0)
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        ("_FOLD", Op.ADD, lambda x, y: (x + y + 1) & 0xFFFF_FFFF),  # a constant folded wrong
+        ("_ARITHMETIC", Op.XOR, "{x} | {y}"),  # an operation computed wrong on a variable
+    ],
+)
+def test_the_property_catches_a_wrong_run_optimization(monkeypatch: pytest.MonkeyPatch, mutation: Any) -> None:
+    table, op, wrong = mutation
+    monkeypatch.setitem(getattr(translate_module, table), op, wrong)
+    quick = settings(max_examples=300, deadline=None, phases=[Phase.generate], database=None, derandomize=True)
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(TranslationMachine, settings=quick)
+
+
+def test_a_run_keeps_what_is_read_and_drops_what_is_overwritten() -> None:
+    """The run optimizer: a store overwritten before any load is never made, a value known at
+    translation is folded, and what the run reads first is loaded once."""
+    from vframework.machine.translate import _quiet_run  # noqa: PLC0415
+
+    run = [(Op.MOVI, 1, 5), (Op.ADD, 2, 1), (Op.STORE, 9, 2), (Op.MOVI, 3, 1), (Op.STORE, 9, 3), (Op.LOAD, 4, 9)]
+    lines = _quiet_run(run)
+    assert lines.count("r2 = regs[2]") == 1
+    assert "r2 = (r2 + 5) & 4294967295" in lines
+    assert not any(line.startswith("m0 = r2") for line in lines), "the first store to 9 is dead"
+    assert lines[-1] == "mem[9] = 1"
+    cpu_a, cpu_b = GuestCPU(), GuestCPU()
+    cpu_a.regs[2] = cpu_b.regs[2] = 40
+    block = Block("run", tuple(run))
+    actions = [0] * (max(Op) + 1)
+    assert execute(cpu_a, block, actions, RecordingHandler(), None) == translate(block, actions)(
+        cpu_b, RecordingHandler(), None
+    )
+    assert cpu_a.visible() == cpu_b.visible()

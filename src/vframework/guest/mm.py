@@ -240,11 +240,11 @@ class GuestMemory:
 
     def share_slots(self, slots: npt.NDArray[np.integer]) -> None:
         """A forked child maps these swapped pages too."""
-        np.add.at(self.slot_refs, slots, 1)
+        np.add.at(self.slot_refs, slots, self.slot_refs.dtype.type(1))
 
     def free_slots(self, slots: npt.NDArray[np.integer]) -> None:
         """One process no longer points at ``slots``; a slot no one points at is free again."""
-        np.subtract.at(self.slot_refs, slots, 1)
+        np.subtract.at(self.slot_refs, slots, self.slot_refs.dtype.type(1))
         freed = slots[self.slot_refs[slots] == 0]
         # Each freed slot once, in the order given (the order keeps reuse deterministic).
         self._swap_free.give(freed[np.sort(np.unique(freed, return_index=True)[1])])

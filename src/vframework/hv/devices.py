@@ -199,14 +199,14 @@ class DeviceHost:
     def pin(self, ppns: npt.NDArray[np.int64]) -> None:
         ppns = self._ppns(ppns)
         self._hv.back_pages(self._vm, ppns, hidden=False)  # DMA needs a frame where it lands
-        np.add.at(self._io.pins, ppns, 1)
+        np.add.at(self._io.pins, ppns, self._io.pins.dtype.type(1))
 
     def unpin(self, ppns: npt.NDArray[np.int64]) -> None:
         ppns = self._ppns(ppns)
         pins = self._io.pins
         if np.any(pins[ppns] == 0):
             raise ValueError(f"VM {self._vm.name!r}: unpinning pages that are not pinned")
-        np.subtract.at(pins, ppns, 1)
+        np.subtract.at(pins, ppns, pins.dtype.type(1))
 
     def read_pages(self, ppns: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
         ppns = self._ppns(ppns)

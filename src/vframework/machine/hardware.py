@@ -137,7 +137,7 @@ class MachineMemory:
         self.owner[first] = NO_OWNER
         self._tally[PRIVATE] -= first.size
         self._tally[SHARED] += first.size
-        np.add.at(self.refcount, mpns, 1)
+        np.add.at(self.refcount, mpns, self.refcount.dtype.type(1))
         self.sharing += int(mpns.size)
 
     def release(self, mpns: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
@@ -149,7 +149,7 @@ class MachineMemory:
             self.free(frames)
             return frames
         held = frames[shared]
-        np.subtract.at(self.refcount, held, 1)
+        np.subtract.at(self.refcount, held, self.refcount.dtype.type(1))
         gone = np.unique(held)
         gone = gone[self.refcount[gone] == 0]
         # A frame's last mapping was never counted in ``sharing``.

@@ -64,6 +64,19 @@ blocks = st.builds(
 )
 
 
+#: What kernel code is mostly made of: runs of ordinary instructions over a few registers and
+#: words, so that values are folded, overwritten before use and loaded back after a store.
+_RUN_OPS = (Op.NOP, Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.LOAD, Op.STORE, Op.CALL)
+_few = st.integers(0, 2)
+quiet_runs = st.lists(
+    st.sampled_from(_RUN_OPS).flatmap(
+        lambda op: st.tuples(st.just(int(op)), _few, st.integers(0, 1 << 33) if op == Op.MOVI else _few)
+    ),
+    min_size=1,
+    max_size=40,
+).map(lambda code: Block("run", tuple(code), True))
+
+
 def _allowed(op: int) -> list[int]:
     """The actions a mode may give ``op``: running directly needs semantics the CPU has (not
     SYSCALL or HYPERCALL), and only sensitive-but-unprivileged instructions run deprivileged."""
@@ -106,6 +119,13 @@ class TranslationMachine(RuleBasedStateMachine):
         want = execute(self.interpreted, block, actions, self.by_interpreter, extra)
         got = translate(block, actions)(self.translated, self.by_translation, extra)
         assert got == want, f"{block.code} under {actions}: translation gave {got}, interpretation {want}"
+
+    @rule(block=quiet_runs, with_extra=st.booleans())
+    def run_quiet_block(self, block: Block, with_extra: bool) -> None:
+        # Every instruction runs directly: the whole block is one run, the translator's
+        # optimized case.
+        actions = [int(Action.DIRECT) if op in _RUN_OPS else int(Action.FAULT) for op in range(len(_EXTRA))]
+        self.run_block(block, actions, with_extra)
 
     @rule(block=blocks, actions=action_tables)
     def run_through_cache(self, block: Block, actions: list[int]) -> None:
