@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from vframework.errors import GuestOutOfMemory, HostOutOfMemory, NoProgress, PluginError, ResultsError, ScenarioError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
     from vframework.api.manager import PluginManager
@@ -36,9 +35,39 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_err = Console(stderr=True, highlight=False)
-# Not a terminal (a pipe, a file): no width limit, so tables are never cut or wrapped.
-_out = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
+
+
+class _Console:
+    """A rich console made on first use: importing rich costs ``vframework --help`` a third of
+    its time, and help prints through click."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The console itself (for rich's live displays)."""
+        if self._console is None:
+            from rich.console import Console
+
+            # Not a terminal (a pipe, a file): no width limit, so tables are never cut or wrapped.
+            wide = self._stderr or sys.stdout.isatty()
+            self._console = Console(stderr=self._stderr, highlight=False, width=None if wide else 100_000)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+_err = _Console(stderr=True)
+_out = _Console(stderr=False)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -309,7 +338,7 @@ def run(
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeRemainingColumn(),
-        console=_err,
+        console=_err.get(),
         disable=quiet,
         transient=True,
     ) as bar:
@@ -367,7 +396,7 @@ def top(
             sample[row[1]] = dict(zip(TIMESERIES_METRICS, row[2:], strict=True))
         view.update(at, sample)
 
-    with _keys(view), Live(get_renderable=view.table, console=_out, refresh_per_second=4, transient=False):
+    with _keys(view), Live(get_renderable=view.table, console=_out.get(), refresh_per_second=4, transient=False):
         sim = _simulate(plugins, spec, run_seed, debug, refresh)
     path = _write(sim, target, no_plot)
     if not _out.is_terminal:  # the last table was printed without its line end
@@ -787,7 +816,7 @@ def sweep(sweep_file: Path, out: Path | None, workers: int | None, scheduler: st
     if done and not quiet:
         _err.print(f"resuming: {done} of {len(prepared.points)} points already done", markup=False)
     try:
-        with Progress(console=_err, transient=True, disable=quiet) as bar:
+        with Progress(console=_err.get(), transient=True, disable=quiet) as bar:
             task = bar.add_task("points", total=len(prepared.pending))
             sweep_run.run(prepared, workers, scheduler, progress=lambda n, total: bar.update(task, completed=n))
         sweep_run.finish(prepared)
