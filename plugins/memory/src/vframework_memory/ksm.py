@@ -12,9 +12,13 @@ content:
 - else it is inserted in the unstable tree, which is emptied at the end of every full scan
   (its pages may have changed since they were inserted: they are not write-protected).
 
-The trees are sorted by content (sortedcontainers), as KSM's red-black trees are ordered by
-memcmp. The counters are sysfs's: ``pages_shared``, ``pages_sharing`` (kept by the
-hypervisor), ``pages_unshared``, ``pages_volatile`` and ``full_scans``.
+KSM keeps its trees as red-black trees ordered by the pages' bytes (memcmp), only to find a page
+of equal content. Here each tree is a table keyed by the content token (a numpy hash table,
+:class:`~vframework_memory.table.KeyTable`): it finds the same pages, and a scan's pages are
+decided together, page order kept, in a few array operations. A Python object per tree page (a
+sorted dictionary's entry) would cost over a hundred bytes per page and a Python step per page.
+The counters are sysfs's: ``pages_shared``, ``pages_sharing`` (kept by the hypervisor),
+``pages_unshared``, ``pages_volatile`` and ``full_scans``.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
-from sortedcontainers import SortedDict
 
 from vframework.api import MemoryContext, MemoryService, Params
 from vframework_memory.content import SHARED, content_hash, share_checked
+from vframework_memory.table import KeyTable
 
 __all__ = ["Ksm", "KsmParams"]
 
@@ -57,9 +61,9 @@ class Ksm(MemoryService[KsmParams]):
         super().__init__(params)
         self.period_ns = params.sleep_millisecs * 1_000_000
         #: Content -> merged MPN.
-        self.stable: SortedDict = SortedDict()
+        self.stable = KeyTable({"mpn": np.int32})
         #: Content -> (VM id, PPN, MPN) of a page seen unchanged once in this scan.
-        self.unstable: SortedDict = SortedDict()
+        self.unstable = KeyTable(_UNSTABLE)
         self._vms: dict[int, _VMScan] = {}
         # Where the scan is: the VM (by position in id order) and the next PPN in it.
         self._vm_id = -1
@@ -106,7 +110,7 @@ class Ksm(MemoryService[KsmParams]):
         return scanned * self.params.scan_cycles
 
     def _end_scan(self, memory: MemoryContext) -> None:
-        self.unstable.clear()
+        self.unstable = KeyTable(_UNSTABLE)
         memory.counters["full_scans"] += 1
 
     def _visit(self, memory: MemoryContext, vm_id: int, pages: int, want: int) -> tuple[int, int]:
@@ -142,38 +146,81 @@ class Ksm(MemoryService[KsmParams]):
         mpns: npt.NDArray[np.int64],
         tokens: npt.NDArray[np.uint64],
     ) -> None:
-        share_ppns: list[int] = []
-        sources: list[int] = []
-        targets: list[int] = []
-        expect: list[int] = []
-        for ppn, mpn, token in zip(ppns.tolist(), mpns.tolist(), tokens.tolist(), strict=True):
-            stable = self.stable.get(token)
-            if stable is not None:
-                share_ppns.append(ppn)
-                sources.append(mpn)
-                targets.append(stable)
-                expect.append(token)
-                continue
-            item = self.unstable.get(token)
-            if item is None:
-                self.unstable[token] = (vm_id, ppn, mpn)
-            elif item[:2] != (vm_id, ppn):
-                other_vm, other_ppn, other_mpn = item
-                del self.unstable[token]
-                if other_vm != vm_id and not any(v.id == other_vm for v in memory.vms):
-                    continue
-                if int(memory.backing(other_vm, [other_ppn])[0]) != other_mpn:
-                    continue  # the tree's page moved since it was inserted
-                share_ppns.append(ppn)
-                sources.append(mpn)
-                targets.append(other_mpn)
-                expect.append(token)
-                # In the stable tree at once: the next page with this content merges onto it.
-                self.stable[token] = other_mpn
-        if not share_ppns:
+        """Look the quiet pages up, in scan order, as KSM does one by one: a page whose content
+        is in the stable tree merges onto its frame; one that meets a page of the unstable
+        tree merges with it, and their frame enters the stable tree; any other enters the
+        unstable tree. Pages of different contents never meet, so each content's pages are
+        decided on their own, in order."""
+        n = tokens.size
+        if n == 0:
             return
-        ok = share_checked(memory, vm_id, share_ppns, sources, targets, expect)
-        for token, mpn, good in zip(expect, targets, ok.tolist(), strict=True):
-            if not good and self.stable.get(token) == mpn:
-                # The frame was freed (every sharer wrote it), or the tree's page moved.
-                del self.stable[token]
+        order = np.argsort(tokens, kind="stable")  # each content's pages together, in scan order
+        ordered = tokens[order]
+        first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        sizes = np.diff(np.r_[first, n])
+        keys = ordered[first]
+        group = np.repeat(np.arange(first.size), sizes)  # each sorted position's content
+        rank = np.arange(n) - first[group]  # its place among its content's pages
+        # Where each content stands before this batch: in the stable tree, in the unstable one.
+        onto = np.full(first.size, -1, dtype=np.int64)  # the frame a content's pages merge onto
+        stable_slot = self.stable.find(keys)
+        in_stable = stable_slot >= 0
+        onto[in_stable] = self.stable.get(stable_slot[in_stable], "mpn")
+        item_slot = np.where(in_stable, -1, self.unstable.find(keys))
+        skip = np.zeros(first.size, dtype=bool)  # the tree page is the content's first page here
+        live = np.zeros(first.size, dtype=bool)  # met, and still where it was inserted: merged with
+        dead = np.zeros(first.size, dtype=bool)  # met, but its VM is gone or the page moved
+        items = np.flatnonzero(item_slot >= 0)
+        if items.size:
+            slots = item_slot[items]
+            item_vm = self.unstable.get(slots, "vm").astype(np.int64)
+            item_ppn = self.unstable.get(slots, "ppn").astype(np.int64)
+            item_mpn = self.unstable.get(slots, "mpn").astype(np.int64)
+            skip[items] = (item_vm == vm_id) & (item_ppn == ppns[order[first[items]]])
+            valid = np.zeros(items.size, dtype=bool)
+            known = {v.id for v in memory.vms}
+            for vm in np.unique(item_vm).tolist():
+                if vm == vm_id or vm in known:
+                    at = np.flatnonzero(item_vm == vm)
+                    valid[at] = memory.backing(vm, item_ppn[at]) == item_mpn[at]
+            # A tree page a later page meets leaves the tree; one only passed over stays.
+            met = ~skip[items] | (sizes[items] > 1)
+            self.unstable.delete(slots[met])
+            live[items] = met & valid
+            dead[items] = met & ~valid
+            onto[items[met & valid]] = item_mpn[met & valid]
+        step = rank - skip[group]  # 0 for the first page that acts on the tree
+        acting = step >= 0
+        # No partner (or a dead one, which the first acting page used up): the next page enters
+        # the unstable tree, and the pages after it merge onto it.
+        fresh = ~in_stable & ~live
+        lead_step = dead.astype(np.int64)
+        is_lead = fresh[group] & (step == lead_step[group])
+        leader = np.full(first.size, -1, dtype=np.int64)  # a fresh content's first page, by batch index
+        leader[group[is_lead]] = order[is_lead]
+        merges_fresh = fresh[group] & (step > lead_step[group])
+        merge = acting & (in_stable | live)[group] | merges_fresh
+        promote = live | (fresh & (sizes - skip > lead_step + 1))  # first merged now: into the stable tree
+        onto[fresh & (leader >= 0)] = mpns[leader[fresh & (leader >= 0)]]
+        self.stable.put(keys[promote], mpn=onto[promote])
+        alone = fresh & (leader >= 0) & ~promote
+        ins = leader[alone]
+        self.unstable.put(tokens[ins], vm=np.full(ins.size, vm_id, dtype=np.int32), ppn=ppns[ins], mpn=mpns[ins])
+        if not merge.any():
+            return
+        chosen = np.sort(order[merge])  # in scan order, as KSM merges them
+        dest = np.empty(n, dtype=np.int64)
+        dest[order] = onto[group]
+        dest = dest[chosen]
+        ok = share_checked(memory, vm_id, ppns[chosen], mpns[chosen], dest, tokens[chosen])
+        if not ok.all():
+            # The frame was freed (every sharer wrote it), or the tree's page moved.
+            bad = tokens[chosen][~ok]
+            slots = self.stable.find(bad)
+            here = slots >= 0
+            here[here] = self.stable.get(slots[here], "mpn") == dest[~ok][here]
+            self.stable.delete(slots[here])
+
+
+#: The unstable tree's columns: where the page it holds was when it was inserted.
+_UNSTABLE = {"vm": np.int32, "ppn": np.int32, "mpn": np.int32}

@@ -1,0 +1,195 @@
+"""KSM's trees as tables decide exactly what KSM's page-by-page walk decides.
+
+The reference below is the algorithm as ksm.rst describes it and as this plugin first ran it:
+each quiet page looked up in turn, a Python dictionary per tree. The plugin decides a scan's
+pages together in numpy. Two identical hosts, one per implementation, go through the same scans
+and guest writes; after every step their frames, mappings and KSM counters must be equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vframework_memory import Ksm
+from vframework_memory.content import share_checked
+
+from vframework.api import MemoryContext
+from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.sharing import break_sharing
+from vframework.hv.vm import VM
+from vframework.machine.hardware import Machine
+from vframework.sim.engine import Engine
+from vframework.sim.units import PAGE_SIZE
+from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode
+
+PAGES = 24
+
+
+class ReferenceKsm(Ksm):
+    """The page-by-page walk, with dictionaries for the trees."""
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params)
+        self.stable: dict[int, int] = {}  # type: ignore[assignment]
+        self.unstable: dict[int, tuple[int, int, int]] = {}  # type: ignore[assignment]
+
+    def _end_scan(self, memory: MemoryContext) -> None:
+        self.unstable.clear()
+        memory.counters["full_scans"] += 1
+
+    def _merge(
+        self,
+        memory: MemoryContext,
+        vm_id: int,
+        ppns: npt.NDArray[np.int64],
+        mpns: npt.NDArray[np.int64],
+        tokens: npt.NDArray[np.uint64],
+    ) -> None:
+        share_ppns: list[int] = []
+        sources: list[int] = []
+        targets: list[int] = []
+        expect: list[int] = []
+        for ppn, mpn, token in zip(ppns.tolist(), mpns.tolist(), tokens.tolist(), strict=True):
+            stable = self.stable.get(token)
+            if stable is not None:
+                share_ppns.append(ppn)
+                sources.append(mpn)
+                targets.append(stable)
+                expect.append(token)
+                continue
+            item = self.unstable.get(token)
+            if item is None:
+                self.unstable[token] = (vm_id, ppn, mpn)
+            elif item[:2] != (vm_id, ppn):
+                other_vm, other_ppn, other_mpn = item
+                del self.unstable[token]
+                if other_vm != vm_id and not any(v.id == other_vm for v in memory.vms):
+                    continue
+                if int(memory.backing(other_vm, [other_ppn])[0]) != other_mpn:
+                    continue
+                share_ppns.append(ppn)
+                sources.append(mpn)
+                targets.append(other_mpn)
+                expect.append(token)
+                self.stable[token] = other_mpn
+        if not share_ppns:
+            return
+        ok = share_checked(memory, vm_id, share_ppns, sources, targets, expect)
+        for token, mpn, good in zip(expect, targets, ok.tolist(), strict=True):
+            if not good and self.stable.get(token) == mpn:
+                del self.stable[token]
+
+
+def _host(contents: list[list[int]]) -> Hypervisor:
+    hv = Hypervisor(
+        Engine(0), Machine(1, (len(contents) * PAGES + 8) * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None), []
+    )
+    for i, tokens in enumerate(contents):
+        vm = VM(i, f"vm{i}", 1, PAGES)
+        hv.attach_mode(vm, FlatMode, FlatMode.params_model())
+        hv.add_vm(vm)
+        hv.back_pages(vm, np.arange(PAGES))
+        hv.machine.memory.content[vm.p2m] = np.array(tokens, dtype=np.uint64)
+    return hv
+
+
+def _write(hv: Hypervisor, vm_id: int, ppn: int, token: int) -> None:
+    """A guest write: a shared page gets a private copy first (copy-on-write), then new content."""
+    vm = hv.vms[vm_id]
+    break_sharing(hv, vm, np.array([ppn], dtype=np.int64))
+    hv.machine.memory.content[int(vm.p2m[ppn])] = np.uint64(token)
+
+
+def _state(hv: Hypervisor, service: Ksm) -> tuple[Any, ...]:
+    memory = hv.machine.memory
+    counters = {k: hv.counters[k] for k in ("pages_scanned", "pages_unshared", "pages_volatile", "full_scans")}
+    return (
+        [vm.p2m.tolist() for vm in hv.vms.values()],
+        memory.state.tolist(),
+        memory.refcount.tolist(),
+        memory.content.tolist(),
+        counters,
+        len(service.stable),
+    )
+
+
+tokens = st.integers(1, 8)  # few contents: pages meet each other often
+pages = st.tuples(st.integers(0, 2), st.integers(0, PAGES - 1))
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("scan"), st.integers(1, 40)),
+        st.tuples(st.just("write"), pages, tokens),
+        # A page's frame taken back (a tree page that is no longer where it was inserted)...
+        st.tuples(st.just("reclaim"), pages),
+        # ... and backed again, on whatever frame is free.
+        st.tuples(st.just("grant"), pages),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(contents=st.lists(st.lists(tokens, min_size=PAGES, max_size=PAGES), min_size=3, max_size=3), steps=steps)
+def test_the_tables_decide_as_the_page_by_page_walk(contents: list[list[int]], steps: list[tuple[Any, ...]]) -> None:
+    _lockstep(contents, steps)
+
+
+def _unique(vm: int, first: int) -> list[int]:
+    """A VM's pages: ``first``, then contents no other page has."""
+    return [first] + [1000 * (vm + 1) + i for i in range(1, PAGES)]
+
+
+def test_a_tree_page_that_moved_is_dropped_alike() -> None:
+    """VM 0's page enters the unstable tree, loses its frame, and VM 1's equal page meets it."""
+    contents = [_unique(0, 7), _unique(1, 7), _unique(2, 9)]
+    scan = PAGES  # one VM's pages per scan
+    steps = [("scan", 3 * scan), ("scan", scan), ("reclaim", (0, 0)), ("scan", scan), ("scan", 3 * scan)]
+    _, services = _lockstep(contents, steps)
+    assert len(services[1].stable) == 0, "the moved tree page was merged with"
+
+
+def test_a_stale_stable_page_leaves_the_tree_alike() -> None:
+    """Two pages merge; both are rewritten, so the stable frame holds other content; a third
+    page with the old content fails the full comparison, and the stable entry goes."""
+    contents = [_unique(0, 7), _unique(1, 7), _unique(2, 9)]
+    scan = PAGES
+    hosts, services = _lockstep(contents, [("scan", 3 * scan), ("scan", 2 * scan)])
+    assert [len(s.stable) for s in services] == [1, 1], "the two pages of content 7 merged"
+    later = [("write", (0, 0), 50), ("write", (1, 0), 51), ("write", (2, 0), 7)]
+    later += [("scan", scan), ("scan", 3 * scan), ("scan", 3 * scan)]
+    _lockstep(contents, later, hosts, services)
+    assert [len(s.stable) for s in services] == [0, 0]
+
+
+def _lockstep(
+    contents: list[list[int]],
+    steps: list[tuple[Any, ...]],
+    hosts: list[Hypervisor] | None = None,
+    services: list[Ksm] | None = None,
+) -> tuple[list[Hypervisor], list[Ksm]]:
+    """Both implementations through ``steps`` on hosts of ``contents`` (or on the hosts given),
+    their states compared after every step."""
+    hosts = hosts or [_host(contents), _host(contents)]
+    services = services or [ReferenceKsm(Ksm.params_model(pages_to_scan=1)), Ksm(Ksm.params_model(pages_to_scan=1))]
+    for step in steps:
+        for hv, service in zip(hosts, services, strict=True):
+            kind, *args = step
+            if kind == "scan":
+                service.params = service.params.model_copy(update={"pages_to_scan": args[0]})
+                service.run(hv.memory, 0)
+                continue
+            (vm_id, ppn), *rest = args
+            backed = int(hv.vms[vm_id].p2m[ppn]) >= 0
+            if kind == "write" and backed:
+                _write(hv, vm_id, ppn, rest[0])
+            elif kind == "reclaim":
+                hv.memory.reclaim(vm_id, [ppn])
+            elif kind == "grant" and not backed:
+                hv.memory.grant(vm_id, [ppn])
+        assert _state(hosts[0], services[0]) == _state(hosts[1], services[1]), step
+    return hosts, services
