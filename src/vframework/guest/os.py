@@ -164,29 +164,13 @@ class GuestOS(ProcessCalls):
         # Anything else may change memory the VM's other vCPUs have planned runs over.
         self.hypervisor.settle(self.vm)
         if type(op) is Touch:
-            cycles, io_ns = self.touch(vcpu, proc, op.vpns, op.write)
-            if io_ns:
-                vcpu.wait_ns = io_ns
-                return costs.ns(cycles), Then.IO_WAIT
-            return costs.ns(cycles), Then.NEXT
+            return self._waited(vcpu, *self.touch(vcpu, proc, op.vpns, op.write))
         if type(op) is ForkWait:
-            cycles, io_ns = self.fork_wait(vcpu, proc, op.touch)
-            if io_ns:
-                vcpu.wait_ns = io_ns
-                return costs.ns(cycles), Then.IO_WAIT
-            return costs.ns(cycles), Then.NEXT
+            return self._waited(vcpu, *self.fork_wait(vcpu, proc, op.touch))
         if type(op) is ForkExec:
-            cycles, io_ns = self.fork_exec(vcpu, proc, op.programs, op.shell)
-            if io_ns:
-                vcpu.wait_ns = io_ns
-                return costs.ns(cycles), Then.IO_WAIT
-            return costs.ns(cycles), Then.NEXT
+            return self._waited(vcpu, *self.fork_exec(vcpu, proc, op.programs, op.shell))
         if type(op) is MapUnmap:
-            cycles, io_ns = self.map_unmap(vcpu, proc, op)
-            if io_ns:
-                vcpu.wait_ns = io_ns
-                return costs.ns(cycles), Then.IO_WAIT
-            return costs.ns(cycles), Then.NEXT
+            return self._waited(vcpu, *self.map_unmap(vcpu, proc, op))
         if type(op) is Sleep:
             vcpu.wait_ns = op.ns
             return 0, Then.SLEEP
@@ -219,6 +203,13 @@ class GuestOS(ProcessCalls):
             vcpu.wait_ns = costs.ns(costs.io_device + op.nbytes * op.count * costs.byte_copy)
             return costs.ns(cycles), Then.IO_WAIT
         raise TypeError(f"workload of VM {self.vm.name!r} yielded {op!r}, which is not an operation")
+
+    def _waited(self, vcpu: GuestVCPU, cycles: int, io_ns: int) -> tuple[int, Then]:
+        """An operation's CPU time, and whether its vCPU then waits ``io_ns`` for swap I/O."""
+        if io_ns:
+            vcpu.wait_ns = io_ns
+            return self.costs.ns(cycles), Then.IO_WAIT
+        return self.costs.ns(cycles), Then.NEXT
 
     def submit_io(self, vcpu: GuestVCPU, device: GuestDevice, op: IO) -> int:
         """The driver hands an operation's requests to the device (each with the VM's next
