@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-
 class _Console:
     """A rich console made on first use: importing rich costs ``vframework --help`` a third of
     its time, and help prints through click."""
