@@ -219,6 +219,36 @@ def _give_back(proc: GuestProcess, ops: Sequence[Operation]) -> None:
     proc.lookahead.extendleft(reversed(ops))
 
 
+def _plannable(
+    guest: GuestOS, proc: GuestProcess, vpns: npt.NDArray[np.int64], write: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+    """Which references of a run can be planned (no fault, no trap, nothing watched), what a
+    TLB miss on each loads, and their guest PTE flags."""
+    monitor = guest.vm.monitor
+    assert monitor is not None
+    table = proc.page_table
+    inside = (vpns >= 0) & (vpns < table.size)
+    safe = np.where(inside, vpns, 0)
+    flags = proc.pte_flags[safe]
+    ppns = table[safe]
+    walked = guest.vm.p2m[np.maximum(ppns, 0)]
+    ok = inside & ((flags & PTE_PRESENT) != 0) & (walked >= 0)
+    ok &= ~write | ((flags & PTE_COW) == 0)
+    watch = guest.vm.watch
+    if watch is not None:
+        # A reference to a page being sampled is a hidden fault: stepped, not planned.
+        ok &= ~watch[np.maximum(ppns, 0)]
+    if guest.vm.counters["mem_shared"]:
+        # A write to a frame shared copy-on-write breaks the sharing: stepped, not planned.
+        ok &= ~write | (guest.hypervisor.machine.memory.state[np.maximum(walked, 0)] != SHARED)
+    if monitor.paging == "shadow":
+        # A first write to a clean page traps to set its dirty bit: stepped, not planned.
+        ok &= ~write | ((flags & PTE_DIRTY) != 0)
+    fill = monitor.run_fill(proc, safe, walked)
+    ok &= fill >= 0
+    return ok, fill, flags
+
+
 def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
     """The run ahead of ``vcpu``'s process from now: its next operations that start within
     ``budget_ns`` (at or before it) and can be planned; None when fewer than two can."""
@@ -250,31 +280,20 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
     touch = stale = bits = None
     cut = n_ops
     if touch_ops:
+        # A run often cannot start at all (its first batch faults): try that batch alone first,
+        # and skip gathering and checking the rest for nothing.
+        head = ops[touch_ops[0]]
+        head_write = np.full(head.vpns.size, head.write, dtype=np.bool_)  # type: ignore[attr-defined]
+        if not _plannable(guest, proc, head.vpns, head_write)[0].all():  # type: ignore[attr-defined]
+            cut = touch_ops[0]
+            touch_ops = []
+    if touch_ops:
         vectors = [ops[i].vpns for i in touch_ops]  # type: ignore[attr-defined]
         sizes = np.fromiter((v.size for v in vectors), dtype=np.int64, count=len(vectors))
         vpns = np.concatenate(vectors) if len(vectors) > 1 else vectors[0]
         offsets = np.cumsum(sizes) - sizes
         write = np.repeat(np.fromiter((ops[i].write for i in touch_ops), dtype=np.bool_), sizes)  # type: ignore[attr-defined]
-        table = proc.page_table
-        inside = (vpns >= 0) & (vpns < table.size)
-        safe = np.where(inside, vpns, 0)
-        flags = proc.pte_flags[safe]
-        ppns = table[safe]
-        walked = guest.vm.p2m[np.maximum(ppns, 0)]
-        ok = inside & ((flags & PTE_PRESENT) != 0) & (walked >= 0)
-        ok &= ~write | ((flags & PTE_COW) == 0)
-        watch = guest.vm.watch
-        if watch is not None:
-            # A reference to a page being sampled is a hidden fault: stepped, not planned.
-            ok &= ~watch[np.maximum(ppns, 0)]
-        if guest.vm.counters["mem_shared"]:
-            # A write to a frame shared copy-on-write breaks the sharing: stepped, not planned.
-            ok &= ~write | (guest.hypervisor.machine.memory.state[np.maximum(walked, 0)] != SHARED)
-        if monitor.paging == "shadow":
-            # A first write to a clean page traps to set its dirty bit: stepped, not planned.
-            ok &= ~write | ((flags & PTE_DIRTY) != 0)
-        fill = monitor.run_fill(proc, safe, walked)
-        ok &= fill >= 0
+        ok, fill, flags = _plannable(guest, proc, vpns, write)
         good = np.logical_and.reduceat(ok, offsets)
         if not good.all():
             bad = int(np.argmin(good))
