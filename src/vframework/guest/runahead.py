@@ -249,6 +249,40 @@ def _plannable(
     return ok, fill, flags
 
 
+def _check_batches(
+    guest: GuestOS, proc: GuestProcess, touches: list[Touch]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.bool_], npt.NDArray[np.uint8], int | None]:
+    """The references of ``touches`` up to the first batch that cannot be planned (its index,
+    or None), with what :func:`_plannable` gives for them. Batches are checked in groups of 1,
+    1, 2, 4, ...: a run is often cut short by a batch that faults, often its first, and what
+    lies after that batch is never needed."""
+    vpns, fill, write, flags = [], [], [], []
+    checked, group, bad = 0, 1, None
+    while checked < len(touches):
+        upto = min(len(touches), checked + group)
+        part = touches[checked:upto]
+        sizes = np.fromiter((t.vpns.size for t in part), dtype=np.int64, count=len(part))
+        v = np.concatenate([t.vpns for t in part]) if len(part) > 1 else part[0].vpns
+        w = np.repeat(np.fromiter((t.write for t in part), dtype=np.bool_, count=len(part)), sizes)
+        ok, f, fl = _plannable(guest, proc, v, w)
+        if not ok.all():
+            offsets = np.cumsum(sizes) - sizes
+            first = int(np.argmin(np.logical_and.reduceat(ok, offsets)))
+            end = int(offsets[first])
+            v, f, w, fl = v[:end], f[:end], w[:end], fl[:end]
+            bad = checked + first
+        vpns.append(v)
+        fill.append(f)
+        write.append(w)
+        flags.append(fl)
+        if bad is not None:
+            break
+        checked, group = upto, 2 * group if checked else 1
+    if len(vpns) == 1:
+        return vpns[0], fill[0], write[0], flags[0], bad
+    return np.concatenate(vpns), np.concatenate(fill), np.concatenate(write), np.concatenate(flags), bad
+
+
 def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
     """The run ahead of ``vcpu``'s process from now: its next operations that start within
     ``budget_ns`` (at or before it) and can be planned; None when fewer than two can."""
@@ -280,34 +314,12 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
     touch = stale = bits = None
     cut = n_ops
     if touch_ops:
-        # A run often cannot start at all (its first batch faults): try that batch alone first,
-        # and skip gathering and checking the rest for nothing.
-        head = ops[touch_ops[0]]
-        head_write = np.full(head.vpns.size, head.write, dtype=np.bool_)  # type: ignore[attr-defined]
-        if not _plannable(guest, proc, head.vpns, head_write)[0].all():  # type: ignore[attr-defined]
-            cut = touch_ops[0]
-            touch_ops = []
-    if touch_ops:
-        vectors = [ops[i].vpns for i in touch_ops]  # type: ignore[attr-defined]
-        sizes = np.fromiter((v.size for v in vectors), dtype=np.int64, count=len(vectors))
-        vpns = np.concatenate(vectors) if len(vectors) > 1 else vectors[0]
-        offsets = np.cumsum(sizes) - sizes
-        write = np.repeat(np.fromiter((ops[i].write for i in touch_ops), dtype=np.bool_), sizes)  # type: ignore[attr-defined]
-        ok, fill, flags = _plannable(guest, proc, vpns, write)
-        good = np.logical_and.reduceat(ok, offsets)
-        if not good.all():
-            bad = int(np.argmin(good))
+        vpns, fill, write, flags, bad = _check_batches(guest, proc, [ops[i] for i in touch_ops])  # type: ignore[misc]
+        if bad is not None:
             cut = touch_ops[bad]
             touch_ops = touch_ops[:bad]
-            elements = int(offsets[bad])
-            vpns, fill, write, flags, sizes, offsets = (
-                vpns[:elements],
-                fill[:elements],
-                write[:elements],
-                flags[:elements],
-                sizes[:bad],
-                offsets[:bad],
-            )
+        sizes = np.fromiter((ops[i].vpns.size for i in touch_ops), dtype=np.int64, count=len(touch_ops))  # type: ignore[attr-defined]
+        offsets = np.cumsum(sizes) - sizes
         if touch_ops:
             tlb = guest.hypervisor.tlb_for(vcpu)
             # ``fill`` is a fresh gather: the run patches it in place with what the TLB held.
