@@ -17,8 +17,11 @@ __all__ = ["KeyTable"]
 
 EMPTY, FULL, DELETED = 0, 1, 2
 _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
-#: Grow (or rebuild) once full and deleted slots pass this share of the table.
-_LOAD = 0.6
+#: Grow (or rebuild) once full and deleted slots pass this share of the table, to at most
+#: ``_FILL`` of the new one: a sharing scanner's tables hold about one entry per private page,
+#: so their load is most of their bytes per simulated frame; linear probing stays short below 0.8.
+_LOAD = 0.8
+_FILL = 0.6
 _MIN_CAPACITY = 1024
 
 
@@ -34,7 +37,6 @@ class KeyTable:
         self.keys = np.zeros(capacity, dtype=np.uint64)
         self.state = np.zeros(capacity, dtype=np.uint8)
         self.columns = {name: np.zeros(capacity, dtype=dtype) for name, dtype in self._dtypes.items()}
-        self._scratch = np.full(capacity, -1, dtype=np.int32)  # slot -> a claimant, while claiming
         self.size = 0
         self._used = 0  # full and deleted slots: what probing walks over
 
@@ -90,16 +92,12 @@ class KeyTable:
         mask = self.keys.size - 1
         pending = np.arange(keys.size)
         slot = self._home(keys)
-        scratch = self._scratch
         while pending.size:
             free = np.flatnonzero(self.state[slot] != FULL)
-            # Keys whose paths reach the same free slot together: one of them takes it (which
-            # one changes nothing a lookup sees), the others probe on.
-            at = slot[free]
-            scratch[at] = free
+            # Keys whose paths reach the same free slot together: the first of them takes it
+            # (which one changes nothing a lookup sees), the others probe on.
             won = np.zeros(pending.size, dtype=bool)
-            won[free[scratch[at] == free]] = True
-            scratch[at] = -1
+            won[free[np.unique(slot[free], return_index=True)[1]]] = True
             taken = slot[won]
             out[pending[won]] = taken
             self._used += int(np.count_nonzero(self.state[taken] == EMPTY))
@@ -124,7 +122,7 @@ class KeyTable:
         slots, keys = self.items()
         values = {name: column[slots] for name, column in self.columns.items()}
         capacity = self.keys.size
-        while need > capacity // 2:  # at most half full after a rebuild
+        while need > capacity * _FILL:
             capacity *= 2
         self._alloc(capacity)
         if keys.size:
