@@ -40,14 +40,17 @@ class KsmParams(Params):
     scan_cycles: int = Field(1_500, ge=0, description="hypervisor cycles to checksum and look up one page")
 
 
+#: Bits of :attr:`_VMScan.flags`.
+_SEEN, _VOLATILE = 1, 2
+
+
 class _VMScan:
-    """KSM's per-page memory of one VM (its rmap items): the last checksum seen, and whether
-    the page was found volatile on its last visit."""
+    """KSM's per-page memory of one VM (its rmap items): the last checksum seen (32 bits, as
+    Linux's ``oldchecksum``), and whether the page was seen and found volatile on its last visit."""
 
     def __init__(self, pages: int) -> None:
-        self.checksum = np.zeros(pages, dtype=np.uint64)
-        self.seen = np.zeros(pages, dtype=bool)
-        self.volatile = np.zeros(pages, dtype=bool)
+        self.checksum = np.zeros(pages, dtype=np.uint32)
+        self.flags = np.zeros(pages, dtype=np.uint8)
 
 
 class Ksm(MemoryService[KsmParams]):
@@ -106,7 +109,7 @@ class Ksm(MemoryService[KsmParams]):
         counters = memory.counters
         counters["pages_scanned"] += scanned
         counters["pages_unshared"] = len(self.unstable)
-        counters["pages_volatile"] = sum(int(np.count_nonzero(s.volatile)) for s in self._vms.values())
+        counters["pages_volatile"] = sum(int(np.count_nonzero(s.flags & _VOLATILE)) for s in self._vms.values())
         return scanned * self.params.scan_cycles
 
     def _end_scan(self, memory: MemoryContext) -> None:
@@ -129,12 +132,14 @@ class Ksm(MemoryService[KsmParams]):
             return 0, end
         merged = memory.frame_state(mpns) == SHARED
         tokens = memory.content(mpns)
-        checksum = content_hash(tokens)
-        changed = state.seen[ppns] & (state.checksum[ppns] != checksum)
-        quiet = state.seen[ppns] & ~changed & ~merged
-        state.volatile[ppns] = changed & ~merged
+        # A 32-bit checksum, as Linux's: a changed page whose checksum happens to stay the same
+        # is taken for quiet, and only the trees' full comparison keeps it from merging wrongly.
+        checksum = content_hash(tokens, 32).astype(np.uint32)
+        seen = (state.flags[ppns] & _SEEN) != 0
+        changed = seen & (state.checksum[ppns] != checksum)
+        quiet = seen & ~changed & ~merged
+        state.flags[ppns] = np.where(changed & ~merged, _SEEN | _VOLATILE, _SEEN).astype(np.uint8)
         state.checksum[ppns] = checksum
-        state.seen[ppns] = True
         self._merge(memory, vm_id, ppns[quiet], mpns[quiet], tokens[quiet])
         return int(ppns.size), end
 
@@ -205,7 +210,7 @@ class Ksm(MemoryService[KsmParams]):
         self.stable.put(keys[promote], mpn=onto[promote])
         alone = fresh & (leader >= 0) & ~promote
         ins = leader[alone]
-        self.unstable.put(tokens[ins], vm=np.full(ins.size, vm_id, dtype=np.int32), ppn=ppns[ins], mpn=mpns[ins])
+        self.unstable.put(tokens[ins], vm=np.full(ins.size, vm_id, dtype=np.int16), ppn=ppns[ins], mpn=mpns[ins])
         if not merge.any():
             return
         chosen = np.sort(order[merge])  # in scan order, as KSM merges them
@@ -223,4 +228,4 @@ class Ksm(MemoryService[KsmParams]):
 
 
 #: The unstable tree's columns: where the page it holds was when it was inserted.
-_UNSTABLE = {"vm": np.int32, "ppn": np.int32, "mpn": np.int32}
+_UNSTABLE = {"vm": np.int16, "ppn": np.int32, "mpn": np.int32}
