@@ -1,4 +1,4 @@
-"""The sharing services' numpy hash table behaves as a dict, through growth and deletions."""
+"""The sharing services' numpy hash table behaves as a dict, through growth, deletions and clearing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from vframework_memory.table import KeyTable
 # Few distinct keys (collisions, overwrites) and some far apart (every bit of a uint64).
 KEYS = st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1))
 OPS = st.lists(
-    st.tuples(st.sampled_from(["put", "delete"]), st.lists(KEYS, max_size=60, unique=True), st.integers(0, 2**31)),
+    st.tuples(
+        st.sampled_from(["put", "delete", "clear"]), st.lists(KEYS, max_size=60, unique=True), st.integers(0, 2**31)
+    ),
     max_size=40,
 )
 
@@ -26,6 +28,9 @@ def test_a_key_table_is_a_dict(ops: list[tuple[str, list[int], int]]) -> None:
             table.put(k, mpn=mpns, token=k ^ np.uint64(value))
             for key, mpn in zip(keys, mpns.tolist(), strict=True):
                 model[key] = (mpn, key ^ value)
+        elif op == "clear":
+            table.clear()
+            model.clear()
         else:
             found = table.find(k)
             table.delete(found[found >= 0])

@@ -113,7 +113,7 @@ class Ksm(MemoryService[KsmParams]):
         return scanned * self.params.scan_cycles
 
     def _end_scan(self, memory: MemoryContext) -> None:
-        self.unstable = KeyTable(_UNSTABLE)
+        self.unstable.clear()
         memory.counters["full_scans"] += 1
 
     def _visit(self, memory: MemoryContext, vm_id: int, pages: int, want: int) -> tuple[int, int]:

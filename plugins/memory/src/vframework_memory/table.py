@@ -113,6 +113,13 @@ class KeyTable:
         self.state[slots] = DELETED
         self.size -= int(slots.size)
 
+    def clear(self) -> None:
+        """Remove every row, keeping the capacity (a table refilled to about its old size
+        need not grow again through every smaller one)."""
+        self.state[:] = EMPTY
+        self.size = 0
+        self._used = 0
+
     def items(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
         """Every occupied slot and its key."""
         slots = np.flatnonzero(self.state == FULL)
