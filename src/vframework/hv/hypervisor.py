@@ -682,12 +682,7 @@ class Hypervisor:
         self._kick_idle()
 
     def _kick_idle(self) -> None:
-        # A scheduler can only hand out a runnable vCPU that is on no CPU: with none waiting,
-        # asking each idle CPU of a big host is all cost (an idle interval's accounting is a
-        # sum, so closing it later adds up to the same).
         for cpu, pcpu in enumerate(self.pcpus):
-            if not self._runnable:
-                return
             if pcpu.state == IDLE and pcpu.running is None:
                 self._account(cpu)
                 self._dispatch(cpu)
