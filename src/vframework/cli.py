@@ -763,7 +763,13 @@ def check(
     _out.print(table)
     failed = [(c, o) for c, o in zip(checks, outcomes, strict=False) if o.status == Status.FAIL]
     if replay is not None and not failed:
-        _out.print(f"the recorded failure no longer happens: {replay.component} / {replay.property} holds for it")
+        if any(o.status == Status.KNOWN for o in outcomes):
+            _out.print(
+                f"the recorded failure still happens: {replay.component} declares it a known limitation of "
+                f"{replay.property}"
+            )
+        else:
+            _out.print(f"the recorded failure no longer happens: {replay.component} / {replay.property} holds for it")
     for c, o in failed:
         _out.print(f"\n[bold red]{escape(o.component)} / {escape(o.prop)} failed[/]", markup=True)
         _out.print(o.report, markup=False, highlight=False, soft_wrap=True)

@@ -245,3 +245,38 @@ def test_the_isolation_invariant_reports_a_garbage_frame_number_instead_of_crash
     vm.p2m[2] = 99  # what a broken mode might write
     with pytest.raises(AssertionError, match=r"PPN 2 to 99, which is no machine frame \(the host has 8"):
         assert_owns_its_frames(MachineMemory(8), vm, "vm0")
+
+
+def test_a_replayed_known_limitation_is_said_to_still_happen(
+    never_requeue: None, make_dist: Any, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure replayed against a component that declares it is not reported as fixed."""
+    make_dist(
+        "acme-never-requeue-declared",
+        """\
+        from vframework import hookimpl
+        from vframework.testing.doubles import FifoScheduler
+
+        class Declared(FifoScheduler):
+            name = "never-requeue-declared"
+            slice_ns = 1_000_000
+            known_limitations = {"work conservation": "never requeues a vCPU"}
+
+            def charge(self, vcpu, ran_ns, now, runnable):
+                pass
+
+        @hookimpl
+        def register_schedulers():
+            return [Declared]
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    cli(["check", "never-requeue", "--profile", "ci", "--shrink-seconds", "5"], code=1)
+    wc = next(f for f in sorted((tmp_path / ".vframework-check").glob("*.json")) if "work-conservation" in f.name)
+    data = json.loads(wc.read_text())
+    data["component"] = "never-requeue-declared"
+    wc.write_text(json.dumps(data))
+    replayed = flat(cli(["check", "--replay", str(wc)]))
+    assert "known limitation: never requeues a vCPU" in replayed
+    assert "the recorded failure still happens: never-requeue-declared declares it a known limitation" in replayed
+    assert "no longer happens" not in replayed
