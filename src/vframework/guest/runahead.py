@@ -257,9 +257,9 @@ def _check_batches(
     1, 2, 4, ...: a run is often cut short by a batch that faults, often its first, and what
     lies after that batch is never needed."""
     vpns, fill, write, flags = [], [], [], []
-    checked, group, bad = 0, 1, None
+    checked, bad = 0, None
     while checked < len(touches):
-        upto = min(len(touches), checked + group)
+        upto = min(len(touches), max(1, 2 * checked))  # each group as long as all checked so far
         part = touches[checked:upto]
         sizes = np.fromiter((t.vpns.size for t in part), dtype=np.int64, count=len(part))
         v = np.concatenate([t.vpns for t in part]) if len(part) > 1 else part[0].vpns
@@ -277,7 +277,7 @@ def _check_batches(
         flags.append(fl)
         if bad is not None:
             break
-        checked, group = upto, 2 * group if checked else 1
+        checked = upto
     if len(vpns) == 1:
         return vpns[0], fill[0], write[0], flags[0], bad
     return np.concatenate(vpns), np.concatenate(fill), np.concatenate(write), np.concatenate(flags), bad
