@@ -118,3 +118,40 @@ def test_a_run_keeps_what_is_read_and_drops_what_is_overwritten() -> None:
         cpu_b, RecordingHandler(), None
     )
     assert cpu_a.visible() == cpu_b.visible()
+
+
+@pytest.mark.parametrize("kept", ["registers", "nothing"])
+def test_the_property_catches_a_summary_replayed_for_other_inputs(monkeypatch: pytest.MonkeyPatch, kept: str) -> None:
+    """A summary looked up by part of what the run reads (its registers but not the words it
+    loads, or by nothing) is replayed where the run would compute something else."""
+    original = translate_module._Run.memoized
+
+    def memoized(self: Any, k: int) -> tuple[list[str], list[str]]:
+        lines, function = original(self, k)
+        short = len(self.regs_in) if kept == "registers" else 0
+        lines.insert(1, f"short = key[:{short}]")
+        lines = [line.replace(f"memo{k}.get(key)", f"memo{k}.get(short)") for line in lines]
+        return [line.replace(f"memo{k}[key]", f"memo{k}[short]") for line in lines], function
+
+    monkeypatch.setattr(translate_module._Run, "memoized", memoized)
+    quick = settings(max_examples=300, deadline=None, phases=[Phase.generate], database=None, derandomize=True)
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(TranslationMachine, settings=quick)
+
+
+def test_a_long_run_is_summarized_once_and_replayed() -> None:
+    """The context switch's runs read three registers: from the same registers the second
+    execution replays the first one's summary, and the guest ends where the interpreter does."""
+    from vframework.guest.kernel import GuestKernel  # noqa: PLC0415
+
+    block = GuestKernel.build().context_switch
+    actions = [0] * (max(Op) + 1)
+    fn = translate(block, actions)
+    memos = {k: v for k, v in fn.__globals__.items() if k.startswith("memo")}
+    assert len(memos) == 2, "both 1,200-instruction runs are summarized"
+    a, b = GuestCPU(), GuestCPU()
+    for _ in range(3):
+        a.regs[:] = b.regs[:] = [3, 1, 4, 1, 5, 9, 2, 6][: len(a.regs)] + a.regs[8:]
+        assert execute(a, block, actions, RecordingHandler(), None) == fn(b, RecordingHandler(), None)
+        assert a.visible() == b.visible()
+    assert all(len(memo) == 1 for memo in memos.values()), "one summary per run, replayed twice"

@@ -10,9 +10,12 @@ execution still call the mode's handler, in the same order, with the same argume
 check for a deliverable interrupt still follows every instruction. A run of ordinary
 instructions, which nothing can interrupt or observe part-way, is compiled as a unit: values in
 local variables, constants folded, values overwritten before use never computed (a kernel's
-bookkeeping code runs about five times faster so). The result, the guest
-state and every counter are the interpreter's, which the conformance kit checks
-(:class:`vframework.testing.translate.TranslationMachine`).
+bookkeeping code runs about five times faster so). A long run is also *summarized*: what it
+leaves is a function of the few registers and words it reads first (a kernel's 1,200-instruction
+bookkeeping run reads three registers), so its result is computed once per distinct input and
+replayed afterwards. The result, the guest state and every counter are the interpreter's,
+which the conformance kit checks (:class:`vframework.testing.translate.TranslationMachine`,
+summaries replayed included).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ __all__ = ["Translated", "TranslationCache", "translate"]
 _MASK = 0xFFFF_FFFF
 #: Instructions that, run directly, can neither fault nor touch IF or the pending interrupts.
 _QUIET = ORDINARY - {Op.DIV}
+#: Runs at least this long are summarized (:meth:`_Run.memoized`): shorter ones cost less to
+#: compute than to look up.
+MEMO_MIN = 64
+#: Summaries kept per run; the memo starts afresh when full (values read need not repeat).
+MEMO_ENTRIES = 64
 
 #: A translated block: ``fn(ctx, handler, extra) -> (direct, cycles)``, as ``execute`` returns.
 Translated = Callable[["GuestCPU", "Handler", "list[int] | None"], tuple[int, int]]
@@ -79,82 +87,149 @@ _FOLD: dict[int, Callable[[int, int], int]] = {
 }
 
 
+class _Run:
+    """A run of quiet instructions, analysed: what it reads first, the code that computes what
+    it leaves, and what it leaves. Registers and memory words live in local variables; constants
+    are folded, and a value the run overwrites before anyone reads it is never computed."""
+
+    def __init__(self, run: list[tuple[int, int, int]]) -> None:
+        #: Leaf calls in the run: each charges ``extra[CALL]`` where direct execution has a cost.
+        self.calls = sum(1 for op, _, _ in run if op == Op.CALL)
+        regs_written = {a for op, a, _ in run if op in (Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.LOAD)}
+        stored = list(dict.fromkeys(a for op, a, _ in run if op == Op.STORE))
+        # Liveness, backwards: what is written back at the end is live there.
+        live: set[tuple[str, int]] = {("r", r) for r in regs_written} | {("m", m) for m in stored}
+        keep = [True] * len(run)
+        for i in range(len(run) - 1, -1, -1):
+            op, a, b = run[i]
+            if op in (Op.NOP, Op.CALL):
+                continue
+            target = ("m", a) if op == Op.STORE else ("r", a)
+            if target not in live:
+                keep[i] = False
+                continue
+            live.discard(target)
+            if op in (Op.ADD, Op.SUB, Op.XOR):
+                live |= {("r", a), ("r", b)}
+            elif op == Op.LOAD:
+                live.add(("m", b))
+            elif op == Op.STORE:
+                live.add(("r", b))
+        #: Registers the run reads before writing them, and (name, address) of such words. A
+        #: word may be read at the run's start: nothing stores to memory before its end.
+        self.regs_in = sorted(r for kind, r in live if kind == "r")
+        self.words_in: list[tuple[str, int]] = []
+        value: dict[tuple[str, int], int | str] = {("r", r): f"r{r}" for r in self.regs_in}
+        names: dict[int, str] = {}
+        self.body: list[str] = []
+
+        def word(addr: int) -> str:
+            return names.setdefault(addr, f"m{len(names)}")
+
+        def read(key: tuple[str, int]) -> int | str:
+            if key not in value:  # a word the run reads before writing it
+                self.words_in.append((word(key[1]), key[1]))
+                value[key] = word(key[1])
+            return value[key]
+
+        def assign(key: tuple[str, int], expr: int | str) -> None:
+            if isinstance(expr, int):
+                value[key] = expr
+                return
+            name = f"r{key[1]}" if key[0] == "r" else word(key[1])
+            self.body.append(f"{name} = {expr}")
+            value[key] = name
+
+        for (op, a, b), kept in zip(run, keep, strict=True):
+            if not kept or op in (Op.NOP, Op.CALL):
+                continue
+            if op == Op.MOVI:
+                assign(("r", a), b & _MASK)
+            elif op == Op.LOAD:
+                assign(("r", a), read(("m", b)))
+            elif op == Op.STORE:
+                assign(("m", a), read(("r", b)))
+            else:
+                x, y = read(("r", a)), read(("r", b))
+                if isinstance(x, int) and isinstance(y, int):
+                    assign(("r", a), _FOLD[op](x, y))
+                else:
+                    assign(("r", a), _ARITHMETIC[op].format(x=x, y=y))
+        #: What the run leaves: registers (in order) and words (in the order of their first
+        #: store, so a new word enters ``mem`` where the interpreter would put it).
+        self.regs_out = [(r, value[("r", r)]) for r in sorted(regs_written)]
+        self.words_out = [(m, value[("m", m)]) for m in stored]
+
+    def charge(self) -> list[str]:
+        # Nothing observes ``cycles`` inside a run: its calls' costs are added at once.
+        if not self.calls:
+            return []
+        return ["if extra is not None:", f"    cycles += {self.calls} * extra[{int(Op.CALL)}]"]
+
+    def inline(self) -> list[str]:
+        """The run's code in the translated block itself."""
+        lines = [f"r{r} = regs[{r}]" for r in self.regs_in]
+        lines += [f"{name} = mem.get({addr}, 0)" for name, addr in self.words_in]
+        lines += self.body
+        lines += [f"regs[{r}] = {expr}" for r, expr in self.regs_out]
+        lines += [f"mem[{m}] = {expr}" for m, expr in self.words_out]
+        return lines + self.charge()
+
+    def memoized(self, k: int) -> tuple[list[str], list[str]]:
+        """The run as a pure function ``run{k}`` of what it reads first, and the block's lines
+        that look its result up in ``memo{k}`` (keyed by those values) or compute and keep it,
+        then write it back: a summary computed once and replayed, as a binary
+        translator caches translations. A long kernel run reads two or three registers."""
+        params = [f"r{r}" for r in self.regs_in] + [name for name, _ in self.words_in]
+        regs = "".join(f"{expr}, " for _, expr in self.regs_out)
+        words = ", ".join(f"{m}: {expr}" for m, expr in self.words_out)
+        function = [
+            f"def run{k}({', '.join(params)}):",
+            *(f"    {line}" for line in self.body),
+            f"    return ({regs}), {{{words}}}",
+        ]
+        key = [f"regs[{r}], " for r in self.regs_in] + [f"mem.get({addr}, 0), " for _, addr in self.words_in]
+        lines = [
+            f"key = ({''.join(key)})",
+            f"hit = memo{k}.get(key)",
+            "if hit is None:",
+            f"    if len(memo{k}) >= {MEMO_ENTRIES}:",
+            f"        memo{k}.clear()",
+            f"    hit = memo{k}[key] = run{k}(*key)",
+        ]
+        if self.regs_out:
+            lines.append(f"{''.join(f'regs[{r}], ' for r, _ in self.regs_out)}= hit[0]")
+        if self.words_out:
+            lines.append("mem.update(hit[1])")
+        return lines + self.charge(), function
+
+
 def _quiet_run(run: list[tuple[int, int, int]]) -> list[str]:
     """Source lines for a run of quiet instructions, which nothing can interrupt or observe
-    part-way: registers and memory words live in local variables for the run, loaded when the
-    run first reads them and written back at its end, in the order of the run's first store
-    to each word (so a new word enters ``mem`` where the interpreter would put it). Constants
-    are folded, and a value the run overwrites before anyone reads it is never computed."""
-    # Liveness, backwards: what is written back at the end is live there.
-    regs_written = {a for op, a, _ in run if op in (Op.MOVI, Op.ADD, Op.SUB, Op.XOR, Op.LOAD)}
-    stored = list(dict.fromkeys(a for op, a, _ in run if op == Op.STORE))
-    live: set[tuple[str, int]] = {("r", r) for r in regs_written} | {("m", m) for m in stored}
-    keep = [True] * len(run)
-    for i in range(len(run) - 1, -1, -1):
-        op, a, b = run[i]
-        if op in (Op.NOP, Op.CALL):
-            continue
-        target = ("m", a) if op == Op.STORE else ("r", a)
-        if target not in live:
-            keep[i] = False
-            continue
-        live.discard(target)
-        if op in (Op.ADD, Op.SUB, Op.XOR):
-            live |= {("r", a), ("r", b)}
-        elif op == Op.LOAD:
-            live.add(("m", b))
-        elif op == Op.STORE:
-            live.add(("r", b))
-    # What the run reads before it writes: loaded at its start (registers) or on first use.
-    value: dict[tuple[str, int], int | str] = {}
-    names: dict[int, str] = {}
-    lines: list[str] = [f"r{r} = regs[{r}]" for r in sorted(r for kind, r in live if kind == "r")]
-    value.update({("r", r): f"r{r}" for kind, r in live if kind == "r"})
-
-    def word(addr: int) -> str:
-        return names.setdefault(addr, f"m{len(names)}")
-
-    def read(key: tuple[str, int]) -> int | str:
-        if key not in value:  # a word the run reads before writing it
-            lines.append(f"{word(key[1])} = mem.get({key[1]}, 0)")
-            value[key] = word(key[1])
-        return value[key]
-
-    def assign(key: tuple[str, int], expr: int | str) -> None:
-        if isinstance(expr, int):
-            value[key] = expr
-            return
-        name = f"r{key[1]}" if key[0] == "r" else word(key[1])
-        lines.append(f"{name} = {expr}")
-        value[key] = name
-
-    for (op, a, b), kept in zip(run, keep, strict=True):
-        if op == Op.CALL:
-            lines.extend(["if extra is not None:", f"    cycles += extra[{op}]"])
-        if not kept or op in (Op.NOP, Op.CALL):
-            continue
-        if op == Op.MOVI:
-            assign(("r", a), b & _MASK)
-        elif op == Op.LOAD:
-            assign(("r", a), read(("m", b)))
-        elif op == Op.STORE:
-            assign(("m", a), read(("r", b)))
-        else:
-            x, y = read(("r", a)), read(("r", b))
-            if isinstance(x, int) and isinstance(y, int):
-                assign(("r", a), _FOLD[op](x, y))
-            else:
-                assign(("r", a), _ARITHMETIC[op].format(x=x, y=y))
-    lines += [f"regs[{r}] = {value[('r', r)]}" for r in sorted(regs_written)]
-    lines += [f"mem[{m}] = {value[('m', m)]}" for m in stored]
-    return lines
+    part-way, in the translated block itself (see :class:`_Run`)."""
+    return _Run(run).inline()
 
 
-def translate(block: Block, actions: list[int]) -> Translated:
-    """Compile ``block`` under ``actions`` (the mode's action per opcode)."""
+def translate(block: Block, actions: list[int], memo_min: int = MEMO_MIN) -> Translated:
+    """Compile ``block`` under ``actions`` (the mode's action per opcode); runs of at least
+    ``memo_min`` quiet instructions are summarized and replayed (:meth:`_Run.memoized`)."""
     body: list[str] = []
+    functions: list[str] = []
     direct = 0
     run: list[tuple[int, int, int]] = []
+
+    def end_run() -> None:
+        if not run:
+            return
+        summary = _Run(run)
+        if len(run) < memo_min:
+            body.extend(summary.inline())
+        else:
+            lines, function = summary.memoized(len(functions))
+            body.extend(lines)
+            functions.append("\n".join(function))
+        run.clear()
+
     for index, (op, a, b) in enumerate(block.code):
         action = actions[op]
         if action == Action.DIRECT and op in _QUIET:
@@ -169,8 +244,7 @@ def translate(block: Block, actions: list[int]) -> Translated:
             direct += 1
             run.append((op, a, b))
             continue
-        body.extend(_quiet_run(run))
-        run = []
+        end_run()
         if action == Action.DIRECT:
             direct += 1
             body.extend(_direct(op, a, b))
@@ -181,8 +255,9 @@ def translate(block: Block, actions: list[int]) -> Translated:
             body.append(f"cycles += special(ctx, {action}, {op}, {a}, {b})")
         body.append(f"if pending and ctx.flags & {IF_FLAG}:")
         body.append("    cycles += interrupt(ctx)")
-    body.extend(_quiet_run(run))
+    end_run()
     lines = [
+        *functions,
         "def translated(ctx, handler, extra):",
         "    regs = ctx.regs",
         "    mem = ctx.mem",
@@ -202,6 +277,7 @@ def translate(block: Block, actions: list[int]) -> Translated:
         "block": block,
         "actions": actions,
     }
+    namespace |= {f"memo{k}": {} for k in range(len(functions))}
     exec(compile("\n".join(lines), f"<translated {block.name}>", "exec"), namespace)
     return cast("Translated", namespace["translated"])
 

@@ -6,7 +6,9 @@ the other by its translation, each with its own recording handler. After every s
 results (direct instructions, cycles), the guest-visible state and the handlers' call logs
 must be equal. The handler double emulates what it is asked to, raises interrupts from device
 writes and charges cycles that depend on the registers, so any reordering, skipped call or
-stale register shows.
+stale register shows. Runs are also translated as summaries (computed once per input, then
+replayed): a rule replays one translation from repeated and changed registers, so a summary
+replayed for inputs other than its own shows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from vframework.machine.cpu import Action, GuestCPU, emulate, execute
 from vframework.machine.isa import NREGS, SENSITIVE_UNPRIVILEGED_X86, Block, Op
-from vframework.machine.translate import TranslationCache, translate
+from vframework.machine.translate import MEMO_MIN, TranslationCache, translate
 
 __all__ = ["RecordingHandler", "TranslationMachine"]
 
@@ -77,6 +79,10 @@ quiet_runs = st.lists(
 ).map(lambda code: Block("run", tuple(code), True))
 
 
+#: Every ordinary instruction of a run directly executed: the whole block is one run.
+_ALL_DIRECT = [int(Action.DIRECT) if op in _RUN_OPS else int(Action.FAULT) for op in range(len(_EXTRA))]
+
+
 def _allowed(op: int) -> list[int]:
     """The actions a mode may give ``op``: running directly needs semantics the CPU has (not
     SYSCALL or HYPERCALL), and only sensitive-but-unprivileged instructions run deprivileged."""
@@ -113,19 +119,35 @@ class TranslationMachine(RuleBasedStateMachine):
         for ctx in (self.interpreted, self.translated):
             ctx.pending.append(vector)
 
-    @rule(block=blocks, actions=action_tables, with_extra=st.booleans())
-    def run_block(self, block: Block, actions: list[int], with_extra: bool) -> None:
+    @rule(block=blocks, actions=action_tables, with_extra=st.booleans(), memo_min=st.sampled_from([1, MEMO_MIN]))
+    def run_block(self, block: Block, actions: list[int], with_extra: bool, memo_min: int = MEMO_MIN) -> None:
         extra = _EXTRA if with_extra else None
         want = execute(self.interpreted, block, actions, self.by_interpreter, extra)
-        got = translate(block, actions)(self.translated, self.by_translation, extra)
+        got = translate(block, actions, memo_min)(self.translated, self.by_translation, extra)
         assert got == want, f"{block.code} under {actions}: translation gave {got}, interpretation {want}"
 
-    @rule(block=quiet_runs, with_extra=st.booleans())
-    def run_quiet_block(self, block: Block, with_extra: bool) -> None:
+    @rule(block=quiet_runs, with_extra=st.booleans(), memo_min=st.sampled_from([1, MEMO_MIN]))
+    def run_quiet_block(self, block: Block, with_extra: bool, memo_min: int) -> None:
         # Every instruction runs directly: the whole block is one run, the translator's
         # optimized case.
-        actions = [int(Action.DIRECT) if op in _RUN_OPS else int(Action.FAULT) for op in range(len(_EXTRA))]
-        self.run_block(block, actions, with_extra)
+        self.run_block(block, _ALL_DIRECT, with_extra, memo_min)
+
+    @rule(block=quiet_runs, starts=st.lists(st.integers(0, 1), min_size=2, max_size=4), with_extra=st.booleans())
+    def replay_summary(self, block: Block, starts: list[int], with_extra: bool) -> None:
+        # One translation, its run summarized, run again and again from one of two register
+        # states: a summary is replayed when what the run reads is what it read before, and
+        # computed afresh when it is not (registers differ, or words the run stored since).
+        extra = _EXTRA if with_extra else None
+        fn = translate(block, _ALL_DIRECT, memo_min=1)
+        states = [list(self.interpreted.regs), [(r + 1) & 0xFFFF_FFFF for r in self.interpreted.regs]]
+        for start in starts:
+            for ctx in (self.interpreted, self.translated):
+                ctx.regs[:] = states[start]
+            want = execute(self.interpreted, block, _ALL_DIRECT, self.by_interpreter, extra)
+            got = fn(self.translated, self.by_translation, extra)
+            assert got == want, f"{block.code} replayed: translation gave {got}, interpretation {want}"
+            a, b = self.interpreted.visible(), self.translated.visible()
+            assert a == b, f"{block.code} replayed: guest state differs: interpreted {a}, translated {b}"
 
     @rule(block=blocks, actions=action_tables)
     def run_through_cache(self, block: Block, actions: list[int]) -> None:
