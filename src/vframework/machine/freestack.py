@@ -52,7 +52,8 @@ class FreeStack:
         """Return ``numbers`` (taken earlier, not yet returned) to the pool."""
         k = int(numbers.size)
         if self._top + k > self._stack.size:
-            grown = np.empty(max(self._top + k, 2 * self._stack.size, 64), dtype=self._stack.dtype)
+            # Doubling, but never past ``n``: the pool cannot hold more numbers than there are.
+            grown = np.empty(max(self._top + k, min(max(2 * self._stack.size, 64), self.n)), dtype=self._stack.dtype)
             grown[: self._top] = self._stack[: self._top]
             self._stack = grown
         self._stack[self._top : self._top + k] = numbers[::-1]

@@ -64,6 +64,8 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         self.hints = KeyTable({"vm": np.int16, "ppn": np.int32, "mpn": np.int32, "token": np.uint64})
         # Fractions of a page owed to each VM's scan (so a slow rate still scans, exactly).
         self._owed: dict[int, float] = {}
+        # The VMs there were at the last period (hints of others are dropped).
+        self._present: frozenset[int] | None = None
 
     @classmethod
     def kit_params(cls) -> EsxSharingParams:
@@ -88,10 +90,15 @@ class EsxSharing(MemoryService[EsxSharingParams]):
 
     def run(self, memory: MemoryContext, now: int) -> int:
         rng = memory.rng(self.name)
-        slots, _ = self.hints.items()
-        gone = ~np.isin(self.hints.get(slots, "vm"), [vm.id for vm in memory.vms])
-        if gone.any():
-            self.hints.delete(slots[gone])
+        present = frozenset(vm.id for vm in memory.vms)
+        if present != self._present:
+            # Hints of VMs that went away go too (a look at the whole table: only when the
+            # VMs changed, never per period).
+            slots, _ = self.hints.items()
+            gone = ~np.isin(self.hints.get(slots, "vm"), list(present))
+            if gone.any():
+                self.hints.delete(slots[gone])
+            self._present = present
         scanned = 0
         for vm_id, pages, count in self._budgets(memory):
             if count == 0:

@@ -23,6 +23,8 @@ _MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
 _LOAD = 0.8
 _FILL = 0.6
 _MIN_CAPACITY = 1024
+#: Slots of the old table moved per step of a rebuild.
+_MOVE = 1 << 15
 
 
 class KeyTable:
@@ -126,11 +128,14 @@ class KeyTable:
         return slots, self.keys[slots]
 
     def _rebuild(self, need: int) -> None:
-        slots, keys = self.items()
-        values = {name: column[slots] for name, column in self.columns.items()}
-        capacity = self.keys.size
+        old_keys, old_state, old_columns = self.keys, self.state, self.columns
+        capacity = old_keys.size
         while need > capacity * _FILL:
             capacity *= 2
         self._alloc(capacity)
-        if keys.size:
-            self.put(keys, **values)
+        # The old rows move over a slice at a time: a table's growth costs the old and the new
+        # table, not also a copy of every row (what a sharing scanner's peak memory is made of).
+        for start in range(0, old_keys.size, _MOVE):
+            slots = np.flatnonzero(old_state[start : start + _MOVE] == FULL) + start
+            if slots.size:
+                self.put(old_keys[slots], **{name: column[slots] for name, column in old_columns.items()})
