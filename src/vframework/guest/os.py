@@ -325,16 +325,18 @@ class GuestOS(ProcessCalls):
             if seen.size:
                 cycles += self._sampled(vcpu, seen)
         p2m = self.vm.p2m
-        walked = p2m[ppns]
-        if (walked < 0).any():
+        # Under shadow paging a complete shadow answers for the P2M: its pages are backed.
+        shadow = monitor.complete_shadow(proc, vpns) if steady else None
+        walked = p2m[ppns] if shadow is None else shadow
+        if shadow is None and (walked < 0).any():
             cycles += self._back(vcpu, ppns)
             walked = p2m[ppns]
         if write and self.vm.counters["mem_shared"]:
             c = self._unshare(vcpu, ppns)
             if c:
                 cycles += c
-                walked = p2m[ppns]
-        c, mpns = monitor.translate(vcpu, proc, vpns, write, walked)
+                walked, shadow = p2m[ppns], None
+        c, mpns = monitor.translate(vcpu, proc, vpns, write, walked, shadowed=shadow is not None)
         cycles += c
         if self.vm.accessed is not None:
             self.vm.accessed[ppns] = True

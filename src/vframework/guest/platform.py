@@ -75,7 +75,10 @@ class GuestMonitor(Protocol):
         vpns: npt.NDArray[np.int64],
         write: bool,
         walked: npt.NDArray[np.int32] | None = None,
+        shadowed: bool = False,
     ) -> tuple[int, npt.NDArray[np.integer]]: ...
+
+    def complete_shadow(self, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> npt.NDArray[np.int32] | None: ...
 
     def run_fill(
         self, proc: GuestProcess, vpns: npt.NDArray[np.int64], walked: npt.NDArray[np.int32]

@@ -102,17 +102,21 @@ class Monitor:
         vpns: npt.NDArray[np.int64],
         write: bool,
         walked: npt.NDArray[np.int32] | None = None,
+        shadowed: bool = False,
     ) -> tuple[int, npt.NDArray[np.integer]]:
         """Memory references to ``vpns`` of guest process ``proc`` (all mapped by the guest and
         backed by the hypervisor). Returns ``(cycles, mpns)``: the TLB / page-walk cost and the
         machine frame each reference reached (through the TLB: a stale entry would show).
         ``walked``, if given, is ``p2m[page_table[vpns]]`` already looked up by the caller (a
-        fresh array: it is reused for the result)."""
+        fresh array: it is reused for the result); ``shadowed`` says it came from
+        :meth:`complete_shadow` (so no shadow entry is missing)."""
         costs = self.costs
         counters = self.counters
         n = int(vpns.size)
         cycles = n * costs.memory_access
-        if self.paging == "shadow":
+        if self.paging == "shadow" and shadowed and walked is not None:
+            fill = walked
+        elif self.paging == "shadow":
             fill, faults = self._shadow_walk(proc, vpns)
             if faults:
                 counters["shadow_faults"] += faults
@@ -134,6 +138,16 @@ class Monitor:
         counters["tlb_misses"] += misses
         counters["page_walk_refs"] += refs
         return cycles + refs * costs.page_walk_level, mpns
+
+    def complete_shadow(self, proc: GuestProcess, vpns: npt.NDArray[np.int64]) -> npt.NDArray[np.int32] | None:
+        """Under shadow paging, the shadow entries of ``vpns`` when none is missing (a fresh
+        array), else None. A valid shadow entry is guest page table o P2M (the invariant the
+        kit checks), so such pages are backed and this is what a walk would give: the caller
+        need not look at the P2M."""
+        if self.paging != "shadow":
+            return None
+        values = self.shadows.table(proc.pid, proc.page_table.size)[vpns]
+        return None if (values < 0).any() else values
 
     def run_fill(
         self, proc: GuestProcess, vpns: npt.NDArray[np.int64], walked: npt.NDArray[np.int32]
