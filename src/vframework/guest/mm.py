@@ -172,7 +172,8 @@ class GuestProcess:
 
     def mapped(self) -> npt.NDArray[np.int64]:
         """VPNs currently present."""
-        return np.flatnonzero(self.pte_flags & PTE_PRESENT).astype(np.int64)
+        # ndarray.nonzero on the 1-D flags: no flattening wrapper, and no copy when intp is int64.
+        return (self.pte_flags & PTE_PRESENT).nonzero()[0].astype(np.int64, copy=False)
 
 
 class GuestMemory:

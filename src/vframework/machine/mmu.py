@@ -19,6 +19,7 @@ process, like VPID/ASID) when the TLB is tagged; untagged TLBs are flushed on ev
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -244,6 +245,14 @@ class TLBRun:
 PT_ENTRIES = 512
 
 
+@functools.lru_cache(maxsize=64)
+def _table_starts(entries: int) -> npt.NDArray[np.intp]:
+    """The first VPN of each page-table page of a table of ``entries`` (read-only, shared)."""
+    starts = np.arange(0, entries, PT_ENTRIES)
+    starts.flags.writeable = False
+    return starts
+
+
 class ShadowTables:
     """A VM's shadow page tables: one VPN -> MPN array per guest page table (process).
 
@@ -270,7 +279,7 @@ class ShadowTables:
         if shadow is None:
             return np.zeros(vpns.size, dtype=bool)
         # One "any valid entry" per page-table page; the last page may be partial.
-        shadowed = np.logical_or.reduceat(shadow >= 0, np.arange(0, shadow.size, PT_ENTRIES))
+        shadowed = np.logical_or.reduceat(shadow >= 0, _table_starts(shadow.size))
         traced: npt.NDArray[np.bool_] = shadowed[vpns // PT_ENTRIES]
         return traced
 
