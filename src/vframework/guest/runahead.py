@@ -95,7 +95,7 @@ class RunAhead:
         self.counters = counters
         self._content = content
         self.ops = ops
-        ends = np.cumsum(durations)
+        ends = durations.cumsum()
         #: Offset (ns from :attr:`start`) at which each operation starts.
         self.starts = ends - durations
         self.total_ns = int(ends[-1])
@@ -106,7 +106,7 @@ class RunAhead:
         #: When an interrupt stopped the run (its operations not started wait), or None.
         self.paused: int | None = None
         # Counters as running sums, so committing any range is two lookups per counter.
-        self._cum = {k: np.concatenate(([0], np.cumsum(v))) for k, v in per_op.items()}
+        self._cum = {k: np.concatenate(([0], v.cumsum())) for k, v in per_op.items()}
         self._epoch = proc.epoch
         if touch is not None:
             # Per operation: the first element after its references (in the joined VPNs).
@@ -121,7 +121,7 @@ class RunAhead:
     def commit(self, offset: int, inclusive: bool) -> None:
         """Apply every operation that started before ``offset`` ns into the run (or at it, when
         ``inclusive``: an event that fires after the operation's start at the same instant)."""
-        started = np.searchsorted(self.starts, offset, side="right" if inclusive else "left")
+        started = self.starts.searchsorted(offset, side="right" if inclusive else "left")
         self.commit_count(min(len(self.ops), max(1, int(started))))
 
     def commit_count(self, upto: int) -> None:
@@ -172,7 +172,7 @@ class RunAhead:
         back to the process, in order; returns their total ns. The run keeps the others."""
         keep = self.committed
         if after is not None:
-            keep = max(keep, int(np.searchsorted(self.starts, after, side="right")))
+            keep = max(keep, int(self.starts.searchsorted(after, side="right")))
         rest = self.ops[keep:]
         if not rest:
             return 0
@@ -263,11 +263,11 @@ def _check_batches(
         part = touches[checked:upto]
         sizes = np.fromiter((t.vpns.size for t in part), dtype=np.int64, count=len(part))
         v = np.concatenate([t.vpns for t in part]) if len(part) > 1 else part[0].vpns
-        w = np.repeat(np.fromiter((t.write for t in part), dtype=np.bool_, count=len(part)), sizes)
+        w = np.fromiter((t.write for t in part), dtype=np.bool_, count=len(part)).repeat(sizes)
         ok, f, fl = _plannable(guest, proc, v, w)
         if not ok.all():
-            offsets = np.cumsum(sizes) - sizes
-            first = int(np.argmin(np.logical_and.reduceat(ok, offsets)))
+            offsets = sizes.cumsum() - sizes
+            first = int(np.logical_and.reduceat(ok, offsets).argmin())
             end = int(offsets[first])
             v, f, w, fl = v[:end], f[:end], w[:end], fl[:end]
             bad = checked + first
@@ -319,7 +319,7 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
             cut = touch_ops[bad]
             touch_ops = touch_ops[:bad]
         sizes = np.fromiter((ops[i].vpns.size for i in touch_ops), dtype=np.int64, count=len(touch_ops))  # type: ignore[attr-defined]
-        offsets = np.cumsum(sizes) - sizes
+        offsets = sizes.cumsum() - sizes
         if touch_ops:
             tlb = guest.hypervisor.tlb_for(vcpu)
             # ``fill`` is a fresh gather: the run patches it in place with what the TLB held.
@@ -336,13 +336,13 @@ def plan(guest: GuestOS, vcpu: GuestVCPU, budget_ns: int) -> RunAhead | None:
                 per_op[key] = column
             ends = np.zeros(n_ops, dtype=np.int64)
             ends[at] = sizes
-            touch = (np.cumsum(ends), at, vpns, run)
+            touch = (ends.cumsum(), at, vpns, run)
             bits = write
             want_bits = np.where(write, PTE_ACCESSED | PTE_DIRTY, PTE_ACCESSED).astype(np.uint8)
             stale = (flags & want_bits) != want_bits
     # Keep the operations that start within the budget, and before the first unplannable one.
-    starts = np.cumsum(durations[:cut]) - durations[:cut]
-    keep = min(cut, int(np.searchsorted(starts, budget_ns, side="right")))
+    starts = durations[:cut].cumsum() - durations[:cut]
+    keep = min(cut, int(starts.searchsorted(budget_ns, side="right")))
     if keep < _MIN_OPS:
         _give_back(proc, ops)
         proc.plan_cap = _FIRST_OPS
