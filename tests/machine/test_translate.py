@@ -102,10 +102,10 @@ def test_the_property_catches_a_wrong_run_optimization(monkeypatch: pytest.Monke
 def test_a_run_keeps_what_is_read_and_drops_what_is_overwritten() -> None:
     """The run optimizer: a store overwritten before any load is never made, a value known at
     translation is folded, and what the run reads first is loaded once."""
-    from vframework.machine.translate import _quiet_run  # noqa: PLC0415
+    from vframework.machine.translate import _Run  # noqa: PLC0415
 
     run = [(Op.MOVI, 1, 5), (Op.ADD, 2, 1), (Op.STORE, 9, 2), (Op.MOVI, 3, 1), (Op.STORE, 9, 3), (Op.LOAD, 4, 9)]
-    lines = _quiet_run(run)
+    lines = _Run(run).inline()
     assert lines.count("r2 = regs[2]") == 1
     assert "r2 = (r2 + 5) & 4294967295" in lines
     assert not any(line.startswith("m0 = r2") for line in lines), "the first store to 9 is dead"

@@ -204,12 +204,6 @@ class _Run:
         return lines + self.charge(), function
 
 
-def _quiet_run(run: list[tuple[int, int, int]]) -> list[str]:
-    """Source lines for a run of quiet instructions, which nothing can interrupt or observe
-    part-way, in the translated block itself (see :class:`_Run`)."""
-    return _Run(run).inline()
-
-
 def translate(block: Block, actions: list[int], memo_min: int = MEMO_MIN) -> Translated:
     """Compile ``block`` under ``actions`` (the mode's action per opcode); runs of at least
     ``memo_min`` quiet instructions are summarized and replayed (:meth:`_Run.memoized`)."""
