@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from vframework.machine.freestack import FreeStack
 
 
-@given(n=st.integers(0, 40), script=st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=30))
+# Small pools, and pools whose stack is in a mapping of its own (64 KiB and more).
+@given(n=st.one_of(st.integers(0, 40), st.integers(16_384, 17_000)), script=st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=30))
 def test_same_order_as_a_full_stack(n: int, script: list[tuple[bool, int]]) -> None:
     pool, reference = FreeStack(n), list(range(n - 1, -1, -1))
     taken: list[int] = []
@@ -35,3 +36,11 @@ def test_taking_more_than_is_free_is_an_error() -> None:
     pool.take(2)
     with pytest.raises(ValueError, match="cannot take 2 of 1"):
         pool.take(2)
+
+
+def test_returning_more_than_was_taken_is_an_error() -> None:
+    pool = FreeStack(100_000)
+    taken = pool.take(3)
+    pool.give(taken[:1])
+    with pytest.raises(ValueError, match="returning 3 numbers to a pool that handed out 2"):
+        pool.give(taken)

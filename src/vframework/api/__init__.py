@@ -10,6 +10,8 @@
   :class:`Block`, :class:`GuestCPU`) and what a workload yields (the operations);
 * what is metered and priced (:data:`RESOURCES`, :class:`LedgerLine`, :func:`parse_price`);
 * :data:`hookimpl`, the marker of hook implementations;
+* :func:`mapped_zeros`, a large array whose memory goes back to the system when freed (for a
+  component's tables that grow);
 * what an experiment plugin returns (:class:`Experiment`, :func:`experiment`,
   :class:`ExperimentResult`), and the cost profiles it runs on (:func:`cost_profiles`: which
   values were fitted to which published figure).
@@ -64,6 +66,7 @@ from vframework.machine.costs import Profile as CostProfile
 from vframework.machine.costs import profiles as cost_profiles
 from vframework.machine.cpu import Action, GuestCPU
 from vframework.machine.isa import ORDINARY, Architecture, Block, Op
+from vframework.sim.arrays import mapped_zeros
 from vframework.sim.units import PAGE_SIZE, format_size, parse_size
 
 __all__ = [
@@ -124,6 +127,7 @@ __all__ = [
     "experiment",
     "format_size",
     "hookimpl",
+    "mapped_zeros",
     "parse_price",
     "parse_quantity",
     "parse_size",

@@ -4,8 +4,10 @@ Taking hands out numbers returned earlier first, most recent first (a stack), th
 never used, lowest first: the order of a stack initialised to ``n-1, ..., 0`` with returned
 numbers pushed on top, which keeps allocation deterministic and frames of a VM contiguous
 while nothing has been freed. Kept as a bump pointer over the never-used tail plus a numpy
-stack of returned numbers, so its memory grows with the numbers returned, not with ``n``: a
-simulated guest page that was never freed costs nothing here.
+stack of returned numbers. The stack is sized for ``n`` once, in a mapping of its own
+(:func:`~vframework.sim.arrays.mapped_zeros`): its resident memory grows with the numbers
+returned, not with ``n`` (a simulated guest page that was never freed costs nothing here),
+and it never grows by copying.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from vframework.sim.arrays import mapped_zeros
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -30,7 +34,7 @@ class FreeStack:
             raise ValueError(f"a pool of {n} numbers")
         self.n = n
         self._next = 0  # numbers >= this have never been taken
-        self._stack = np.empty(0, dtype=np.int64 if n > np.iinfo(np.int32).max else np.int32)
+        self._stack = mapped_zeros(n, np.int64 if n > np.iinfo(np.int32).max else np.int32)
         self._top = 0
 
     def __len__(self) -> int:
@@ -51,11 +55,8 @@ class FreeStack:
     def give(self, numbers: npt.NDArray[np.integer]) -> None:
         """Return ``numbers`` (taken earlier, not yet returned) to the pool."""
         k = int(numbers.size)
-        if self._top + k > self._stack.size:
-            # Doubling, but never past ``n``: the pool cannot hold more numbers than there are.
-            grown = np.empty(max(self._top + k, min(max(2 * self._stack.size, 64), self.n)), dtype=self._stack.dtype)
-            grown[: self._top] = self._stack[: self._top]
-            self._stack = grown
+        if self._top + k > self._next:
+            raise ValueError(f"returning {k} numbers to a pool that handed out {self._next - self._top}")
         self._stack[self._top : self._top + k] = numbers[::-1]
         self._top += k
 

@@ -21,6 +21,8 @@ the order they were drawn: no Python object and no Python step per page.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
@@ -57,11 +59,13 @@ class EsxSharing(MemoryService[EsxSharingParams]):
     def __init__(self, params: EsxSharingParams) -> None:
         super().__init__(params)
         self.period_ns = params.period
+        # A key is the hash of the row's token: recomputed, not stored (8 bytes a row).
+        key_of = ("token", functools.partial(content_hash, bits=params.hash_bits))
         #: Hash -> the shared frame's MPN and content token.
-        self.shared = KeyTable({"mpn": np.int32, "token": np.uint64})
+        self.shared = KeyTable({"mpn": np.int32, "token": np.uint64}, key_of=key_of)
         #: Hash -> a page seen once: its VM, PPN, MPN and content token then.
         # Narrow columns, as the kernel's own: MPNs and PPNs are int32, VM ids int16.
-        self.hints = KeyTable({"vm": np.int16, "ppn": np.int32, "mpn": np.int32, "token": np.uint64})
+        self.hints = KeyTable({"vm": np.int16, "ppn": np.int32, "mpn": np.int32, "token": np.uint64}, key_of=key_of)
         # Fractions of a page owed to each VM's scan (so a slow rate still scans, exactly).
         self._owed: dict[int, float] = {}
         # The VMs there were at the last period (hints of others are dropped).
