@@ -11,7 +11,10 @@ from vframework.machine.freestack import FreeStack
 
 
 # Small pools, and pools whose stack is in a mapping of its own (64 KiB and more).
-@given(n=st.one_of(st.integers(0, 40), st.integers(16_384, 17_000)), script=st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=30))
+@given(
+    n=st.one_of(st.integers(0, 40), st.integers(16_384, 17_000)),
+    script=st.lists(st.tuples(st.booleans(), st.integers(0, 12)), max_size=30),
+)
 def test_same_order_as_a_full_stack(n: int, script: list[tuple[bool, int]]) -> None:
     pool, reference = FreeStack(n), list(range(n - 1, -1, -1))
     taken: list[int] = []

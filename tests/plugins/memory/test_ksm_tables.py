@@ -71,6 +71,10 @@ class ReferenceKsm(Ksm):
                     continue
                 if int(memory.backing(other_vm, [other_ppn])[0]) != other_mpn:
                     continue
+                if int(memory.content([other_mpn])[0]) != token:
+                    # Rewritten since it was inserted: memcmp differs, the page goes in instead.
+                    self.unstable[token] = (vm_id, ppn, mpn)
+                    continue
                 share_ppns.append(ppn)
                 sources.append(mpn)
                 targets.append(other_mpn)
@@ -178,18 +182,76 @@ def _lockstep(
     services = services or [ReferenceKsm(Ksm.params_model(pages_to_scan=1)), Ksm(Ksm.params_model(pages_to_scan=1))]
     for step in steps:
         for hv, service in zip(hosts, services, strict=True):
-            kind, *args = step
-            if kind == "scan":
-                service.params = service.params.model_copy(update={"pages_to_scan": args[0]})
-                service.run(hv.memory, 0)
-                continue
-            (vm_id, ppn), *rest = args
-            backed = int(hv.vms[vm_id].p2m[ppn]) >= 0
-            if kind == "write" and backed:
-                _write(hv, vm_id, ppn, rest[0])
-            elif kind == "reclaim":
-                hv.memory.reclaim(vm_id, [ppn])
-            elif kind == "grant" and not backed:
-                hv.memory.grant(vm_id, [ppn])
+            _apply(hv, service, step)
         assert _state(hosts[0], services[0]) == _state(hosts[1], services[1]), step
     return hosts, services
+
+
+def _apply(hv: Hypervisor, service: Ksm, step: tuple[Any, ...], wake_up: int | None = None) -> None:
+    """One step on one host; a scan in wake-ups of at most ``wake_up`` pages if given."""
+    kind, *args = step
+    if kind == "scan":
+        left = args[0]
+        while left:
+            now = min(left, wake_up or left)
+            service.params = service.params.model_copy(update={"pages_to_scan": now})
+            service.run(hv.memory, 0)
+            left -= now
+        return
+    (vm_id, ppn), *rest = args
+    backed = int(hv.vms[vm_id].p2m[ppn]) >= 0
+    if kind == "write" and backed:
+        _write(hv, vm_id, ppn, rest[0])
+    elif kind == "reclaim":
+        hv.memory.reclaim(vm_id, [ppn])
+    elif kind == "grant" and not backed:
+        hv.memory.grant(vm_id, [ppn])
+
+
+def _decisions(hv: Hypervisor, service: Ksm) -> tuple[Any, ...]:
+    """What KSM decided, whatever the frames are numbered: each page's content, frame state and
+    reference count, which pages share a frame, the free frames, counters and trees' sizes."""
+    memory = hv.machine.memory
+    names: dict[int, int] = {}  # a frame's name: the order it is first met in
+    pages = []
+    for vm in hv.vms.values():
+        for mpn in vm.p2m.tolist():
+            if mpn < 0:
+                pages.append(None)
+                continue
+            name = names.setdefault(mpn, len(names))
+            pages.append((name, int(memory.content[mpn]), int(memory.state[mpn]), int(memory.refcount[mpn])))
+    counters = {k: hv.counters[k] for k in ("pages_scanned", "pages_unshared", "pages_volatile", "full_scans")}
+    return pages, memory.free_frames, counters, len(service.stable)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    contents=st.lists(st.lists(tokens, min_size=PAGES, max_size=PAGES), min_size=3, max_size=3),
+    steps=steps,
+    wake_up=st.integers(1, 5),
+)
+def test_a_scan_decides_alike_in_wake_ups_of_any_size(
+    contents: list[list[int]], steps: list[tuple[Any, ...]], wake_up: int
+) -> None:
+    """KSM looks pages up one at a time: the same pages scanned in small wake-ups merge the same
+    pages, keep the same contents and count the same (the frames freed may be reused in another
+    order, so frames are compared by what they hold, not their numbers)."""
+    hosts = [_host(contents), _host(contents)]
+    services = [Ksm(Ksm.params_model(pages_to_scan=1)), Ksm(Ksm.params_model(pages_to_scan=1))]
+    for step in steps:
+        _apply(hosts[0], services[0], step, wake_up)
+        _apply(hosts[1], services[1], step)
+        assert _decisions(hosts[0], services[0]) == _decisions(hosts[1], services[1]), step
+
+
+def test_a_rewritten_tree_page_is_passed_by() -> None:
+    """VM 0's page 0 enters the unstable tree with content 1, then is rewritten (2) in place.
+    VM 0's pages 2 and 3 (content 1) must not meet it: as KSM's memcmp would, the first goes into
+    the tree and the second merges with it."""
+    contents = [[1, 2] + [1] * (PAGES - 2), [1] * PAGES, [1] * PAGES]
+    hosts, _ = _lockstep(contents, [("scan", 34), ("scan", 40), ("write", (0, 0), 2), ("scan", 2)])
+    hv = hosts[1]
+    p2m = hv.vms[0].p2m
+    assert p2m[2] == p2m[3], "pages 2 and 3 merged"
+    assert int(hv.machine.memory.content[p2m[0]]) == 2

@@ -188,9 +188,14 @@ class Ksm(MemoryService[KsmParams]):
                 if vm == vm_id or vm in known:
                     at = np.flatnonzero(item_vm == vm)
                     valid[at] = memory.backing(vm, item_ppn[at]) == item_mpn[at]
+            # A tree page rewritten since it was inserted no longer holds its key's content:
+            # KSM's memcmp walks past it and the page is inserted (it replaces the stale one).
+            stale = np.zeros(items.size, dtype=bool)
+            kept = np.flatnonzero(valid & ~skip[items])
+            stale[kept] = memory.content(item_mpn[kept]) != keys[items[kept]]
             # A tree page a later page meets leaves the tree; one only passed over stays.
-            met = ~skip[items] | (sizes[items] > 1)
-            self.unstable.delete(slots[met])
+            met = (~skip[items] | (sizes[items] > 1)) & ~stale
+            self.unstable.delete(slots[met | stale])
             live[items] = met & valid
             dead[items] = met & ~valid
             onto[items[met & valid]] = item_mpn[met & valid]
