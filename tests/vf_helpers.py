@@ -143,3 +143,68 @@ def timeseries_of(out: Path) -> tuple[list[str], list[dict[str, str]]]:
     text = (out / "timeseries.csv").read_text(encoding="utf-8")
     reader = csv.DictReader(io.StringIO(text))
     return list(reader.fieldnames or []), list(reader)
+
+
+# -- small hosts for the sharing services' table tests ---------------------------------------
+
+
+def sharing_host(contents: list[list[int]]) -> Any:
+    """A bare host with one VM per list of ``contents``, each page backed and holding its token
+    (no guest OS, no scheduler: the services' tables are what is tested)."""
+    import numpy as np  # noqa: PLC0415  (only the sharing tests need the machinery)
+
+    from vframework.hv.hypervisor import Hypervisor  # noqa: PLC0415
+    from vframework.hv.vm import VM  # noqa: PLC0415
+    from vframework.machine.hardware import Machine  # noqa: PLC0415
+    from vframework.sim.engine import Engine  # noqa: PLC0415
+    from vframework.sim.units import PAGE_SIZE  # noqa: PLC0415
+    from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode  # noqa: PLC0415
+
+    pages = len(contents[0])
+    frames = (len(contents) * pages + 8) * PAGE_SIZE
+    hv = Hypervisor(Engine(0), Machine(1, frames), FifoScheduler(None, 1), FixedPolicy(None), [])
+    for i, tokens in enumerate(contents):
+        vm = VM(i, f"vm{i}", 1, pages)
+        hv.attach_mode(vm, FlatMode, FlatMode.params_model())
+        hv.add_vm(vm)
+        hv.back_pages(vm, np.arange(pages))
+        hv.machine.memory.content[vm.p2m] = np.array(tokens, dtype=np.uint64)
+    return hv
+
+
+def guest_write(hv: Any, vm_id: int, ppn: int, token: int) -> None:
+    """A guest write: a shared page gets a private copy first (copy-on-write), then new content."""
+    import numpy as np  # noqa: PLC0415
+
+    from vframework.hv.sharing import break_sharing  # noqa: PLC0415
+
+    vm = hv.vms[vm_id]
+    break_sharing(hv, vm, np.array([ppn], dtype=np.int64))
+    hv.machine.memory.content[int(vm.p2m[ppn])] = np.uint64(token)
+
+
+def guest_step(hv: Any, kind: str, vm_id: int, ppn: int, token: int = 0) -> None:
+    """A ``write`` (if backed), a ``reclaim`` of the page's frame, or a ``grant`` (if unbacked)."""
+    backed = int(hv.vms[vm_id].p2m[ppn]) >= 0
+    if kind == "write" and backed:
+        guest_write(hv, vm_id, ppn, token)
+    elif kind == "reclaim":
+        hv.memory.reclaim(vm_id, [ppn])
+    elif kind == "grant" and not backed:
+        hv.memory.grant(vm_id, [ppn])
+
+
+def frames_by_content(hv: Any) -> tuple[list[Any], int]:
+    """Each page's (frame, content, frame state, reference count), frames named by the order
+    they are first met in, and the free frames: a host's state whatever its frames' numbers."""
+    memory = hv.machine.memory
+    names: dict[int, int] = {}
+    pages: list[Any] = []
+    for vm in hv.vms.values():
+        for mpn in vm.p2m.tolist():
+            if mpn < 0:
+                pages.append(None)
+                continue
+            name = names.setdefault(mpn, len(names))
+            pages.append((name, int(memory.content[mpn]), int(memory.state[mpn]), int(memory.refcount[mpn])))
+    return pages, memory.free_frames

@@ -14,17 +14,12 @@ import numpy as np
 import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vf_helpers import frames_by_content, guest_step, sharing_host
 from vframework_memory import Ksm
 from vframework_memory.content import share_checked
 
 from vframework.api import MemoryContext
 from vframework.hv.hypervisor import Hypervisor
-from vframework.hv.sharing import break_sharing
-from vframework.hv.vm import VM
-from vframework.machine.hardware import Machine
-from vframework.sim.engine import Engine
-from vframework.sim.units import PAGE_SIZE
-from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode
 
 PAGES = 24
 
@@ -89,23 +84,8 @@ class ReferenceKsm(Ksm):
 
 
 def _host(contents: list[list[int]]) -> Hypervisor:
-    hv = Hypervisor(
-        Engine(0), Machine(1, (len(contents) * PAGES + 8) * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None), []
-    )
-    for i, tokens in enumerate(contents):
-        vm = VM(i, f"vm{i}", 1, PAGES)
-        hv.attach_mode(vm, FlatMode, FlatMode.params_model())
-        hv.add_vm(vm)
-        hv.back_pages(vm, np.arange(PAGES))
-        hv.machine.memory.content[vm.p2m] = np.array(tokens, dtype=np.uint64)
+    hv: Hypervisor = sharing_host(contents)
     return hv
-
-
-def _write(hv: Hypervisor, vm_id: int, ppn: int, token: int) -> None:
-    """A guest write: a shared page gets a private copy first (copy-on-write), then new content."""
-    vm = hv.vms[vm_id]
-    break_sharing(hv, vm, np.array([ppn], dtype=np.int64))
-    hv.machine.memory.content[int(vm.p2m[ppn])] = np.uint64(token)
 
 
 def _state(hv: Hypervisor, service: Ksm) -> tuple[Any, ...]:
@@ -199,30 +179,14 @@ def _apply(hv: Hypervisor, service: Ksm, step: tuple[Any, ...], wake_up: int | N
             left -= now
         return
     (vm_id, ppn), *rest = args
-    backed = int(hv.vms[vm_id].p2m[ppn]) >= 0
-    if kind == "write" and backed:
-        _write(hv, vm_id, ppn, rest[0])
-    elif kind == "reclaim":
-        hv.memory.reclaim(vm_id, [ppn])
-    elif kind == "grant" and not backed:
-        hv.memory.grant(vm_id, [ppn])
+    guest_step(hv, kind, vm_id, ppn, *rest)
 
 
 def _decisions(hv: Hypervisor, service: Ksm) -> tuple[Any, ...]:
-    """What KSM decided, whatever the frames are numbered: each page's content, frame state and
-    reference count, which pages share a frame, the free frames, counters and trees' sizes."""
-    memory = hv.machine.memory
-    names: dict[int, int] = {}  # a frame's name: the order it is first met in
-    pages = []
-    for vm in hv.vms.values():
-        for mpn in vm.p2m.tolist():
-            if mpn < 0:
-                pages.append(None)
-                continue
-            name = names.setdefault(mpn, len(names))
-            pages.append((name, int(memory.content[mpn]), int(memory.state[mpn]), int(memory.refcount[mpn])))
+    """What KSM decided, whatever the frames are numbered: the host's pages and frames, the
+    counters and the stable tree's size."""
     counters = {k: hv.counters[k] for k in ("pages_scanned", "pages_unshared", "pages_volatile", "full_scans")}
-    return pages, memory.free_frames, counters, len(service.stable)
+    return frames_by_content(hv), counters, len(service.stable)
 
 
 @settings(max_examples=300, deadline=None)

@@ -146,8 +146,13 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         self.hints.put(keys[now_hint], vm=vm, ppn=ppns[now_hint], mpn=mpns[now_hint], token=tokens[now_hint])
         if not share.any():
             return n
-        self._share(memory, vm_id, ppns, mpns, tokens, keys, share, target, rest, hint)
-        return n
+        done = self._share(memory, vm_id, ppns, mpns, tokens, keys, share, target, rest, hint)
+        # A page whose own hint an earlier page of the batch shared onto was no longer private
+        # when its turn came: it was not scanned, and is no hint.
+        skipped = _shared_before(rest, hint, keys, done)
+        if skipped.size:
+            self.hints.delete(self.hints.find(keys[skipped]))
+        return n - int(skipped.size)
 
     def _share(
         self,
@@ -161,7 +166,8 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         target: npt.NDArray[np.int64],
         rest: npt.NDArray[np.int64],
         hint: _Lookup,
-    ) -> None:
+    ) -> npt.NDArray[np.bool_]:
+        """Share what matched; returns which pages of the batch were shared."""
         hinted = hint.matched  # (over ``rest``) pages that matched a hint
         # A hint from before the batch may have been written or moved since: rehash it.
         old = hinted & (hint.ref < 0)
@@ -188,6 +194,28 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         if stale.size:
             slots, _ = self.shared.items()
             self.shared.delete(slots[np.isin(self.shared.get(slots, "mpn"), stale)])
+        done = np.zeros(share.size, dtype=bool)
+        done[chosen[ok]] = True
+        return done
+
+
+def _shared_before(
+    rest: npt.NDArray[np.int64], hint: _Lookup, keys: npt.NDArray[np.uint64], done: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """The pages (batch positions) that were their key's hint from before the batch and that an
+    earlier page of the batch shared onto."""
+    own = rest[hint.own_hint]
+    if own.size == 0:
+        return own
+    sharers = rest[hint.matched & (hint.ref < 0)]
+    sharers = sharers[done[sharers]]
+    if sharers.size == 0:
+        return sharers
+    # The first sharer of each key (``rest`` is in batch order), against each page's position.
+    first_keys, at = np.unique(keys[sharers], return_index=True)
+    where = np.searchsorted(first_keys, keys[own]).clip(max=first_keys.size - 1)
+    hit = (first_keys[where] == keys[own]) & (sharers[at[where]] < own)
+    return own[hit]
 
 
 def _first_draws(drawn: npt.NDArray[np.int64], pages: int) -> npt.NDArray[np.int64]:
@@ -220,6 +248,8 @@ class _Lookup:
         self.is_final = np.zeros(n, dtype=bool)
         #: The page is its key's hint after the batch.
         self.final = np.zeros(n, dtype=bool)
+        #: The page was its key's hint from before the batch.
+        self.own_hint = np.zeros(n, dtype=bool)
 
 
 def _in_order(
@@ -251,7 +281,8 @@ def _in_order(
     h0_vm = np.where(has_h0, hints.get(slot, "vm"), -1).astype(np.int64)
     h0_ppn = np.where(has_h0, hints.get(slot, "ppn"), -1)
     pos = np.arange(n)
-    becomes = (~has_h0 & (pos == run_start)) | ((h0_vm == vm_id) & (h0_ppn == ppns[order]))
+    own_hint = (h0_vm == vm_id) & (h0_ppn == ppns[order])
+    becomes = (~has_h0 & (pos == run_start)) | own_hint
     latest = np.maximum.accumulate(np.where(becomes, pos, -1))
     ref = np.where(latest >= run_start, latest, -1)
     # The last page of each key's run that became the hint (-1: the old hint stays).
@@ -269,4 +300,5 @@ def _in_order(
     out.old_ppn[order] = np.where(ref < 0, h0_ppn, -1)
     out.is_final[order] = ref == last_new
     out.final[order] = becomes & (pos == last_new)
+    out.own_hint[order] = own_hint
     return out

@@ -1,0 +1,73 @@
+"""ESX's scanner decides a period's pages together "as if one at a time, in the order they were
+drawn": the same pages scanned one per call must decide alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vf_helpers import frames_by_content, guest_step, sharing_host
+from vframework_memory import EsxSharing
+
+from vframework.hv.hypervisor import Hypervisor
+
+PAGES = 24
+
+
+def _decisions(hv: Hypervisor, service: EsxSharing) -> tuple[Any, ...]:
+    """The host's pages and frames, whatever the frames' numbers, and the tables' sizes."""
+    return frames_by_content(hv), len(service.shared), len(service.hints)
+
+
+tokens = st.integers(1, 6)
+page = st.tuples(st.integers(0, 2), st.integers(0, PAGES - 1))
+steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("scan"),
+            st.integers(0, 2),
+            st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=30, unique=True),
+        ),
+        st.tuples(st.just("write"), page, tokens),
+        st.tuples(st.just("reclaim"), page),
+        st.tuples(st.just("grant"), page),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _apply(hv: Hypervisor, service: EsxSharing, step: tuple[Any, ...], one_at_a_time: bool) -> int:
+    """One step; returns the pages scanned."""
+    kind, *args = step
+    if kind == "scan":
+        vm_id, ppns = args
+        batches = [[p] for p in ppns] if one_at_a_time else [ppns]
+        return sum(service._scan(hv.memory, vm_id, np.array(batch, dtype=np.int64)) for batch in batches)
+    (vm_id, ppn), *rest = args
+    guest_step(hv, kind, vm_id, ppn, *rest)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(contents=st.lists(st.lists(tokens, min_size=PAGES, max_size=PAGES), min_size=3, max_size=3), steps=steps)
+def test_a_batch_decides_as_its_pages_one_at_a_time(contents: list[list[int]], steps: list[tuple[Any, ...]]) -> None:
+    hosts = [sharing_host(contents), sharing_host(contents)]
+    services = [EsxSharing(EsxSharing.kit_params()), EsxSharing(EsxSharing.kit_params())]
+    for step in steps:
+        scanned = _apply(hosts[0], services[0], step, one_at_a_time=False)
+        assert scanned == _apply(hosts[1], services[1], step, one_at_a_time=True), step
+        assert _decisions(hosts[0], services[0]) == _decisions(hosts[1], services[1]), step
+
+
+def test_a_hint_shared_onto_earlier_in_the_batch_is_no_hint() -> None:
+    """VM 0's page 4 is a hint; then pages 0, 1 and 4 (one content) are scanned together. Pages 0
+    and 1 share page 4's frame, so page 4 is no longer private at its turn: not scanned, no hint."""
+    hv = sharing_host([[1] * PAGES] * 3)
+    esx = EsxSharing(EsxSharing.kit_params())
+    assert esx._scan(hv.memory, 0, np.array([4])) == 1
+    assert esx._scan(hv.memory, 0, np.array([0, 1, 4])) == 2
+    assert len(esx.hints) == 0
+    assert len(esx.shared) == 1
