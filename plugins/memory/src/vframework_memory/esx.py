@@ -215,7 +215,8 @@ def _shared_before(
     first_keys, at = np.unique(keys[sharers], return_index=True)
     where = np.searchsorted(first_keys, keys[own]).clip(max=first_keys.size - 1)
     hit = (first_keys[where] == keys[own]) & (sharers[at[where]] < own)
-    return own[hit]
+    skipped: npt.NDArray[np.int64] = own[hit]
+    return skipped
 
 
 def _first_draws(drawn: npt.NDArray[np.int64], pages: int) -> npt.NDArray[np.int64]:

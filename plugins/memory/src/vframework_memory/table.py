@@ -16,7 +16,7 @@ Two choices keep a large table's resident memory near what its rows need:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -121,7 +121,7 @@ class KeyTable:
             self._rebuild(self.size + keys.size)
         self._insert(keys, values)
 
-    def _insert(self, keys: npt.NDArray[np.uint64], values: dict[str, npt.ArrayLike]) -> None:
+    def _insert(self, keys: npt.NDArray[np.uint64], values: Mapping[str, npt.ArrayLike]) -> None:
         slots = self.find(keys)
         new = slots < 0
         slots[new] = self._claim(keys[new])
