@@ -177,7 +177,11 @@ class EsxSharing(MemoryService[EsxSharingParams]):
             moved[mine] = memory.backing(other, hint.old_ppn[mine]) != hint.ref_mpn[mine]
         chosen = np.flatnonzero(share)
         targets = target[chosen]
-        keep = ~np.isin(targets, hint.ref_mpn[moved])
+        # Only the pages that met a moved hint are refused: another page's target may be the
+        # moved hint's old frame, reused since (a shared frame, or a page of this batch).
+        blocked = np.zeros(share.size, dtype=bool)
+        blocked[rest[moved]] = True
+        keep = ~blocked[chosen]
         ok = np.zeros(chosen.size, dtype=bool)
         picked = chosen[keep]
         ok[keep] = share_checked(memory, vm_id, ppns[picked], mpns[picked], targets[keep], tokens[picked])
