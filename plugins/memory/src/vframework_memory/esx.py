@@ -28,7 +28,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from vframework.api import Duration, MemoryContext, MemoryService, Params
-from vframework_memory.content import SHARED, content_hash, share_checked
+from vframework_memory.content import PRIVATE, SHARED, content_hash, share_checked
 from vframework_memory.table import KeyTable
 
 __all__ = ["EsxSharing", "EsxSharingParams"]
@@ -133,11 +133,18 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         frame = self.shared.find(keys)
         on_frame = frame >= 0
         at = np.flatnonzero(on_frame)
-        share[at] = self.shared.get(frame[at], "token") == tokens[at]
+        token = self.shared.get(frame[at], "token")
+        share[at] = token == tokens[at]
         target[at] = self.shared.get(frame[at], "mpn")
+        # A stale entry (its frame freed, or holding other content now) fails the first page
+        # that matches it, which drops it: the key's later pages go on to the hint table.
+        failing = at[share[at] & _stale(memory, target[at], token)]
+        if failing.size:
+            later = _after_first(keys, failing, at)
+            on_frame[later], share[later], target[later] = False, False, -1
         # Otherwise the key's hint decides, as it stands when the page's turn comes.
         rest = np.flatnonzero(~on_frame)
-        hint = _in_order(self.hints, vm_id, ppns[rest], mpns[rest], tokens[rest], keys[rest])
+        hint = _in_order(self.hints, vm_id, ppns[rest], mpns[rest], tokens[rest], keys[rest], memory)
         share[rest] = hint.matched
         target[rest] = np.where(hint.matched, hint.ref_mpn, -1)
         # The hints after the batch: each key's last page that became its hint.
@@ -169,12 +176,7 @@ class EsxSharing(MemoryService[EsxSharingParams]):
     ) -> npt.NDArray[np.bool_]:
         """Share what matched; returns which pages of the batch were shared."""
         hinted = hint.matched  # (over ``rest``) pages that matched a hint
-        # A hint from before the batch may have been written or moved since: rehash it.
-        old = hinted & (hint.ref < 0)
-        moved = np.zeros(rest.size, dtype=bool)
-        for other in np.unique(hint.old_vm[old]).tolist():
-            mine = np.flatnonzero(old & (hint.old_vm == other))
-            moved[mine] = memory.backing(other, hint.old_ppn[mine]) != hint.ref_mpn[mine]
+        moved = hinted & hint.moved
         chosen = np.flatnonzero(share)
         targets = target[chosen]
         # Only the pages that met a moved hint are refused: another page's target may be the
@@ -223,6 +225,25 @@ def _shared_before(
     return skipped
 
 
+def _stale(memory: MemoryContext, mpns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+    """Which table entries no longer hold: the frame is no VM's now, or holds other content
+    (the full comparison of :func:`~vframework_memory.content.share_checked` would fail)."""
+    state = memory.frame_state(mpns)
+    bad: npt.NDArray[np.bool_] = ((state != PRIVATE) & (state != SHARED)) | (memory.content(mpns) != tokens)
+    return bad
+
+
+def _after_first(
+    keys: npt.NDArray[np.uint64], first: npt.NDArray[np.int64], among: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The positions of ``among`` (ascending) after the first of ``first`` with the same key."""
+    cut_keys, at = np.unique(keys[first], return_index=True)
+    where = np.searchsorted(cut_keys, keys[among]).clip(max=cut_keys.size - 1)
+    after = (cut_keys[where] == keys[among]) & (among > first[at[where]])
+    later: npt.NDArray[np.int64] = among[after]
+    return later
+
+
 def _first_draws(drawn: npt.NDArray[np.int64], pages: int) -> npt.NDArray[np.int64]:
     """The distinct pages drawn, each where it was first drawn, in draw order (a page drawn
     twice in one period is scanned once)."""
@@ -255,6 +276,8 @@ class _Lookup:
         self.final = np.zeros(n, dtype=bool)
         #: The page was its key's hint from before the batch.
         self.own_hint = np.zeros(n, dtype=bool)
+        #: The hint from before the batch that it met has moved to another frame since.
+        self.moved = np.zeros(n, dtype=bool)
 
 
 def _in_order(
@@ -264,13 +287,18 @@ def _in_order(
     mpns: npt.NDArray[np.int64],
     tokens: npt.NDArray[np.uint64],
     keys: npt.NDArray[np.uint64],
+    memory: MemoryContext,
 ) -> _Lookup:
     """The hint table's answers to a batch of pages taken one at a time, in order, at once.
 
     Taken in order, a page whose key has no hint yet, or whose hint is the page itself, becomes
     the key's hint; any other page meets the hint its key has at that moment and matches it if
     their contents are equal. So within one key's pages, each page meets the latest page before
-    it that became the hint, or the key's hint from before the batch."""
+    it that became the hint, or the key's hint from before the batch.
+
+    A hint from before the batch may be stale: its page moved to another frame, or its frame
+    holds other content now. The first page that matches it fails and drops it, so the key's
+    pages after that one start afresh, as if the key had no hint."""
     n = keys.size
     out = _Lookup(n)
     if n == 0:
@@ -278,32 +306,79 @@ def _in_order(
     order = np.argsort(keys, kind="stable")  # each key's pages together, in batch order
     k = keys[order]
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    run_start = np.repeat(starts, np.diff(np.r_[starts, n]))
-    run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))
+    lengths = np.diff(np.r_[starts, n])
+    run_start = np.repeat(starts, lengths)
+    run_end = np.repeat(np.r_[starts[1:], n], lengths)
     h0 = hints.find(k)
-    has_h0 = h0 >= 0
     slot = np.maximum(h0, 0)
-    h0_vm = np.where(has_h0, hints.get(slot, "vm"), -1).astype(np.int64)
-    h0_ppn = np.where(has_h0, hints.get(slot, "ppn"), -1)
+    h0_vm = np.where(h0 >= 0, hints.get(slot, "vm"), -1).astype(np.int64)
+    h0_ppn = np.where(h0 >= 0, hints.get(slot, "ppn"), -1)
+    h0_token = hints.get(slot, "token")
+    h0_mpn = hints.get(slot, "mpn")
     pos = np.arange(n)
-    own_hint = (h0_vm == vm_id) & (h0_ppn == ppns[order])
-    becomes = (~has_h0 & (pos == run_start)) | own_hint
-    latest = np.maximum.accumulate(np.where(becomes, pos, -1))
-    ref = np.where(latest >= run_start, latest, -1)
-    # The last page of each key's run that became the hint (-1: the old hint stays).
-    last_new = latest[run_end - 1]
-    last_new = np.where(last_new >= run_start, last_new, -1)
-    safe = order[np.maximum(ref, 0)]
-    ref_token = np.where(ref >= 0, tokens[safe], hints.get(slot, "token"))
-    ref_mpn = np.where(ref >= 0, mpns[safe], hints.get(slot, "mpn"))
-    meets = ~becomes & ((ref >= 0) | has_h0)
-    matched = meets & (ref_token == tokens[order])
-    out.matched[order] = matched
-    out.ref[order] = np.where(ref >= 0, safe, -1)
-    out.ref_mpn[order] = ref_mpn
+    found = _Found(order, pos, run_start, run_end, h0 >= 0, (h0_vm == vm_id) & (h0_ppn == ppns[order]))
+    found.meet(tokens, mpns, h0_token, h0_mpn)
+    old = np.flatnonzero(found.matched & (found.ref < 0))
+    moved = np.zeros(n, dtype=bool)
+    if old.size:
+        for other in np.unique(h0_vm[old]).tolist():
+            mine = old[h0_vm[old] == other]
+            moved[mine] = memory.backing(other, h0_ppn[mine]) != h0_mpn[mine]
+        stale = moved[old] | _stale(memory, h0_mpn[old].astype(np.int64), h0_token[old])
+        if stale.any():
+            # Each run's first page to fail on its stale hint; the run restarts after it.
+            cut = np.full(n, n)
+            cut[old[stale]] = old[stale]
+            first = np.repeat(np.minimum.reduceat(cut, starts), lengths)
+            after = pos > first
+            found = _Found(
+                order, pos, np.where(after, first + 1, run_start), run_end, (h0 >= 0) & ~after, found.own & ~after
+            )
+            found.meet(tokens, mpns, h0_token, h0_mpn)
+    ref = found.ref
+    out.matched[order] = found.matched
+    out.ref[order] = np.where(ref >= 0, found.safe, -1)
+    out.ref_mpn[order] = found.ref_mpn
     out.old_vm[order] = np.where(ref < 0, h0_vm, -1)
     out.old_ppn[order] = np.where(ref < 0, h0_ppn, -1)
-    out.is_final[order] = ref == last_new
-    out.final[order] = becomes & (pos == last_new)
-    out.own_hint[order] = own_hint
+    out.is_final[order] = ref == found.last_new
+    out.final[order] = found.becomes & (pos == found.last_new)
+    out.own_hint[order] = found.own
+    out.moved[order] = moved & (ref < 0)
     return out
+
+
+class _Found:
+    """One pass of :func:`_in_order` over the batch in key order, for given runs: which page
+    each page meets, and whether it matches."""
+
+    def __init__(
+        self,
+        order: npt.NDArray[np.int64],
+        pos: npt.NDArray[np.int64],
+        run_start: npt.NDArray[np.int64],
+        run_end: npt.NDArray[np.int64],
+        has_h0: npt.NDArray[np.bool_],
+        own: npt.NDArray[np.bool_],
+    ) -> None:
+        self.order, self.pos, self.has_h0, self.own = order, pos, has_h0, own
+        self.becomes = (~has_h0 & (pos == run_start)) | own
+        latest = np.maximum.accumulate(np.where(self.becomes, pos, -1))
+        self.ref = np.where(latest >= run_start, latest, -1)
+        # The last page of each key's run that became the hint (-1: the old hint stays).
+        last = run_end - 1
+        self.last_new = np.where(latest[last] >= run_start[last], latest[last], -1)
+        self.safe = order[np.maximum(self.ref, 0)]
+
+    def meet(
+        self,
+        tokens: npt.NDArray[np.uint64],
+        mpns: npt.NDArray[np.int64],
+        h0_token: npt.NDArray[np.uint64],
+        h0_mpn: npt.NDArray[np.int64],
+    ) -> None:
+        inside = self.ref >= 0
+        ref_token = np.where(inside, tokens[self.safe], h0_token)
+        self.ref_mpn = np.where(inside, mpns[self.safe], h0_mpn)
+        meets = ~self.becomes & (inside | self.has_h0)
+        self.matched = meets & (ref_token == tokens[self.order])
