@@ -1,0 +1,191 @@
+"""The exact model's floor: what drawing the memory workloads' references costs by itself.
+
+A memory workload draws every page it references from its own random stream (a zipf or uniform
+draw per reference, in chunks of 64 Ki). Results must stay byte-identical, so those draws are
+fixed work: however cheap everything else becomes, a run cannot go faster than its references
+can be drawn. This benchmark measures that ceiling, so a speed goal can be checked against it
+before anyone works towards it.
+
+For a scenario, each VM's workload is built again with a random stream of its own and its
+generator is pulled, alone, until it has drawn :data:`DRAWN` references (or ends): wall
+seconds per reference drawn, per VM. The scenario is then run (timed, as ``bench_run`` does)
+and each VM's references counted (its ``tlb_hits`` plus ``tlb_misses``: every reference looks
+the TLB up once). The ceiling is the simulated seconds divided by the sum, over VMs, of
+references times seconds per reference drawn.
+
+Rows:
+
+* ``floor.default`` -- the ceiling for the default scenario, in simulated seconds per wall
+  second; baseline: the scenario's own speed in this run (the ratio is how much faster the run
+  could become if everything but its draws cost nothing).
+* ``floor.scale`` -- the same for ``bench_scale``'s 200-VM host (quick: 50 VMs); baseline:
+  that run's own speed.
+* ``floor.draw`` -- references drawn per wall second by the default scenario's busiest memory
+  workload (its VM makes most references); baseline: one numpy gather of as many int64
+  values from a table of the working set's size, measured in this run (the least any
+  per-reference step costs).
+
+Each scenario runs in a fresh process (``common.in_child``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from common import in_child, row
+
+#: References drawn per VM to time its workload's draws (quick: an eighth).
+DRAWN = 1 << 20
+#: Simulated duration (ns) of the default scenario's run, and of the 200-VM host's.
+DEFAULT_NS = 1_000_000_000
+SCALE_NS = 50_000_000
+#: With ``--quick``: shorter runs, and 50 VMs instead of 200.
+QUICK_DEFAULT_NS = 200_000_000
+QUICK_SCALE_NS = 10_000_000
+QUICK_VMS = 50
+#: Small enough for the smoke test.
+SMOKE_SIZE = 2_000_000
+#: Operations pulled without a reference before a workload counts as drawing none.
+NO_TOUCH_AFTER = 10_000
+
+
+def _draw_seconds(spec: Any, drawn: int) -> float:
+    """Wall seconds per reference that VM ``spec``'s workload draws alone, after its first
+    reference (0 when its first operations reference no page). The generator's own per-operation
+    work (a few microseconds per batch of thousands) is in it: it is how the workload draws."""
+    import numpy as np  # noqa: PLC0415  (child side only)
+
+    from vframework.api import Touch, WorkloadContext  # noqa: PLC0415
+
+    cfg = spec.config
+    pages = cfg.memory // 4096 // cfg.vcpus
+    workload = spec.workload.cls(spec.workload.params, WorkloadContext(cfg.name, 0, pages, np.random.default_rng(0)))
+    ops = workload.run()
+    # The first reference builds the pattern's tables (once per VM): not a draw.
+    for pulled, op in enumerate(ops):
+        if type(op) is Touch or pulled > NO_TOUCH_AFTER:
+            break
+    else:
+        return 0.0
+    if type(op) is not Touch:
+        return 0.0  # not a memory workload (or one that waits first)
+    refs = 0
+    start = time.perf_counter()
+    for op in ops:
+        if type(op) is Touch:
+            refs += op.vpns.size
+            if refs >= drawn:
+                break
+    seconds = time.perf_counter() - start
+    return seconds / refs if refs else 0.0
+
+
+def _child(which: str, duration_ns: int, vms: int, drawn: int) -> None:
+    """In the child process: time each VM's draws, run the scenario (timed), print one JSON line."""
+    import numpy as np  # noqa: PLC0415
+
+    from vframework.api.manager import PluginManager  # noqa: PLC0415
+    from vframework.run.scenario import load_default_scenario, parse_scenario  # noqa: PLC0415
+    from vframework.run.simulation import Simulation  # noqa: PLC0415
+
+    plugins = PluginManager()
+    if which == "default":
+        scenario = load_default_scenario(plugins, [f"duration={duration_ns}ns"])
+    else:
+        from bench_scale import scale_scenario  # noqa: PLC0415
+
+        data = scale_scenario(vms, duration_ns)
+        scenario = parse_scenario(data, str(data["name"]), plugins)
+    cost: dict[str, float] = {}
+    known: dict[str, float] = {}  # VMs with the same workload and memory draw alike
+    for spec in scenario.vms:
+        key = json.dumps([spec.workload.name, spec.workload.params.model_dump(mode="json"), spec.config.memory])
+        if key not in known:
+            known[key] = _draw_seconds(spec, drawn)
+        cost[spec.config.name] = known[key]
+    sim = Simulation(scenario, plugins)
+    start = time.perf_counter()
+    sim.run()
+    wall = time.perf_counter() - start
+    refs = {vm.name: vm.counters["tlb_hits"] + vm.counters["tlb_misses"] for vm in sim.vms}
+    drawing = sum(refs[name] * cost[name] for name in refs)
+    most = max(refs, key=lambda name: refs[name])
+    # The baseline of the draw row: one gather of as many int64 as the busiest VM's draws.
+    table = np.arange(max(1, _pages_of(scenario, most)), dtype=np.int64)
+    index = np.random.default_rng(1).integers(0, table.size, size=drawn)
+    start = time.perf_counter()
+    table[index]
+    gather = (time.perf_counter() - start) / drawn
+    out = {
+        "sim_s": sim.engine.now / 1e9,
+        "wall": wall,
+        "refs": sum(refs.values()),
+        "drawing": drawing,
+        "busiest": most,
+        "busiest_draw": cost[most],
+        "gather": gather,
+    }
+    print(json.dumps(out))
+
+
+def _pages_of(scenario: Any, name: str) -> int:
+    """The address space of VM ``name``'s workload, in pages."""
+    import numpy as np  # noqa: PLC0415
+
+    from vframework.api import WorkloadContext  # noqa: PLC0415
+
+    spec = next(s for s in scenario.vms if s.config.name == name)
+    cfg = spec.config
+    ctx = WorkloadContext(cfg.name, 0, cfg.memory // 4096 // cfg.vcpus, np.random.default_rng(0))
+    pages: int = spec.workload.cls(spec.workload.params, ctx).address_space_pages()
+    return pages
+
+
+def run(quick: bool = False, size: int | None = None, repeat: int | None = None) -> list[dict[str, Any]]:
+    """Rows for ``floor.default``, ``floor.scale`` and ``floor.draw``.
+
+    ``size`` is the simulated duration in ns of both runs (which also shrinks the host to
+    a few VMs and the draws to 64 Ki per VM); ``repeat`` is not used (each figure is one run in
+    a fresh process: the draws are timed over a million references).
+    """
+    del repeat
+    if size is not None:
+        default_ns, scale_ns, vms, drawn = size, size, 4, 1 << 16
+    elif quick:
+        default_ns, scale_ns, vms, drawn = QUICK_DEFAULT_NS, QUICK_SCALE_NS, QUICK_VMS, DRAWN // 8
+    else:
+        default_ns, scale_ns, vms, drawn = DEFAULT_NS, SCALE_NS, 200, DRAWN
+    rows = []
+    for which, ns, count in (("default", default_ns, 0), ("scale", scale_ns, vms)):
+        got = in_child("bench_floor", f"_child({which!r}, {ns}, {count}, {drawn})", f"{which} run")
+        speed = got["sim_s"] / got["wall"]
+        ceiling = got["sim_s"] / got["drawing"] if got["drawing"] else float("inf")
+        name = "default scenario" if which == "default" else f"{count}-VM host"
+        rows.append(
+            row(
+                "floor",
+                which,
+                ceiling,
+                "sim s/s",
+                speed,
+                f"the {name}'s own speed",
+                references=got["refs"],
+                references_per_sim_s=got["refs"] / got["sim_s"],
+                draw_seconds=got["drawing"],
+                sim_s=got["sim_s"],
+            )
+        )
+        if which == "default":
+            rows.append(
+                row(
+                    "floor",
+                    f"draw ({got['busiest']})",
+                    1 / got["busiest_draw"],
+                    "refs/s",
+                    1 / got["gather"],
+                    "one numpy gather per reference",
+                )
+            )
+    return rows
