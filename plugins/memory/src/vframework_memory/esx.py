@@ -35,6 +35,8 @@ __all__ = ["EsxSharing", "EsxSharingParams"]
 
 #: Above this, (page, draw) pairs do not fit one int64.
 _SORT_LIMIT = 2**62
+#: At most this many pages of one VM are decided together.
+STEP = 8192
 
 
 class EsxSharingParams(Params):
@@ -108,7 +110,11 @@ class EsxSharing(MemoryService[EsxSharingParams]):
             if count == 0:
                 continue
             drawn = rng.integers(0, pages, size=count, dtype=np.int64)
-            scanned += self._scan(memory, vm_id, _first_draws(drawn, pages))
+            ppns = _first_draws(drawn, pages)
+            # In steps: a batch decides as its pages one at a time, so steps decide as one
+            # batch would, and the temporaries are the step's size, not the VM's.
+            for at in range(0, ppns.size, STEP):
+                scanned += self._scan(memory, vm_id, ppns[at : at + STEP])
         counters = memory.counters
         counters["pages_scanned"] += scanned
         counters["hint_frames"] = len(self.hints)
