@@ -15,8 +15,10 @@ A hash match is only a hint: with a narrow ``hash_bits`` different contents coll
 full comparison keeps them apart. Zero pages are shared like any other content.
 
 Both tables are numpy hash tables (:class:`~vframework_memory.table.KeyTable`), and a period's
-pages of one VM are decided together, with the same outcome as taking them one at a time in
-the order they were drawn: no Python object and no Python step per page.
+pages of one VM are decided together (in steps of at most ``STEP`` pages), with the same outcome
+as taking them one at a time in the order they were drawn: no Python object and no Python step
+per page. A stale entry (a hint whose page was rewritten or moved, a shared frame freed since)
+fails the first page that matches it, which drops it, as it would one page at a time.
 """
 
 from __future__ import annotations
