@@ -6,12 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vf_helpers import frames_by_content, guest_step, guest_write, sharing_host
 from vframework_memory import EsxSharing
-from vframework_memory import esx as esx_module
 
 from vframework.hv.hypervisor import Hypervisor
 
@@ -139,20 +137,3 @@ def test_a_moved_hint_refuses_only_the_pages_that_met_it() -> None:
     esx._scan(hv.memory, 2, np.array([0, 1]))
     assert int(hv.vms[2].p2m[1]) == frame
     assert int(hv.vms[2].p2m[0]) != frame
-
-
-@settings(max_examples=50, deadline=None)
-@given(contents=st.lists(st.lists(tokens, min_size=PAGES, max_size=PAGES), min_size=3, max_size=3))
-def test_a_period_in_steps_decides_as_one_batch(contents: list[list[int]]) -> None:
-    """``run`` decides a VM's pages in steps of ``STEP``: any step gives the same frames, by
-    number, as one batch."""
-    got = []
-    for step in (3, esx_module.STEP):
-        hv = sharing_host(contents)
-        esx = EsxSharing(EsxSharing.kit_params())
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(esx_module, "STEP", step)
-            for _ in range(2):
-                esx.run(hv.memory, 0)
-        got.append(([vm.p2m.tolist() for vm in hv.vms.values()], dict(hv.counters), len(esx.hints), len(esx.shared)))
-    assert got[0] == got[1]

@@ -15,10 +15,10 @@ A hash match is only a hint: with a narrow ``hash_bits`` different contents coll
 full comparison keeps them apart. Zero pages are shared like any other content.
 
 Both tables are numpy hash tables (:class:`~vframework_memory.table.KeyTable`), and a period's
-pages of one VM are decided together (in steps of at most ``STEP`` pages), with the same outcome
-as taking them one at a time in the order they were drawn: no Python object and no Python step
-per page. A stale entry (a hint whose page was rewritten or moved, a shared frame freed since)
-fails the first page that matches it, which drops it, as it would one page at a time.
+pages of one VM are decided together, with the same outcome as taking them one at a time in
+the order they were drawn: no Python object and no Python step per page. A stale entry (a hint
+whose page was rewritten or moved, a shared frame freed since) fails the first page that
+matches it, which drops it, as it would one page at a time.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ __all__ = ["EsxSharing", "EsxSharingParams"]
 
 #: Above this, (page, draw) pairs do not fit one int64.
 _SORT_LIMIT = 2**62
-#: At most this many pages of one VM are decided together.
-STEP = 8192
 
 
 class EsxSharingParams(Params):
@@ -112,11 +110,7 @@ class EsxSharing(MemoryService[EsxSharingParams]):
             if count == 0:
                 continue
             drawn = rng.integers(0, pages, size=count, dtype=np.int64)
-            ppns = _first_draws(drawn, pages)
-            # In steps: a batch decides as its pages one at a time, so steps decide as one
-            # batch would, and the temporaries are the step's size, not the VM's.
-            for at in range(0, ppns.size, STEP):
-                scanned += self._scan(memory, vm_id, ppns[at : at + STEP])
+            scanned += self._scan(memory, vm_id, _first_draws(drawn, pages))
         counters = memory.counters
         counters["pages_scanned"] += scanned
         counters["hint_frames"] = len(self.hints)
