@@ -20,7 +20,7 @@ from vframework import PluginManager
 from vframework.run.scenario import load_default_scenario
 
 #: The files that are the run's result (provenance.json records the time and versions: it differs).
-FILES = ("summary.json", "timeseries.csv", "ledger.csv", "invoice.json", "scenario.toml")
+FILES = ("summary.json", "timeseries.csv", "host_timeseries.csv", "ledger.csv", "invoice.json", "scenario.toml")
 SHORT = ["--set", "duration=500ms"]
 
 

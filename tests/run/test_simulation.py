@@ -14,7 +14,7 @@ from vframework import PluginManager, Simulation, hookimpl
 from vframework.hv.metrics import HOST_METRICS, VM_METRICS
 from vframework.run import report
 from vframework.run.scenario import load_default_scenario
-from vframework.run.simulation import TIMESERIES_METRICS
+from vframework.run.simulation import HOST_TIMESERIES_METRICS, TIMESERIES_METRICS
 
 # -- the results folder -------------------------------------------------------------------------
 
@@ -79,6 +79,25 @@ def test_last_sample_matches_the_summary(cli, tmp_path: Path) -> None:
             assert int(last[name][metric]) == counters[metric], (name, metric)
 
 
+def test_host_timeseries_csv(cli, tmp_path: Path) -> None:
+    """The host's counters at every sample, the last one what summary.json says (the engine's
+    own event count aside: the last sample is itself an event)."""
+    out = tmp_path / "results"
+    summary = run_cli(cli, out, "--set", "duration=300ms", "--set", "sample_interval=100ms")
+    lines = (out / "host_timeseries.csv").read_text(encoding="utf-8").splitlines()
+    header, rows = (
+        lines[0].split(","),
+        [dict(zip(lines[0].split(","), line.split(","), strict=True)) for line in lines[1:]],
+    )
+    assert header == ["time_ns", *HOST_TIMESERIES_METRICS]
+    assert [int(r["time_ns"]) for r in rows] == [0, 100_000_000, 200_000_000, 300_000_000]
+    for metric in HOST_TIMESERIES_METRICS:
+        if metric != "events_fired":
+            assert int(rows[-1][metric]) == summary["host"][metric], metric
+    # The default scenario is overcommitted: free memory moves while it runs.
+    assert len({r["free_frames"] for r in rows}) > 1
+
+
 def test_cumulative_counters_never_decrease(cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     run_cli(cli, out, "--set", "duration=400ms", "--set", "sample_interval=20ms")
@@ -97,6 +116,8 @@ def test_results_folder_with_plot(cli, tmp_path: Path) -> None:
     out = tmp_path / "results"
     run_cli(cli, out, "--set", "duration=50ms", plot=True)
     assert sorted(p.name for p in out.iterdir()) == [
+        "host_timeseries.csv",
+        "host_timeseries.parquet",
         "invoice.json",
         "ledger.csv",
         "ledger.parquet",

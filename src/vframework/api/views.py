@@ -410,6 +410,9 @@ class SimulationView(Protocol):
     engine: Engine
     #: The time series sampled so far: ``(time_ns, vm, *metrics)`` rows.
     timeseries: list[TimeseriesRow]
+    #: The host's counters at each sample so far: ``(time_ns, *metrics)`` rows, the metrics in
+    #: the order of :data:`vframework.run.simulation.HOST_TIMESERIES_METRICS`.
+    host_timeseries: list[tuple[int, ...]]
 
     @property
     def scenario(self) -> ScenarioView:

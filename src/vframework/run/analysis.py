@@ -54,6 +54,9 @@ class Results:
     ledger: pd.DataFrame | None = None
     #: provenance.json (None for folders written before it existed).
     provenance: dict[str, Any] | None = field(default=None)
+    #: host_timeseries.csv: ``time_ns`` and every host counter (empty for folders written
+    #: before it existed).
+    host_timeseries: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def name(self) -> str:
@@ -95,4 +98,6 @@ def load(path: str | Path) -> Results:
         ledger["amount"] = ledger["amount"].map(Decimal)
     prov_file = path / "provenance.json"
     provenance = json.loads(prov_file.read_text(encoding="utf-8")) if prov_file.is_file() else None
-    return Results(path, raw, summary, host, timeseries, ledger, provenance)
+    host_file = path / "host_timeseries.csv"
+    host_series = pd.read_csv(host_file).rename(columns=column_name) if host_file.is_file() else pd.DataFrame()
+    return Results(path, raw, summary, host, timeseries, ledger, provenance, host_series)

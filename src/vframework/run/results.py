@@ -1,4 +1,5 @@
-"""Writing a run's results folder, all or nothing: summary.json, timeseries.csv, the ledger
+"""Writing a run's results folder, all or nothing: summary.json, timeseries.csv and
+host_timeseries.csv, the ledger
 (ledger.csv, invoice.json), how it was made (provenance.json, scenario.toml), plots, and Parquet
 copies of the tables when pyarrow is installed.
 
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover - the test environments install it
 from vframework.run import report
 from vframework.run.billing import LEDGER_COLUMNS, Bill
 from vframework.run.provenance import provenance, scenario_toml
-from vframework.run.simulation import TIMESERIES_METRICS, Simulation
+from vframework.run.simulation import HOST_TIMESERIES_METRICS, TIMESERIES_METRICS, Simulation
 
 __all__ = [
     "ResultsError",
@@ -51,7 +52,8 @@ def summary_json(summary: Mapping[str, object]) -> str:
 
 
 def timeseries_csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """The text of timeseries.csv: a header, then one row per sample time per VM."""
+    """The text of a CSV table (timeseries.csv: a header, then one row per sample time per VM;
+    host_timeseries.csv: one row per sample time)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -127,13 +129,18 @@ def write_results(
     bill: Bill | None = None,
     provenance: Mapping[str, object] | None = None,
     scenario_toml: str | None = None,
+    host: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None,
 ) -> Path:
-    """Write the results folder ``out`` atomically; it must not exist yet (or be empty)."""
+    """Write the results folder ``out`` atomically; it must not exist yet (or be empty).
+    ``host``: the columns and rows of the host's time series, if any."""
     out = Path(out)
     with atomic_folder(out) as tmp:
         (tmp / "summary.json").write_text(summary_json(summary), encoding="utf-8")
         (tmp / "timeseries.csv").write_text(timeseries_csv(columns, rows), encoding="utf-8")
         _parquet(tmp / "timeseries.parquet", columns, rows)
+        if host is not None:
+            (tmp / "host_timeseries.csv").write_text(timeseries_csv(*host), encoding="utf-8")
+            _parquet(tmp / "host_timeseries.parquet", *host)
         if bill is not None:
             (tmp / "ledger.csv").write_text(timeseries_csv(LEDGER_COLUMNS, bill.ledger), encoding="utf-8")
             (tmp / "invoice.json").write_text(summary_json(bill.invoices()), encoding="utf-8")
@@ -161,7 +168,8 @@ def check_out(out: Path) -> None:
 
 def write_run(sim: Simulation, out: Path, *, plot: bool, argv: Sequence[str]) -> Path:
     """Write a finished simulation's results folder as ``vframework run`` does: its summary,
-    time series, bill, provenance (``argv``: the command that ran it) and resolved scenario."""
+    time series (the VMs' and the host's), bill, provenance (``argv``: the command that ran
+    it) and resolved scenario."""
     assert sim.result is not None
     return write_results(
         out,
@@ -172,4 +180,5 @@ def write_run(sim: Simulation, out: Path, *, plot: bool, argv: Sequence[str]) ->
         bill=sim.bill,
         provenance=provenance(sim.scenario, sim.seed, sim.plugins, list(argv)),
         scenario_toml=scenario_toml(sim.scenario, sim.seed),
+        host=(("time_ns", *HOST_TIMESERIES_METRICS), sim.host_timeseries),
     )

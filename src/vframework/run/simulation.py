@@ -16,7 +16,7 @@ from vframework.guest.os import GuestOS
 from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.meter import Meter
-from vframework.hv.metrics import VM_METRICS
+from vframework.hv.metrics import HOST_METRICS, VM_METRICS
 from vframework.hv.vm import VM
 from vframework.machine.hardware import HYPERVISOR_OWNER, Machine
 from vframework.run.billing import Bill, bill
@@ -24,10 +24,12 @@ from vframework.run.scenario import ResolvedVM, Scenario
 from vframework.sim.engine import LATE, Engine
 from vframework.sim.units import PAGE_SIZE
 
-__all__ = ["TIMESERIES_METRICS", "Simulation"]
+__all__ = ["HOST_TIMESERIES_METRICS", "TIMESERIES_METRICS", "Simulation"]
 
 #: Columns of timeseries.csv after ``time_ns,vm``.
 TIMESERIES_METRICS = tuple(VM_METRICS)
+#: Columns of host_timeseries.csv after ``time_ns``.
+HOST_TIMESERIES_METRICS = tuple(HOST_METRICS)
 
 
 class Simulation:
@@ -68,6 +70,8 @@ class Simulation:
         self.meter: Meter | None = None
         self.vms: list[VM] = []
         self.timeseries: list[TimeseriesRow] = []
+        #: The host's counters at each sample: ``(time_ns, *metrics)`` rows.
+        self.host_timeseries: list[tuple[int, ...]] = []
         self._destroyed: set[int] = set()
         self.plugins.call("simulation_configured", scenario=scenario)
         for index, spec in enumerate(scenario.vms):
@@ -135,6 +139,8 @@ class Simulation:
             if vm.guest is not None and not self.hypervisor.memory_policy.estimates_active:
                 c["mem_active"] = vm.guest.sample_active()
             self.timeseries.append((now, vm.name, *(c[m] for m in TIMESERIES_METRICS)))
+        host = self.hypervisor.counters
+        self.host_timeseries.append((now, *(host[m] for m in HOST_TIMESERIES_METRICS)))
         if self.meter is not None:
             self.meter.observe(now, self.hypervisor.counters)
 
