@@ -68,6 +68,10 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
         edit('memory_policy = "static"', 'memory_policy = "static"\nmemory_services = ["no-such-service"]'),
         [("host.memory_services[0]", ["no-such-service", "installed"])],
     ),
+    "memory-service-listed-twice": (
+        edit('memory_policy = "static"', 'memory_policy = "static"\nmemory_services = ["balloon", "balloon"]'),
+        [("host.memory_services[1]", ["'balloon'", "listed twice", "[0]"])],
+    ),
     "missing-vm-name": (
         edit('name = "b"\n', ""),
         [("vm[1].name", ["required"])],
@@ -144,7 +148,7 @@ BAD_SCENARIOS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     ),
     "vm-larger-than-host": (
         edit('memory = "128MiB"', 'memory = "2GiB"'),
-        [("vm", ["2176MiB", "1GiB", "static", "overcommit"])],
+        [("vm", ["2176MiB", "1GiB", "static", "overcommit", "policies that can", "shares"])],
     ),
     "vms-together-larger-than-host": (
         edit('memory = "1GiB"', 'memory = "200MiB"'),

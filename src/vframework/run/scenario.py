@@ -500,6 +500,12 @@ def _resolve(
     return ResolvedComponent(cls, params)
 
 
+def _can_overcommit(plugins: PluginManager) -> str:
+    """The installed memory policies that can overcommit, for an error message."""
+    names = sorted(n for n, cls in plugins.components["memory_policy"].items() if getattr(cls, "can_overcommit", False))
+    return ", ".join(names) or "none installed"
+
+
 def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) -> Scenario:
     """Validate a scenario already read from TOML; raises :class:`ScenarioError`."""
     config, problems = _validate_shape(data, source)
@@ -516,6 +522,17 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
         for i, ref in enumerate(host.memory_services)
         if (r := _resolve(plugins, "memory_service", ref, ("host", "memory_services", i), source, problems))
     )
+    first_at: dict[str, int] = {}
+    for i, ref in enumerate(host.memory_services):
+        if (first := first_at.setdefault(ref.name, i)) != i:
+            problems.append(
+                Problem(
+                    source,
+                    f"host.memory_services[{i}]",
+                    f"{ref.name!r} is listed twice (also at [{first}]): each service runs once; "
+                    "give its one entry the parameters",
+                )
+            )
     names: set[str] = set()
     vms = []
     for i, vm in enumerate(config.vm):
@@ -562,7 +579,8 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
                 source,
                 "vm",
                 f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
-                f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit",
+                f"but the host has {format_size(host.memory)}, and memory policy {policy.name!r} cannot overcommit "
+                f"(policies that can, with a memory service: {_can_overcommit(plugins)})",
             )
         )
     if policy is not None:
@@ -584,14 +602,16 @@ def parse_scenario(data: dict[str, Any], source: str, plugins: PluginManager) ->
                     "overcommitted; give them a mode that backs pages on demand",
                 )
             )
-    if policy is not None and policy.cls.can_overcommit and not services and total > host.memory:
+    if policy is not None and policy.cls.can_overcommit and not host.memory_services and total > host.memory:
+        installed = ", ".join(sorted(plugins.components["memory_service"])) or "none installed"
         problems.append(
             Problem(
                 source,
                 "host.memory_services",
                 f"the VMs need {format_size(total)} (with the hypervisor's {format_size(host.hypervisor_memory)}) "
                 f"but the host has {format_size(host.memory)}: memory policy {policy.name!r} can overcommit only "
-                "with a memory service that reclaims or saves frames (e.g. balloon, esx-sharing, ksm)",
+                f"with a memory service that reclaims or saves frames ({installed}); page sharing alone saves "
+                "only what equal contents allow, so list one that takes frames back (a balloon, hypervisor swap)",
             )
         )
     billing = None

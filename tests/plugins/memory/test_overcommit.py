@@ -78,8 +78,19 @@ def test_mem_min_is_respected(plugins: PluginManager) -> None:
 def test_overcommit_without_a_service_is_refused_naming_what_would_allow_it(plugins: PluginManager) -> None:
     data = _data()
     data["host"]["memory_services"] = []
-    with pytest.raises(ScenarioError, match="can overcommit only with a memory service"):
+    with pytest.raises(ScenarioError, match="can overcommit only with a memory service") as caught:
         parse_scenario(data, "test.toml", plugins)
+    assert "balloon" in str(caught.value)
+    assert "host-swap" in str(caught.value)
+
+
+def test_a_misspelt_service_is_one_problem_not_two(plugins: PluginManager) -> None:
+    """An unknown service is reported as such, not also as "no memory service"."""
+    data = _data()
+    data["host"]["memory_services"] = ["ballon"]
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(data, "test.toml", plugins)
+    assert [p.path for p in caught.value.problems] == ["host.memory_services[0]"]
 
 
 def test_thresholds_must_fall() -> None:
