@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import Phase, settings
 from vf_helpers import scenario
-from vframework_memory import Ksm
+from vframework_memory import EsxSharing, Ksm
 
 from vframework.api.manager import PluginManager
 from vframework.errors import ScenarioError
 from vframework.guest.mm import PTE_COW, PTE_WRITABLE
 from vframework.guest.os import GuestOS
+from vframework.hv import sharing, swap
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation, Summary
 from vframework.testing.sharing import SharingMachine
@@ -165,4 +166,26 @@ def test_the_kit_catches_a_fork_without_copy_on_write(monkeypatch: pytest.Monkey
         derandomize=True,
     )
     with pytest.raises(AssertionError, match=r"changed what vm\d+ process \d+ reads"):
+        machine.TestCase().runTest()
+
+
+def test_the_kit_catches_a_pinned_frame_shared_or_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kernel that forgets pins: scanners share a DMA buffer's zero pages and the hypervisor
+    # pages them out. The kit pins driver pages at random, so it must notice.
+    def no_pins(vm: Any) -> Any:
+        return np.empty(0, dtype=np.int64)
+
+    monkeypatch.setattr(sharing, "pinned_frames", no_pins)
+    monkeypatch.setattr(swap, "pinned_frames", no_pins)
+    machine = SharingMachine.for_component(EsxSharing)
+    machine.TestCase.settings = settings(
+        max_examples=300,
+        stateful_step_count=30,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        report_multiple_bugs=False,
+        derandomize=True,
+    )
+    with pytest.raises(AssertionError, match=r"pinned for DMA"):
         machine.TestCase().runTest()
