@@ -135,15 +135,23 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         frame = self.shared.find(keys)
         on_frame = frame >= 0
         at = np.flatnonzero(on_frame)
-        token = self.shared.get(frame[at], "token")
-        share[at] = token == tokens[at]
+        share[at] = self.shared.get(frame[at], "token") == tokens[at]
         target[at] = self.shared.get(frame[at], "mpn")
-        # A stale entry (its frame freed, or holding other content now) fails the first page
-        # that matches it, which drops it: the key's later pages go on to the hint table.
-        failing = at[share[at] & _stale(memory, target[at], token)]
+        # Taken in order, the first page to match a key's entry finds out whether it holds. It
+        # fails, and drops the entry, if the entry is stale (its frame freed, or holding other
+        # content now) or is the page's own frame (a shared frame left with one mapping turns
+        # private): the key's later pages go on to the hint table. If it holds, every later
+        # match shares it, except the page whose own frame it is: by its turn that page is on a
+        # shared frame, so it is not scanned.
+        matching = at[share[at]]
+        own = matching[target[matching] == mpns[matching]]
+        failing = _first_of_keys(keys, matching)
+        failing = failing[_stale(memory, target[failing], tokens[failing]) | (target[failing] == mpns[failing])]
         if failing.size:
             later = _after_first(keys, failing, at)
             on_frame[later], share[later], target[later] = False, False, -1
+        unscanned = own[~np.isin(own, failing)]
+        share[unscanned] = False
         # Otherwise the key's hint decides, as it stands when the page's turn comes.
         rest = np.flatnonzero(~on_frame)
         hint = _in_order(self.hints, vm_id, ppns[rest], mpns[rest], tokens[rest], keys[rest], memory)
@@ -154,14 +162,14 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         vm = np.full(now_hint.size, vm_id)
         self.hints.put(keys[now_hint], vm=vm, ppn=ppns[now_hint], mpn=mpns[now_hint], token=tokens[now_hint])
         if not share.any():
-            return n
+            return n - int(unscanned.size)
         done = self._share(memory, vm_id, ppns, mpns, tokens, keys, share, target, rest, hint)
         # A page whose own hint an earlier page of the batch shared onto was no longer private
         # when its turn came: it was not scanned, and is no hint.
         skipped = _shared_before(rest, hint, keys, done)
         if skipped.size:
             self.hints.delete(self.hints.find(keys[skipped]))
-        return n - int(skipped.size)
+        return n - int(skipped.size) - int(unscanned.size)
 
     def _share(
         self,
@@ -189,21 +197,25 @@ class EsxSharing(MemoryService[EsxSharingParams]):
         ok = np.zeros(chosen.size, dtype=bool)
         picked = chosen[keep]
         ok[keep] = share_checked(memory, vm_id, ppns[picked], mpns[picked], targets[keep], tokens[picked])
+        done = np.zeros(share.size, dtype=bool)
+        done[chosen[ok]] = True
+        # A page that failed on its key's shared entry dropped that entry (by key: the same
+        # frame may be another key's entry now, reused since), before any new entry is put.
+        from_table = np.ones(share.size, dtype=bool)
+        from_table[rest] = False
+        failed = chosen[~ok & from_table[chosen]]
+        if failed.size:
+            slots = self.shared.find(keys[failed])
+            self.shared.delete(np.unique(slots[slots >= 0]))
         # A hint that shared is no hint any more (if it is still the key's hint); its frame,
-        # if any page shared onto it, is the key's shared frame (the last such hint wins).
+        # if a page shared onto it, is the key's shared frame (the last such hint wins).
         pairs = np.flatnonzero(hinted)
         gone = pairs[hint.is_final[pairs]]
         self.hints.delete(self.hints.find(keys[rest[gone]]))
-        won = pairs[np.isin(hint.ref_mpn[pairs], targets[ok])]
+        won = pairs[done[rest[pairs]]]
         if won.size:
             last = won[::-1][np.unique(keys[rest[won]][::-1], return_index=True)[1]]
             self.shared.put(keys[rest[last]], mpn=hint.ref_mpn[last], token=tokens[rest[last]])
-        stale = np.unique(targets[~ok])
-        if stale.size:
-            slots, _ = self.shared.items()
-            self.shared.delete(slots[np.isin(self.shared.get(slots, "mpn"), stale)])
-        done = np.zeros(share.size, dtype=bool)
-        done[chosen[ok]] = True
         return done
 
 
@@ -228,11 +240,18 @@ def _shared_before(
 
 
 def _stale(memory: MemoryContext, mpns: npt.NDArray[np.int64], tokens: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-    """Which table entries no longer hold: the frame is no VM's now, or holds other content
-    (the full comparison of :func:`~vframework_memory.content.share_checked` would fail)."""
+    """Which table entries no longer hold for any page: the frame is no VM's now, or holds
+    other content (the full comparison of :func:`~vframework_memory.content.share_checked`
+    fails; it also fails a page whose own frame is the target, which the caller checks)."""
     state = memory.frame_state(mpns)
     bad: npt.NDArray[np.bool_] = ((state != PRIVATE) & (state != SHARED)) | (memory.content(mpns) != tokens)
     return bad
+
+
+def _first_of_keys(keys: npt.NDArray[np.uint64], among: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Each key's first position of ``among`` (ascending)."""
+    first: npt.NDArray[np.int64] = among[np.unique(keys[among], return_index=True)[1]]
+    return first
 
 
 def _after_first(
@@ -318,9 +337,10 @@ def _in_order(
     h0_token = hints.get(slot, "token")
     h0_mpn = hints.get(slot, "mpn")
     pos = np.arange(n)
-    found = _Found(order, pos, run_start, run_end, h0 >= 0, (h0_vm == vm_id) & (h0_ppn == ppns[order]))
-    found.meet(tokens, mpns, h0_token, h0_mpn)
-    old = np.flatnonzero(found.matched & (found.ref < 0))
+    first_pass = _Meeting(order, pos, run_start, run_end, h0 >= 0, (h0_vm == vm_id) & (h0_ppn == ppns[order]))
+    first_pass.meet(tokens, mpns, h0_token, h0_mpn)
+    met = first_pass  # unless a stale hint cuts a run (below)
+    old = np.flatnonzero(first_pass.matched & (first_pass.ref < 0))
     moved = np.zeros(n, dtype=bool)
     if old.size:
         for other in np.unique(h0_vm[old]).tolist():
@@ -328,31 +348,40 @@ def _in_order(
             moved[mine] = memory.backing(other, h0_ppn[mine]) != h0_mpn[mine]
         stale = moved[old] | _stale(memory, h0_mpn[old].astype(np.int64), h0_token[old])
         if stale.any():
-            # Each run's first page to fail on its stale hint; the run restarts after it.
-            cut = np.full(n, n)
-            cut[old[stale]] = old[stale]
-            first = np.repeat(np.minimum.reduceat(cut, starts), lengths)
-            after = pos > first
-            found = _Found(
-                order, pos, np.where(after, first + 1, run_start), run_end, (h0 >= 0) & ~after, found.own & ~after
+            # Each run's first page to fail on its stale hint (n: none fails); the key has no
+            # hint after that page, so the run starts afresh after it: no old hint, and no page
+            # that was the old hint's own.
+            fails_at = np.full(n, n)
+            fails_at[old[stale]] = old[stale]
+            cut_at = np.repeat(np.minimum.reduceat(fails_at, starts), lengths)
+            after = pos > cut_at
+            met = _Meeting(
+                order,
+                pos,
+                np.where(after, cut_at + 1, run_start),
+                run_end,
+                (h0 >= 0) & ~after,
+                first_pass.own & ~after,
             )
-            found.meet(tokens, mpns, h0_token, h0_mpn)
-    ref = found.ref
-    out.matched[order] = found.matched
-    out.ref[order] = np.where(ref >= 0, found.safe, -1)
-    out.ref_mpn[order] = found.ref_mpn
+            met.meet(tokens, mpns, h0_token, h0_mpn)
+    ref = met.ref
+    out.matched[order] = met.matched
+    out.ref[order] = np.where(ref >= 0, met.ref_page, -1)
+    out.ref_mpn[order] = met.ref_mpn
     out.old_vm[order] = np.where(ref < 0, h0_vm, -1)
     out.old_ppn[order] = np.where(ref < 0, h0_ppn, -1)
-    out.is_final[order] = ref == found.last_new
-    out.final[order] = found.becomes & (pos == found.last_new)
-    out.own_hint[order] = found.own
+    out.is_final[order] = ref == met.last_new
+    out.final[order] = met.becomes & (pos == met.last_new)
+    out.own_hint[order] = met.own
+    # Only a moved hint refuses its page: one whose frame holds other content fails the full
+    # comparison by itself.
     out.moved[order] = moved & (ref < 0)
     return out
 
 
-class _Found:
-    """One pass of :func:`_in_order` over the batch in key order, for given runs: which page
-    each page meets, and whether it matches."""
+class _Meeting:
+    """One pass of :func:`_in_order` over the batch in key order, for given runs of each key's
+    pages: which hint each page meets (:meth:`meet`: and whether their contents match)."""
 
     def __init__(
         self,
@@ -370,7 +399,8 @@ class _Found:
         # The last page of each key's run that became the hint (-1: the old hint stays).
         last = run_end - 1
         self.last_new = np.where(latest[last] >= run_start[last], latest[last], -1)
-        self.safe = order[np.maximum(self.ref, 0)]
+        #: The batch position of the page each page meets (0 where it meets none of the batch).
+        self.ref_page = order[np.maximum(self.ref, 0)]
 
     def meet(
         self,
@@ -380,7 +410,7 @@ class _Found:
         h0_mpn: npt.NDArray[np.int64],
     ) -> None:
         inside = self.ref >= 0
-        ref_token = np.where(inside, tokens[self.safe], h0_token)
-        self.ref_mpn = np.where(inside, mpns[self.safe], h0_mpn)
+        ref_token = np.where(inside, tokens[self.ref_page], h0_token)
+        self.ref_mpn = np.where(inside, mpns[self.ref_page], h0_mpn)
         meets = ~self.becomes & (inside | self.has_h0)
         self.matched = meets & (ref_token == tokens[self.order])
