@@ -121,22 +121,28 @@ def test_fractions_above_one_are_refused(plugins: PluginManager) -> None:
         parse_scenario(data, "test.toml", plugins)
 
 
+def _hunt(machine: type[SharingMachine], examples: int) -> None:
+    """Run ``machine`` for ``examples`` examples on a fixed seed (the same examples every run),
+    generating only: finding the bug is the point, and shrinking would take minutes."""
+    machine.TestCase.settings = settings(
+        max_examples=examples,
+        stateful_step_count=30,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        report_multiple_bugs=False,
+        derandomize=True,
+    )
+    machine.TestCase().runTest()
+
+
 def test_the_kit_catches_writes_to_shared_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     machine = SharingMachine.for_component(Ksm)
     monkeypatch.setattr(GuestOS, "_unshare", lambda self, vcpu, ppns: 0)
     # The machine's rules grew (reclaim_now, writes in the middle of a scan): 300 examples on
     # the fixed seed stopped reaching a write to a shared page; random runs find it at 300.
-    machine.TestCase.settings = settings(
-        max_examples=1000,
-        stateful_step_count=30,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],  # finding it is the point; shrinking would take minutes
-        report_multiple_bugs=False,
-        derandomize=True,  # a fixed seed: the same examples every run
-    )
     with pytest.raises(AssertionError, match=r"changed what vm|was written|but reads"):
-        machine.TestCase().runTest()
+        _hunt(machine, 1000)
 
 
 def test_the_kit_catches_a_fork_without_copy_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,20 +159,11 @@ def test_the_kit_catches_a_fork_without_copy_on_write(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(GuestOS, "fork", careless_fork)
     machine = SharingMachine.for_component(Ksm)
-    machine.TestCase.settings = settings(
-        max_examples=300,
-        stateful_step_count=30,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        report_multiple_bugs=False,
-        # Found in most random runs, not all: a fixed seed makes the test deterministic. It
-        # once passed alone and failed in the suite: the machine sampled process objects, whose
-        # hashes (their addresses) went into Hypothesis's labels; it samples indices now.
-        derandomize=True,
-    )
+    # Found in most random runs, not all: a fixed seed makes the test deterministic. It once
+    # passed alone and failed in the suite: the machine sampled process objects, whose hashes
+    # (their addresses) went into Hypothesis's labels; it samples indices now.
     with pytest.raises(AssertionError, match=r"changed what vm\d+ process \d+ reads"):
-        machine.TestCase().runTest()
+        _hunt(machine, 300)
 
 
 def test_the_kit_catches_a_pinned_frame_shared_or_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,15 +174,5 @@ def test_the_kit_catches_a_pinned_frame_shared_or_swapped(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(sharing, "pinned_frames", no_pins)
     monkeypatch.setattr(swap, "pinned_frames", no_pins)
-    machine = SharingMachine.for_component(EsxSharing)
-    machine.TestCase.settings = settings(
-        max_examples=300,
-        stateful_step_count=30,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        report_multiple_bugs=False,
-        derandomize=True,
-    )
     with pytest.raises(AssertionError, match=r"pinned for DMA"):
-        machine.TestCase().runTest()
+        _hunt(SharingMachine.for_component(EsxSharing), 300)
