@@ -53,17 +53,24 @@ GATHERS = 5
 NO_TOUCH_AFTER = 10_000
 
 
+def _workload(spec: Any) -> Any:
+    """VM ``spec``'s workload, built again with a random stream of its own (vCPU 0)."""
+    import numpy as np  # noqa: PLC0415  (child side only)
+
+    from vframework.api import PAGE_SIZE, WorkloadContext  # noqa: PLC0415
+
+    cfg = spec.config
+    context = WorkloadContext(cfg.name, 0, cfg.memory // PAGE_SIZE // cfg.vcpus, np.random.default_rng(0))
+    return spec.workload.cls(spec.workload.params, context)
+
+
 def _draw_seconds(spec: Any, drawn: int) -> float:
     """Wall seconds per reference that VM ``spec``'s workload draws alone, after its first
     reference (0 when its first operations reference no page). The generator's own per-operation
     work (a few microseconds per batch of thousands) is in it: it is how the workload draws."""
-    import numpy as np  # noqa: PLC0415  (child side only)
+    from vframework.api import Touch  # noqa: PLC0415
 
-    from vframework.api import Touch, WorkloadContext  # noqa: PLC0415
-
-    cfg = spec.config
-    pages = cfg.memory // 4096 // cfg.vcpus
-    workload = spec.workload.cls(spec.workload.params, WorkloadContext(cfg.name, 0, pages, np.random.default_rng(0)))
+    workload = _workload(spec)
     ops = workload.run()
     # The first reference builds the pattern's tables (once per VM): not a draw.
     for pulled, op in enumerate(ops):
@@ -115,7 +122,8 @@ def _child(which: str, duration_ns: int, vms: int, drawn: int) -> None:
     drawing = sum(refs[name] * cost[name] for name in refs)
     most = max(refs, key=lambda name: refs[name])
     # The baseline of the draw row: one gather of as many int64 as the busiest VM's draws.
-    table = np.arange(max(1, _pages_of(scenario, most)), dtype=np.int64)
+    busiest = next(spec for spec in scenario.vms if spec.config.name == most)
+    table = np.arange(max(1, _workload(busiest).address_space_pages()), dtype=np.int64)
     index = np.random.default_rng(1).integers(0, table.size, size=drawn)
     gather = float("inf")
     for _ in range(GATHERS):
@@ -132,19 +140,6 @@ def _child(which: str, duration_ns: int, vms: int, drawn: int) -> None:
         "gather": gather,
     }
     print(json.dumps(out))
-
-
-def _pages_of(scenario: Any, name: str) -> int:
-    """The address space of VM ``name``'s workload, in pages."""
-    import numpy as np  # noqa: PLC0415
-
-    from vframework.api import WorkloadContext  # noqa: PLC0415
-
-    spec = next(s for s in scenario.vms if s.config.name == name)
-    cfg = spec.config
-    ctx = WorkloadContext(cfg.name, 0, cfg.memory // 4096 // cfg.vcpus, np.random.default_rng(0))
-    pages: int = spec.workload.cls(spec.workload.params, ctx).address_space_pages()
-    return pages
 
 
 def run(quick: bool = False, size: int | None = None, repeat: int | None = None) -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ class Simulation:
         host = self.hypervisor.counters
         self.host_timeseries.append((now, *(host[m] for m in HOST_TIMESERIES_METRICS)))
         if self.meter is not None:
-            self.meter.observe(now, self.hypervisor.counters)
+            self.meter.observe(now, host)
 
     def run(self, progress: Callable[[int, int], None] | None = None, steps: int = 100) -> Summary:
         """Run to the scenario's duration; returns the summary (see :meth:`summary`)."""

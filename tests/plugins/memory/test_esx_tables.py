@@ -100,20 +100,30 @@ def test_a_hint_shared_onto_earlier_in_the_batch_is_no_hint() -> None:
     assert len(esx.shared) == 1
 
 
+def _both(contents: list[list[int]], prepare: Any, vm_id: int, batch: list[int]) -> list[tuple[Any, ...]]:
+    """(pages scanned, host, tables) after ``batch`` is scanned at once and one page at a time."""
+    got = []
+    for batches in ([batch], [[p] for p in batch]):
+        hv = sharing_host(contents)
+        esx = EsxSharing(EsxSharing.kit_params())
+        prepare(hv, esx)
+        scanned = sum(esx._scan(hv.memory, vm_id, np.array(b)) for b in batches)
+        got.append((scanned, *_decisions(hv, esx)))
+    return got
+
+
 def test_a_stale_hint_is_dropped_by_the_first_page_that_meets_it() -> None:
     """VM 0's page 0 is a hint; its frame is then taken back, and pages 0 (now unbacked), 1 and 2
     (the hint's content) are scanned. One at a time, page 1 meets the stale hint, which is
     dropped, and page 2 becomes the hint; a batch must do the same (it used to let both pages
     meet the stale hint, so neither became one)."""
-    contents = [[1] * PAGES] * 3
-    hosts = [sharing_host(contents), sharing_host(contents)]
-    services = [EsxSharing(EsxSharing.kit_params()), EsxSharing(EsxSharing.kit_params())]
-    for hv, esx, batches in zip(hosts, services, ([[0, 1, 2]], [[0], [1], [2]]), strict=True):
+
+    def hint_taken_back(hv: Hypervisor, esx: EsxSharing) -> None:
         esx._scan(hv.memory, 0, np.array([0]))
         hv.memory.reclaim(0, [0])
-        for batch in batches:
-            esx._scan(hv.memory, 0, np.array(batch))
-    assert len(services[0].hints) == len(services[1].hints) == 1
+
+    got = _both([[1] * PAGES] * 3, hint_taken_back, 0, [0, 1, 2])
+    assert got[0][3] == got[1][3] == 1  # one hint
 
 
 def test_a_stale_shared_frame_is_dropped_by_the_first_page_that_meets_it() -> None:
@@ -121,20 +131,16 @@ def test_a_stale_shared_frame_is_dropped_by_the_first_page_that_meets_it() -> No
     table's entry is stale. VM 2's pages 0, 1 and 2 (the old content) are scanned. One at a time,
     page 0 fails the full comparison and the entry goes, page 1 becomes a hint and page 2 shares
     with it; a batch must do the same (it used to fail all three: nothing shared)."""
-    contents = [[1] * PAGES] * 3
-    got = []
-    for batches in ([[0, 1, 2]], [[0], [1], [2]]):
-        hv = sharing_host(contents)
-        esx = EsxSharing(EsxSharing.kit_params())
+
+    def shared_frame_freed(hv: Hypervisor, esx: EsxSharing) -> None:
         esx._scan(hv.memory, 0, np.array([0]))
         esx._scan(hv.memory, 1, np.array([0]))
         guest_write(hv, 0, 0, 5)
         guest_write(hv, 1, 0, 6)
-        for batch in batches:
-            esx._scan(hv.memory, 2, np.array(batch))
-        got.append(_decisions(hv, esx))
-    assert got[0] == got[1]
-    assert len(esx.shared) == 1
+
+    got = _both([[1] * PAGES] * 3, shared_frame_freed, 2, [0, 1, 2])
+    assert got[0][1:] == got[1][1:]
+    assert got[0][2] == 1  # one shared entry
 
 
 def test_a_moved_hint_refuses_only_the_pages_that_met_it() -> None:
@@ -158,18 +164,6 @@ def test_a_moved_hint_refuses_only_the_pages_that_met_it() -> None:
     # Page 0's failure drops only the hint it met: the frame's shared entry, now for content 2,
     # stays (it used to be deleted by frame number).
     assert len(esx.shared) == 1
-
-
-def _both(contents: list[list[int]], prepare: Any, vm_id: int, batch: list[int]) -> list[tuple[Any, ...]]:
-    """(pages scanned, host, tables) after ``batch`` is scanned at once and one page at a time."""
-    got = []
-    for batches in ([batch], [[p] for p in batch]):
-        hv = sharing_host(contents)
-        esx = EsxSharing(EsxSharing.kit_params())
-        prepare(hv, esx)
-        scanned = sum(esx._scan(hv.memory, vm_id, np.array(b)) for b in batches)
-        got.append((scanned, *_decisions(hv, esx)))
-    return got
 
 
 def _entry_on_own_frame(hv: Hypervisor, esx: EsxSharing) -> None:
