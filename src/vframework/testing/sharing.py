@@ -14,9 +14,7 @@ too, runs the service under test, stops VMs; after every step it checks, exactly
   (with ``pages_sharing``), and a VM maps only frames it owns or frames shared copy-on-write;
 * **a VM with share_pages off shares nothing**: it maps no shared frame (libvirt's nosharepages);
 * **ballooned pages are out of reach**: no process maps a page the balloon holds, and it has no
-  frame (a balloon round trip, through the guest's swap, is covered by the first check);
-* **pinned frames stay put**: a driver's buffer pages pinned for DMA keep their frame, private,
-  until unpinned: never reclaimed, swapped, shared or remapped.
+  frame (a balloon round trip, through the guest's swap, is covered by the first check).
 
 The policy's targets move too (a rule sets them), so a balloon inflates and deflates.
 """
@@ -34,10 +32,9 @@ from vframework.api.params import Params
 from vframework.guest.mm import ContentLayout, write_content
 from vframework.guest.ops import Touch
 from vframework.guest.os import GuestOS
-from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VM
-from vframework.machine.hardware import FREE, HYPERVISOR, PRIVATE, SHARED, Machine
+from vframework.machine.hardware import FREE, HYPERVISOR, SHARED, Machine
 from vframework.sim.engine import Engine
 from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload
@@ -75,8 +72,6 @@ class SharingMachine(RuleBasedStateMachine):
         #: Each VM's processes: the first, and those forked since.
         self.procs: dict[int, list[GuestProcess]] = {}
         self.shared_content: dict[int, int] = {}
-        #: (VM id, PPN) -> the frame it had when a driver pinned it for DMA.
-        self.pinned: dict[tuple[int, int], int] = {}
         self.added = 0
 
     # -- what guests can read -----------------------------------------------------------
@@ -288,46 +283,12 @@ class SharingMachine(RuleBasedStateMachine):
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")
         self.hv.memory.set_target(vm_id, pages)
 
-    @precondition(lambda self: bool(self.procs))
-    @rule(data=st.data(), count=st.integers(1, 3))
-    def driver_pins(self, data: st.DataObject, count: int) -> None:
-        """A guest driver takes free pages for a DMA buffer, zeroes them (which gives each a
-        private frame) and pins them (a request in flight): they are the driver's, neither free
-        nor any process's, and hold zeros, as equal pages on every VM do, so a scanner finds them
-        worth sharing."""
-        vm_id = data.draw(st.sampled_from(sorted(self.procs)), label="vm")
-        vm = self.hv.vms[vm_id]
-        guest = vm.guest
-        assert guest is not None
-        count = min(count, guest.memory.free_pages)
-        if count == 0:
-            return
-        ppns = guest.memory.take(count)
-        driver = DeviceHost(self.hv, vm)
-        driver.write_pages(ppns, np.zeros(count, dtype=np.uint64))  # zeroed: private frames
-        driver.pin(ppns)
-        for ppn in ppns.tolist():
-            self.pinned[vm_id, ppn] = int(vm.p2m[ppn])
-
-    @precondition(lambda self: bool(self.pinned))
-    @rule(data=st.data())
-    def driver_unpins(self, data: st.DataObject) -> None:
-        """The request completes: the driver unpins its buffer and frees the pages."""
-        vm_id, ppn = data.draw(st.sampled_from(sorted(self.pinned)), label="pinned page")
-        vm = self.hv.vms[vm_id]
-        pages = np.array([ppn], dtype=np.int64)
-        DeviceHost(self.hv, vm).unpin(pages)
-        assert vm.guest is not None
-        vm.guest.memory.give_back(pages)
-        del self.pinned[vm_id, ppn]
-
     @precondition(lambda self: bool(self.hv.vms))
     @rule(data=st.data())
     def stop_vm(self, data: st.DataObject) -> None:
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")
         self.hv.remove_vm(self.hv.vms[vm_id])
         del self.procs[vm_id]
-        self.pinned = {k: v for k, v in self.pinned.items() if k[0] != vm_id}
 
     # -- invariants --------------------------------------------------------------------
     @invariant()
@@ -375,17 +336,6 @@ class SharingMachine(RuleBasedStateMachine):
                 assert not mapped.any(), (
                     f"{vm} process {proc.pid} maps ballooned page(s) at VPNs {np.flatnonzero(mapped)[:5]}"
                 )
-
-    @invariant()
-    def pinned_frames_stay_put(self) -> None:
-        memory = self.machine.memory
-        for (vm_id, ppn), mpn in self.pinned.items():
-            now = int(self.hv.vms[vm_id].p2m[ppn])
-            assert now == mpn, f"vm{vm_id}'s page {ppn}, pinned for DMA on frame {mpn}, is now on frame {now}"
-            assert memory.state[mpn] == PRIVATE, (
-                f"vm{vm_id}'s page {ppn}, pinned for DMA, is on frame {mpn}, which is no longer private "
-                f"(state {int(memory.state[mpn])}): a device's write would reach whoever shares it"
-            )
 
     @invariant()
     def vms_without_share_pages_share_nothing(self) -> None:
