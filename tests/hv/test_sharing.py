@@ -8,6 +8,7 @@ import pytest
 from vframework.api.params import Params
 from vframework.guest.mm import ContentLayout
 from vframework.guest.os import GuestOS
+from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.sharing import consumed_pages
 from vframework.hv.vm import VM
@@ -145,6 +146,44 @@ def test_consumed_counts_one_nth_of_each_shared_frame() -> None:
     for vm in hv.vms.values():
         # PAGES granted, one of them a third of a frame: PAGES - 1 + 1/3, rounded down.
         assert consumed_pages(hv, vm) == PAGES - 1
+
+
+def test_pinning_a_shared_page_for_io_gives_it_a_private_frame_first() -> None:
+    # As Linux's pin for DMA breaks copy-on-write: the device's write must reach this VM only,
+    # and the page must not move later, while the I/O is in flight.
+    hv = _host()
+    memory = hv.machine.memory
+    target = _fill(hv, 0, 6, 0x66)
+    _fill(hv, 1, 6, 0x66)
+    hv.memory.share(1, [6], [target])
+    vm = hv.vms[1]
+    DeviceHost(hv, vm).pin(np.array([6]))
+    mpn = int(vm.p2m[6])
+    assert mpn != target
+    assert (memory.state[mpn], memory.owner[mpn], memory.content[mpn]) == (PRIVATE, 1, 0x66)
+    assert vm.counters["mem_shared"] == 0
+    assert hv.vms[0].p2m[6] == target, "the other sharer keeps the frame"
+    # Pinned, the page is neither shared again nor paged out.
+    assert hv.memory.share(1, [6], [target]) == 0
+    assert hv.memory.swap_out(1, [6], 1_000) == 0
+    assert int(vm.p2m[6]) == mpn
+    memory.check()
+
+
+def test_the_guest_never_swaps_out_a_page_under_io() -> None:
+    # Linux cannot unmap a page pinned for DMA: swapping, or a balloon inflating, passes it by.
+    hv = Hypervisor(Engine(0), Machine(1, 64 * PAGE_SIZE), FifoScheduler(None, 1), FixedPolicy(None), [])
+    vm = VM(0, "vm0", 1, 8, swap_pages=8)
+    hv.attach_mode(vm, FlatMode, Params())
+    guest = vm.guest = GuestOS(vm, hv)
+    proc = vm.vcpus[0].process = guest.spawn(ScriptWorkload([], 8).run(), 8, ContentLayout())
+    hv.add_vm(vm)
+    guest.touch(vm.vcpus[0], proc, np.arange(4), write=True)
+    ppn = int(proc.page_table[2])
+    DeviceHost(hv, vm).pin(np.array([ppn]))
+    assert guest.balloon_inflate(vm.vcpus[0], 8).size == 7, "every page but the pinned one"
+    assert proc.page_table[2] == ppn
+    assert vm.p2m[ppn] >= 0
 
 
 def test_para_virtual_page_tables_are_pinned() -> None:

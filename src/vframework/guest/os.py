@@ -396,8 +396,7 @@ class GuestOS(ProcessCalls):
             # Deflate on OOM (virtio-balloon's DEFLATE_ON_OOM): pages the guest cannot find by
             # swapping come back from the balloon rather than failing the guest.
             evictable = mem.rmap_vpn >= 0
-            if self._pinned is not None and self._pinned.size:
-                evictable[self._pinned] = False
+            evictable[self._unevictable()] = False
             reach = min(int(np.count_nonzero(evictable)), mem.free_swap_slots)
             if short > reach:
                 self.balloon_deflate(short - reach)
@@ -406,9 +405,16 @@ class GuestOS(ProcessCalls):
             cycles, io_ns = self._swap_out(vcpu, short)
         return mem.take(count), cycles, io_ns
 
+    def _unevictable(self) -> npt.NDArray[np.integer]:
+        """Pages no swap-out may take: those the reference being served needs, and those a
+        device is reading or writing (Linux cannot unmap a page pinned for DMA)."""
+        pinned = self._pinned if self._pinned is not None else np.empty(0, dtype=np.int64)
+        io = self.vm.io_pinned
+        return np.concatenate([pinned, io]) if io.size else pinned
+
     def _swap_out(self, vcpu: GuestVCPU, count: int) -> tuple[int, int]:
         mem = self.memory
-        victims = mem.victims(count, self._pinned)
+        victims = mem.victims(count, self._unevictable())
         slots = mem.swap_slots(count) if victims.size == count else None
         if slots is None:
             raise GuestOutOfMemory(
@@ -533,7 +539,9 @@ class GuestOS(ProcessCalls):
         pages whose data the guest writes out to its swap area. Returns the PPNs taken; the
         caller hands their frames back to the hypervisor."""
         mem = self.memory
-        evictable = int(np.count_nonzero(mem.rmap_vpn >= 0))
+        mapped = mem.rmap_vpn >= 0
+        mapped[self._unevictable()] = False
+        evictable = int(np.count_nonzero(mapped))
         count = min(count, mem.free_pages + min(mem.free_swap_slots, evictable))
         if count <= 0:
             return np.empty(0, dtype=np.int64)

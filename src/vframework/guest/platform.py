@@ -126,6 +126,11 @@ class GuestVM(Protocol):
     stall_ns: int
 
     @property
+    def io_pinned(self) -> npt.NDArray[np.int64]:
+        """PPNs a device is reading or writing (pinned for DMA): never swapped out."""
+        ...
+
+    @property
     def devices(self) -> Mapping[str, GuestDevice]:
         """Devices attached by plugins, by the name workloads use (``"disk"``, ``"net"``)."""
         ...

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from vframework.hv.vm import VM
     from vframework.machine.costs import CostModel
 
-__all__ = ["BACKEND_DOMID", "VMIO", "DeviceHost", "io_pinned_pages"]
+__all__ = ["BACKEND_DOMID", "VMIO", "DeviceHost"]
 
 _T = TypeVar("_T")
 
@@ -62,13 +62,6 @@ class VMIO:
         #: How many in-flight I/Os pin each guest-physical page (uint16 per PPN).
         self.pins = np.zeros(memory_pages, dtype=np.uint16)
         self.handlers: dict[int, Callable[[], None]] = {}
-
-
-def io_pinned_pages(vm: VM) -> npt.NDArray[np.int64]:
-    """PPNs of the VM pinned by I/O in flight (their frames must stay where they are)."""
-    if vm.io is None:
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(vm.io.pins)
 
 
 class DeviceHost:
@@ -199,6 +192,10 @@ class DeviceHost:
     def pin(self, ppns: npt.NDArray[np.int64]) -> None:
         ppns = self._ppns(ppns)
         self._hv.back_pages(self._vm, ppns, hidden=False)  # DMA needs a frame where it lands
+        # A page on a shared frame gets its private copy now, as Linux's pin for DMA breaks
+        # copy-on-write first: a device writing the shared frame would reach every sharer, and
+        # breaking it later (the guest's next write) would move the page while the I/O is in flight.
+        self._hv.break_sharing(self._vm, ppns)
         np.add.at(self._io.pins, ppns, self._io.pins.dtype.type(1))
 
     def unpin(self, ppns: npt.NDArray[np.int64]) -> None:

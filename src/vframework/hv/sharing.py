@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vframework.errors import HostOutOfMemory, OutOfMemory
-from vframework.hv.devices import io_pinned_pages
 from vframework.machine.hardware import PRIVATE, SHARED
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def pinned_frames(vm: VM) -> npt.NDArray[np.int64]:
     hypervisor validated at their machine address, and the frames their entries name (a
     para-virtual guest's page tables hold machine addresses); and the frames of pages under
     I/O (a device is reading or writing them)."""
-    io = io_pinned_pages(vm)
+    io = vm.io_pinned
     if not vm.pv_tables and not io.size:
         return np.empty(0, dtype=np.int64)
     parts = [vm.p2m[io].astype(np.int64)]

@@ -180,5 +180,13 @@ class VM:
         self.io_submitted = 0
         self.io_open: set[int] = set()
 
+    @property
+    def io_pinned(self) -> npt.NDArray[np.int64]:
+        """PPNs pinned by device I/O in flight: their frames stay put, and the guest does
+        not swap them out."""
+        if self.io is None:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(self.io.pins)
+
     def __repr__(self) -> str:
         return f"<VM {self.id} {self.name!r}>"

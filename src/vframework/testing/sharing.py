@@ -14,7 +14,10 @@ too, runs the service under test, stops VMs; after every step it checks, exactly
   (with ``pages_sharing``), and a VM maps only frames it owns or frames shared copy-on-write;
 * **a VM with share_pages off shares nothing**: it maps no shared frame (libvirt's nosharepages);
 * **ballooned pages are out of reach**: no process maps a page the balloon holds, and it has no
-  frame (a balloon round trip, through the guest's swap, is covered by the first check).
+  frame (a balloon round trip, through the guest's swap, is covered by the first check);
+* **pinned frames stay put**: a page a device reads or writes (a process's buffer pinned for
+  direct I/O) keeps its frame, private, until the I/O completes: never reclaimed, swapped,
+  shared or remapped, whatever the service, the guest or the hypervisor does meanwhile.
 
 The policy's targets move too (a rule sets them), so a balloon inflates and deflates.
 """
@@ -32,9 +35,10 @@ from vframework.api.params import Params
 from vframework.guest.mm import ContentLayout, write_content
 from vframework.guest.ops import Touch
 from vframework.guest.os import GuestOS
+from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
 from vframework.hv.vm import VM
-from vframework.machine.hardware import FREE, HYPERVISOR, SHARED, Machine
+from vframework.machine.hardware import FREE, HYPERVISOR, PRIVATE, SHARED, STATE_NAMES, Machine
 from vframework.sim.engine import Engine
 from vframework.sim.units import PAGE_SIZE
 from vframework.testing.doubles import FifoScheduler, FixedPolicy, FlatMode, ScriptWorkload
@@ -72,6 +76,8 @@ class SharingMachine(RuleBasedStateMachine):
         #: Each VM's processes: the first, and those forked since.
         self.procs: dict[int, list[GuestProcess]] = {}
         self.shared_content: dict[int, int] = {}
+        #: (VM id, PPN) -> the frame it had when pinned for I/O, and how many I/Os pin it.
+        self.pinned: dict[tuple[int, int], tuple[int, int]] = {}
         self.added = 0
 
     # -- what guests can read -----------------------------------------------------------
@@ -222,6 +228,11 @@ class SharingMachine(RuleBasedStateMachine):
         guest = vm.guest
         assert guest is not None
         child = self.procs[vm_id][data.draw(st.integers(1, len(self.procs[vm_id]) - 1), label="exiting process")]
+        # A process's I/O completes before it exits (Linux's exit_aio waits for it): the pages
+        # it maps are unpinned, so none is freed while a device still reads or writes it.
+        mapped = set(child.page_table[child.mapped()].tolist())
+        for key in [k for k in self.pinned if k[0] == vm_id and k[1] in mapped]:
+            self._complete_io(key, all_of_it=True)
         before = self._views()
         del before[vm_id, child.pid]
         self._run_as(vm, child, lambda: guest.exit(vm.vcpus[0], child))
@@ -237,7 +248,9 @@ class SharingMachine(RuleBasedStateMachine):
         guest = vm.guest
         assert guest is not None
         mem = guest.memory
-        count = min(count, int(np.count_nonzero(mem.rmap_vpn >= 0)), mem.free_swap_slots)
+        evictable = mem.rmap_vpn >= 0
+        evictable[vm.io_pinned] = False  # the guest does not swap a page under I/O
+        count = min(count, int(np.count_nonzero(evictable)), mem.free_swap_slots)
         if count <= 0:
             return
         before = self._views()
@@ -283,12 +296,45 @@ class SharingMachine(RuleBasedStateMachine):
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")
         self.hv.memory.set_target(vm_id, pages)
 
+    @precondition(lambda self: bool(self._writers()))
+    @rule(data=st.data())
+    def direct_io_pins(self, data: st.DataObject) -> None:
+        """A process starts direct I/O on pages it maps: the device pins them (a page on a
+        shared frame gets its private copy first), and they must stay where they are."""
+        vm_id, index = data.draw(st.sampled_from(self._writers()), label="vm, process")
+        proc = self.procs[vm_id][index]
+        mapped = proc.mapped().tolist()
+        vpns = data.draw(st.lists(st.sampled_from(mapped), min_size=1, max_size=4, unique=True), label="vpns")
+        vm = self.hv.vms[vm_id]
+        ppns = np.unique(proc.page_table[np.array(vpns, dtype=np.int64)]).astype(np.int64)
+        before = self._views()
+        DeviceHost(self.hv, vm).pin(ppns)
+        self._unchanged(before, "pinning pages for I/O")
+        for ppn in ppns.tolist():
+            _, count = self.pinned.get((vm_id, ppn), (0, 0))
+            self.pinned[vm_id, ppn] = (int(vm.p2m[ppn]), count + 1)
+
+    @precondition(lambda self: bool(self.pinned))
+    @rule(data=st.data())
+    def io_completes(self, data: st.DataObject) -> None:
+        """One I/O on a pinned page completes: the device unpins it."""
+        self._complete_io(data.draw(st.sampled_from(sorted(self.pinned)), label="pinned page"))
+
+    def _complete_io(self, key: tuple[int, int], all_of_it: bool = False) -> None:
+        vm_id, ppn = key
+        mpn, count = self.pinned.pop(key)
+        done = count if all_of_it else 1
+        DeviceHost(self.hv, self.hv.vms[vm_id]).unpin(np.full(done, ppn, dtype=np.int64))
+        if count > done:
+            self.pinned[key] = (mpn, count - done)
+
     @precondition(lambda self: bool(self.hv.vms))
     @rule(data=st.data())
     def stop_vm(self, data: st.DataObject) -> None:
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")
         self.hv.remove_vm(self.hv.vms[vm_id])
         del self.procs[vm_id]
+        self.pinned = {k: v for k, v in self.pinned.items() if k[0] != vm_id}
 
     # -- invariants --------------------------------------------------------------------
     @invariant()
@@ -336,6 +382,19 @@ class SharingMachine(RuleBasedStateMachine):
                 assert not mapped.any(), (
                     f"{vm} process {proc.pid} maps ballooned page(s) at VPNs {np.flatnonzero(mapped)[:5]}"
                 )
+
+    @invariant()
+    def pinned_frames_stay_put(self) -> None:
+        memory = self.machine.memory
+        for (vm_id, ppn), (mpn, _) in self.pinned.items():
+            vm = self.hv.vms[vm_id]
+            now = int(vm.p2m[ppn])
+            assert now == mpn, f"{vm}'s page {ppn}, pinned for I/O on frame {mpn}, is now on frame {now}"
+            mine = memory.state[mpn] == PRIVATE and memory.owner[mpn] == vm_id
+            assert mine, (
+                f"{vm}'s page {ppn} is pinned for I/O on frame {mpn}, which is {STATE_NAMES[memory.state[mpn]]} "
+                f"and owned by {int(memory.owner[mpn])}: a device's write would reach whoever else maps it"
+            )
 
     @invariant()
     def vms_without_share_pages_share_nothing(self) -> None:

@@ -12,7 +12,6 @@ from vframework_devices.ring_block import BlkRequest, RingBlock
 from vframework.api.manager import PluginManager
 from vframework.errors import ScenarioError
 from vframework.hv.contexts import HostMemory
-from vframework.hv.devices import io_pinned_pages
 from vframework.hv.sharing import pinned_frames
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation
@@ -90,7 +89,7 @@ def test_pages_under_io_are_pinned_and_never_reclaimed(plugins: PluginManager) -
     data = scenario([_vm("r", "ring-block", "hardware-assisted", depth=4)], duration="3ms")
     sim, _ = simulate(data, plugins)
     vm = sim.vms[0]
-    pinned = io_pinned_pages(vm)
+    pinned = vm.io_pinned
     assert pinned.size > 0
     assert pinned.size % 4 == 0  # requests of four pages each in flight at the end
     assert set(vm.p2m[pinned].tolist()) <= set(pinned_frames(vm).tolist())

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import Phase, settings
 from vf_helpers import scenario
-from vframework_memory import Ksm
+from vframework_memory import EsxSharing, Ksm
 
 from vframework.api.manager import PluginManager
 from vframework.errors import ScenarioError
 from vframework.guest.mm import PTE_COW, PTE_WRITABLE
 from vframework.guest.os import GuestOS
+from vframework.hv import sharing, swap
 from vframework.run.scenario import parse_scenario
 from vframework.run.simulation import Simulation, Summary
 from vframework.testing.sharing import SharingMachine
@@ -163,3 +164,15 @@ def test_the_kit_catches_a_fork_without_copy_on_write(monkeypatch: pytest.Monkey
     # (their addresses) went into Hypothesis's labels; it samples indices now.
     with pytest.raises(AssertionError, match=r"changed what vm\d+ process \d+ reads"):
         _hunt(machine, 300)
+
+
+def test_the_kit_catches_a_pinned_frame_shared_or_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kernel that forgets its pins: the scanner shares a page under I/O, or the hypervisor
+    # pages it out. The kit pins processes' pages for direct I/O at random, so it must notice.
+    def no_pins(vm: Any) -> Any:
+        return np.empty(0, dtype=np.int64)
+
+    monkeypatch.setattr(sharing, "pinned_frames", no_pins)
+    monkeypatch.setattr(swap, "pinned_frames", no_pins)
+    with pytest.raises(AssertionError, match=r"pinned for I/O on frame \d+, (is now on|which is)"):
+        _hunt(SharingMachine.for_component(EsxSharing), 300)
