@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vframework.api.params import Params
+from vframework.errors import PluginError
 from vframework.guest.mm import ContentLayout
 from vframework.guest.os import GuestOS
 from vframework.hv.devices import DeviceHost
@@ -184,6 +185,35 @@ def test_the_guest_never_swaps_out_a_page_under_io() -> None:
     assert guest.balloon_inflate(vm.vcpus[0], 8).size == 7, "every page but the pinned one"
     assert proc.page_table[2] == ppn
     assert vm.p2m[ppn] >= 0
+
+
+def test_swap_reclaim_and_balloon_keep_a_vms_mem_min() -> None:
+    hv = _host()
+    for vm_id, take in ((0, hv.memory.reclaim), (1, lambda v, p: hv.memory.swap_out(v, p, 1_000))):
+        hv.vms[vm_id].mem_min = 5
+        assert take(vm_id, np.arange(PAGES)) == PAGES - 5
+        assert take(vm_id, np.arange(PAGES)) == 0
+        assert hv.vms[vm_id].counters["mem_granted"] == 5
+    vm = hv.vms[2]
+    vm.mem_min = 5
+    assert hv.memory.balloon(2, PAGES) == PAGES - 5, "the balloon leaves the guarantee usable"
+    assert hv.memory.balloon(2, 1) == 0
+    assert hv.memory.balloon(2, -1) == 1, "deflating is never held back"
+
+
+@pytest.mark.parametrize("bounds", [(3, 2), (-1, 4), (0, PAGES + 1), (0.5, 4), 7, (1, 2, 3)])
+def test_a_policy_giving_nonsense_bounds_is_named(bounds: object) -> None:
+    class Odd(FixedPolicy):
+        name = "odd"
+
+        def bounds(self, vm: object) -> object:  # type: ignore[override]
+            return bounds
+
+    hv = Hypervisor(Engine(0), Machine(1, 64 * PAGE_SIZE), FifoScheduler(None, 1), Odd(None), [])
+    vm = VM(0, "vm0", 1, PAGES)
+    hv.attach_mode(vm, FlatMode, Params())
+    with pytest.raises(PluginError, match=r"memory policy 'odd' gave VM 'vm0' the bounds"):
+        hv.add_vm(vm)
 
 
 def test_para_virtual_page_tables_are_pinned() -> None:

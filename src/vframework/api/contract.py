@@ -27,6 +27,7 @@ from vframework.api.views import (
     MemoryContext,
     ModeContext,
     VCPUView,
+    VMView,
     WorkloadContext,
 )
 from vframework.guest.mm import ContentLayout
@@ -209,6 +210,15 @@ class MemoryPolicy(Component[P_co]):
     @abstractmethod
     def targets(self, memory: MemoryContext, now: int) -> dict[int, int]:
         """VM id -> target in pages."""
+
+    def bounds(self, vm: VMView) -> tuple[int, int]:
+        """The VM's ``mem_min`` and ``mem_max``, in pages: the memory it is guaranteed and the
+        most it may hold. Asked once, when the VM is added. The kernel keeps the guarantee for
+        every service: hypervisor swap and reclaim never take a VM's pages below its min, and
+        its balloon never holds more than its memory less its min. A service that enforces
+        limits (``host-swap``) pages a VM above its max down to it. ``(0, vm.memory_pages)``
+        by default."""
+        return 0, vm.memory_pages
 
     @classmethod
     def admit(cls, params: Params, host_pages: int, vms: list[tuple[str, int, Params | None]]) -> list[str]:

@@ -57,6 +57,10 @@ class VMView(Protocol):
     #: Whether a page-sharing service may share its pages (``[[vm]] share_pages``; libvirt's
     #: ``nosharepages`` turns it off): a sharing service leaves a VM without it alone.
     share_pages: bool
+    #: The memory it is guaranteed and the most it may hold, in pages (the memory policy's
+    #: :meth:`~vframework.api.MemoryPolicy.bounds`; 0 and ``memory_pages`` unless it sets them).
+    mem_min: int
+    mem_max: int
 
     @property
     def vcpus(self) -> Sequence[VCPUView]:
@@ -131,7 +135,8 @@ class MemoryContext(Protocol):
 
     def reclaim(self, vm_id: int, ppns: npt.ArrayLike) -> int:
         """Take the machine frames behind these pages back (TLBs and shadow entries to them
-        are shot down first); returns how many were reclaimed."""
+        are shot down first); returns how many were reclaimed. Pinned pages, and any that
+        would take the VM below its ``mem_min``, are not."""
         ...
 
     def set_target(self, vm_id: int, pages: int) -> None:
@@ -169,13 +174,15 @@ class MemoryContext(Protocol):
     def balloon(self, vm_id: int, pages: int) -> int:
         """Ask the VM's balloon driver to inflate by ``pages`` (negative: deflate); returns the
         pages moved. Inflating frees the frames of the pages it takes (free guest pages first,
-        then pages the guest swaps out); a VM with no driver moves none, a slow one a tenth."""
+        then pages the guest swaps out); a VM with no driver moves none, a slow one a tenth.
+        A balloon never grows past the VM's memory less its ``mem_min``."""
         ...
 
     def swap_out(self, vm_id: int, ppns: npt.ArrayLike, read_ns: int) -> int:
         """Page the VM's pages out to the host's swap device, behind the guest's back; returns
-        how many. Unbacked, shared and pinned pages are skipped. The guest's next reference to
-        one is a hidden fault that reads it back (content intact) and stalls the VM ``read_ns``."""
+        how many. Unbacked, shared and pinned pages are skipped, and so are any that would take
+        the VM below its ``mem_min``. The guest's next reference to one is a hidden fault that
+        reads it back (content intact) and stalls the VM ``read_ns``."""
         ...
 
     @property

@@ -56,12 +56,14 @@ class HostMemory:
 
     def reclaim(self, vm_id: int, ppns: npt.ArrayLike) -> int:
         """Take the machine frames behind these pages back; returns how many. Pages under I/O
-        (pinned) are skipped."""
+        (pinned) are skipped, and so are those beyond what would take the VM below its
+        ``mem_min``."""
         vm = self._vm(vm_id)
         pages = np.asarray(ppns, dtype=np.int64)
+        pages = pages[vm.p2m[pages] >= 0]
         if vm.io is not None and pages.size:
             pages = pages[vm.io.pins[pages] == 0]
-        return self._hv.release_pages(vm, pages)
+        return self._hv.release_pages(vm, pages[: max(vm.counters["mem_granted"] - vm.mem_min, 0)])
 
     def set_target(self, vm_id: int, pages: int) -> None:
         """Set the VM's memory target in pages."""
@@ -118,6 +120,11 @@ class HostMemory:
         if vm.balloon_driver == "slow":
             step = -(-abs(pages) // SLOW_DRIVER)  # a tenth, rounded up
             pages = step if pages > 0 else -step
+        if pages > 0:
+            # The balloon never holds the VM's guarantee: its mem_min stays usable.
+            pages = min(pages, max(vm.memory_pages - vm.mem_min - vm.counters["mem_balloon"], 0))
+            if pages == 0:
+                return 0
         self._hv.settle(vm)
         if pages < 0:
             return int(guest.balloon_deflate(-pages).size)

@@ -26,7 +26,7 @@ import numpy as np
 
 from vframework.api.contract import MemoryPolicy, MemoryService, Mode, Scheduler
 from vframework.api.params import Params
-from vframework.errors import HostOutOfMemory, NoProgress, OutOfMemory
+from vframework.errors import HostOutOfMemory, NoProgress, OutOfMemory, PluginError
 from vframework.guest.mm import name_seed
 from vframework.guest.os import DEVICE_WAIT, Then
 from vframework.hv.contexts import HostMemory
@@ -169,6 +169,7 @@ class Hypervisor:
             raise ValueError(f"VM id {vm.id} is taken")
         if not 0 <= vm.id < MAX_VMS:
             raise ValueError(f"VM id {vm.id} is out of range 0..{MAX_VMS - 1}")
+        vm.mem_min, vm.mem_max = self._bounds(vm)
         self.vms[vm.id] = vm
         if vm.mode is not None and vm.mode.preallocate:
             self.back_pages(vm, np.arange(vm.memory_pages, dtype=np.int64), hidden=False)
@@ -178,6 +179,19 @@ class Hypervisor:
             for vcpu in vm.vcpus:
                 self._wake(vcpu)
             self._start_guest_timer(vm)
+
+    def _bounds(self, vm: VM) -> tuple[int, int]:
+        bounds = self.memory_policy.bounds(vm)
+        try:
+            low, high = (int(b) if isinstance(b, int | np.integer) else -1 for b in bounds)
+        except (TypeError, ValueError):
+            low = high = -1
+        if not 0 <= low <= high <= vm.memory_pages:
+            raise PluginError(
+                f"memory policy {self.memory_policy.name!r} gave VM {vm.name!r} the bounds {bounds!r}; "
+                f"bounds() must return (mem_min, mem_max) in pages, 0 <= mem_min <= mem_max <= {vm.memory_pages}"
+            )
+        return low, high
 
     def attach_mode(self, vm: VM, mode_cls: type[Mode[Params]], params: Params) -> Monitor:
         """Give a VM its virtualization mode (built with its monitor as context), before its

@@ -136,6 +136,10 @@ class VM:
         self.p2m: npt.NDArray[np.int32] = np.full(memory_pages, UNBACKED, dtype=np.int32)
         self.counters = new_vm_counters()
         self.counters["mem_target"] = memory_pages
+        #: Pages guaranteed and the most it may hold (the memory policy's bounds, set when the
+        #: VM is added): swap and balloon never take it below its min.
+        self.mem_min = 0
+        self.mem_max = memory_pages
         #: The VM's virtualization mode (policy) and the monitor that runs it.
         self.mode: Mode[Params] | None = None
         self.monitor: Monitor | None = None

@@ -15,6 +15,8 @@ too, runs the service under test, stops VMs; after every step it checks, exactly
 * **a VM with share_pages off shares nothing**: it maps no shared frame (libvirt's nosharepages);
 * **ballooned pages are out of reach**: no process maps a page the balloon holds, and it has no
   frame (a balloon round trip, through the guest's swap, is covered by the first check);
+* **a VM's guarantee holds**: hypervisor swap never takes a VM below its ``mem_min`` (the kit
+  gives each VM one), and a balloon never holds more than the VM's memory less it;
 * **pinned frames stay put**: a page a device reads or writes (a process's buffer pinned for
   direct I/O) keeps its frame, private, until the I/O completes: never reclaimed, swapped,
   shared or remapped, whatever the service, the guest or the hypervisor does meanwhile.
@@ -76,6 +78,8 @@ class SharingMachine(RuleBasedStateMachine):
         #: Each VM's processes: the first, and those forked since.
         self.procs: dict[int, list[GuestProcess]] = {}
         self.shared_content: dict[int, int] = {}
+        #: VM id -> its hypervisor swap-outs at the last check.
+        self.swap_outs: dict[int, int] = {}
         #: (VM id, PPN) -> the frame it had when pinned for I/O, and how many I/Os pin it.
         self.pinned: dict[tuple[int, int], tuple[int, int]] = {}
         self.added = 0
@@ -112,9 +116,16 @@ class SharingMachine(RuleBasedStateMachine):
         writes=st.booleans(),
         # Mostly sharable: a VM with share_pages off (libvirt's nosharepages) is the exception.
         share_pages=st.integers(0, 3).map(bool),
+        mem_min=st.integers(0, PAGES),
     )
     def add_vm(
-        self, image: int, layout: tuple[int, int, int], touched: list[int], writes: bool, share_pages: bool
+        self,
+        image: int,
+        layout: tuple[int, int, int],
+        touched: list[int],
+        writes: bool,
+        share_pages: bool,
+        mem_min: int,
     ) -> None:
         vm = VM(self.added, f"vm{self.added}", 1, PAGES, swap_pages=PAGES, image=IMAGES[image])
         vm.share_pages = share_pages
@@ -126,6 +137,7 @@ class SharingMachine(RuleBasedStateMachine):
         vm.vcpus[0].process = proc
         self.procs[vm.id] = [proc]
         self.hv.add_vm(vm)
+        vm.mem_min = mem_min  # as a policy's bounds() would give it
 
     @rule(span=st.integers(1, 20_000))
     def run_for(self, span: int) -> None:
@@ -382,6 +394,22 @@ class SharingMachine(RuleBasedStateMachine):
                 assert not mapped.any(), (
                     f"{vm} process {proc.pid} maps ballooned page(s) at VPNs {np.flatnonzero(mapped)[:5]}"
                 )
+
+    @invariant()
+    def guarantees_hold(self) -> None:
+        for vm in self.hv.vms.values():
+            balloon = vm.counters["mem_balloon"]
+            assert balloon <= vm.memory_pages - vm.mem_min, (
+                f"{vm}'s balloon holds {balloon} of its {vm.memory_pages} pages: more than its memory "
+                f"less its mem_min ({vm.mem_min} pages), which stays usable"
+            )
+            swapped, before = vm.counters["host_swap_outs"], self.swap_outs.get(vm.id, 0)
+            self.swap_outs[vm.id] = swapped
+            granted = vm.counters["mem_granted"]
+            assert swapped == before or granted >= vm.mem_min, (
+                f"hypervisor swap took {swapped - before} pages of {vm}, leaving it {granted} pages, "
+                f"below its mem_min ({vm.mem_min} pages)"
+            )
 
     @invariant()
     def pinned_frames_stay_put(self) -> None:

@@ -13,7 +13,7 @@ from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
 from vframework.api.manager import PluginManager
 from vframework.errors import HostOutOfMemory, ScenarioError
 from vframework.run.scenario import parse_scenario
-from vframework.run.simulation import Simulation
+from vframework.run.simulation import TIMESERIES_METRICS, Simulation
 from vframework.testing.hypervisor import HypervisorMachine
 
 
@@ -237,3 +237,34 @@ def test_the_low_state_blocks_vms_above_their_targets(plugins: PluginManager) ->
     data["host"]["memory"] = "80MiB"
     calm = _run(plugins, data)
     assert all(vm.counters["mem_blocked_ns"] == 0 for vm in calm.vms)
+
+
+def _capped(plugins: PluginManager, services: list[str]) -> Simulation:
+    # The audit's case: a VM capped at a quarter of its memory whose working set is three
+    # times the cap, no swap area in the guest, on a host with memory to spare.
+    vm = {"name": "capped", "memory": "128MiB", "mode": "hardware-assisted", "mem_max": "32MiB"}
+    vm["workload"] = {"name": "memory", "working_set": "96MiB", "pattern": "random", "batch": 64}
+    data = scenario(
+        vms=[vm],
+        duration="3s",
+        sample_interval="250ms",
+        memory="256MiB",
+        memory_policy={"name": "shares"},
+        memory_services=services,
+    )
+    return _run(plugins, data)
+
+
+def test_host_swap_pages_a_vm_above_its_mem_max_down_to_it(plugins: PluginManager) -> None:
+    granted = TIMESERIES_METRICS.index("mem_granted") + 2
+    alone = _capped(plugins, ["balloon"])
+    # A balloon alone stalls: the guest has no free page and no swap to give it.
+    assert alone.vms[0].counters["mem_granted"] == 96 * 256
+    sim = _capped(plugins, ["balloon", "host-swap"])
+    vm = sim.vms[0]
+    assert vm.mem_max == 32 * 256
+    assert vm.counters["mem_granted"] <= vm.mem_max
+    assert vm.counters["host_swap_ins"] > 0, "the VM reads its pages back, and is paged down again"
+    # Within a second at host-swap's rate; then over by at most what one period's faults bring.
+    held = [row[granted] for row in sim.timeseries if row[0] >= 10**9]
+    assert max(held) <= vm.mem_max + 1024, held

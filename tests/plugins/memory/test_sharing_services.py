@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import Phase, settings
 from vf_helpers import scenario
-from vframework_memory import EsxSharing, Ksm
+from vframework_memory import EsxSharing, HostSwap, Ksm
 
 from vframework.api.manager import PluginManager
 from vframework.errors import ScenarioError
@@ -176,3 +176,21 @@ def test_the_kit_catches_a_pinned_frame_shared_or_swapped(monkeypatch: pytest.Mo
     monkeypatch.setattr(swap, "pinned_frames", no_pins)
     with pytest.raises(AssertionError, match=r"pinned for I/O on frame \d+, (is now on|which is)"):
         _hunt(SharingMachine.for_component(EsxSharing), 300)
+
+
+def test_the_kit_catches_hypervisor_swap_below_mem_min(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kernel that forgets the guarantee when it pages: host-swap's victims take VMs below
+    # the mem_min the kit gives them.
+    guard = swap.swap_out
+
+    def careless(hv: Any, vm: Any, ppns: Any, read_ns: int) -> int:
+        floor, vm.mem_min = vm.mem_min, 0
+        try:
+            return guard(hv, vm, ppns, read_ns)
+        finally:
+            vm.mem_min = floor
+
+    monkeypatch.setattr(swap, "swap_out", careless)
+    monkeypatch.setattr("vframework.hv.contexts.swap_out", careless)
+    with pytest.raises(AssertionError, match=r"below its mem_min"):
+        _hunt(SharingMachine.for_component(HostSwap), 300)

@@ -3,7 +3,9 @@
 When free machine memory falls below ``start`` (a fraction of the host; ESX's hard state, 2%),
 the service pages frames out until free memory is back at ``stop`` (4%), at most ``rate`` pages
 per second. Victims come first from the VMs furthest above their targets, then from every VM in
-proportion to its memory. Within a VM, ``victims`` chooses: ``random`` pages (ESX's choice: the
+proportion to its memory above its ``mem_min`` (the kernel never takes a VM below it). A VM
+holding more than its ``mem_max`` is paged down to it whatever the host's free memory (a limit,
+as ESX enforces one), within the same rate. Within a VM, ``victims`` chooses: ``random`` pages (ESX's choice: the
 hypervisor cannot know which guest pages matter), or ``lru``, an approximation of least recently
 used from the hardware accessed bits: every ``age_period`` each page's age grows by one, or
 returns to zero if it was referenced, and the oldest pages go first (ties broken at random). The
@@ -78,43 +80,60 @@ class HostSwap(MemoryService[HostSwapParams]):
         if p.victims == "lru" and now >= self._next_age:
             self._next_age = now + p.age_period
             self._grow_older(memory)
+        budget = p.rate * p.period // 10**9
+        paged = self._enforce_limits(memory, budget)
+        budget -= paged
         total = memory.total_frames
         free = memory.free_frames
         if free < p.start * total:
             self.paging = True
         if not self.paging:
-            return 0
-        need = min(int(p.stop * total) - free, p.rate * p.period // 10**9)
+            return paged * p.cycles_per_page
+        short = int(p.stop * total) - free
+        need = min(short, budget)
         if need <= 0:
-            self.paging = False
-            return 0
-        return self._page_out(memory, need, exclude=None) * p.cycles_per_page
+            self.paging = short > 0  # still short: the limits took this period's rate
+            return paged * p.cycles_per_page
+        return (paged + self._page_out(memory, need, exclude=None)) * p.cycles_per_page
 
     def reclaim_now(self, memory: MemoryContext, pages: int, exclude: int) -> int:
         # A fault found no free frame: page out now what it needs, and enough to start paging.
         self.paging = True
         return self._page_out(memory, pages, exclude)
 
-    def _page_out(self, memory: MemoryContext, need: int, exclude: int | None) -> int:
-        p = self.params
-        read_ns = p.latency + PAGE * 10**9 // p.bandwidth
-        rng = memory.rng(self.name)
+    def _enforce_limits(self, memory: MemoryContext, budget: int) -> int:
+        """Page the VMs above their ``mem_max`` down to it, within ``budget`` pages."""
         paged = 0
-        for vm_id, count in self._shares(memory, need, exclude).items():
-            backed = memory.backing(vm_id, np.arange(next(v.memory_pages for v in memory.vms if v.id == vm_id)))
-            mine = np.flatnonzero(backed >= 0)
-            mine = mine[memory.frame_state(backed[mine]) == PRIVATE]
-            if mine.size == 0:
-                continue
-            take = min(count, mine.size)
-            if p.victims == "lru" and vm_id in self._age:
-                # The oldest first; a random fraction below one breaks ties between equal ages.
-                key = self._age[vm_id][mine] + rng.random(mine.size)
-                victims = mine[np.argpartition(-key, take - 1)[:take]] if take < mine.size else mine
-            else:
-                victims = rng.choice(mine, size=take, replace=False)
-            paged += memory.swap_out(vm_id, victims, read_ns)
+        for vm in memory.vms:
+            over = min(vm.counters["mem_granted"] - vm.mem_max, budget - paged)
+            if over > 0:
+                paged += self._page_out_of(memory, vm.id, vm.memory_pages, over)
         return paged
+
+    def _page_out(self, memory: MemoryContext, need: int, exclude: int | None) -> int:
+        pages = {vm.id: vm.memory_pages for vm in memory.vms}
+        return sum(
+            self._page_out_of(memory, vm_id, pages[vm_id], count)
+            for vm_id, count in self._shares(memory, need, exclude).items()
+        )
+
+    def _page_out_of(self, memory: MemoryContext, vm_id: int, pages: int, count: int) -> int:
+        """Page out ``count`` private pages of one VM, chosen by ``victims``; returns how many."""
+        p = self.params
+        rng = memory.rng(self.name)
+        backed = memory.backing(vm_id, np.arange(pages))
+        mine = np.flatnonzero(backed >= 0)
+        mine = mine[memory.frame_state(backed[mine]) == PRIVATE]
+        if mine.size == 0:
+            return 0
+        take = min(count, mine.size)
+        if p.victims == "lru" and vm_id in self._age:
+            # The oldest first; a random fraction below one breaks ties between equal ages.
+            key = self._age[vm_id][mine] + rng.random(mine.size)
+            victims = mine[np.argpartition(-key, take - 1)[:take]] if take < mine.size else mine
+        else:
+            victims = rng.choice(mine, size=take, replace=False)
+        return memory.swap_out(vm_id, victims, p.latency + PAGE * 10**9 // p.bandwidth)
 
     def _grow_older(self, memory: MemoryContext) -> None:
         running = {vm.id: vm.memory_pages for vm in memory.vms}
@@ -134,7 +153,7 @@ class HostSwap(MemoryService[HostSwapParams]):
         vms = [vm for vm in memory.vms if vm.id != exclude]
         over = {vm.id: vm.counters["mem_granted"] - vm.counters["mem_target"] for vm in vms}
         over = {k: v for k, v in over.items() if v > 0}
-        weights = over or {vm.id: vm.counters["mem_granted"] for vm in vms}
+        weights = over or {vm.id: max(vm.counters["mem_granted"] - vm.mem_min, 0) for vm in vms}
         total = sum(weights.values())
         if total <= 0:
             return {}

@@ -2,6 +2,8 @@
 
 Each VM has ``mem_min`` (a reservation), ``mem_max`` (a limit, its memory by default) and
 ``mem_shares`` (10 per MiB of memory by default; kept apart from the CPU scheduler's shares).
+They are the VM's bounds for the kernel too: hypervisor swap and the balloon never take a VM
+below its min, and ``host-swap`` pages a VM holding more than its max down to it.
 When the VMs' memory exceeds the host's, memory is revoked from the VM with the fewest shares
 per page, *adjusted for idleness*:
 
@@ -42,8 +44,12 @@ DEFAULT_SHARES_PER_MIB = 10
 
 
 class SharesVMParams(Params):
-    mem_min: PagesOrSize = Field(0, ge=0, description="memory reserved for the VM whatever the others need")
-    mem_max: PagesOrSize = Field(0, ge=0, description="the most memory the VM may have (0: its configured memory)")
+    mem_min: PagesOrSize = Field(
+        0, ge=0, description="memory reserved for the VM whatever the others need (no swap or balloon takes it)"
+    )
+    mem_max: PagesOrSize = Field(
+        0, ge=0, description="the most memory the VM may hold (0: its configured memory; host-swap pages it down)"
+    )
     mem_shares: int = Field(0, ge=0, description="memory shares (0: 10 per MiB of configured memory, ESX's normal)")
 
 
@@ -130,6 +136,10 @@ class SharesPolicy(MemoryPolicy[SharesParams]):
         bottom = min(vp.mem_min // PAGE, top)
         shares = vp.mem_shares or DEFAULT_SHARES_PER_MIB * pages / MIB_PAGES
         return bottom, top, float(shares)
+
+    def bounds(self, vm: VMView) -> tuple[int, int]:
+        bottom, top, _ = self._bounds(vm)
+        return bottom, top
 
     def _sample(self, memory: MemoryContext, now: int) -> None:
         p = self.params
