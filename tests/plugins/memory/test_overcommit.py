@@ -13,7 +13,7 @@ from vframework_memory.shares import SharesParams, SharesPolicy, _water_fill
 from vframework.api.manager import PluginManager
 from vframework.errors import HostOutOfMemory, ScenarioError
 from vframework.run.scenario import parse_scenario
-from vframework.run.simulation import TIMESERIES_METRICS, Simulation
+from vframework.run.simulation import HOST_TIMESERIES_METRICS, TIMESERIES_METRICS, Simulation
 from vframework.testing.hypervisor import HypervisorMachine
 
 
@@ -268,3 +268,19 @@ def test_host_swap_pages_a_vm_above_its_mem_max_down_to_it(plugins: PluginManage
     # Within a second at host-swap's rate; then over by at most what one period's faults bring.
     held = [row[granted] for row in sim.timeseries if row[0] >= 10**9]
     assert max(held) <= vm.mem_max + 1024, held
+
+
+def test_with_pressure_soft_balloons_wait_for_the_soft_state(plugins: PluginManager) -> None:
+    # ESX reclaims nothing while free memory is high; balloons inflate from the soft state on.
+    data = _data(0.75, services=("balloon", "host-swap"))
+    data["host"]["memory_services"][0]["pressure"] = "soft"
+    sim = _run(plugins, data)
+    state = HOST_TIMESERIES_METRICS.index("reclaim_state") + 1
+    balloon = TIMESERIES_METRICS.index("mem_balloon") + 2
+    high = {row[0] for row in sim.host_timeseries if row[state] == 0}
+    first_soft = min(row[0] for row in sim.host_timeseries if row[state] > 0)
+    assert all(row[balloon] == 0 for row in sim.timeseries if row[0] in high and row[0] < first_soft)
+    assert sum(vm.counters["mem_balloon"] for vm in sim.vms) > 0
+    # By default the balloons pursue the targets from the start.
+    eager = _run(plugins, _data(0.75, services=("balloon", "host-swap")))
+    assert any(row[balloon] > 0 for row in eager.timeseries if row[0] < first_soft)

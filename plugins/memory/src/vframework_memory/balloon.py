@@ -7,15 +7,27 @@ each balloon towards that size by at most ``rate`` pages per second. Inflating m
 allocate pages (its free pages first, then pages it writes out to its own swap area) and hands
 their frames back; deflating gives pages back to the guest, which gets frames again when it uses
 them. A guest's driver may be absent or slow (the VM's ``balloon`` key).
+
+ESX balloons only under pressure: nothing is reclaimed while the host's free memory is high,
+balloons inflate from the soft state on (the memory policy's ``reclaim_state``), and hypervisor
+swap takes over from the hard state. ``pressure = "soft"`` does that; before that state a
+balloon still holds a VM under its ``mem_max`` and deflates as its target rises, but takes
+nothing more. The default, ``"high"``, pursues the targets in every state: a host with
+balloons alone needs that, since nothing else would catch a VM that grows between two
+periods of the balloon (with ``"soft"`` such a host can run out of frames).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
 from vframework.api import Duration, MemoryContext, MemoryService, Params
 
 __all__ = ["Balloon", "BalloonParams"]
+
+STATES = ("high", "soft", "hard", "low")
 
 
 class BalloonParams(Params):
@@ -28,6 +40,11 @@ class BalloonParams(Params):
         0.02, ge=0.0, lt=1.0, description="free memory (fraction of the host) deflating never gives away"
     )
     cycles_per_page: int = Field(2_000, ge=0, description="hypervisor cycles to take or give back one page")
+    pressure: Literal["high", "soft", "hard", "low"] = Field(
+        "high",
+        description="the reclamation state from which balloons inflate towards the targets (ESX: soft); "
+        "before it, only a VM above its mem_max is ballooned",
+    )
 
 
 class Balloon(MemoryService[BalloonParams]):
@@ -49,11 +66,18 @@ class Balloon(MemoryService[BalloonParams]):
     def run(self, memory: MemoryContext, now: int) -> int:
         p = self.params
         allowance = p.rate * p.period / 1e9
+        pressed = memory.counters["reclaim_state"] >= STATES.index(p.pressure)
         steps: dict[int, int] = {}
         for vm in memory.vms:
             pages = vm.memory_pages
-            want = min(max(0, pages - vm.counters["mem_target"]), int(p.max_fraction * pages))
-            gap = want - vm.counters["mem_balloon"]
+            cap = int(p.max_fraction * pages)
+            want = min(max(0, pages - vm.counters["mem_target"]), cap)
+            balloon = vm.counters["mem_balloon"]
+            if not pressed:
+                # No pressure: hold the VM under its limit, give back what the target allows,
+                # and take nothing more.
+                want = max(min(max(0, pages - vm.mem_max), cap), min(want, balloon))
+            gap = want - balloon
             owed = self._owed.get(vm.id, 0.0) + allowance
             steps[vm.id] = max(-int(owed), min(int(owed), gap))
             self._owed[vm.id] = min(owed - abs(steps[vm.id]), allowance)
