@@ -948,7 +948,20 @@ def export_libvirt(scenario: Path, out: Path | None) -> None:
     _out.print(f"domains: {out} ({len(docs)} files)", markup=False)
 
 
-@main.command(name="experiment")
+class _ExperimentCommand(click.Command):
+    """``vframework experiment --help`` lists the installed experiments too (what NAME may be)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        experiments = _plugins().experiments
+        with formatter.section("Installed experiments"):
+            if experiments:
+                formatter.write_dl([(name, experiments[name].description) for name in sorted(experiments)])
+            else:
+                formatter.write_text("none: install vframework-experiments, or a plugin providing experiments")
+
+
+@main.command(name="experiment", cls=_ExperimentCommand)
 @click.argument("name", required=False)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="results folder (new or empty)")
 @click.option("--quick", is_flag=True, help="shorter simulated runs (for a first look)")

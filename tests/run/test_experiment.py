@@ -26,6 +26,12 @@ def test_unknown_experiment_lists_the_installed_ones(cli, tmp_path: Path) -> Non
     assert not (tmp_path / "out").exists()
 
 
+def test_help_lists_the_installed_experiments(cli) -> None:
+    output = flat(cli(["experiment", "--help"]))
+    assert "Installed experiments:" in output
+    assert "esx-idle-tax the idle memory tax moves memory" in output
+
+
 def test_third_party_experiment_is_listed_run_and_written(make_dist, cli, tmp_path: Path) -> None:
     make_dist("acme-experiments", _docs_example(), version="0.7")
     listed = {p["name"]: p for p in json.loads(cli(["plugins", "--json"]))}
