@@ -87,6 +87,11 @@ def test_tutorial_shows_the_whole_plugin() -> None:
         "webserver/vf_webserver.py",
         "webserver/demo.toml",
     }
+    assert set(_tutorial_files("memory-policy")) == {
+        "reserve/pyproject.toml",
+        "reserve/vf_reserve.py",
+        "reserve/demo.toml",
+    }
     assert set(_tutorial_files("memory-service")) == {
         "zeroshare/pyproject.toml",
         "zeroshare/vf_zeroshare.py",
@@ -154,6 +159,23 @@ def test_memory_service_tutorial_installs_checks_and_runs(tmp_path: Path) -> Non
         for vm in summary["vms"].values():
             assert vm["mem_shared"] >= 1024 - 64, vm  # a quarter of 16 MiB
             assert vm["mem_consumed"] < vm["mem_granted"]
+
+
+def test_memory_policy_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
+    with installed_tutorial("memory-policy", "reserve", "vf-reserve", "memory_policy", "reserve", tmp_path) as folder:
+        out = tmp_path / "results"
+        ran = subprocess.run(
+            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
+        assert vms["db"]["mem_target"] >= 96 * 256, vms["db"]
+        assert vms["batch"]["mem_granted"] <= 32 * 256, vms["batch"]
+        assert vms["batch"]["host_swap_ins"] > 0, vms["batch"]
+        assert vms["web"]["mem_granted"] == 96 * 256, vms["web"]
+        with (out / "timeseries.csv").open(encoding="utf-8") as rows:
+            held = [int(r["mem_granted"]) for r in csv.DictReader(rows) if r["vm"] == "batch"]
+        assert max(held) > 32 * 256, "batch goes above its limit as it touches its working set"
 
 
 def test_device_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:

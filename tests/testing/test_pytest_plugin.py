@@ -269,7 +269,13 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
 
 @pytest.mark.parametrize(
     ("page", "folder"),
-    [("scheduler", "lottery"), ("workload", "webserver"), ("memory-service", "zeroshare"), ("device", "ramdisk")],
+    [
+        ("scheduler", "lottery"),
+        ("workload", "webserver"),
+        ("memory-policy", "reserve"),
+        ("memory-service", "zeroshare"),
+        ("device", "ramdisk"),
+    ],
 )
 def test_a_tutorials_pytest_file_passes(pytester: pytest.Pytester, page: str, folder: str) -> None:
     """Each tutorial's plugin module and its ConformanceTests file, exactly as written, with the
