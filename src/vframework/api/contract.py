@@ -234,6 +234,10 @@ class MemoryService(Component[P_co]):
     kind = "memory_service"
     #: How often :meth:`run` runs, in ns.
     period_ns: int = 1_000_000_000
+    #: Whether each :meth:`run` pages every VM holding more than its ``mem_max`` down to it
+    #: (``host-swap`` does): the kit then checks that a run leaves no VM above its max with a
+    #: page it could have taken (private, not pinned).
+    holds_limits: ClassVar[bool] = False
 
     def __init__(self, params: P_co) -> None:
         self.params = params

@@ -212,6 +212,11 @@ class MemoryContext(Protocol):
         """Each frame's mappings: 1 for a private frame, n for a frame shared n ways."""
         ...
 
+    def pinned_frames(self, vm_id: int) -> npt.NDArray[np.int64]:
+        """The VM's frames that must stay where they are (under I/O, or a para-virtual guest's
+        page tables and the frames they name): swap, reclaim and sharing skip them."""
+        ...
+
     def share(self, vm_id: int, ppns: npt.ArrayLike, mpns: npt.ArrayLike) -> int:
         """Map the VM's pages ``ppns`` onto frames ``mpns`` copy-on-write; returns how many.
 

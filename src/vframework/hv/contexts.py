@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vframework.hv.sharing import share_pages
+from vframework.hv.sharing import pinned_frames, share_pages
 from vframework.hv.swap import swap_out
 
 if TYPE_CHECKING:
@@ -172,6 +172,10 @@ class HostMemory:
     def refcount(self, mpns: npt.ArrayLike) -> npt.NDArray[np.int32]:
         """Each frame's mappings (1 for a private frame, n for a frame shared n ways)."""
         return self._hv.machine.memory.refcount[self._frames(mpns)]
+
+    def pinned_frames(self, vm_id: int) -> npt.NDArray[np.int64]:
+        """The VM's frames that must stay where they are (see :func:`vframework.hv.sharing.pinned_frames`)."""
+        return pinned_frames(self._vm(vm_id))
 
     def share(self, vm_id: int, ppns: npt.ArrayLike, mpns: npt.ArrayLike) -> int:
         """Map the VM's pages onto frames of equal content, copy-on-write; returns how many

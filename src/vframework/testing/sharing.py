@@ -17,6 +17,8 @@ too, runs the service under test, stops VMs; after every step it checks, exactly
   frame (a balloon round trip, through the guest's swap, is covered by the first check);
 * **a VM's guarantee holds**: hypervisor swap never takes a VM below its ``mem_min`` (the kit
   gives each VM one), and a balloon never holds more than the VM's memory less it;
+* **limits hold**, for a service that says it holds them (``holds_limits``): after each run no
+  VM is above its ``mem_max`` (the kit moves it) with a private, unpinned page left to take;
 * **pinned frames stay put**: a page a device reads or writes (a process's buffer pinned for
   direct I/O) keeps its frame, private, until the I/O completes: never reclaimed, swapped,
   shared or remapped, whatever the service, the guest or the hypervisor does meanwhile.
@@ -39,6 +41,7 @@ from vframework.guest.ops import Touch
 from vframework.guest.os import GuestOS
 from vframework.hv.devices import DeviceHost
 from vframework.hv.hypervisor import Hypervisor
+from vframework.hv.sharing import pinned_frames
 from vframework.hv.vm import VM
 from vframework.machine.hardware import FREE, HYPERVISOR, PRIVATE, SHARED, STATE_NAMES, Machine
 from vframework.sim.engine import Engine
@@ -151,6 +154,23 @@ class SharingMachine(RuleBasedStateMachine):
         for _ in range(times):
             self.service.run(self.hv.memory, self.engine.now)
         self._unchanged(before, self.service_cls.name)
+        if self.service_cls.holds_limits:
+            self._within_limits()
+
+    def _within_limits(self) -> None:
+        """After a run of a service that holds limits, no VM is above its mem_max while it
+        still has a page the service could have taken (private and not pinned)."""
+        memory = self.machine.memory
+        for vm in self.hv.vms.values():
+            held = vm.counters["mem_granted"]
+            if held <= vm.mem_max:
+                continue
+            mpns = vm.p2m[vm.p2m >= 0].astype(np.int64)
+            takeable = mpns[(memory.state[mpns] == PRIVATE) & ~np.isin(mpns, pinned_frames(vm))]
+            assert not takeable.size, (
+                f"{self.service_cls.name} ran and left {vm} holding {held} pages, above its mem_max "
+                f"({vm.mem_max} pages), with {takeable.size} private, unpinned pages it could have taken"
+            )
 
     @precondition(lambda self: bool(self._writers()))
     @rule(data=st.data(), before=st.integers(1, 3), after=st.integers(1, 3))
@@ -325,6 +345,13 @@ class SharingMachine(RuleBasedStateMachine):
         for ppn in ppns.tolist():
             _, count = self.pinned.get((vm_id, ppn), (0, 0))
             self.pinned[vm_id, ppn] = (int(vm.p2m[ppn]), count + 1)
+
+    @precondition(lambda self: bool(self.hv.vms))
+    @rule(data=st.data())
+    def limit_vm(self, data: st.DataObject) -> None:
+        """The VM's mem_max moves (as a policy's bounds would give it), maybe below what it holds."""
+        vm = self.hv.vms[data.draw(st.sampled_from(sorted(self.hv.vms)), label="vm")]
+        vm.mem_max = data.draw(st.integers(vm.mem_min, vm.memory_pages), label="mem_max pages")
 
     @precondition(lambda self: bool(self.pinned))
     @rule(data=st.data())

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import HealthCheck, Phase, settings
 from vf_helpers import scenario
 from vframework_memory import EsxSharing, HostSwap, Ksm
 
@@ -132,6 +132,8 @@ def _hunt(machine: type[SharingMachine], examples: int) -> None:
         phases=[Phase.generate],
         report_multiple_bugs=False,
         derandomize=True,
+        # On a loaded machine generation can be slow; a health check would end the hunt early.
+        suppress_health_check=list(HealthCheck),
     )
     machine.TestCase().runTest()
 
@@ -194,3 +196,20 @@ def test_the_kit_catches_hypervisor_swap_below_mem_min(monkeypatch: pytest.Monke
     monkeypatch.setattr("vframework.hv.contexts.swap_out", careless)
     with pytest.raises(AssertionError, match=r"below its mem_min"):
         _hunt(SharingMachine.for_component(HostSwap), 300)
+
+
+def test_the_kit_checks_the_limits_of_a_service_that_says_it_holds_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The machine's own steps, in the order a random run reaches them in a few hundred
+    # examples: a VM touches its 16 pages, its mem_max drops to 4, the service runs.
+    def steps() -> SharingMachine:
+        machine = SharingMachine.for_component(HostSwap)()
+        machine.add_vm(image=0, layout=(0, 0, 0), touched=list(range(16)), writes=True, share_pages=True, mem_min=0)
+        machine.run_for(20_000)
+        machine.hv.vms[0].mem_max = 4
+        machine.scan(1)
+        return machine
+
+    assert steps().hv.vms[0].counters["mem_granted"] == 4
+    monkeypatch.setattr(HostSwap, "_enforce_limits", lambda self, memory, budget: 0)
+    with pytest.raises(AssertionError, match=r"holding 16 pages, above its mem_max \(4 pages\), with 16 private"):
+        steps()

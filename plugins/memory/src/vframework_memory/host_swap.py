@@ -61,6 +61,7 @@ class HostSwap(MemoryService[HostSwapParams]):
     name = "host-swap"
     description = "the hypervisor pages random guest frames to its own swap device when memory runs out"
     params_model = HostSwapParams
+    holds_limits = True
 
     def __init__(self, params: HostSwapParams) -> None:
         super().__init__(params)
@@ -72,8 +73,9 @@ class HostSwap(MemoryService[HostSwapParams]):
 
     @classmethod
     def kit_params(cls) -> HostSwapParams:
-        # The kit's host is never short of memory: page out whenever there is something to take.
-        return HostSwapParams(start=0.98, stop=0.99, rate=10**6)
+        # The kit's host is short of memory only when its VMs hold half of it: page out then (to
+        # three quarters free), and hold the VMs at the limits the kit moves, in every run.
+        return HostSwapParams(start=0.5, stop=0.75, rate=10**6)
 
     def run(self, memory: MemoryContext, now: int) -> int:
         p = self.params
@@ -124,6 +126,9 @@ class HostSwap(MemoryService[HostSwapParams]):
         backed = memory.backing(vm_id, np.arange(pages))
         mine = np.flatnonzero(backed >= 0)
         mine = mine[memory.frame_state(backed[mine]) == PRIVATE]
+        pinned = memory.pinned_frames(vm_id)
+        if pinned.size:
+            mine = mine[~np.isin(backed[mine], pinned)]  # the kernel would skip them
         if mine.size == 0:
             return 0
         take = min(count, mine.size)
