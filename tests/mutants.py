@@ -191,8 +191,16 @@ class InterruptExitCountedTwice(HardwareAssisted):
 # -- memory policies --------------------------------------------------------------------------
 
 
+class _BoundsTold(SharesPolicy):
+    """A shares policy whose bugs are in its targets: the kernel is told the true bounds."""
+
+    def bounds(self, vm: Any) -> tuple[int, int]:
+        low, top, _ = SharesPolicy._bounds(self, vm)
+        return low, top
+
+
 @mutant("targets", "mem_max is read but not applied")
-class SharesIgnoresMax(SharesPolicy):
+class SharesIgnoresMax(_BoundsTold):
     name = "bug-shares-ignores-max"
 
     def _bounds(self, vm: Any) -> tuple[int, int, float]:
@@ -201,7 +209,7 @@ class SharesIgnoresMax(SharesPolicy):
 
 
 @mutant("targets", "mem_min is dropped exactly when memory is short")
-class SharesDropsMin(SharesPolicy):
+class SharesDropsMin(_BoundsTold):
     name = "bug-shares-drops-min"
 
     def _bounds(self, vm: Any) -> tuple[int, int, float]:

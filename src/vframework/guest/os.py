@@ -395,9 +395,7 @@ class GuestOS(ProcessCalls):
         if short > 0 and mem.balloon:
             # Deflate on OOM (virtio-balloon's DEFLATE_ON_OOM): pages the guest cannot find by
             # swapping come back from the balloon rather than failing the guest.
-            evictable = mem.rmap_vpn >= 0
-            evictable[self._unevictable()] = False
-            reach = min(int(np.count_nonzero(evictable)), mem.free_swap_slots)
+            reach = min(int(np.count_nonzero(self.evictable())), mem.free_swap_slots)
             if short > reach:
                 self.balloon_deflate(short - reach)
                 short = count - mem.free_pages
@@ -412,15 +410,23 @@ class GuestOS(ProcessCalls):
         io = self.vm.io_pinned
         return np.concatenate([pinned, io]) if io.size else pinned
 
+    def evictable(self) -> npt.NDArray[np.bool_]:
+        """Per PPN: whether a swap-out could take the page now (mapped, not unevictable)."""
+        mask = self.memory.rmap_vpn >= 0
+        mask[self._unevictable()] = False
+        return mask
+
     def _swap_out(self, vcpu: GuestVCPU, count: int) -> tuple[int, int]:
         mem = self.memory
         victims = mem.victims(count, self._unevictable())
         slots = mem.swap_slots(count) if victims.size == count else None
         if slots is None:
+            held = int(np.count_nonzero(mem.rmap_vpn >= 0)) - int(np.count_nonzero(self.evictable()))
             raise GuestOutOfMemory(
                 f"VM {self.vm.name!r}: the guest needs {count} more pages; it has "
-                f"{mem.free_pages} free and {mem.free_swap_slots} swap slots "
-                f"(give the VM more memory or a larger `swap`)"
+                f"{mem.free_pages} free and {mem.free_swap_slots} swap slots, and {held} mapped pages "
+                "it cannot swap out (the reference needs them, or a device is using them); "
+                "give the VM more memory or a larger `swap`"
             )
         # Writing a page to swap reads it: a page whose frame the hypervisor took needs one back.
         if self.vm.host_swapped is not None:
@@ -539,9 +545,7 @@ class GuestOS(ProcessCalls):
         pages whose data the guest writes out to its swap area. Returns the PPNs taken; the
         caller hands their frames back to the hypervisor."""
         mem = self.memory
-        mapped = mem.rmap_vpn >= 0
-        mapped[self._unevictable()] = False
-        evictable = int(np.count_nonzero(mapped))
+        evictable = int(np.count_nonzero(self.evictable()))
         count = min(count, mem.free_pages + min(mem.free_swap_slots, evictable))
         if count <= 0:
             return np.empty(0, dtype=np.int64)

@@ -59,11 +59,13 @@ class HostMemory:
         (pinned) are skipped, and so are those beyond what would take the VM below its
         ``mem_min``."""
         vm = self._vm(vm_id)
-        pages = np.asarray(ppns, dtype=np.int64)
+        pages = np.unique(np.asarray(ppns, dtype=np.int64))
+        if pages.size and (int(pages[0]) < 0 or int(pages[-1]) >= vm.memory_pages):
+            raise ValueError(f"reclaim: a page is outside VM {vm.name!r}'s {vm.memory_pages} pages")
         pages = pages[vm.p2m[pages] >= 0]
         if vm.io is not None and pages.size:
             pages = pages[vm.io.pins[pages] == 0]
-        return self._hv.release_pages(vm, pages[: max(vm.counters["mem_granted"] - vm.mem_min, 0)])
+        return self._hv.release_pages(vm, pages[: vm.above_min])
 
     def set_target(self, vm_id: int, pages: int) -> None:
         """Set the VM's memory target in pages."""

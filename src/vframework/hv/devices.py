@@ -195,7 +195,8 @@ class DeviceHost:
         # A page on a shared frame gets its private copy now, as Linux's pin for DMA breaks
         # copy-on-write first: a device writing the shared frame would reach every sharer, and
         # breaking it later (the guest's next write) would move the page while the I/O is in flight.
-        self._hv.break_sharing(self._vm, ppns)
+        if self._vm.counters["mem_shared"]:
+            self._hv.break_sharing(self._vm, ppns)
         np.add.at(self._io.pins, ppns, self._io.pins.dtype.type(1))
 
     def unpin(self, ppns: npt.NDArray[np.int64]) -> None:

@@ -28,7 +28,7 @@ __all__ = ["swap_in", "swap_out"]
 
 def swap_out(hv: Hypervisor, vm: VM, ppns: npt.ArrayLike, read_ns: int) -> int:
     """Page the VM's pages ``ppns`` out to the host's swap; returns how many. Unbacked, shared
-    and pinned pages are skipped, and so are the lowest-numbered pages beyond what would take
+    and pinned pages are skipped, and so are the highest-numbered pages beyond what would take
     the VM below its ``mem_min``. ``read_ns``: what reading one page back will cost the VM."""
     if read_ns < 0:
         raise ValueError(f"swap_out: reading a page back cannot take {read_ns} ns")
@@ -44,8 +44,7 @@ def swap_out(hv: Hypervisor, vm: VM, ppns: npt.ArrayLike, read_ns: int) -> int:
     if pinned.size:
         ok &= ~np.isin(mpns, pinned)
     pages, mpns = pages[ok], mpns[ok]
-    room = max(vm.counters["mem_granted"] - vm.mem_min, 0)  # the VM's guarantee stays resident
-    pages, mpns = pages[:room], mpns[:room]
+    pages, mpns = pages[: vm.above_min], mpns[: vm.above_min]  # the VM's guarantee stays resident
     if pages.size == 0:
         return 0
     if vm.host_swapped is None or vm.host_swap_content is None:

@@ -185,6 +185,11 @@ class VM:
         self.io_open: set[int] = set()
 
     @property
+    def above_min(self) -> int:
+        """Pages it holds beyond its ``mem_min``: the most swap or reclaim may take."""
+        return max(self.counters["mem_granted"] - self.mem_min, 0)
+
+    @property
     def io_pinned(self) -> npt.NDArray[np.int64]:
         """PPNs pinned by device I/O in flight: their frames stay put, and the guest does
         not swap them out."""

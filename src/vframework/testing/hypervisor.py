@@ -216,10 +216,14 @@ class HypervisorMachine(RuleBasedStateMachine):
             vm = self.hv.vms[vm_id]
             assert isinstance(target, int | np.integer), f"{vm} target {target!r} is not a whole number of pages"
             assert 0 <= target <= vm.memory_pages, f"{vm} target {target} outside [0, {vm.memory_pages}]"
-            bounds = vm.policy_params
-            if bounds is not None and hasattr(bounds, "mem_min") and hasattr(bounds, "mem_max"):
-                low, high = bounds.mem_min // PAGE_SIZE, bounds.mem_max // PAGE_SIZE
-                assert low <= target <= high, f"{vm} target {target} pages outside [mem_min, mem_max] = [{low}, {high}]"
+            low, high = self._bounds(vm)
+            # The kernel keeps what bounds() gave it (swap and balloons never take a VM below
+            # its min): a policy that takes mem_min and mem_max must hand them over.
+            assert (vm.mem_min, vm.mem_max) == (low, high), (
+                f"{vm} has mem_min {low} and mem_max {high} pages, but the policy's bounds() gave the "
+                f"kernel ({vm.mem_min}, {vm.mem_max}): the kernel cannot keep bounds it is not given"
+            )
+            assert low <= target <= high, f"{vm} target {target} pages outside [mem_min, mem_max] = [{low}, {high}]"
         if not self.policy_cls.can_overcommit:
             total = sum(targets.values())
             assert total <= self.machine.memory.frames, (

@@ -81,8 +81,6 @@ class SharingMachine(RuleBasedStateMachine):
         #: Each VM's processes: the first, and those forked since.
         self.procs: dict[int, list[GuestProcess]] = {}
         self.shared_content: dict[int, int] = {}
-        #: VM id -> its hypervisor swap-outs at the last check.
-        self.swap_outs: dict[int, int] = {}
         #: (VM id, PPN) -> the frame it had when pinned for I/O, and how many I/Os pin it.
         self.pinned: dict[tuple[int, int], tuple[int, int]] = {}
         self.added = 0
@@ -150,10 +148,11 @@ class SharingMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.hv.vms))
     @rule(times=st.integers(1, 4))
     def scan(self, times: int) -> None:
-        before = self._views()
+        before, held = self._views(), self._held()
         for _ in range(times):
             self.service.run(self.hv.memory, self.engine.now)
         self._unchanged(before, self.service_cls.name)
+        self._kept_mem_min(held, self.service_cls.name)
         if self.service_cls.holds_limits:
             self._within_limits()
 
@@ -280,9 +279,7 @@ class SharingMachine(RuleBasedStateMachine):
         guest = vm.guest
         assert guest is not None
         mem = guest.memory
-        evictable = mem.rmap_vpn >= 0
-        evictable[vm.io_pinned] = False  # the guest does not swap a page under I/O
-        count = min(count, int(np.count_nonzero(evictable)), mem.free_swap_slots)
+        count = min(count, int(np.count_nonzero(guest.evictable())), mem.free_swap_slots)
         if count <= 0:
             return
         before = self._views()
@@ -296,9 +293,10 @@ class SharingMachine(RuleBasedStateMachine):
         """The hypervisor pages some frames out behind the guest's back."""
         vm_id = data.draw(st.sampled_from(sorted(self.procs)), label="vm")
         ppns = data.draw(st.lists(st.integers(0, PAGES - 1), min_size=1, max_size=PAGES), label="PPNs")
-        before = self._views()
+        before, held = self._views(), self._held()
         self.hv.memory.swap_out(vm_id, ppns, 1_000)
         self._unchanged(before, "the hypervisor's swapping")
+        self._kept_mem_min(held, "the hypervisor's swapping")
 
     @precondition(lambda self: bool(self.hv.vms))
     @rule(data=st.data(), pages=st.integers(1, PAGES))
@@ -307,10 +305,11 @@ class SharingMachine(RuleBasedStateMachine):
         ``pages`` now (``reclaim_now``), none of them the faulting VM's."""
         vm_id = data.draw(st.sampled_from(sorted(self.hv.vms)), label="faulting vm")
         memory = self.hv.memory
-        before, free = self._views(), memory.free_frames
+        before, free, held = self._views(), memory.free_frames, self._held()
         frames = memory.backing(vm_id, np.arange(self.hv.vms[vm_id].memory_pages))
         freed = self.service.reclaim_now(memory, pages, vm_id)
         self._unchanged(before, f"{self.service_cls.name}'s reclaim_now")
+        self._kept_mem_min(held, f"{self.service_cls.name}'s reclaim_now")
         assert isinstance(freed, int | np.integer), f"reclaim_now returned {freed!r}, not a count of frames"
         assert freed >= 0, f"reclaim_now returned {freed}, a negative count of frames"
         assert memory.free_frames - free >= freed, (
@@ -339,6 +338,12 @@ class SharingMachine(RuleBasedStateMachine):
         vpns = data.draw(st.lists(st.sampled_from(mapped), min_size=1, max_size=4, unique=True), label="vpns")
         vm = self.hv.vms[vm_id]
         ppns = np.unique(proc.page_table[np.array(vpns, dtype=np.int64)]).astype(np.int64)
+        # At most half of a VM's pages under I/O at once: the guest keeps pages to swap, so that
+        # a copy-on-write or a fault elsewhere can still find one.
+        pinned = vm.io_pinned
+        again = np.isin(ppns, pinned)
+        fresh = np.flatnonzero(~again)[: max(PAGES // 2 - pinned.size, 0)]
+        ppns = np.sort(np.concatenate([ppns[again], ppns[fresh]]))
         before = self._views()
         DeviceHost(self.hv, vm).pin(ppns)
         self._unchanged(before, "pinning pages for I/O")
@@ -430,11 +435,21 @@ class SharingMachine(RuleBasedStateMachine):
                 f"{vm}'s balloon holds {balloon} of its {vm.memory_pages} pages: more than its memory "
                 f"less its mem_min ({vm.mem_min} pages), which stays usable"
             )
-            swapped, before = vm.counters["host_swap_outs"], self.swap_outs.get(vm.id, 0)
-            self.swap_outs[vm.id] = swapped
-            granted = vm.counters["mem_granted"]
-            assert swapped == before or granted >= vm.mem_min, (
-                f"hypervisor swap took {swapped - before} pages of {vm}, leaving it {granted} pages, "
+
+    def _held(self) -> dict[int, tuple[int, int]]:
+        return {i: (vm.counters["mem_granted"], vm.counters["mem_balloon"]) for i, vm in self.hv.vms.items()}
+
+    def _kept_mem_min(self, before: dict[int, tuple[int, int]], what: str) -> None:
+        """Between ``before`` and now, only a balloon took a VM's pages below its mem_min (the
+        balloon's pages are the VM's own to give; swap and reclaim must leave the guarantee)."""
+        for vm_id, (granted, balloon) in before.items():
+            vm = self.hv.vms.get(vm_id)
+            if vm is None:
+                continue
+            now = vm.counters["mem_granted"]
+            taken = granted - now - max(vm.counters["mem_balloon"] - balloon, 0)
+            assert now >= vm.mem_min or taken <= 0, (
+                f"{what} took {taken} pages of {vm} besides its balloon, leaving it {now} pages, "
                 f"below its mem_min ({vm.mem_min} pages)"
             )
 

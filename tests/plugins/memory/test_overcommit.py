@@ -216,6 +216,21 @@ def test_the_kit_catches_a_policy_that_ignores_mem_max() -> None:
         machine.TestCase().runTest()
 
 
+def test_the_kit_catches_a_policy_that_keeps_its_bounds_from_the_kernel() -> None:
+    # Targets within mem_min and mem_max, but bounds() left at its default: the kernel cannot
+    # keep a guarantee it is not given (swap would take the VM below its mem_min).
+    class Silent(SharesPolicy):
+        name = "silent-shares"
+
+        def bounds(self, vm: Any) -> tuple[int, int]:
+            return 0, vm.memory_pages
+
+    machine = HypervisorMachine.for_components(policy=Silent)
+    machine.TestCase.settings = _planted(200)
+    with pytest.raises(AssertionError, match=r"the policy's bounds\(\) gave the kernel"):
+        machine.TestCase().runTest()
+
+
 def test_the_kit_catches_a_policy_that_drops_mem_min_under_pressure() -> None:
     # The kit's host has room for every VM; it also asks the policy as if it had not.
     machine = HypervisorMachine.for_components(policy=SharesDropsMin)

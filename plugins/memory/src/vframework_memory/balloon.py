@@ -12,7 +12,9 @@ ESX balloons only under pressure: nothing is reclaimed while the host's free mem
 balloons inflate from the soft state on (the memory policy's ``reclaim_state``), and hypervisor
 swap takes over from the hard state. ``pressure = "soft"`` does that; before that state a
 balloon still holds a VM under its ``mem_max`` and deflates as its target rises, but takes
-nothing more. The default, ``"high"``, pursues the targets in every state: a host with
+nothing more; under a policy that reports no state (``static``), which leaves it at high,
+such balloons only hold VMs under their ``mem_max``. The default, ``"high"``, pursues the
+targets in every state: a host with
 balloons alone needs that, since nothing else would catch a VM that grows between two
 periods of the balloon (with ``"soft"`` such a host can run out of frames).
 """

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from vframework.api import Duration, MemoryContext, MemoryService, Params
+from vframework.api import Duration, MemoryContext, MemoryService, Params, VMView
 
 __all__ = ["HostSwap", "HostSwapParams"]
 
@@ -94,7 +94,7 @@ class HostSwap(MemoryService[HostSwapParams]):
         short = int(p.stop * total) - free
         need = min(short, budget)
         if need <= 0:
-            self.paging = short > 0  # still short: the limits took this period's rate
+            self.paging = short > 0  # still short (the limits took this period's rate, or it is 0)
             return paged * p.cycles_per_page
         return (paged + self._page_out(memory, need, exclude=None)) * p.cycles_per_page
 
@@ -109,27 +109,29 @@ class HostSwap(MemoryService[HostSwapParams]):
         for vm in memory.vms:
             over = min(vm.counters["mem_granted"] - vm.mem_max, budget - paged)
             if over > 0:
-                paged += self._page_out_of(memory, vm.id, vm.memory_pages, over)
+                paged += self._page_out_of(memory, vm, over)
         return paged
 
     def _page_out(self, memory: MemoryContext, need: int, exclude: int | None) -> int:
-        pages = {vm.id: vm.memory_pages for vm in memory.vms}
+        vms = {vm.id: vm for vm in memory.vms}
         return sum(
-            self._page_out_of(memory, vm_id, pages[vm_id], count)
-            for vm_id, count in self._shares(memory, need, exclude).items()
+            self._page_out_of(memory, vms[vm_id], count) for vm_id, count in self._shares(memory, need, exclude).items()
         )
 
-    def _page_out_of(self, memory: MemoryContext, vm_id: int, pages: int, count: int) -> int:
-        """Page out ``count`` private pages of one VM, chosen by ``victims``; returns how many."""
+    def _page_out_of(self, memory: MemoryContext, vm: VMView, count: int) -> int:
+        """Page out ``count`` private, unpinned pages of one VM, chosen by ``victims``, none
+        below its ``mem_min``; returns how many."""
         p = self.params
         rng = memory.rng(self.name)
-        backed = memory.backing(vm_id, np.arange(pages))
+        vm_id = vm.id
+        count = min(count, vm.counters["mem_granted"] - vm.mem_min)
+        backed = memory.backing(vm_id, np.arange(vm.memory_pages))
         mine = np.flatnonzero(backed >= 0)
         mine = mine[memory.frame_state(backed[mine]) == PRIVATE]
         pinned = memory.pinned_frames(vm_id)
         if pinned.size:
             mine = mine[~np.isin(backed[mine], pinned)]  # the kernel would skip them
-        if mine.size == 0:
+        if mine.size == 0 or count <= 0:
             return 0
         take = min(count, mine.size)
         if p.victims == "lru" and vm_id in self._age:
@@ -156,7 +158,7 @@ class HostSwap(MemoryService[HostSwapParams]):
     def _shares(memory: MemoryContext, need: int, exclude: int | None) -> dict[int, int]:
         """Pages to take from each VM: from those above target, by how far; else by size."""
         vms = [vm for vm in memory.vms if vm.id != exclude]
-        over = {vm.id: vm.counters["mem_granted"] - vm.counters["mem_target"] for vm in vms}
+        over = {vm.id: vm.counters["mem_granted"] - max(vm.counters["mem_target"], vm.mem_min) for vm in vms}
         over = {k: v for k, v in over.items() if v > 0}
         weights = over or {vm.id: max(vm.counters["mem_granted"] - vm.mem_min, 0) for vm in vms}
         total = sum(weights.values())
