@@ -126,6 +126,16 @@ def installed_tutorial(page: str, folder: str, dist: str, kind: str, name: str, 
         subprocess.run([*PIP, "uninstall", "--quiet", "--yes", dist], check=True)
 
 
+def _run_demo(folder: Path, tmp_path: Path) -> Path:
+    """Run the tutorial's demo.toml with the plugin installed; returns its results folder."""
+    out = tmp_path / "results"
+    ran = subprocess.run(
+        [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return out
+
+
 def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
     with installed_tutorial("scheduler", "lottery", "vf-lottery", "scheduler", "lottery", tmp_path):
         pass
@@ -133,11 +143,7 @@ def test_tutorial_plugin_installs_and_passes_the_kit(tmp_path: Path) -> None:
 
 def test_workload_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
     with installed_tutorial("workload", "webserver", "vf-webserver", "workload", "webserver", tmp_path) as folder:
-        out = tmp_path / "results"
-        ran = subprocess.run(
-            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
-        )
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+        out = _run_demo(folder, tmp_path)
         vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
         assert set(vms) == {"web-hvm", "web-pv", "hog"}
         for vm in ("web-hvm", "web-pv"):
@@ -149,11 +155,7 @@ def test_memory_service_tutorial_installs_checks_and_runs(tmp_path: Path) -> Non
     with installed_tutorial(
         "memory-service", "zeroshare", "vf-zeroshare", "memory_service", "zeroshare", tmp_path
     ) as folder:
-        out = tmp_path / "results"
-        ran = subprocess.run(
-            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
-        )
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+        out = _run_demo(folder, tmp_path)
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         assert summary["host"]["pages_shared"] == 1  # the one zero frame
         for vm in summary["vms"].values():
@@ -163,11 +165,7 @@ def test_memory_service_tutorial_installs_checks_and_runs(tmp_path: Path) -> Non
 
 def test_memory_policy_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
     with installed_tutorial("memory-policy", "reserve", "vf-reserve", "memory_policy", "reserve", tmp_path) as folder:
-        out = tmp_path / "results"
-        ran = subprocess.run(
-            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
-        )
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+        out = _run_demo(folder, tmp_path)
         vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
         assert vms["db"]["mem_target"] >= 96 * 256, vms["db"]
         assert vms["batch"]["mem_granted"] <= 32 * 256, vms["batch"]
@@ -180,11 +178,7 @@ def test_memory_policy_tutorial_installs_checks_and_runs(tmp_path: Path) -> None
 
 def test_device_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
     with installed_tutorial("device", "ramdisk", "vf-ramdisk", "device", "ramdisk", tmp_path) as folder:
-        out = tmp_path / "results"
-        ran = subprocess.run(
-            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
-        )
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+        out = _run_demo(folder, tmp_path)
         vms = json.loads((out / "summary.json").read_text(encoding="utf-8"))["vms"]
         for vm in vms.values():
             assert vm["io_completed"] > 100, vm
@@ -195,11 +189,7 @@ def test_device_tutorial_installs_checks_and_runs(tmp_path: Path) -> None:
 
 def test_billing_tutorial_installs_checks_and_bills(tmp_path: Path) -> None:
     with installed_tutorial("billing", "peak", "vf-peak", "billing", "peak", tmp_path) as folder:
-        out = tmp_path / "results"
-        ran = subprocess.run(
-            [*CLI, "run", str(folder / "demo.toml"), "--out", str(out)], capture_output=True, text=True, check=False
-        )
-        assert ran.returncode == 0, ran.stdout + ran.stderr
+        out = _run_demo(folder, tmp_path)
         with (out / "ledger.csv").open(encoding="utf-8") as f:
             cpu = [r for r in csv.DictReader(f) if r["resource"] == "cpu" and r["vm"] == "a"]
         assert len(cpu) == 8
